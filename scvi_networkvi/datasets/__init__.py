@@ -1,0 +1,1 @@
+"""Example and tutorial datasets."""

@@ -1,0 +1,81 @@
+"""Gene -> GO annotations from GAF files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+from scvi_networkvi.resources import resolve, sha256_of
+
+_ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
+_GAF_MIN_COLUMNS = 15
+_ASPECTS = {"P": "biological_process", "F": "molecular_function", "C": "cellular_component"}
+
+
+def normalize_gene_id(gene_id: str) -> str:
+    """Strip whitespace and an ENSEMBL version suffix (``ENSG00000141510.17`` -> ``ENSG00000141510``)."""
+    gene_id = gene_id.strip()
+    match = _ENSEMBL_VERSION.match(gene_id)
+    return match.group(1) if match else gene_id
+
+
+def _read_one_gaf(path: os.PathLike, evidence_exclude: Sequence[str], keep_not: bool) -> pd.DataFrame:
+    # goatools' GafReader needs ~13 s for the 390k-line human GAF; a columnar pandas read takes ~0.4 s and the
+    # <= 3 s wiring budget needs it. Same filters as goatools' defaults (drop ND evidence, NOT qualifiers).
+    try:
+        table = pd.read_csv(path, sep="\t", comment="!", header=None, dtype=str, quoting=3, usecols=range(9))
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} holds no annotations: it is empty or has only '!' header lines.") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a GAF file (tab-separated, >= {_GAF_MIN_COLUMNS} columns, gene id in column 2, GO id in "
+            f"column 5): {err}"
+        ) from err
+    table = table.dropna(subset=[1, 4])
+    if len(table) and not table[4].str.startswith("GO:").any():
+        raise ValueError(f"{path} is not a GAF file: column 5 holds no GO ids (e.g. {table[4].iloc[0]!r}).")
+    keep = ~table[6].isin(list(evidence_exclude))
+    if not keep_not:
+        keep &= ~table[3].fillna("").str.contains("NOT", regex=False)
+    table = table.loc[keep]
+    return pd.DataFrame(
+        {
+            "gene": table[1].map(normalize_gene_id),
+            "go_id": table[4].str.strip(),
+            "namespace": table[8].map(_ASPECTS),
+        }
+    )
+
+
+def read_gaf(
+    annotations: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    evidence_exclude: Sequence[str] = ("ND",),
+    keep_not: bool = False,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Read one or several GAF files into a table of distinct (gene, go_id, namespace) rows.
+
+    Parameters
+    ----------
+    annotations
+        Registry name(s) or path(s) of GAF files whose column 2 holds the gene ids used by the features
+        (ENSEMBL gene ids for the registered human sources). Several files are united.
+    evidence_exclude
+        Evidence codes to drop (``ND``, "no biological data", by default, like goatools).
+    keep_not
+        Keep ``NOT``-qualified annotations (dropped by default, like goatools).
+
+    Returns
+    -------
+    The table and the sha256 of each file (for cache keys).
+    """
+    sources = [annotations] if isinstance(annotations, str | os.PathLike) else list(annotations)
+    if not sources:
+        raise ValueError("At least one GAF file is needed for the gene -> GO annotations.")
+    paths = [resolve(source, kind="gaf") for source in sources]
+    tables = [_read_one_gaf(path, evidence_exclude, keep_not) for path in paths]
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
+    return table, [sha256_of(path) for path in paths]
