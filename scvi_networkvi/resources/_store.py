@@ -10,6 +10,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import filelock
@@ -184,9 +185,23 @@ class ResourceStore:
             return target
         # goatools opens files with plain open(): decompress into the cache, atomically.
         with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-            with gzip.open(download, "rb") as src:
-                shutil.copyfileobj(src, tmp, length=1 << 20)
-        Path(tmp.name).replace(target)
+            tmp_path = Path(tmp.name)
+            try:
+                with gzip.open(download, "rb") as src:
+                    shutil.copyfileobj(src, tmp, length=1 << 20)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                bad_gzip = err
+            else:
+                bad_gzip = None
+        if bad_gzip is not None:  # e.g. an HTML error page recorded for a resource without a pinned sha256
+            tmp_path.unlink(missing_ok=True)
+            download.unlink(missing_ok=True)
+            _Stamp(download).clear()
+            raise ResourceIntegrityError(
+                f"The download of resource {res.name!r} at {download} is not a valid gzip file ({bad_gzip}); the "
+                "file was not kept."
+            ) from bad_gzip
+        tmp_path.replace(target)
         stamp.write(sha256_of(target))
         return target
 
@@ -218,8 +233,12 @@ class ResourceStore:
         known_hash = f"sha256:{res.sha256}" if res.sha256 else None
         downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=_DOWNLOAD_TIMEOUT_S)
         logger.info("Downloading resource %r from %s", res.name, url)
+        import requests  # pooch's own transport; imported lazily as pooch does
+
         try:
             pooch.retrieve(url, known_hash=known_hash, fname=download.name, path=download.parent, downloader=downloader)
+        except requests.RequestException as err:  # transport errors; some (InvalidURL, ...) are ValueErrors too
+            raise ResourceError(f"{url}: {type(err).__name__}: {err}") from err
         except ValueError as err:  # pooch's hash mismatch; its temporary file is already deleted
             raise ResourceIntegrityError(
                 f"Downloaded resource {res.name!r} from {url} but its sha256 does not match the registry "

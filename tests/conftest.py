@@ -1,0 +1,164 @@
+"""Shared pytest fixtures.
+
+The resource fixtures never reach the real network: files are served by a loopback HTTP server started inside the
+test session, and the resource cache lives in a per-test temporary folder.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@dataclass
+class _Route:
+    body: bytes
+    status: int = 200
+    truncate: bool = False
+    delay: float = 0.0
+
+
+class LoopbackServer:
+    """A threaded HTTP server on ``127.0.0.1`` serving registered byte strings and counting requests per path.
+
+    ``serve(path, body)`` answers ``GET path`` with ``body``; ``status=404`` / ``500`` answers with that error,
+    ``truncate=True`` announces a Content-Length larger than the body and closes the connection after the body,
+    ``delay`` sleeps before answering. Unknown paths get a 404. ``count(path)`` is the number of requests for
+    ``path`` (query strings ignored), whatever the answer was.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, _Route] = {}
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                with owner._lock:
+                    owner._counts[path] += 1
+                    route = owner._routes.get(path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                if route.delay:
+                    time.sleep(route.delay)
+                if route.status != 200:
+                    self.send_error(route.status)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                extra = 1000 if route.truncate else 0
+                self.send_header("Content-Length", str(len(route.body) + extra))
+                if route.truncate:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(route.body)
+                self.wfile.flush()
+                if route.truncate:
+                    self.close_connection = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-http", daemon=True
+        )
+        self._thread.start()
+        self._stopped = False
+
+    def serve(self, path: str, body: bytes, *, status: int = 200, truncate: bool = False, delay: float = 0.0) -> str:
+        """Register ``body`` at ``path`` and return its full url."""
+        with self._lock:
+            self._routes[path] = _Route(body=body, status=status, truncate=truncate, delay=delay)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return self._counts[path]
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def stop(self) -> None:
+        """Shut the server down and release its port (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure requests talks to 127.0.0.1 directly, whatever proxy the environment configures."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def loopback_server(no_proxy: None) -> Iterator[LoopbackServer]:
+    """A :class:`LoopbackServer` running for the duration of the test."""
+    server = LoopbackServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def refused_url(no_proxy: None) -> str:
+    """A loopback url nobody listens on (its port was bound, then closed): connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/gone.bin"
+
+
+@pytest.fixture
+def resource_env(tmp_path, monkeypatch: pytest.MonkeyPatch, no_proxy: None):
+    """Point the resource cache at a fresh temporary folder and make sure offline mode is off; returns the folder."""
+    from scvi_networkvi.resources import DATA_DIR_ENV, OFFLINE_ENV
+
+    data_dir = tmp_path / "resource-cache"
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)
+    return data_dir
+
+
+@pytest.fixture
+def use_registry(monkeypatch: pytest.MonkeyPatch):
+    """Return a function installing a :class:`Registry` as the package default for the duration of the test.
+
+    ``_api`` and ``_store`` import ``default_registry`` by name, so every module holding the name is patched.
+    """
+    from scvi_networkvi.resources import _api, _registry, _store
+
+    def install(registry):
+        for module in (_registry, _api, _store):
+            monkeypatch.setattr(module, "default_registry", lambda: registry)
+        return registry
+
+    return install
