@@ -181,6 +181,7 @@ def test_parse_feature_gene_ids():
         [],
         ["x", "y"],
     ]
+    assert parse_feature_gene_ids(["{'ENSG2','ENSG1'}", {"b", "a"}]) == [["ENSG1", "ENSG2"], ["a", "b"]]
     with pytest.raises(TypeError):
         parse_feature_gene_ids([3])
     with pytest.raises(ValueError, match="gene id list"):
@@ -342,11 +343,13 @@ def test_tutorial_cite_seq_reproduces_the_original_go_tutorial_figures():
     assert int(((child_level == 1) & (parent_level == 0)).sum()) == 9  # 8 + UNKNOWN1 (a dead end originally)
     assert int(((child_level == 2) & (parent_level == 0)).sum()) == 0  # the original's UNKNOWN2 mis-link is gone
     assert rna.term_size[rna.root_index] == 63 and rna.n_genes * rna.gene_size == 20_000
-    # Proteins: 13 level-2 and 8 level-1 terms as in the original; 127 real genes plus one node per missing id
-    # (the original merged its 5 missing ids into one pseudo-gene: 128 genes, 154 edges).
+    # Proteins: 13 level-2 and 8 level-1 terms as in the original. Genes: the original had 128 (127 ids, its CD3
+    # complex "{'ENSG...167286','ENSG...198851'}" read as one bogus id, and one pseudo-gene for the 5 missing ids)
+    # and 154 edges; here CD3 feeds both its genes and each missing id is its own node: 128 + 5 genes, and the
+    # second CD3 gene brings 2 interaction edges besides its self loop.
     assert {d: sl.stop - sl.start for d, sl in prot.levels} == {2: 13, 1: 8, 0: 1}
-    assert prot.n_genes == 132 and int(prot.gene_placeholder.sum()) == 5
-    assert prot.gene_edges.shape[1] == 154 - 128 + 132
+    assert prot.n_genes == 133 and int(prot.gene_placeholder.sum()) == 5
+    assert prot.gene_edges.shape[1] == 154 - 128 + 133 + 2
 
 
 @pytest.mark.slow

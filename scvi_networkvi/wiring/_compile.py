@@ -35,8 +35,8 @@ UNKNOWN_PREFIX = "UNKNOWN"
 def parse_feature_gene_ids(values: Sequence[Any]) -> list[list[str]]:
     """Gene ids of each feature, as lists.
 
-    ``None``/NaN/empty means no id; a list, or a string like ``"['ENSG1', 'ENSG2']"``, gives several genes (e.g. a
-    peak between two genes); a plain string is one id.
+    ``None``/NaN/empty means no id; a list, or a string like ``"['ENSG1', 'ENSG2']"`` or ``"{'ENSG1','ENSG2'}"``,
+    gives several genes (e.g. a peak between two genes, an antibody against a complex); a plain string is one id.
     """
     parsed: list[list[str]] = []
     for value in values:
@@ -46,16 +46,19 @@ def parse_feature_gene_ids(values: Sequence[Any]) -> list[list[str]]:
             text = value.strip()
             if not text or text.lower() in {"nan", "none"}:
                 parsed.append([])
-            elif text.startswith("["):
+            elif text[0] in "[({":  # "['ENSG1', 'ENSG2']", "{'ENSG1','ENSG2'}" (the tutorial's CD3) or a tuple
                 try:
                     items = ast.literal_eval(text)
                 except (ValueError, SyntaxError) as err:
                     raise ValueError(f"Cannot read the gene id list {value!r}: {err}") from None
+                if isinstance(items, set | frozenset):
+                    items = sorted(items, key=str)  # set order varies between runs; the wiring must not
                 parsed.append(_unique([normalize_gene_id(str(item)) for item in items if str(item).strip()]))
             else:
                 parsed.append([normalize_gene_id(text)])
         elif isinstance(value, list | tuple | set | frozenset | np.ndarray):
-            parsed.append(_unique([normalize_gene_id(str(item)) for item in value if str(item).strip()]))
+            items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+            parsed.append(_unique([normalize_gene_id(str(item)) for item in items if str(item).strip()]))
         else:
             raise TypeError(f"A feature's gene id must be a string, a list of strings or missing, got {value!r}.")
     return parsed
