@@ -3,7 +3,8 @@
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, resources, wiring
+from . import datasets, model, module, nn, resources, wiring
+from .model import NETWORKVI
 
 try:
     __version__ = version("scvi-networkvi")
@@ -12,4 +13,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["datasets", "resources", "wiring"]
+__all__ = ["NETWORKVI", "datasets", "model", "module", "nn", "resources", "wiring"]

@@ -211,7 +211,7 @@ class Wiring:
         levels = ", ".join(f"depth {d}: {n}" for d, n in s["terms_per_level"].items())
         return (
             f"Wiring({self.modality!r}: {s['features']} features -> {s['genes']} genes ({s['unannotated_genes']} "
-            f"unannotated) -> {s['go_terms']} GO terms [{levels}], {s['gene_gene_edges']} gene-gene edges)"
+            f"unannotated) -> {s['go_terms']} GO terms ({levels}), {s['gene_gene_edges']} gene-gene edges)"
         )
 
     # ---- serialisation -------------------------------------------------------------------------------------------

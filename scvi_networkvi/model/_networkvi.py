@@ -1,0 +1,543 @@
+"""NETWORKVI: the scvi-tools external model on MuData."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from mudata import MuData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager, fields
+from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from scvi.train import AdversarialTrainingPlan
+from scvi.utils import setup_anndata_dsp
+
+from scvi_networkvi.module import MODALITIES, NetworkVAE
+from scvi_networkvi.wiring import Wiring, compile_wirings
+
+from ._validation import LAYER_ROLES, check_counts, layer_matrix
+
+logger = logging.getLogger(__name__)
+
+PathOrName = str | os.PathLike
+_FIELD_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
+
+
+class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass):
+    """NetworkVI: multimodal integration with encoders wired by the Gene Ontology (Arnoldt et al. 2025).
+
+    Each modality (RNA, protein, ATAC) gets its own encoder. With ``encoder="go"`` its features feed per-gene nodes,
+    optionally gene–gene interaction layers, then a network whose hidden units are GO terms wired child -> parent
+    (deepest level first), cut at depth ``n_layers_encoder``. Per-modality Gaussian posteriors are mixed into one
+    joint latent; decoders are scvi-tools' (scVI for RNA, PeakVI for ATAC, totalVI for proteins).
+
+    Parameters
+    ----------
+    mdata
+        MuData registered with :meth:`setup_mudata`.
+    go
+        GO OBO: registry name (``"go-basic"``, release 2025-03-16) or path.
+    annotations
+        Gene -> GO annotations keyed by the features' gene ids: registry name(s) (e.g. ``"ensembl2go-tutorial"``)
+        or GAF path(s). Required for ``encoder="go"``.
+    interactions
+        Optional gene–gene table: registry name (``"k562-contact-domains"``, ``"gm12878-loops"``) or CSV path.
+    encoder
+        ``"go"`` (GO-wired encoders) or ``"dense"`` (scvi-tools encoders, the ablation baseline).
+    wirings
+        Precompiled :class:`~scvi_networkvi.wiring.Wiring` per modality role (``rna``, ``protein``, ``atac``); used
+        instead of compiling from ``go`` / ``annotations`` (this is how a saved model is rebuilt without files).
+    n_hidden
+        Width of dense layers and of the GO root. ``None``: ``floor(sqrt(n_regions))`` with ATAC, else
+        ``min(128, floor(sqrt(n_genes)))`` (the original's heuristic), at least 8.
+    n_latent
+        Latent dimensions. ``None``: ``floor(sqrt(n_hidden))``, at least 2.
+    n_layers_encoder
+        Depth of dense encoders and the deepest GO level kept.
+    n_layers_decoder
+        Depth of the decoders.
+    gene_size, go_size
+        Neurons per gene node (``standard_gene_size``) and per GO term (``standard_go_size``).
+    gene_layer
+        ``"interaction"`` (gene nodes + gene–gene layers when ``interactions`` is given), ``"standard"``, ``"none"``.
+    n_interaction_layers
+        Stacked interaction layers.
+    namespaces, relations, min_genes, max_genes, terms, interaction_cutoff
+        Wiring options, see :class:`~scvi_networkvi.wiring.WiringConfig`.
+    gene_likelihood
+        ``"zinb"``, ``"nb"`` or ``"poisson"``.
+    latent_distribution
+        ``"normal"`` or ``"ln"``.
+    modality_mixing
+        ``"moe"``, ``"poe"`` or ``"mean"``.
+    modality_penalty
+        ``"jeffreys"``, ``"mmd"`` or ``None``.
+    encode_covariates
+        Encoders see batch and covariates (GO encoders through a covariate projection after the root).
+    deeply_inject_covariates
+        Covariates enter every decoder layer.
+    dropout_rate, activation, linear_path
+        Encoder settings.
+    protein_dispersion
+        ``"protein"`` or ``"protein-batch"``.
+    region_factors
+        Learn per-region accessibility factors.
+    """
+
+    _module_cls = NetworkVAE
+    _training_plan_cls = AdversarialTrainingPlan
+
+    def __init__(
+        self,
+        mdata: MuData,
+        *,
+        go: PathOrName = "go-basic",
+        annotations: PathOrName | Sequence[PathOrName] | None = None,
+        interactions: PathOrName | None = None,
+        encoder: Literal["go", "dense"] = "go",
+        wirings: Mapping[str, Wiring | Mapping[str, Any]] | None = None,
+        n_hidden: int | None = None,
+        n_latent: int | None = None,
+        n_layers_encoder: int = 2,
+        n_layers_decoder: int = 2,
+        gene_size: int = 4,
+        go_size: int = 6,
+        gene_layer: Literal["none", "standard", "interaction"] = "interaction",
+        n_interaction_layers: int = 1,
+        namespaces: Sequence[str] = ("biological_process",),
+        relations: Sequence[str] = ("is_a",),
+        min_genes: int | None = None,
+        max_genes: int | None = None,
+        terms: Sequence[str] | None = None,
+        interaction_cutoff: float | None = None,
+        gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
+        latent_distribution: Literal["normal", "ln"] = "normal",
+        modality_mixing: Literal["moe", "poe", "mean"] = "moe",
+        modality_penalty: Literal["jeffreys", "mmd"] | None = "jeffreys",
+        encode_covariates: bool = False,
+        deeply_inject_covariates: bool = False,
+        dropout_rate: float = 0.1,
+        activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
+        linear_path: bool = True,
+        protein_dispersion: Literal["protein", "protein-batch"] = "protein",
+        region_factors: bool = True,
+    ):
+        super().__init__(mdata)
+        _check_choice("encoder", encoder, ("go", "dense"))
+        _check_choice("gene_layer", gene_layer, ("none", "standard", "interaction"))
+        _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
+        _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
+        _check_choice("modality_mixing", modality_mixing, ("moe", "poe", "mean"))
+        _check_choice("modality_penalty", modality_penalty, ("jeffreys", "mmd", None))
+        _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
+        if gene_layer == "interaction" and interactions is None and wirings is None and encoder == "go":
+            logger.info("gene_layer='interaction' without an interactions table: no gene-gene layer is built.")
+        roles = self.modality_roles
+        n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
+        if n_hidden is None:
+            base = n_inputs.get("atac") or n_inputs.get("rna") or max(n_inputs.values())
+            n_hidden = max(8, math.isqrt(base) if "atac" in n_inputs else min(128, math.isqrt(base)))
+        if n_latent is None:
+            n_latent = max(2, math.isqrt(n_hidden))
+        compiled: dict[str, Wiring] = {}
+        if wirings is not None:
+            compiled = {r: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for r, w in wirings.items()}
+            unknown = [r for r in compiled if r not in roles]
+            if unknown:
+                raise ValueError(f"wirings given for roles {unknown} that the data does not have (has {roles}).")
+        elif encoder == "go":
+            if annotations is None:
+                raise ValueError(
+                    "encoder='go' needs gene -> GO annotations: pass annotations='ensembl2go-tutorial' (demo, "
+                    "subsampled), or the path of a GAF keyed by your features' gene ids; or use encoder='dense'."
+                )
+            compiled = compile_wirings(
+                self._feature_gene_ids(),
+                go=go,
+                annotations=annotations,
+                interactions=interactions,
+                feature_names={role: self._modality(role).var_names.tolist() for role in roles},
+                max_depth=n_layers_encoder,
+                namespaces=tuple(namespaces),
+                relations=tuple(relations),
+                min_genes=min_genes,
+                max_genes=max_genes,
+                terms=tuple(terms) if terms is not None else None,
+                gene_size=gene_size,
+                term_size=go_size,
+                root_size=n_hidden,
+                interaction_cutoff=interaction_cutoff,
+            )
+        effective_gene_layer = gene_layer
+        if gene_layer == "interaction" and not any(w.gene_edges.shape[1] > w.n_genes for w in compiled.values()):
+            effective_gene_layer = "standard"  # no table: self loops only would be an identity-like extra layer
+        n_cats = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).get("n_cats_per_key", [])
+        self.module = self._module_cls(
+            n_inputs,
+            wirings=compiled,
+            n_batch=self.summary_stats.n_batch,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers_encoder=n_layers_encoder,
+            n_layers_decoder=n_layers_decoder,
+            n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
+            n_cats_per_cov=n_cats if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry else None,
+            dropout_rate=dropout_rate,
+            gene_likelihood=gene_likelihood,
+            latent_distribution=latent_distribution,
+            modality_mixing=modality_mixing,
+            modality_penalty=modality_penalty,
+            encode_covariates=encode_covariates,
+            deeply_inject_covariates=deeply_inject_covariates,
+            gene_layer=effective_gene_layer,
+            n_interaction_layers=n_interaction_layers,
+            activation=activation,
+            linear_path=linear_path,
+            protein_dispersion=protein_dispersion,
+            region_factors=region_factors,
+            use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
+        )
+        self.wirings_ = compiled
+        self._model_summary_string = (
+            f"NETWORKVI ({encoder} encoder) on {', '.join(f'{r}: {n}' for r, n in n_inputs.items())} features; "
+            f"n_hidden {n_hidden}, n_latent {n_latent}, GO depth {n_layers_encoder}, {modality_mixing} mixing, "
+            f"{modality_penalty} penalty" + "".join(f"\n  {w!r}" for w in compiled.values())
+        )
+        self.init_params_ = self._get_init_params(locals())
+        # The saved model must rebuild without the OBO/GAF/CSV files: it carries the compiled wirings as arrays.
+        params = self.init_params_["non_kwargs"]
+        params["wirings"] = {r: w.to_dict() for r, w in compiled.items()}
+        for name in ("go", "annotations", "interactions"):
+            if isinstance(params.get(name), os.PathLike):
+                params[name] = os.fspath(params[name])
+
+    # ---- data ------------------------------------------------------------------------------------------------------
+    @property
+    def modality_roles(self) -> list[str]:
+        """Roles (``rna``, ``protein``, ``atac``) present in the registered data, in the module's order."""
+        mods = self.adata_manager.registry["setup_args"]["modalities"]
+        return [role for layer_key, role in LAYER_ROLES.items() if mods.get(layer_key) is not None]
+
+    def modality_name(self, role: str) -> str:
+        """The MuData modality name registered for a role."""
+        mods = self.adata_manager.registry["setup_args"]["modalities"]
+        for layer_key, r in LAYER_ROLES.items():
+            if r == role and mods.get(layer_key) is not None:
+                return mods[layer_key]
+        raise ValueError(f"The model has no {role!r} modality; it has {self.modality_roles}.")
+
+    def _modality(self, role: str):
+        return self.adata[self.modality_name(role)]
+
+    def _feature_gene_ids(self) -> dict[str, list]:
+        key = self.adata_manager.registry["setup_args"].get("gene_id_key") or "gene_stable_id"
+        ids = {}
+        for role in self.modality_roles:
+            column = key.get(role, "gene_stable_id") if isinstance(key, Mapping) else key
+            var = self._modality(role).var
+            if column not in var.columns:
+                raise ValueError(
+                    f"Modality {self.modality_name(role)!r} has no var[{column!r}] with the features' gene ids "
+                    f"(columns: {list(var.columns)}). Give setup_mudata(gene_id_key=...) the right column, or use "
+                    "encoder='dense'."
+                )
+            ids[role] = var[column].tolist()
+        return ids
+
+    @classmethod
+    def setup_anndata(cls, *args, **kwargs):
+        """NETWORKVI works on MuData: use :meth:`setup_mudata`."""
+        raise NotImplementedError("NETWORKVI is set up on MuData: use NETWORKVI.setup_mudata(mdata, modalities=...).")
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_mudata(
+        cls,
+        mdata: MuData,
+        rna_layer: str | None = None,
+        protein_layer: str | None = None,
+        atac_layer: str | None = None,
+        batch_key: str | None = None,
+        size_factor_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        gene_id_key: str | Mapping[str, str] = "gene_stable_id",
+        modalities: dict[str, str] | None = None,
+        **kwargs,
+    ):
+        """Register a MuData for NETWORKVI.
+
+        Parameters
+        ----------
+        mdata
+            MuData with raw counts in one to three modalities.
+        rna_layer, protein_layer, atac_layer
+            Layer of the respective modality holding raw counts (``None``: ``.X``).
+        batch_key
+            obs column with the batch (or the dataset / technology of origin, for mosaic data).
+        size_factor_key
+            obs column with RNA size factors (replaces the observed library size).
+        categorical_covariate_keys, continuous_covariate_keys
+            obs columns with further covariates.
+        gene_id_key
+            var column with each feature's gene id(s) (ENSEMBL ids for the registered human resources); a mapping
+            role -> column (``{"rna": "gene_ids", "atac": "nearest_gene"}``) for different columns per modality.
+        modalities
+            Which modality holds what, scvi-tools style: ``{"rna_layer": "rna", "protein_layer": "prot",
+            "batch_key": "rna"}``. At least one of ``rna_layer``, ``protein_layer``, ``atac_layer``.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if modalities is None:
+            raise ValueError(
+                'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
+                '"batch_key": "rna"}.'
+            )
+        if not any(modalities.get(key) for key in LAYER_ROLES):
+            raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
+        unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
+        if unknown:
+            raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+        mods = cls._create_modalities_attr_dict(modalities, setup_method_args)
+        layers = {"rna": rna_layer, "protein": protein_layer, "atac": atac_layer}
+        for layer_key, role in LAYER_ROLES.items():
+            mod = mods[layer_key]
+            if mod is None:
+                continue
+            adata = mdata[mod]
+            where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
+            check_counts(layer_matrix(adata, layers[role], where), where)
+        if not mdata.obs_names.is_unique:
+            raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
+        present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
+        for mod in present:
+            if mdata[mod].n_obs != mdata.n_obs or not (mdata[mod].obs_names == mdata.obs_names).all():
+                raise ValueError(
+                    f"Modality {mod!r} does not hold every cell of the MuData ({mdata[mod].n_obs} of {mdata.n_obs}): "
+                    "this version models paired cells only; restrict to the shared cells with "
+                    "muon.pp.intersect_obs(mdata)."
+                )
+        batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
+        anndata_fields = [
+            batch_field,
+            fields.MuDataCategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None, mod_key=None),
+            fields.MuDataCategoricalJointObsField(
+                REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=mods.categorical_covariate_keys
+            ),
+            fields.MuDataNumericalJointObsField(
+                REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=mods.continuous_covariate_keys
+            ),
+            fields.MuDataNumericalObsField(
+                REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, mod_key=mods.size_factor_key, required=False
+            ),
+        ]
+        if mods.rna_layer is not None:
+            anndata_fields.append(
+                fields.MuDataLayerField(
+                    REGISTRY_KEYS.X_KEY, rna_layer, mod_key=mods.rna_layer, is_count_data=True, mod_required=True
+                )
+            )
+        if mods.protein_layer is not None:
+            anndata_fields.append(
+                fields.MuDataProteinLayerField(
+                    REGISTRY_KEYS.PROTEIN_EXP_KEY,
+                    protein_layer,
+                    mod_key=mods.protein_layer,
+                    use_batch_mask=True,
+                    batch_field=batch_field,
+                    is_count_data=True,
+                    mod_required=True,
+                )
+            )
+        if mods.atac_layer is not None:
+            anndata_fields.append(
+                fields.MuDataLayerField(
+                    REGISTRY_KEYS.ATAC_X_KEY, atac_layer, mod_key=mods.atac_layer, is_count_data=True, mod_required=True
+                )
+            )
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # ---- training --------------------------------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-3,
+        adversarial_mixing: bool = True,
+        n_epochs_kl_warmup: int | None = 50,
+        n_steps_kl_warmup: int | None = None,
+        batch_size: int = 128,
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 50,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train with scvi-tools' adversarial training plan and Lightning trainer.
+
+        Parameters
+        ----------
+        max_epochs
+            ``None``: scvi-tools' heuristic from the number of cells.
+        lr, weight_decay
+            AdamW settings (the original's defaults).
+        adversarial_mixing
+            Train a batch classifier on the latent and fool it (needs at least two batches; ignored with one).
+        n_epochs_kl_warmup, n_steps_kl_warmup
+            Linear KL warm-up.
+        batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
+            Data splitting, as in scvi-tools.
+        early_stopping, early_stopping_patience
+            Stop when ``reconstruction_loss_validation`` has not improved for this many epochs.
+        accelerator, devices
+            Lightning hardware settings (``strategy`` and other Trainer arguments pass through ``trainer_kwargs``).
+        plan_kwargs
+            Extra :class:`~scvi.train.AdversarialTrainingPlan` arguments (override the ones above).
+        **trainer_kwargs
+            Passed to the Lightning Trainer; an unknown name is an error there.
+        """
+        n_batch = self.summary_stats.n_batch
+        use_adversarial = adversarial_mixing and n_batch > 1
+        if adversarial_mixing and n_batch < 2:
+            logger.info("adversarial_mixing needs at least two batches; training without it.")
+        plan = {
+            "optimizer": "AdamW",
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "n_epochs_kl_warmup": n_epochs_kl_warmup,
+            "n_steps_kl_warmup": n_steps_kl_warmup,
+            "adversarial_classifier": use_adversarial,
+        }
+        plan.update(plan_kwargs or {})
+        if early_stopping:
+            trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
+            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        return super().train(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan,
+            **trainer_kwargs,
+        )
+
+    # ---- outputs ---------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        mc_samples: int = 5000,
+        batch_size: int | None = None,
+        return_dist: bool = False,
+        dataloader=None,
+        modality: str = "joint",
+    ) -> np.ndarray:
+        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name)."""
+        if modality == "joint":
+            return super().get_latent_representation(
+                adata=adata,
+                indices=indices,
+                give_mean=give_mean,
+                mc_samples=mc_samples,
+                batch_size=batch_size,
+                return_dist=return_dist,
+            )
+        role = self._role_of(modality)
+        self._check_if_trained(warn=False)
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        means = []
+        for tensors in loader:
+            outputs = self.module.inference(**self.module._get_inference_input(tensors))
+            means.append(outputs[f"qz_m_{role}"].cpu())
+        return torch.cat(means).numpy()
+
+    def _role_of(self, modality: str) -> str:
+        if modality in MODALITIES and modality in self.modality_roles:
+            return modality
+        for role in self.modality_roles:
+            if self.modality_name(role) == modality:
+                return role
+        names = [self.modality_name(r) for r in self.modality_roles]
+        raise ValueError(f"modality must be 'joint', one of {self.modality_roles} or one of {names}, got {modality!r}.")
+
+    @torch.inference_mode()
+    def get_normalized_expression(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        gene_list: Sequence[str] | None = None,
+        transform_batch: str | int | None = None,
+        library_size: float | Literal["latent"] = 1.0,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        """Decoded RNA expression (``px_scale`` x ``library_size``), cells x genes, from the posterior mean.
+
+        ``transform_batch`` changes only the decoder's batch (the encoder sees each cell's own batch).
+        """
+        rna = self._modality("rna")
+        adata = self._validate_anndata(adata)
+        batch_code = self._batch_code(transform_batch)
+        genes = np.asarray(rna.var_names)
+        columns = np.arange(len(genes)) if gene_list is None else _positions(genes, gene_list, "gene_list")
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        out = []
+        for tensors in loader:
+            inference = self.module.inference(**self.module._get_inference_input(tensors))
+            gen_input = self.module._get_generative_input(tensors, inference, transform_batch=batch_code)
+            gen = self.module.generative(**gen_input, use_z_mean=True)
+            values = gen["px_rate"] if library_size == "latent" else gen["px_scale"] * library_size
+            out.append(values[:, columns].cpu())
+        result = torch.cat(out).numpy()
+        if return_numpy:
+            return result
+        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        return pd.DataFrame(result, index=obs_names, columns=genes[columns])
+
+    def _batch_code(self, transform_batch: str | int | None) -> int | None:
+        if transform_batch is None:
+            return None
+        categories = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        if transform_batch not in categories:
+            raise ValueError(f"transform_batch {transform_batch!r} is not a registered batch; batches: {categories}.")
+        return categories.index(transform_batch)
+
+
+def _n_key(role: str) -> str:
+    return {"rna": "n_vars", "protein": "n_proteins", "atac": "n_atac"}[role]
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def _positions(names: np.ndarray, wanted: Sequence[str], what: str) -> np.ndarray:
+    index = pd.Index(names)
+    pos = index.get_indexer(list(wanted))
+    if (pos < 0).any():
+        missing = [w for w, p in zip(wanted, pos, strict=True) if p < 0][:5]
+        raise ValueError(f"{what} has names the model does not know: {missing}.")
+    return pos

@@ -1,0 +1,435 @@
+"""NetworkVAE: per-modality GO-wired encoders, modality mixing, scvi-tools decoders and the NetworkVI loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroInflatedNegativeBinomial
+from scvi.module._multivae import DecoderADT  # protein-only totalVI decoder (scvi-tools >= 1.1)
+from scvi.module._peakvae import Decoder as DecoderPeakVI
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.nn import DecoderSCVI, Encoder
+from torch import nn
+from torch.distributions import Normal, Poisson, kl_divergence
+
+from scvi_networkvi.nn import WiredEncoder
+from scvi_networkvi.wiring import Wiring
+
+from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
+
+#: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
+MODALITIES = ("rna", "protein", "atac")
+DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
+#: Registry key of the per-cell modality presence mask (cells x modalities in MODALITIES order, mosaic data).
+MASK_KEY = "networkvi_modality_mask"
+
+
+class NetworkVAE(BaseModuleClass):
+    """The NetworkVI variational autoencoder.
+
+    Parameters
+    ----------
+    n_inputs
+        Modality role (``rna``, ``protein``, ``atac``) -> number of features; roles absent here are not modelled.
+    wirings
+        Role -> :class:`~scvi_networkvi.wiring.Wiring` (or its ``to_dict()``) for GO-wired encoders; roles missing
+        here get a dense scvi-tools encoder.
+    n_batch
+        Number of batches.
+    n_hidden
+        Width of dense layers (and of the GO root node, which the wiring already fixes).
+    n_latent
+        Latent dimensions.
+    n_layers_encoder, n_layers_decoder
+        Depth of dense encoders and of the decoders.
+    n_continuous_cov, n_cats_per_cov
+        Extra covariates.
+    dropout_rate
+        Encoder dropout.
+    gene_likelihood
+        ``zinb``, ``nb`` or ``poisson`` for RNA.
+    latent_distribution
+        ``normal`` or ``ln``.
+    modality_mixing
+        ``moe``, ``poe`` or ``mean``; see :class:`~scvi_networkvi.module.ModalityMixer`.
+    modality_penalty
+        ``jeffreys``, ``mmd`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
+    encode_covariates
+        Whether encoders see the batch and extra covariates.
+    deeply_inject_covariates
+        Covariates at every decoder layer.
+    gene_layer, n_interaction_layers, activation, linear_path
+        GO-encoder settings, see :class:`~scvi_networkvi.nn.WiredEncoder`.
+    protein_dispersion
+        ``protein`` or ``protein-batch``.
+    protein_background_prior
+        Add totalVI's KL between the protein background posterior and a learned per-protein, per-batch prior (the
+        original creates that prior but never uses it).
+    region_factors
+        Learn a per-region accessibility factor.
+    use_size_factor_key
+        Use the registered size factor as RNA library size.
+    use_observed_lib_size
+        Use the observed RNA library size (log of the counts' sum); else learn it with a library encoder.
+    log_variational
+        Encoders read ``log1p`` of the counts (the original reads raw counts).
+    """
+
+    def __init__(
+        self,
+        n_inputs: Mapping[str, int],
+        *,
+        wirings: Mapping[str, Wiring | Mapping[str, Any]] | None = None,
+        n_batch: int = 0,
+        n_hidden: int = 128,
+        n_latent: int = 10,
+        n_layers_encoder: int = 2,
+        n_layers_decoder: int = 2,
+        n_continuous_cov: int = 0,
+        n_cats_per_cov: Iterable[int] | None = None,
+        dropout_rate: float = 0.1,
+        gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
+        latent_distribution: Literal["normal", "ln"] = "normal",
+        modality_mixing: MixingType = "moe",
+        modality_penalty: PenaltyType = "jeffreys",
+        encode_covariates: bool = False,
+        deeply_inject_covariates: bool = False,
+        gene_layer: Literal["none", "standard", "interaction"] = "interaction",
+        n_interaction_layers: int = 1,
+        activation: str = "relu",
+        linear_path: bool = True,
+        protein_dispersion: Literal["protein", "protein-batch"] = "protein",
+        protein_background_prior: bool = True,
+        region_factors: bool = True,
+        use_size_factor_key: bool = False,
+        use_observed_lib_size: bool = True,
+        log_variational: bool = True,
+    ):
+        super().__init__()
+        unknown = [m for m in n_inputs if m not in MODALITIES]
+        if unknown or not n_inputs:
+            raise ValueError(f"n_inputs must map some of {MODALITIES} to feature counts, got {dict(n_inputs)}.")
+        self.modalities = [m for m in MODALITIES if m in n_inputs]
+        self.n_inputs = {m: int(n_inputs[m]) for m in self.modalities}
+        self.n_batch = n_batch
+        self.n_latent = n_latent
+        self.gene_likelihood = gene_likelihood
+        self.latent_distribution = latent_distribution
+        self.modality_penalty = modality_penalty
+        self.encode_covariates = encode_covariates
+        self.protein_dispersion = protein_dispersion
+        self.protein_background_prior = protein_background_prior
+        self.use_size_factor_key = use_size_factor_key
+        self.use_observed_lib_size = use_size_factor_key or use_observed_lib_size
+        self.log_variational = log_variational
+        cat_list = [n_batch, *list(n_cats_per_cov or [])]
+        self.n_cats_per_cov = list(n_cats_per_cov or [])
+        encoder_cats = cat_list if encode_covariates else None
+        encoder_cont = n_continuous_cov if encode_covariates else 0
+        wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
+
+        self.encoders = nn.ModuleDict()
+        for m in self.modalities:
+            if m in wirings:
+                if wirings[m].n_features != self.n_inputs[m]:
+                    raise ValueError(
+                        f"The {m} wiring has {wirings[m].n_features} features but the data has {self.n_inputs[m]}."
+                    )
+                self.encoders[m] = WiredEncoder(
+                    wirings[m],
+                    n_latent,
+                    gene_layer=gene_layer,
+                    n_interaction_layers=n_interaction_layers,
+                    activation=activation,
+                    dropout_rate=dropout_rate,
+                    linear_path=linear_path,
+                    n_cat_list=encoder_cats,
+                    n_cont=encoder_cont,
+                    inject_covariates=encode_covariates,
+                )
+            else:
+                self.encoders[m] = Encoder(
+                    self.n_inputs[m] + encoder_cont,
+                    n_latent,
+                    n_cat_list=encoder_cats,
+                    n_layers=n_layers_encoder,
+                    n_hidden=n_hidden,
+                    dropout_rate=dropout_rate,
+                    use_batch_norm=False,
+                    use_layer_norm=True,
+                    var_eps=1e-4,
+                    return_dist=False,
+                )
+        self.mixer = ModalityMixer(len(self.modalities), n_latent, modality_mixing)
+
+        n_input_decoder = n_latent + n_continuous_cov
+        decoder_kwargs = {"n_cat_list": cat_list, "n_layers": n_layers_decoder, "n_hidden": n_hidden}
+        if "rna" in self.modalities:
+            self.rna_decoder = DecoderSCVI(
+                n_input_decoder,
+                self.n_inputs["rna"],
+                inject_covariates=deeply_inject_covariates,
+                use_batch_norm=False,
+                use_layer_norm=True,
+                scale_activation="softplus" if use_size_factor_key else "softmax",
+                **decoder_kwargs,
+            )
+            self.px_r = nn.Parameter(torch.randn(self.n_inputs["rna"]))
+            if not self.use_observed_lib_size:
+                self.l_encoder = Encoder(
+                    self.n_inputs["rna"], 1, n_layers=1, n_hidden=n_hidden, dropout_rate=0.0, return_dist=False
+                )
+        if "protein" in self.modalities:
+            n_proteins = self.n_inputs["protein"]
+            self.protein_decoder = DecoderADT(
+                n_input_decoder,
+                n_proteins,
+                deep_inject_covariates=deeply_inject_covariates,
+                use_batch_norm=False,
+                use_layer_norm=True,
+                **decoder_kwargs,
+            )
+            shape = (n_proteins, max(n_batch, 1)) if protein_dispersion == "protein-batch" else (n_proteins,)
+            if protein_dispersion not in ("protein", "protein-batch"):
+                raise ValueError(
+                    f"protein_dispersion must be 'protein' or 'protein-batch', got {protein_dispersion!r}."
+                )
+            self.py_r = nn.Parameter(2 * torch.rand(shape))
+            if protein_background_prior:
+                self.background_pro_alpha = nn.Parameter(torch.randn(n_proteins, max(n_batch, 1)))
+                self.background_pro_log_beta = nn.Parameter(
+                    torch.clamp(torch.randn(n_proteins, max(n_batch, 1)), -10, 1)
+                )
+        if "atac" in self.modalities:
+            n_regions = self.n_inputs["atac"]
+            self.atac_decoder = DecoderPeakVI(
+                n_input=n_input_decoder,
+                n_output=n_regions,
+                n_hidden=n_hidden,
+                n_cat_list=cat_list,
+                n_layers=n_layers_decoder,
+                use_batch_norm=False,
+                use_layer_norm=True,
+                deep_inject_covariates=deeply_inject_covariates,
+            )
+            self.atac_depth_encoder = DecoderPeakVI(
+                n_input=n_regions,
+                n_output=1,
+                n_hidden=n_hidden,
+                n_cat_list=cat_list,
+                n_layers=n_layers_encoder,
+                use_batch_norm=False,
+                use_layer_norm=True,
+            )
+            self.region_factors = nn.Parameter(torch.zeros(n_regions)) if region_factors else None
+
+    # ---- inputs ----------------------------------------------------------------------------------------------------
+    def _covariates(self, tensors: dict[str, torch.Tensor]):
+        batch = tensors[REGISTRY_KEYS.BATCH_KEY]
+        cat = tensors.get(REGISTRY_KEYS.CAT_COVS_KEY)
+        cont = tensors.get(REGISTRY_KEYS.CONT_COVS_KEY)
+        return batch, cat, cont
+
+    def _masks(self, tensors: dict[str, torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+        mask = tensors.get(MASK_KEY)
+        if mask is None:
+            return like.new_ones(n, len(self.modalities))
+        return mask.to(like.dtype)
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        batch, cat, cont = self._covariates(tensors)
+        data = {m: tensors[DATA_KEYS[m]] for m in self.modalities}
+        first = data[self.modalities[0]]
+        return {
+            "data": data,
+            "batch_index": batch,
+            "cat_covs": cat,
+            "cont_covs": cont,
+            "masks": self._masks(tensors, first.shape[0], first),
+            "size_factor": tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY),
+        }
+
+    def _get_generative_input(self, tensors, inference_outputs, transform_batch: int | None = None):
+        batch, cat, cont = self._covariates(tensors)
+        if transform_batch is not None:
+            batch = torch.full_like(batch, transform_batch)
+        return {
+            "z": inference_outputs["z"],
+            "qz_m": inference_outputs["qz_m"],
+            "batch_index": batch,
+            "cat_covs": cat,
+            "cont_covs": cont,
+            "library": inference_outputs.get("library"),
+        }
+
+    # ---- model -----------------------------------------------------------------------------------------------------
+    def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
+        x_in = torch.log1p(x) if self.log_variational else x
+        cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
+        encoder = self.encoders[m]
+        if isinstance(encoder, WiredEncoder):
+            if not self.encode_covariates:
+                return encoder(x_in)
+            return encoder(x_in, *cats, cont=cont)
+        if self.encode_covariates:
+            if cont is not None:
+                x_in = torch.cat([x_in, cont], dim=-1)
+            return encoder(x_in, *cats)
+        return encoder(x_in)
+
+    @auto_move_data
+    def inference(
+        self,
+        data: dict[str, torch.Tensor],
+        batch_index: torch.Tensor,
+        cat_covs: torch.Tensor | None = None,
+        cont_covs: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        size_factor: torch.Tensor | None = None,
+        n_samples: int = 1,
+    ) -> dict[str, Any]:
+        """Per-modality posteriors, their mixture, a joint sample and library sizes."""
+        first = data[self.modalities[0]]
+        n = first.shape[0]
+        if masks is None:
+            masks = first.new_ones(n, len(self.modalities))
+        means, variances = [], []
+        out: dict[str, Any] = {}
+        for i, m in enumerate(self.modalities):
+            q_m, q_v, _ = self._encode(m, data[m], batch_index, cat_covs, cont_covs)
+            # A cell without this modality contributes nothing; keep its numbers finite and harmless.
+            present = masks[:, i : i + 1]
+            q_m = q_m * present
+            q_v = q_v * present + (1 - present)
+            means.append(q_m)
+            variances.append(q_v)
+            out[f"qz_m_{m}"], out[f"qz_v_{m}"] = q_m, q_v
+        means_t, variances_t = torch.stack(means, 1), torch.stack(variances, 1)
+        qz_m, qz_v, weights = self.mixer(means_t, variances_t, masks)
+        qz = Normal(qz_m, qz_v.sqrt())
+        untransformed_z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
+        z = F.softmax(untransformed_z, dim=-1) if self.latent_distribution == "ln" else untransformed_z
+        if "rna" in self.modalities:
+            x = data["rna"]
+            if self.use_size_factor_key and size_factor is not None:
+                out["library"] = torch.log(size_factor)
+            elif self.use_observed_lib_size:
+                out["library"] = torch.log(x.sum(1, keepdim=True).clamp_min(1.0))
+            else:
+                out["library"] = self.l_encoder(torch.log1p(x))[0]
+        if "atac" in self.modalities:
+            out["atac_depth"] = self.atac_depth_encoder(data["atac"], batch_index)
+        out.update(
+            {
+                "z": z,
+                "qz_m": qz_m,
+                "qz_v": qz_v,
+                "qz": qz,
+                "qzm": qz_m,
+                "qzv": qz_v,
+                "means": means_t,
+                "variances": variances_t,
+                "masks": masks,
+                "weights": weights,
+                "data": data,
+            }
+        )
+        return out
+
+    @auto_move_data
+    def generative(
+        self,
+        z: torch.Tensor,
+        qz_m: torch.Tensor,
+        batch_index: torch.Tensor,
+        cat_covs: torch.Tensor | None = None,
+        cont_covs: torch.Tensor | None = None,
+        library: torch.Tensor | None = None,
+        use_z_mean: bool = False,
+    ) -> dict[str, Any]:
+        """Decoders of every modeled modality."""
+        latent = qz_m if use_z_mean else z
+        if cont_covs is not None:
+            cont = cont_covs if latent.dim() == cont_covs.dim() else cont_covs.expand(latent.shape[0], -1, -1)
+            latent = torch.cat([latent, cont], dim=-1)
+        cats = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
+        out: dict[str, Any] = {}
+        if "rna" in self.modalities:
+            px_scale, _, px_rate, px_dropout = self.rna_decoder("gene", latent, library, batch_index, *cats)
+            out.update(px_scale=px_scale, px_rate=px_rate, px_dropout=px_dropout, px_r=torch.exp(self.px_r))
+        if "protein" in self.modalities:
+            py_, log_back = self.protein_decoder(latent, batch_index, *cats)
+            py_r = self.py_r
+            if self.protein_dispersion == "protein-batch":
+                py_r = F.linear(F.one_hot(batch_index.squeeze(-1), self.py_r.shape[1]).float(), self.py_r)
+            py_["r"] = torch.exp(py_r)
+            out.update(py_=py_, log_pro_back_mean=log_back)
+        if "atac" in self.modalities:
+            out["p"] = self.atac_decoder(latent, batch_index, *cats)
+        return out
+
+    # ---- loss ------------------------------------------------------------------------------------------------------
+    def reconstruction_losses(self, data, inference_outputs, generative_outputs) -> dict[str, torch.Tensor]:
+        """Per-cell negative log-likelihood of each modality (not yet masked)."""
+        losses = {}
+        if "rna" in self.modalities:
+            x = data["rna"]
+            rate, theta = generative_outputs["px_rate"], generative_outputs["px_r"]
+            if self.gene_likelihood == "zinb":
+                dist = ZeroInflatedNegativeBinomial(mu=rate, theta=theta, zi_logits=generative_outputs["px_dropout"])
+            elif self.gene_likelihood == "nb":
+                dist = NegativeBinomial(mu=rate, theta=theta)
+            else:
+                dist = Poisson(rate)
+            losses["rna"] = -dist.log_prob(x).sum(-1)
+        if "protein" in self.modalities:
+            py_ = generative_outputs["py_"]
+            dist = NegativeBinomialMixture(
+                mu1=py_["rate_back"], mu2=py_["rate_fore"], theta1=py_["r"], mixture_logits=py_["mixing"]
+            )
+            losses["protein"] = -dist.log_prob(data["protein"]).sum(-1)
+        if "atac" in self.modalities:
+            x = data["atac"]
+            p = generative_outputs["p"] * inference_outputs["atac_depth"]
+            if self.region_factors is not None:
+                p = p * torch.sigmoid(self.region_factors)
+            losses["atac"] = F.binary_cross_entropy(p, (x > 0).float(), reduction="none").sum(-1)
+        return losses
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
+        """Masked reconstruction + ``kl_weight`` x KL of the joint posterior + pairwise modality penalty."""
+        masks = inference_outputs["masks"]
+        recon = self.reconstruction_losses(inference_outputs["data"], inference_outputs, generative_outputs)
+        recon = {m: recon[m] * masks[:, self.modalities.index(m)] for m in recon}
+        qz = inference_outputs["qz"]
+        kl_z = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+        penalty = pairwise_penalty(
+            inference_outputs["means"], inference_outputs["variances"], masks, self.modality_penalty
+        )
+        kl_local = {"kl_divergence_z": kl_z, "kl_divergence_paired": penalty}
+        extra = torch.zeros(())
+        if "protein" in self.modalities and self.protein_background_prior:
+            batch = tensors[REGISTRY_KEYS.BATCH_KEY].squeeze(-1).long()
+            n_cols = self.background_pro_alpha.shape[1]
+            one_hot = F.one_hot(batch.clamp_max(n_cols - 1), n_cols).float()
+            prior = Normal(
+                F.linear(one_hot, self.background_pro_alpha), torch.exp(F.linear(one_hot, self.background_pro_log_beta))
+            )
+            py_ = generative_outputs["py_"]
+            kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"]), prior).sum(-1)
+            kl_local["kl_divergence_background"] = kl_back * masks[:, self.modalities.index("protein")]
+            extra = kl_local["kl_divergence_background"]
+        total = sum(recon.values()) + kl_weight * kl_z + penalty + kl_weight * extra
+        return LossOutput(
+            loss=total.mean(),
+            reconstruction_loss=recon,
+            kl_local=kl_local,
+            extra_metrics={
+                "modality_weights_" + m: inference_outputs["weights"][:, i].mean()
+                for i, m in enumerate(self.modalities)
+            },
+        )
