@@ -201,6 +201,13 @@ def test_gene_gene_edges_with_self_loops_and_cutoff():
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------
+def test_annotations_can_be_keyed_by_gene_symbol():
+    w = tiny(["G1", "G3", "G8"], annotation_id="db_object_symbol")  # the fixture GAF has upper-case symbols
+    assert terms_of_gene(w, "G1") == {C} and terms_of_gene(w, "G3") == {C, B}
+    with pytest.raises(ValueError, match="annotation_id"):
+        WiringConfig(annotation_id="symbol")
+
+
 def test_ids_that_match_nothing_raise_a_clear_error():
     with pytest.raises(ValueError, match="ENSEMBL"):
         tiny(["CD3E", "MS4A1"])

@@ -13,6 +13,8 @@ from scvi_networkvi.resources import resolve, sha256_of
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
 _GAF_MIN_COLUMNS = 15
 _ASPECTS = {"P": "biological_process", "F": "molecular_function", "C": "cellular_component"}
+#: GAF columns that can key the annotations: column 2 (DB object id) or column 3 (DB object symbol).
+ID_COLUMNS = {"db_object_id": 1, "db_object_symbol": 2}
 
 
 def normalize_gene_id(gene_id: str) -> str:
@@ -22,7 +24,9 @@ def normalize_gene_id(gene_id: str) -> str:
     return match.group(1) if match else gene_id
 
 
-def _read_one_gaf(path: os.PathLike, evidence_exclude: Sequence[str], keep_not: bool) -> pd.DataFrame:
+def _read_one_gaf(
+    path: os.PathLike, evidence_exclude: Sequence[str], keep_not: bool, id_column: str = "db_object_id"
+) -> pd.DataFrame:
     # goatools' GafReader needs ~13 s for the 390k-line human GAF; a columnar pandas read takes ~0.4 s and the
     # <= 3 s wiring budget needs it. Same filters as goatools' defaults (drop ND evidence, NOT qualifiers).
     try:
@@ -34,7 +38,8 @@ def _read_one_gaf(path: os.PathLike, evidence_exclude: Sequence[str], keep_not: 
             f"{path} is not a GAF file (tab-separated, >= {_GAF_MIN_COLUMNS} columns, gene id in column 2, GO id in "
             f"column 5): {err}"
         ) from err
-    table = table.dropna(subset=[1, 4])
+    key = ID_COLUMNS[id_column]
+    table = table.dropna(subset=[key, 4])
     if len(table) and not table[4].str.startswith("GO:").any():
         raise ValueError(f"{path} is not a GAF file: column 5 holds no GO ids (e.g. {table[4].iloc[0]!r}).")
     keep = ~table[6].isin(list(evidence_exclude))
@@ -43,7 +48,7 @@ def _read_one_gaf(path: os.PathLike, evidence_exclude: Sequence[str], keep_not: 
     table = table.loc[keep]
     return pd.DataFrame(
         {
-            "gene": table[1].map(normalize_gene_id),
+            "gene": table[key].map(normalize_gene_id),
             "go_id": table[4].str.strip(),
             "namespace": table[8].map(_ASPECTS),
         }
@@ -55,6 +60,7 @@ def read_gaf(
     *,
     evidence_exclude: Sequence[str] = ("ND",),
     keep_not: bool = False,
+    id_column: str = "db_object_id",
 ) -> tuple[pd.DataFrame, list[str]]:
     """Read one or several GAF files into a table of distinct (gene, go_id, namespace) rows.
 
@@ -67,15 +73,21 @@ def read_gaf(
         Evidence codes to drop (``ND``, "no biological data", by default, like goatools).
     keep_not
         Keep ``NOT``-qualified annotations (dropped by default, like goatools).
+    id_column
+        Which GAF column holds the gene ids matched against the features: ``"db_object_id"`` (column 2; ENSEMBL
+        ids in the registered ``ensembl2go-tutorial``, UniProtKB accessions in ``goa-human``) or
+        ``"db_object_symbol"`` (column 3; gene symbols, e.g. to use ``goa-human`` with symbol-keyed features).
 
     Returns
     -------
     The table and the sha256 of each file (for cache keys).
     """
+    if id_column not in ID_COLUMNS:
+        raise ValueError(f"id_column must be one of {list(ID_COLUMNS)}, got {id_column!r}.")
     sources = [annotations] if isinstance(annotations, str | os.PathLike) else list(annotations)
     if not sources:
         raise ValueError("At least one GAF file is needed for the gene -> GO annotations.")
     paths = [resolve(source, kind="gaf") for source in sources]
-    tables = [_read_one_gaf(path, evidence_exclude, keep_not) for path in paths]
+    tables = [_read_one_gaf(path, evidence_exclude, keep_not, id_column) for path in paths]
     table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
     return table, [sha256_of(path) for path in paths]

@@ -446,7 +446,12 @@ def compile_wirings(
     if todo:
         ontology = read_obo(go_path, with_relationships=config.needs_relationships, sha256=provenance["obo_sha256"])
         provenance["obo_release"] = ontology.release
-        table, _ = read_gaf(gaf_paths, evidence_exclude=config.evidence_exclude, keep_not=config.keep_not)
+        table, _ = read_gaf(
+            gaf_paths,
+            evidence_exclude=config.evidence_exclude,
+            keep_not=config.keep_not,
+            id_column=config.annotation_id,
+        )
         edges = read_interactions(inter_path, score_cutoff=config.interaction_cutoff) if inter_path else None
         graph = _Graph(ontology, config)
         for modality in todo:

@@ -46,6 +46,9 @@ class WiringConfig:
         GAF evidence codes to ignore.
     keep_not
         Keep ``NOT``-qualified annotations.
+    annotation_id
+        GAF column matched against the features' gene ids: ``"db_object_id"`` (column 2) or ``"db_object_symbol"``
+        (column 3, gene symbols).
     """
 
     max_depth: int = 2
@@ -62,6 +65,7 @@ class WiringConfig:
     interaction_cutoff: float | None = None
     evidence_exclude: tuple[str, ...] = ("ND",)
     keep_not: bool = False
+    annotation_id: str = "db_object_id"
 
     def __post_init__(self):
         for name in ("namespaces", "relations", "evidence_exclude"):
@@ -84,6 +88,8 @@ class WiringConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.root_size is not None and (not isinstance(self.root_size, int) or self.root_size < 1):
             raise ValueError(f"root_size must be a positive integer or None, got {self.root_size!r}.")
+        if self.annotation_id not in ("db_object_id", "db_object_symbol"):
+            raise ValueError(f"annotation_id must be 'db_object_id' or 'db_object_symbol', got {self.annotation_id!r}.")
         if self.max_unknown_depth < 0:
             raise ValueError("max_unknown_depth must be >= 0.")
         if self.min_genes is not None and self.max_genes is not None and self.min_genes > self.max_genes:
