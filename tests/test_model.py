@@ -1,0 +1,235 @@
+"""NETWORKVI on the real starter subsets (NeurIPS 2021 bone marrow, 2 batches) from ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scvi
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+
+import scvi_networkvi as nvi
+from scvi_networkvi.model import _networkvi
+
+SHARED = Path(os.environ.get("NVI_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+CITE, MULTIOME = SHARED / "bmmc_cite_starter.h5mu", SHARED / "bmmc_multiome_starter.h5mu"
+EXAMPLE = nvi.datasets.example_resources()
+CITE_MODS = {"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"}
+MULTIOME_MODS = {"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
+GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactions": EXAMPLE["interactions"]}
+
+pytestmark = pytest.mark.skipif(not CITE.is_file(), reason=f"starter data not found in {SHARED}")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+def read(path: Path) -> md.MuData:
+    return md.read_h5mu(path)
+
+
+def train(mdata, mods, *, epochs=10, seed=0, setup_kwargs=None, **model_kwargs):
+    scvi.settings.seed = seed
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=mods, **(setup_kwargs or {}))
+    kwargs = {**GO_KW, "gene_size": 5, "go_size": 2, **model_kwargs}
+    model = nvi.NETWORKVI(mdata, **kwargs)
+    model.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, lr=3e-3)
+    return model
+
+
+def knn_accuracy(latent: np.ndarray, labels) -> float:
+    return float(cross_val_score(KNeighborsClassifier(15), latent, np.asarray(labels), cv=3).mean())
+
+
+@pytest.fixture(scope="module")
+def cite_model():
+    return train(read(CITE), CITE_MODS, epochs=25)
+
+
+def test_cite_trains_and_separates_cell_types(cite_model):
+    history = cite_model.history["reconstruction_loss_train"]["reconstruction_loss_train"].to_numpy()
+    assert history[-1] < history[0] * 0.95
+    latent = cite_model.get_latent_representation()
+    assert latent.shape == (600, cite_model.module.n_latent) and np.isfinite(latent).all()
+    labels = cite_model.adata["rna"].obs["cell_type"]
+    majority = labels.value_counts(normalize=True).iloc[0]
+    assert knn_accuracy(latent, labels) > 2 * majority  # 41 cell types, majority class 15%
+
+
+def test_modality_latents_by_role_or_name(cite_model):
+    by_role = cite_model.get_latent_representation(modality="protein")
+    by_name = cite_model.get_latent_representation(modality="adt")
+    np.testing.assert_array_equal(by_role, by_name)
+    assert not np.allclose(by_role, cite_model.get_latent_representation(modality="rna"))
+    with pytest.raises(ValueError, match="modality must be"):
+        cite_model.get_latent_representation(modality="atac")
+
+
+def test_wiring_of_each_modality_is_part_of_the_model(cite_model):
+    assert set(cite_model.wirings_) == {"rna", "protein"}
+    assert cite_model.wirings_["rna"].n_features == 1000 and cite_model.wirings_["protein"].n_features == 134
+    assert "GO terms" in cite_model._model_summary_string
+
+
+def test_normalized_expression(cite_model):
+    genes = list(cite_model.adata["rna"].var_names[:2])
+    expr = cite_model.get_normalized_expression(gene_list=genes)
+    assert expr.shape == (600, 2) and (expr.to_numpy() > 0).all()
+    full = cite_model.get_normalized_expression(return_numpy=True)
+    np.testing.assert_allclose(full.sum(1), 1.0, rtol=1e-4)
+    other = cite_model.get_normalized_expression(gene_list=genes[:1], transform_batch="s1d2")
+    assert other.shape == (600, 1)
+    with pytest.raises(ValueError, match="not a registered batch"):
+        cite_model.get_normalized_expression(transform_batch="site9")
+    with pytest.raises(ValueError, match="does not know"):
+        cite_model.get_normalized_expression(gene_list=["NOT_A_GENE"])
+
+
+def test_save_load_identical_without_resource_files(cite_model, tmp_path, monkeypatch):
+    cite_model.save(tmp_path / "model", save_anndata=False)
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("loading must not need the OBO/GAF/CSV files")
+
+    monkeypatch.setattr(_networkvi, "compile_wirings", no_compile)
+    loaded = nvi.NETWORKVI.load(tmp_path / "model", adata=read(CITE))
+    np.testing.assert_array_equal(loaded.get_latent_representation(), cite_model.get_latent_representation())
+    for role in ("rna", "protein"):
+        assert loaded.wirings_[role].equals(cite_model.wirings_[role])
+
+
+def test_multiome_trains_with_accessibility(tmp_path):
+    model = train(read(MULTIOME), MULTIOME_MODS, epochs=4)
+    assert set(model.module.modalities) == {"rna", "atac"}
+    latent = model.get_latent_representation()
+    assert latent.shape[0] == 500 and np.isfinite(latent).all()
+    assert "reconstruction_loss_validation" in model.history
+
+
+def test_seeded_runs_are_identical():
+    a = train(read(MULTIOME), MULTIOME_MODS, epochs=2, seed=3).get_latent_representation()
+    b = train(read(MULTIOME), MULTIOME_MODS, epochs=2, seed=3).get_latent_representation()
+    c = train(read(MULTIOME), MULTIOME_MODS, epochs=2, seed=4).get_latent_representation()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"encoder": "dense"},
+        {"modality_mixing": "poe", "modality_penalty": "mmd"},
+        {"modality_mixing": "mean", "modality_penalty": None, "gene_likelihood": "nb"},
+        {"gene_likelihood": "poisson", "latent_distribution": "ln", "gene_layer": "none"},
+        {"encode_covariates": True, "deeply_inject_covariates": True, "protein_dispersion": "protein-batch"},
+        {"relations": ("is_a", "part_of"), "n_layers_encoder": 3, "gene_layer": "standard", "activation": "leaky_relu"},
+    ],
+    ids=["dense", "poe-mmd", "mean-nb", "poisson-ln-nogene", "covariates", "part_of-depth3"],
+)
+def test_model_options_train(kwargs):
+    model = train(read(CITE), CITE_MODS, epochs=1, **kwargs)
+    assert np.isfinite(model.get_latent_representation()).all()
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------------
+def snapshot(mdata):
+    return set(mdata.uns), set(mdata["rna"].uns), list(mdata["rna"].obs.columns)
+
+
+@pytest.mark.parametrize(
+    ("mods", "message"),
+    [
+        ({"rna_layer": "gex", "batch_key": "rna"}, "does not have"),
+        ({"batch_key": "rna"}, "at least one"),
+        ({"rna_layer": "rna", "typo_layer": "adt"}, ""),
+    ],
+)
+def test_wrong_modality_names(mods, message):
+    mdata = read(CITE)
+    before = snapshot(mdata)
+    with pytest.raises(ValueError, match=message):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=mods)
+    assert snapshot(mdata) == before
+
+
+def _corrupt(mdata, kind):
+    x = mdata["rna"].X.toarray().astype(np.float32)
+    if kind == "non-integer":
+        x[0, 0] = 0.5
+    elif kind == "negative":
+        x[0, 0] = -1
+    elif kind == "nan":
+        x[0, 0] = np.nan
+    elif kind == "inf":
+        x[0, 0] = np.inf
+    mdata["rna"].X = sp.csr_matrix(x)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("non-integer", "non-integer"), ("negative", "negative"), ("nan", "NaN"), ("inf", "infinite")],
+)
+def test_non_count_data_is_rejected_before_registration(kind, message):
+    mdata = read(CITE)
+    _corrupt(mdata, kind)
+    before = snapshot(mdata)
+    with pytest.raises(ValueError, match=message):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    assert snapshot(mdata) == before
+
+
+def test_empty_modality_is_rejected():
+    full = read(CITE)
+    mdata = md.MuData({"rna": full["rna"], "adt": full["adt"][:, []].copy()})
+    with pytest.raises(ValueError, match="empty"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+
+
+def test_unpaired_cells_are_refused_with_a_clear_message():
+    full = read(CITE)
+    mdata = md.MuData({"rna": full["rna"], "adt": full["adt"][:300].copy()})
+    with pytest.raises(ValueError, match="paired cells only"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+
+
+def test_missing_gene_id_column_and_unmatched_ids():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS, gene_id_key="ensembl")
+    with pytest.raises(ValueError, match="gene_id_key"):
+        nvi.NETWORKVI(mdata, **GO_KW)
+    mdata = read(CITE)
+    gene_id_key = {"rna": "modality", "protein": "symbol"}  # columns that hold no ENSEMBL ids
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS, gene_id_key=gene_id_key)
+    with pytest.raises(ValueError, match="has an annotation"):
+        nvi.NETWORKVI(mdata, **GO_KW)
+
+
+def test_go_encoder_needs_annotations_and_valid_choices():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    with pytest.raises(ValueError, match="annotations"):
+        nvi.NETWORKVI(mdata, go=EXAMPLE["go"])
+    with pytest.raises(ValueError, match="modality_mixing"):
+        nvi.NETWORKVI(mdata, modality_mixing="equal", **GO_KW)
+    with pytest.raises(ValueError, match="encoder"):
+        nvi.NETWORKVI(mdata, encoder="linear", **GO_KW)
+
+
+def test_unreachable_go_resource_offline_is_a_clear_error():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    with pytest.raises(RuntimeError, match="SCVI_NETWORKVI_OFFLINE"):
+        nvi.NETWORKVI(mdata, go="go-basic", annotations=EXAMPLE["annotations"])
+
+
+def test_anndata_setup_points_to_mudata():
+    with pytest.raises(NotImplementedError, match="setup_mudata"):
+        nvi.NETWORKVI.setup_anndata(read(CITE)["rna"])
