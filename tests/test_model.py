@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anndata
 import mudata as md
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import scvi_networkvi as nvi
-from scvi_networkvi.model import _networkvi
+from scvi_networkvi.model import _data, _networkvi
 
 SHARED = Path(os.environ.get("NVI_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 CITE, MULTIOME = SHARED / "bmmc_cite_starter.h5mu", SHARED / "bmmc_multiome_starter.h5mu"
@@ -193,11 +194,76 @@ def test_empty_modality_is_rejected():
         nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
 
 
-def test_unpaired_cells_are_refused_with_a_clear_message():
+def mosaic() -> md.MuData:
+    """CITE-seq cells (rna + protein) and multiome cells (rna + atac) sharing RNA on their 100 common genes."""
+    cite, multiome = read(CITE), read(MULTIOME)
+    shared = cite["rna"].var_names.intersection(multiome["rna"].var_names)
+    rna = anndata.concat([cite["rna"][:, shared], multiome["rna"][:, shared]])
+    rna.var = cite["rna"].var.loc[shared].copy()
+    mdata = md.MuData({"rna": rna, "adt": cite["adt"].copy(), "atac": multiome["atac"].copy()})
+    mdata.obs["dataset"] = np.where(mdata.obs_names.isin(cite.obs_names), "cite", "multiome")
+    mdata.obs["cell_type"] = rna.obs["cell_type"].reindex(mdata.obs_names).astype(str).to_numpy()
+    return mdata
+
+
+MOSAIC_MODS = {"rna_layer": "rna", "protein_layer": "adt", "atac_layer": "atac"}
+
+
+def test_mosaic_cite_plus_multiome_trains_and_embeds_every_cell():
+    mdata = mosaic()
+    scvi.settings.seed = 0
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="dataset", modalities=MOSAIC_MODS)
+    model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
+    mask = model.adata_manager.get_from_registry(_data.MASK_KEY)
+    assert mask.shape == (1100, 3) and mask[:, 0].all()
+    assert mask[:600, 1].all() and not mask[600:, 1].any() and mask[600:, 2].all() and not mask[:600, 2].any()
+    model.train(max_epochs=15, accelerator="cpu", enable_progress_bar=False, lr=3e-3)
+    history = model.history["reconstruction_loss_train"]["reconstruction_loss_train"].to_numpy()
+    assert history[-1] < history[0]
+    latent = model.get_latent_representation()
+    assert latent.shape == (1100, model.module.n_latent) and np.isfinite(latent).all()
+    protein_latent = model.get_latent_representation(modality="protein")
+    assert np.all(protein_latent[600:] == 0)  # multiome cells have no protein posterior
+    labels = mdata.obs["cell_type"]
+    assert knn_accuracy(latent, labels) > 2 * labels.value_counts(normalize=True).iloc[0]
+
+
+def test_partially_paired_data_and_encoders_run_only_on_present_cells():
     full = read(CITE)
-    mdata = md.MuData({"rna": full["rna"], "adt": full["adt"][:300].copy()})
-    with pytest.raises(ValueError, match="paired cells only"):
-        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    keep = full.obs_names[:360]  # 60 % of the cells keep their proteins
+    mdata = md.MuData({"rna": full["rna"].copy(), "adt": full["adt"][keep].copy()})
+    mdata.obs["batch"] = full["rna"].obs["batch"].reindex(mdata.obs_names).to_numpy()
+    adt = mdata["adt"].X.toarray() if sp.issparse(mdata["adt"].X) else mdata["adt"].X.copy()
+    adt[0] = 0  # measured, all zero: present, not missing
+    mdata["adt"].X = adt
+    scvi.settings.seed = 0
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities={"rna_layer": "rna", "protein_layer": "adt"})
+    model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
+    mask = model.adata_manager.get_from_registry(_data.MASK_KEY)
+    assert mask[:, 1].sum() == 360 and mask[0, 1] == 1
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    seen = []
+    encoder = model.module.encoders["protein"]
+    original = encoder.forward
+    encoder.forward = lambda x, *a, **k: seen.append(x.shape[0]) or original(x, *a, **k)
+    model.get_latent_representation()
+    assert sum(seen) == 360
+
+
+def test_mosaic_keys_must_come_from_the_global_obs():
+    mdata = mosaic()
+    with pytest.raises(ValueError, match="global"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities={**MOSAIC_MODS, "batch_key": "rna"})
+    with pytest.raises(ValueError, match="pull_obs"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MOSAIC_MODS)
+
+
+def test_cells_in_no_registered_modality_are_refused():
+    mdata = mosaic()
+    before = snapshot(mdata)
+    with pytest.raises(ValueError, match="in none of the registered modalities"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="dataset", modalities={"protein_layer": "adt"})
+    assert snapshot(mdata) == before
 
 
 def test_missing_gene_id_column_and_unmatched_ids():

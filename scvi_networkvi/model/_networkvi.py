@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from mudata import MuData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager, fields
+from scvi.data import AnnDataManagerValidationCheck, fields
 from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.train import AdversarialTrainingPlan
 from scvi.utils import setup_anndata_dsp
@@ -21,6 +21,7 @@ from scvi.utils import setup_anndata_dsp
 from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import Wiring, compile_wirings
 
+from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._validation import LAYER_ROLES, check_counts, layer_matrix
 
 logger = logging.getLogger(__name__)
@@ -315,13 +316,35 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
         present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
-        for mod in present:
-            if mdata[mod].n_obs != mdata.n_obs or not (mdata[mod].obs_names == mdata.obs_names).all():
-                raise ValueError(
-                    f"Modality {mod!r} does not hold every cell of the MuData ({mdata[mod].n_obs} of {mdata.n_obs}): "
-                    "this version models paired cells only; restrict to the shared cells with "
-                    "muon.pp.intersect_obs(mdata)."
-                )
+        presence = presence_mask(mdata, present)
+        if not presence.any(axis=1).all():
+            n_none = int((~presence.any(axis=1)).sum())
+            raise ValueError(
+                f"{n_none} cells of the MuData are in none of the registered modalities {present}: register the "
+                "modality that holds them, or drop them (e.g. mdata = mdata[mdata.obsm['rna'] | ...])."
+            )
+        if not presence.all():  # mosaic: per-cell keys must describe every cell, so they come from the global obs
+            per_cell_keys = {
+                "batch_key": batch_key,
+                "categorical_covariate_keys": categorical_covariate_keys,
+                "continuous_covariate_keys": continuous_covariate_keys,
+                "size_factor_key": size_factor_key,
+            }
+            for name, keys in per_cell_keys.items():
+                if keys is None:
+                    continue
+                if mods[name] is not None:
+                    raise ValueError(
+                        f"The modalities hold different cells (mosaic data): {name} must be read from the global "
+                        f"mdata.obs, not from modality {mods[name]!r}. Drop {name!r} from modalities (e.g. after "
+                        "mdata.pull_obs())."
+                    )
+                missing = [k for k in ([keys] if isinstance(keys, str) else keys) if k not in mdata.obs.columns]
+                if missing:
+                    raise ValueError(
+                        f"{name}: {missing} not in the global mdata.obs (columns: {list(mdata.obs.columns)[:8]}). "
+                        "Bring them there with mdata.pull_obs() or set them on mdata.obs."
+                    )
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
         anndata_fields = [
             batch_field,
@@ -335,32 +358,20 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
             fields.MuDataNumericalObsField(
                 REGISTRY_KEYS.SIZE_FACTOR_KEY, size_factor_key, mod_key=mods.size_factor_key, required=False
             ),
+            ModalityMaskField(present),
         ]
-        if mods.rna_layer is not None:
-            anndata_fields.append(
-                fields.MuDataLayerField(
-                    REGISTRY_KEYS.X_KEY, rna_layer, mod_key=mods.rna_layer, is_count_data=True, mod_required=True
+        for layer_key, role in LAYER_ROLES.items():
+            if mods[layer_key] is not None:
+                anndata_fields.append(
+                    fields.MuDataLayerField(
+                        _FIELD_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
+                    )
                 )
-            )
-        if mods.protein_layer is not None:
-            anndata_fields.append(
-                fields.MuDataProteinLayerField(
-                    REGISTRY_KEYS.PROTEIN_EXP_KEY,
-                    protein_layer,
-                    mod_key=mods.protein_layer,
-                    use_batch_mask=True,
-                    batch_field=batch_field,
-                    is_count_data=True,
-                    mod_required=True,
-                )
-            )
-        if mods.atac_layer is not None:
-            anndata_fields.append(
-                fields.MuDataLayerField(
-                    REGISTRY_KEYS.ATAC_X_KEY, atac_layer, mod_key=mods.atac_layer, is_count_data=True, mod_required=True
-                )
-            )
-        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager = MosaicAnnDataManager(
+            fields=anndata_fields,
+            setup_method_args=setup_method_args,
+            validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
+        )
         adata_manager.register_fields(mdata, **kwargs)
         cls.register_manager(adata_manager)
 

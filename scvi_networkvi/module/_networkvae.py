@@ -300,11 +300,17 @@ class NetworkVAE(BaseModuleClass):
         means, variances = [], []
         out: dict[str, Any] = {}
         for i, m in enumerate(self.modalities):
-            q_m, q_v, _ = self._encode(m, data[m], batch_index, cat_covs, cont_covs)
-            # A cell without this modality contributes nothing; keep its numbers finite and harmless.
-            present = masks[:, i : i + 1]
-            q_m = q_m * present
-            q_v = q_v * present + (1 - present)
+            present = masks[:, i] > 0
+            q_m = first.new_zeros(n, self.n_latent)
+            q_v = first.new_ones(n, self.n_latent)  # absent cells: a harmless N(0, 1) that mixing weights to zero
+            if bool(present.all()):
+                q_m, q_v, _ = self._encode(m, data[m], batch_index, cat_covs, cont_covs)
+            elif bool(present.any()):  # encoders run only on the cells that have the modality
+                rows = present.nonzero().squeeze(1)
+                sub = [t.index_select(0, rows) if t is not None else None for t in (batch_index, cat_covs, cont_covs)]
+                q_m_p, q_v_p, _ = self._encode(m, data[m].index_select(0, rows), *sub)
+                q_m = q_m.index_copy(0, rows, q_m_p)
+                q_v = q_v.index_copy(0, rows, q_v_p)
             means.append(q_m)
             variances.append(q_v)
             out[f"qz_m_{m}"], out[f"qz_v_{m}"] = q_m, q_v
