@@ -15,6 +15,7 @@ from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManagerValidationCheck, fields
 from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from scvi.model.base._save_load import _load_saved_files
 from scvi.train import AdversarialTrainingPlan
 from scvi.utils import setup_anndata_dsp
 
@@ -22,6 +23,7 @@ from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import Wiring, compile_wirings
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
+from ._query import freeze_for_query, transfer_state
 from ._validation import LAYER_ROLES, check_counts, layer_matrix
 
 logger = logging.getLogger(__name__)
@@ -381,7 +383,7 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         max_epochs: int | None = None,
         *,
         lr: float = 1e-4,
-        weight_decay: float = 1e-3,
+        weight_decay: float | None = None,
         adversarial_mixing: bool = True,
         n_epochs_kl_warmup: int | None = 50,
         n_steps_kl_warmup: int | None = None,
@@ -404,7 +406,8 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         max_epochs
             ``None``: scvi-tools' heuristic from the number of cells.
         lr, weight_decay
-            AdamW settings (the original's defaults).
+            AdamW settings: the original's defaults, lr 1e-4 and weight decay 1e-3 (0 for a query model, whose
+            frozen weights must not decay).
         adversarial_mixing
             Train a batch classifier on the latent and fool it (needs at least two batches; ignored with one).
         n_epochs_kl_warmup, n_steps_kl_warmup
@@ -420,6 +423,8 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         **trainer_kwargs
             Passed to the Lightning Trainer; an unknown name is an error there.
         """
+        if weight_decay is None:
+            weight_decay = 0.0 if getattr(self, "query_", False) else 1e-3
         n_batch = self.summary_stats.n_batch
         use_adversarial = adversarial_mixing and n_batch > 1
         if adversarial_mixing and n_batch < 2:
@@ -450,6 +455,114 @@ class NETWORKVI(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
             plan_kwargs=plan,
             **trainer_kwargs,
         )
+
+    # ---- query mapping ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def prepare_query_mudata(
+        mdata: MuData, reference_model: NETWORKVI | str | os.PathLike, return_reference_var_names: bool = False
+    ):
+        """Reorder and zero-pad the query's features to the reference's, per modality (in place).
+
+        Raises a ValueError, before changing anything, when a modality shares no feature with the reference.
+        """
+        if isinstance(reference_model, str | os.PathLike):
+            attr_dict, var_names, _, _ = _load_saved_files(os.fspath(reference_model), load_adata=False)
+            registry = attr_dict["registry_"]
+        else:
+            var_names = {r: reference_model._modality(r).var_names for r in reference_model.modality_roles}
+            var_names = {reference_model.modality_name(r): v for r, v in var_names.items()}
+            registry = reference_model.registry_
+        mods = registry["setup_args"]["modalities"]
+        for layer_key in LAYER_ROLES:
+            mod = mods.get(layer_key)
+            if mod is None:
+                continue
+            if mod not in mdata.mod:
+                raise ValueError(f"The query MuData lacks modality {mod!r} of the reference (has {list(mdata.mod)}).")
+            shared = pd.Index(var_names[mod]).intersection(mdata[mod].var_names)
+            if len(shared) == 0:
+                raise ValueError(
+                    f"The query's modality {mod!r} shares no feature with the reference model; check that both use "
+                    "the same feature names (e.g. gene symbols vs ENSEMBL ids)."
+                )
+        if isinstance(reference_model, os.PathLike):
+            reference_model = os.fspath(reference_model)  # scvi-tools accepts str paths only
+        return ArchesMixin.prepare_query_mudata(
+            mdata, reference_model, return_reference_var_names=return_reference_var_names, inplace=True
+        )
+
+    @classmethod
+    def load_query_data(
+        cls,
+        mdata: MuData,
+        reference_model: NETWORKVI | str | os.PathLike,
+        *,
+        freeze: bool = True,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+    ) -> NETWORKVI:
+        """A query model: the reference's weights, with new batches added as new categories.
+
+        Parameters
+        ----------
+        mdata
+            Query MuData with the reference's features (see :meth:`prepare_query_mudata`); its batches may be new or
+            ones the reference has seen.
+        reference_model
+            Trained reference model or the folder it was saved to.
+        freeze
+            Train only covariate columns of covariate-conditioned layers (decoders, covariate projections) and
+            per-batch parameters; the GO encoders and everything else keep the reference's weights.
+        accelerator, device
+            Where the query model lives.
+        """
+        if isinstance(reference_model, str | os.PathLike):
+            attr_dict, var_names, ref_state, _ = _load_saved_files(
+                os.fspath(reference_model), load_adata=False, map_location="cpu"
+            )
+            ref_state = ref_state.get("model_state_dict", ref_state)
+        else:
+            attr_dict = {k: getattr(reference_model, k) for k in ("registry_", "init_params_")}
+            var_names = {
+                reference_model.modality_name(r): reference_model._modality(r).var_names
+                for r in reference_model.modality_roles
+            }
+            ref_state = {k: v.detach().cpu() for k, v in reference_model.module.state_dict().items()}
+        registry = attr_dict["registry_"]
+        if registry.get("model_name") not in (cls.__name__, None):
+            raise ValueError(f"The reference is a {registry.get('model_name')} model, not {cls.__name__}.")
+        setup_args = dict(registry["setup_args"])
+        for mod, names in var_names.items():
+            if mod not in mdata.mod:
+                raise ValueError(f"The query MuData lacks modality {mod!r} of the reference (has {list(mdata.mod)}).")
+            if not np.array_equal(np.asarray(mdata[mod].var_names), np.asarray(names)):
+                raise ValueError(
+                    f"The query's {mod!r} features differ from the reference's (order or names): run "
+                    "NETWORKVI.prepare_query_mudata(query, reference_model) first."
+                )
+        cls.setup_mudata(
+            mdata, source_registry=registry, extend_categories=True, allow_missing_labels=True, **setup_args
+        )
+        params = attr_dict["init_params_"]
+        kwargs = {**params.get("non_kwargs", {}), **params.get("kwargs", {})}
+        model = cls(mdata, **kwargs)
+        ref_cats = [
+            registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["summary_stats"]["n_batch"],
+            *registry["field_registries"]
+            .get(REGISTRY_KEYS.CAT_COVS_KEY, {})
+            .get("state_registry", {})
+            .get("n_cats_per_key", []),
+        ]
+        query_cats = [model.summary_stats.n_batch, *model.module.n_cats_per_cov]
+        model.module.load_state_dict(transfer_state(ref_state, model.module, ref_cats, query_cats))
+        if freeze:
+            trainable = freeze_for_query(model.module)
+            logger.info("Query model: %d parameter tensors keep training (covariate columns only).", len(trainable))
+        model.query_ = True
+        model.is_trained_ = False
+        model.to_device(device if device != "auto" else ("cuda" if accelerator == "gpu" else "cpu"))
+        model.module.eval()
+        return model
 
     # ---- outputs ---------------------------------------------------------------------------------------------------
     @torch.inference_mode()

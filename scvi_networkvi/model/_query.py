@@ -1,0 +1,111 @@
+"""Reference -> query weight transfer and the parameters a query model trains (scArches-style surgery).
+
+scvi-tools' generic surgery appends new covariate columns at the end of every first-layer weight, which puts a new
+batch's column where the reference kept its other categorical covariates; and its freezing keys on module names.
+Here both follow the model's own covariate layout ``[inputs | continuous | one-hot per categorical]`` and its
+own list of covariate-conditioned layers (every scvi-tools ``FCLayers`` in the module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from scvi.nn import FCLayers
+from torch import nn
+
+#: Per-batch parameters of the module: (name, dimension that indexes batches).
+_BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
+
+
+def _one_hot_widths(n_cats: Sequence[int]) -> list[int]:
+    """Columns each categorical covariate occupies in an FCLayers input (one-hot; none for a single category)."""
+    return [n if n > 1 else 0 for n in n_cats]
+
+
+def _remap_covariate_columns(
+    reference: torch.Tensor, query: torch.Tensor, ref_cats: Sequence[int], query_cats: Sequence[int]
+) -> torch.Tensor:
+    """Query-shaped weight holding the reference's columns at their new positions; new categories get zero."""
+    ref_widths, query_widths = _one_hot_widths(ref_cats), _one_hot_widths(query_cats)
+    base = reference.shape[-1] - sum(ref_widths)
+    if base != query.shape[-1] - sum(query_widths) or base < 0:
+        raise ValueError("The reference and query layers do not share the covariate layout; cannot transfer.")
+    out = query.detach().clone()
+    out[..., :base] = reference[..., :base]
+    ref_start, query_start = base, base
+    for ref_width, query_width in zip(ref_widths, query_widths, strict=True):
+        block = out[..., query_start : query_start + query_width]
+        block.zero_()  # a category the reference never saw starts neutral, so reference cells decode as before
+        block[..., :ref_width] = reference[..., ref_start : ref_start + ref_width]
+        ref_start += ref_width
+        query_start += query_width
+    return out
+
+
+def transfer_state(
+    reference_state: dict[str, torch.Tensor],
+    query_module: nn.Module,
+    ref_cats: Sequence[int],
+    query_cats: Sequence[int],
+) -> dict[str, torch.Tensor]:
+    """State dict for ``query_module`` from a reference state dict whose covariates had ``ref_cats`` categories.
+
+    Parameters
+    ----------
+    reference_state
+        The reference module's state dict.
+    query_module
+        The freshly built query module (its covariates have ``query_cats`` categories, batch first).
+    ref_cats, query_cats
+        Categories per covariate, ``[n_batch, *n_cats_per_cov]``, for the reference and the query.
+    """
+    fc_weights = {
+        f"{prefix}.{name}"
+        for prefix, module in query_module.named_modules()
+        if isinstance(module, FCLayers)
+        for name, _ in module.named_parameters()
+        if name.endswith("weight")
+    }
+    query_state = query_module.state_dict()
+    new_state = {}
+    for key, query_value in query_state.items():
+        if key not in reference_state:
+            raise ValueError(f"The reference model has no parameter {key!r}: it was built differently.")
+        ref_value = reference_state[key]
+        if ref_value.shape == query_value.shape:
+            new_state[key] = ref_value.clone()
+        elif key in fc_weights and ref_value.dim() == 2 and ref_value.shape[0] == query_value.shape[0]:
+            new_state[key] = _remap_covariate_columns(ref_value, query_value, ref_cats, query_cats)
+        elif key.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and ref_value.dim() == 2:
+            out = ref_value.mean(dim=1, keepdim=True).expand_as(query_value).clone()  # new batches: reference mean
+            out[:, : ref_value.shape[1]] = ref_value
+            new_state[key] = out
+        else:
+            raise ValueError(
+                f"Parameter {key!r} has shape {tuple(ref_value.shape)} in the reference and "
+                f"{tuple(query_value.shape)} in the query; only covariate columns may differ."
+            )
+    return new_state
+
+
+def freeze_for_query(module: nn.Module) -> list[str]:
+    """Freeze everything but the covariate columns of covariate-conditioned layers and per-batch parameters.
+
+    Returns the names of the parameters that still receive (masked) gradients.
+    """
+    trainable: list[str] = []
+    fc_params = set()
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, FCLayers) and sum(layer.n_cat_list) > 0:
+            layer.set_online_update_hooks(hook_first_layer=True)  # gradients only reach categorical columns
+            for name, param in layer.named_parameters():
+                fc_params.add(id(param))
+                trainable.append(f"{prefix}.{name}")
+    for name, param in module.named_parameters():
+        per_batch = name.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and param.dim() == 2
+        keep = id(param) in fc_params or per_batch
+        param.requires_grad_(keep)
+        if keep and id(param) not in fc_params:
+            trainable.append(name)
+    return trainable
