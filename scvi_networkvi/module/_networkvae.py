@@ -434,8 +434,4 @@ class NetworkVAE(BaseModuleClass):
             loss=total.mean(),
             reconstruction_loss=recon,
             kl_local=kl_local,
-            extra_metrics={
-                "modality_weights_" + m: inference_outputs["weights"][:, i].mean()
-                for i, m in enumerate(self.modalities)
-            },
         )
