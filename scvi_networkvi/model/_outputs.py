@@ -45,13 +45,13 @@ class NetworkVIOutputsMixin:
     """
 
     # ---- helpers ---------------------------------------------------------------------------------------------------
-    def _feature_names(self, role: str) -> np.ndarray:
+    def _output_feature_names(self, role: str) -> np.ndarray:
         """Names of a role's features as registered (the order the module uses)."""
         self.modality_name(role)  # a clear error if the model lacks the modality
         state = self.adata_manager.get_state_registry(_DATA_KEYS[role])
         return np.asarray(state.column_names)
 
-    def _batch_codes(self, transform_batch: BatchSpec) -> list[int | None]:
+    def _output_batch_codes(self, transform_batch: BatchSpec) -> list[int | None]:
         """Batch codes of ``transform_batch`` (one value or a list), validated."""
         if transform_batch is None or isinstance(transform_batch, str | numbers.Integral):
             return [self._batch_code(transform_batch)]
@@ -60,7 +60,7 @@ class NetworkVIOutputsMixin:
             raise ValueError("transform_batch is an empty list; give batch names or None (each cell's own batch).")
         return [self._batch_code(b) for b in batches]
 
-    def _decoded(
+    def _decode_minibatches(
         self,
         adata: MuData,
         indices: Indices,
@@ -84,10 +84,10 @@ class NetworkVIOutputsMixin:
                 total = values if total is None else total + values
             yield (total / len(batch_codes)).cpu().numpy()
 
-    def _obs_names(self, adata: MuData, indices: Indices) -> pd.Index:
+    def _output_obs_names(self, adata: MuData, indices: Indices) -> pd.Index:
         return adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
 
-    def _region_factors(self) -> torch.Tensor:
+    def _sigmoid_region_factors(self) -> torch.Tensor:
         self.modality_name("atac")
         factors = getattr(self.module, "region_factors", None)
         if factors is None:
@@ -133,18 +133,18 @@ class NetworkVIOutputsMixin:
         -------
         Cells x proteins: a DataFrame indexed by cell names with the protein names as columns, or an array.
         """
-        names = self._feature_names("protein")
+        names = self._output_feature_names("protein")
         columns = _positions(names, protein_list, "protein_list")
-        codes = self._batch_codes(transform_batch)
+        codes = self._output_batch_codes(transform_batch)
         adata = self._validate_anndata(adata)
 
         def extract(inference, generative):
             return 1.0 - torch.sigmoid(generative["py_"]["mixing"][..., columns])
 
-        result = np.concatenate(list(self._decoded(adata, indices, codes, use_z_mean, batch_size, extract)))
+        result = np.concatenate(list(self._decode_minibatches(adata, indices, codes, use_z_mean, batch_size, extract)))
         if return_numpy:
             return result
-        return pd.DataFrame(result, index=self._obs_names(adata, indices), columns=names[columns])
+        return pd.DataFrame(result, index=self._output_obs_names(adata, indices), columns=names[columns])
 
     # ---- accessibility ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -199,12 +199,12 @@ class NetworkVIOutputsMixin:
         Cells x regions, values in [0, 1]: a DataFrame indexed by cell names with the region names as columns, or an
         array / CSR matrix.
         """
-        names = self._feature_names("atac")
+        names = self._output_feature_names("atac")
         columns = _positions(names, region_list, "region_list")
-        codes = self._batch_codes(transform_batch)
+        codes = self._output_batch_codes(transform_batch)
         if threshold is not None:
             _check_threshold(threshold)
-        region_factors = self._region_factors()[columns] if normalize_regions else None
+        region_factors = self._sigmoid_region_factors()[columns] if normalize_regions else None
         adata = self._validate_anndata(adata)
 
         def extract(inference, generative):
@@ -215,8 +215,8 @@ class NetworkVIOutputsMixin:
                 p = p * region_factors.to(p.device)
             return p
 
-        blocks = self._decoded(adata, indices, codes, use_z_mean, batch_size, extract)
-        obs_names = self._obs_names(adata, indices)
+        blocks = self._decode_minibatches(adata, indices, codes, use_z_mean, batch_size, extract)
+        obs_names = self._output_obs_names(adata, indices)
         if threshold is None:
             result = np.concatenate(list(blocks))
             return result if return_numpy else pd.DataFrame(result, index=obs_names, columns=names[columns])
@@ -240,7 +240,7 @@ class NetworkVIOutputsMixin:
         RuntimeError
             The model was built with ``region_factors=False``.
         """
-        return self._region_factors().cpu().numpy()
+        return self._sigmoid_region_factors().cpu().numpy()
 
     # ---- library sizes ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -287,7 +287,7 @@ class NetworkVIOutputsMixin:
 
     # ---- differential expression / accessibility ------------------------------------------------------------------
     @torch.inference_mode()
-    def _posterior_samples(
+    def _differential_samples(
         self,
         adata: MuData,
         indices: Sequence[int] | np.ndarray,
@@ -310,7 +310,7 @@ class NetworkVIOutputsMixin:
         indices = np.asarray(indices)
         if n_samples_overall is not None:
             indices = np.random.choice(indices, n_samples_overall)
-        blocks = self._decoded(adata, indices, codes, False, batch_size, lambda inference, gen: gen[key])
+        blocks = self._decode_minibatches(adata, indices, codes, False, batch_size, lambda inference, gen: gen[key])
         return np.concatenate(list(blocks))
 
     def _prepare_differential(
@@ -355,7 +355,7 @@ class NetworkVIOutputsMixin:
             raise ValueError("idx2 needs idx1 (the first group of cells).")
         if groupby is None:
             raise ValueError("Give groupby (an obs column with the groups) or idx1 (the cells of the first group).")
-        values = _obs_column(adata, groupby, self._role_modalities())
+        values = _obs_column(adata, groupby, self._registered_modality_names())
         observed = sorted(pd.unique(values[pd.notna(values)]), key=str)
         present = set(observed)
         if group2 is not None and group2 not in present:
@@ -375,10 +375,10 @@ class NetworkVIOutputsMixin:
             raise ValueError(f"{groupby!r} has a single group ({_preview(observed)}): nothing to compare.")
         return adata, group1, values
 
-    def _role_modalities(self) -> list[str]:
+    def _registered_modality_names(self) -> list[str]:
         return [self.modality_name(role) for role in self.modality_roles]
 
-    def _count_stats(self, adata: MuData, role: str, stats_fn: Callable) -> Callable:
+    def _count_stats_fn(self, adata: MuData, role: str, stats_fn: Callable) -> Callable:
         """``stats_fn`` (scvi-tools' raw-count statistics) on the role's registered counts, as ``_de_core`` calls it.
 
         scvi-tools' functions read ``adata_manager.get_from_registry(...)`` and cache a per-cell scaling in
@@ -492,15 +492,15 @@ class NetworkVIOutputsMixin:
             adata,
             values,
             groupby,
-            model_fn=partial(self._posterior_samples, role="rna", batch_size=batch_size),
+            model_fn=partial(self._differential_samples, role="rna", batch_size=batch_size),
             representation_fn=self.get_latent_representation if filter_outlier_cells else None,
             group1=group1,
             group2=group2,
             idx1=idx1,
             idx2=idx2,
             all_stats=all_stats,
-            all_stats_fn=self._count_stats(adata, "rna", scrna_raw_counts_properties),
-            col_names=self._feature_names("rna"),
+            all_stats_fn=self._count_stats_fn(adata, "rna", scrna_raw_counts_properties),
+            col_names=self._output_feature_names("rna"),
             mode=mode,
             batchid1=batchid1,
             batchid2=batchid2,
@@ -616,15 +616,15 @@ class NetworkVIOutputsMixin:
             adata,
             values,
             groupby,
-            model_fn=partial(self._posterior_samples, role="atac", batch_size=batch_size),
+            model_fn=partial(self._differential_samples, role="atac", batch_size=batch_size),
             representation_fn=None,
             group1=group1,
             group2=group2,
             idx1=idx1,
             idx2=idx2,
             all_stats=all_stats,
-            all_stats_fn=self._count_stats(adata, "atac", scatac_raw_counts_properties),
-            col_names=self._feature_names("atac"),
+            all_stats_fn=self._count_stats_fn(adata, "atac", scatac_raw_counts_properties),
+            col_names=self._output_feature_names("atac"),
             mode=mode,
             batchid1=batchid1,
             batchid2=batchid2,
