@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scvi_networkvi.nn import BlockSparseLinear, GONetwork, WiredEncoder
+from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, WiredEncoder
+from scvi_networkvi.nn._wired_encoder import WideDropout, _TwoPathBlockLayer
 from scvi_networkvi.wiring import compile_wiring
 
 DATA = Path(__file__).parent / "data"
@@ -118,3 +119,204 @@ def test_interaction_layer_uses_gene_edges(wiring):
         for b in range(wiring.n_genes):
             block = dense[b * s : (b + 1) * s, a * s : (a + 1) * s]
             assert bool(block.abs().sum() > 0) == ((a, b) in connected)
+
+
+def random_structure(rng, square=False):
+    """Block sizes 1-3 (mixed shapes), repeated and duplicated connections, blocks without any connection."""
+    n_in, n_out = (int(v) for v in rng.integers(2, 9, 2))
+    in_sizes = rng.integers(1, 4, n_in)
+    out_sizes = in_sizes.copy() if square else rng.integers(1, 4, n_out)
+    n_out = len(out_sizes)
+    e = int(rng.integers(1, 30))
+    connections = np.stack([rng.integers(0, n_in, e), rng.integers(0, n_out, e)])
+    if square:  # self loops, as the interaction layer has
+        connections = np.concatenate([np.tile(np.arange(n_in), (2, 1)), connections], axis=1)
+    return in_sizes, out_sizes, connections
+
+
+@pytest.mark.parametrize("square", [False, True])
+@pytest.mark.parametrize("dense_limit", [0, 6, 1 << 30])
+def test_block_sparse_gradients_match_the_dense_equivalent(square, dense_limit):
+    """Output, input, weight and bias gradients of every compute path equal those of ``to_dense()`` (float64)."""
+    rng = np.random.default_rng(7 + square)
+    for trial in range(25):
+        layer = BlockSparseLinear(*random_structure(rng, square), dense_limit=dense_limit, bias=trial % 4 != 0)
+        layer = layer.double()
+        dense = layer.to_dense().requires_grad_(True)
+        bias = layer.bias if layer.bias is not None else torch.zeros(layer.n_out, dtype=torch.float64)
+        x = torch.randn(5, layer.n_in, dtype=torch.float64, requires_grad=True)
+        for y in (layer(x), layer.forward_t(x.t()).t(), layer.forward_t(x.t().contiguous()).t()):
+            reference = x @ dense.T + bias
+            torch.testing.assert_close(y, reference)
+            g = torch.randn_like(y)
+            params = [*layer.weights, *([layer.bias] if layer.bias is not None else [])]
+            grads = torch.autograd.grad(y, [x, *params], g, allow_unused=True)
+            grad_x, grad_dense = torch.autograd.grad(reference, [x, dense], g)
+            torch.testing.assert_close(grads[0] if grads[0] is not None else torch.zeros_like(x), grad_x)
+            grad_blocks = torch.cat([grad.reshape(-1) for grad in grads[1 : 1 + len(layer.weights)]])
+            torch.testing.assert_close(grad_blocks, grad_dense[layer._rows, layer._cols])
+            if layer.bias is not None:
+                torch.testing.assert_close(grads[-1], g.sum(0))
+
+
+@pytest.mark.parametrize("dense_limit", [0, 1 << 30])
+def test_block_sparse_gradcheck(dense_limit):
+    in_sizes, out_sizes = np.array([2, 1, 3, 2]), np.array([2, 2, 3, 1])
+    connections = np.array([[0, 0, 1, 2, 3, 3, 2, 1], [0, 1, 1, 2, 2, 0, 0, 3]])  # shared sources and destinations
+    layer = BlockSparseLinear(in_sizes, out_sizes, connections, dense_limit=dense_limit).double()
+    xt = torch.randn(layer.n_in, 3, dtype=torch.float64, requires_grad=True)
+    params = [*layer.weights, layer.bias]
+    assert torch.autograd.gradcheck(lambda x, *_: layer.forward_t(x), (xt, *params))
+
+
+def test_block_sparse_parameters_are_the_structural_weights():
+    in_sizes, out_sizes = np.array([1, 3, 2, 2]), np.array([2, 4, 1])
+    connections = np.array([[0, 1, 1, 3, 2, 2], [0, 0, 1, 1, 2, 2]])  # one duplicate
+    for dense_limit in (0, 1 << 30):
+        layer = BlockSparseLinear(in_sizes, out_sizes, connections, dense_limit=dense_limit)
+        structural = sum(in_sizes[s] * out_sizes[d] for s, d in set(zip(*connections.tolist(), strict=True)))
+        assert sum(w.numel() for w in layer.weights) == structural
+        assert sum(p.numel() for p in layer.parameters()) == structural + out_sizes.sum()
+        assert set(layer.state_dict()) == {"bias", *(f"weights.{k}" for k in range(len(layer.weights)))}
+
+
+def test_block_sparse_self_loops_are_computed_in_place():
+    """A square layer whose blocks all connect to themselves starts from an in-place bucket (no gather)."""
+    sizes = np.full(6, 3)
+    connections = np.array([[0, 1, 2, 3, 4, 5, 0, 3, 5, 5], [0, 1, 2, 3, 4, 5, 2, 2, 0, 1]])
+    layer = BlockSparseLinear(sizes, sizes, connections, dense_limit=0).double()
+    first = layer._fwd[0][0]
+    assert first.place_range == first.gather_range == (0, 18) and not first.accumulate
+    assert all(bucket.accumulate for bucket in layer._fwd[0][1:])
+    x = torch.randn(18, 4, dtype=torch.float64)
+    torch.testing.assert_close(layer.forward_t(x), layer.to_dense() @ x + layer.bias[:, None])
+
+
+def test_block_sparse_reads_row_blocks_without_stacking():
+    rng = np.random.default_rng(3)
+    for dense_limit in (0, 40, 1 << 30):
+        layer = BlockSparseLinear(*random_structure(rng), dense_limit=dense_limit).double()
+        x = torch.randn(layer.n_in, 4, dtype=torch.float64)
+        cut = layer.n_in // 2
+        parts = [x[:cut].clone().requires_grad_(True), x[cut:].clone().requires_grad_(True)]
+        y = layer.forward_t(parts)
+        torch.testing.assert_close(y, layer.forward_t(x))
+        grads = torch.autograd.grad(y.square().sum(), parts, allow_unused=True)
+        expected = layer.to_dense().T @ (2 * y.detach())
+        for grad, rows in zip(grads, (slice(0, cut), slice(cut, None)), strict=True):
+            torch.testing.assert_close(grad if grad is not None else torch.zeros_like(x[rows]), expected[rows])
+    with pytest.raises(ValueError, match="input rows"):
+        layer.forward_t([x[:1]])
+
+
+def test_block_sparse_is_deterministic():
+    layer = BlockSparseLinear(np.full(50, 4), np.full(50, 4), np.random.default_rng(0).integers(0, 50, (2, 300)))
+    x = torch.randn(200, 16, requires_grad=True)
+    runs = []
+    for _ in range(2):
+        y = layer.forward_t(x)
+        runs.append(torch.autograd.grad(y.sin().sum(), [x, *layer.parameters()]))
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_block_sparse_loads_checkpoints_of_the_earlier_layout():
+    """Dense layers stored an (n_out, n_in) masked ``weight``, kernel layers their ``_src{k}``/``_dst{k}`` indices."""
+    in_sizes, out_sizes = np.array([1, 3, 2]), np.array([2, 2])
+    connections = np.array([[0, 1, 2], [0, 1, 1]])
+    layer = BlockSparseLinear(in_sizes, out_sizes, connections)
+    old = {"weight": layer.to_dense() * 2, "bias": layer.bias.detach() + 1}
+    fresh = BlockSparseLinear(in_sizes, out_sizes, connections)
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.to_dense(), old["weight"])
+    torch.testing.assert_close(fresh.bias.detach(), old["bias"])
+    kernel = BlockSparseLinear(in_sizes, out_sizes, connections, dense_limit=0)
+    old = {**{k: v * 3 for k, v in kernel.state_dict().items()}, "_src0": torch.arange(3), "_dst1": torch.arange(2)}
+    kernel.load_state_dict(old)  # strict: the old index buffers are not unexpected keys
+    torch.testing.assert_close(kernel.weights[0].detach(), old["weights.0"])
+
+
+def test_gene_layer_elementwise_path_matches_the_block_product(wiring):
+    """One feature per gene: the fused elementwise two-path gene layer equals act(W1 x + b1) + W2 x + b2."""
+    layer = GeneLayer(wiring, dropout_rate=0.0).layer
+    fg = wiring.feature_gene
+    single = np.bincount(fg[1], minlength=wiring.n_genes).max() == 1
+    assert (layer._single_rows is not None) == single
+    x = torch.rand(wiring.n_features, 6) * 3
+    weight = layer.linear.to_dense()
+    y = weight @ x + layer.linear.bias.detach()[:, None]
+    expected = torch.relu(y[: layer.n_out]) + y[layer.n_out :]
+    torch.testing.assert_close(layer.forward_t(x), expected)
+    # a one-to-one wiring takes the elementwise path
+    sizes = np.ones(7, dtype=np.int64)
+    connections = np.stack([np.arange(7), np.arange(7)[::-1]])
+    one_to_one = _TwoPathBlockLayer(sizes, np.full(7, 3), connections, "relu", linear_path=True)
+    assert one_to_one._single_rows is not None
+    linear = one_to_one.linear
+    x = torch.randn(7, 5, requires_grad=True)
+    out = one_to_one.forward_t(x)
+    dense = linear.to_dense().requires_grad_(True)
+    y = dense @ x + linear.bias[:, None]
+    reference = torch.relu(y[:21]) + y[21:]
+    torch.testing.assert_close(out, reference)
+    g = torch.randn_like(out)
+    grad_x, grad_bias, grad_weight = torch.autograd.grad(out, [x, linear.bias, linear.weights[0]], g)
+    ref_x, ref_bias, ref_dense = torch.autograd.grad(reference, [x, linear.bias, dense], g)
+    torch.testing.assert_close(grad_x, ref_x)
+    torch.testing.assert_close(grad_bias, ref_bias)
+    torch.testing.assert_close(grad_weight.reshape(-1), ref_dense[linear._rows, linear._cols])
+
+
+def test_wide_dropout_keeps_dropouts_meaning():
+    dropout = WideDropout(0.25)
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(5)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, y.detach())
+    torch.manual_seed(5)
+    assert torch.equal(dropout(x), y)  # seeded by torch's generator
+    dropout.eval()
+    assert dropout(x) is x
+    dropout = WideDropout(0.25, inplace=True)
+    z = x * 1
+    torch.manual_seed(5)
+    assert dropout(z) is z and torch.equal(z, y)
+
+
+@pytest.mark.parametrize("linear_path", [True, False])
+def test_gene_layer_trains_with_dropout(wiring, linear_path):
+    layer = GeneLayer(wiring, dropout_rate=0.5, linear_path=linear_path)
+    x = torch.rand(8, wiring.n_features, requires_grad=True)
+    layer(x).square().sum().backward()  # the in-place dropout must not clobber what backward reads
+    assert x.grad is not None and all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("dense_limit", [0, None])
+@pytest.mark.parametrize("gene_layer", ["none", "standard", "interaction"])
+def test_wired_encoder_matches_a_dense_reference(wiring, gene_layer, dense_limit, monkeypatch):
+    """The feature-major encoder computes the plain row-major, dense-weight network (eval mode: no dropout)."""
+    if dense_limit is not None:  # every layer on the block kernel
+        monkeypatch.setitem(BlockSparseLinear.__init__.__kwdefaults__, "dense_limit", dense_limit)
+    encoder = WiredEncoder(wiring, n_latent=3, gene_layer=gene_layer, n_interaction_layers=2).double().eval()
+    x = torch.rand(9, wiring.n_features, dtype=torch.float64) * 4
+
+    def two_path(layer, h):
+        y = h @ layer.linear.to_dense().T + layer.linear.bias
+        return torch.relu(y[:, : layer.n_out]) + y[:, layer.n_out :]
+
+    h = two_path(encoder.gene_layer.layer, x) if encoder.gene_layer is not None else x
+    for interaction in encoder.interaction_layers:
+        h = torch.relu(h @ interaction.linear.to_dense().T + interaction.linear.bias) + h
+    state = h
+    for level in encoder.go_network.levels:
+        out = two_path(level, state)
+        state = torch.cat([state, out], dim=1)
+    expected = encoder.activation(encoder.norm(out))
+    assert all(m.dense == (dense_limit is None) for m in encoder.modules() if isinstance(m, BlockSparseLinear))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.hidden(x), expected)
+        torch.testing.assert_close(encoder.go_network(h if encoder.gene_layer is not None else x), out)

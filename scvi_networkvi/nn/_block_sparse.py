@@ -1,13 +1,69 @@
-"""A linear map whose weight is dense inside listed (input block, output block) pairs and zero elsewhere."""
+"""A linear map whose weight is dense inside listed (input block, output block) pairs and zero elsewhere.
+
+Layouts: :meth:`BlockSparseLinear.forward` takes ``(n, n_in)`` like :class:`torch.nn.Linear`;
+:meth:`BlockSparseLinear.forward_t` takes the transposed ``(n_in, n)`` ("feature-major") and returns ``(n_out, n)``.
+The wired encoder keeps its wide gene-node activations feature-major: every block of a cell batch is then a
+contiguous run of rows, and gathering or writing whole rows is several times faster on CPU than picking 5-column
+slivers out of ``(n, 20000)`` rows; no transposes are needed between its layers either.
+
+Parameters are stored the same way whatever the compute path: one ``(e, b_in, b_out)`` tensor per block shape, one
+slice per connection, so a checkpoint depends neither on ``dense_limit`` nor on the device.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-#: Below this many weight entries (n_in * n_out) a masked dense weight is faster than gather/scatter on CPU and GPU.
+#: Connection groups whose dense form (rows written x rows read) has at most this many entries use a dense matmul
+#: (narrow layers such as GO levels); larger ones use the block kernel.
 DENSE_LIMIT = 1 << 22
+#: ... and whose dense form is at least this full: sparser groups (the protein encoder's gene and interaction layers,
+#: under 1 % full) run several times faster on the block kernel.
+DENSE_MIN_FILL = 0.02
+#: Groups this small are dense whatever their fill: the kernel's per-bucket overhead would dominate.
+DENSE_ALWAYS = 4096
+#: A dense group reading at least this fraction of the input rows multiplies the whole input: the extra zero columns
+#: cost less than gathering the rows and scattering their gradient back.
+WHOLE_INPUT_FRACTION = 0.75
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """Blocks of one connection group sharing their number ``k`` of connections, as slices of the index buffers.
+
+    ``n_blocks`` major blocks (output blocks in the forward plan, input blocks in the backward plan), each with ``k``
+    connections. ``gather``, ``place`` and ``edges`` slice the plan's concatenated buffers of rows to gather (the
+    ``k`` minor blocks of each major block), rows to write (the major blocks) and connection (parameter) indices; the
+    ``*_range`` twins are ``(start, stop)`` when those indices are exactly ``arange(start, stop)`` (a view instead of
+    a gather). ``accumulate``: add to rows that another bucket writes, instead of writing them.
+    """
+
+    k: int
+    n_blocks: int
+    gather: slice
+    place: slice
+    edges: slice
+    gather_range: tuple[int, int] | None
+    place_range: tuple[int, int] | None
+    edges_range: tuple[int, int] | None
+    accumulate: bool
+
+
+@dataclass(frozen=True)
+class _DenseGroup:
+    """A connection group computed as one dense ``(n_rows, n_cols)`` matrix."""
+
+    index: int  # the group, i.e. its parameter tensor
+    whole_in: bool  # the columns are all input rows, in order
+    all_out: bool  # the rows are all output rows, in order
+    n_rows: int
+    n_cols: int
 
 
 class BlockSparseLinear(nn.Module):
@@ -20,18 +76,39 @@ class BlockSparseLinear(nn.Module):
     out_sizes
         Neurons of each output block, in output order.
     connections
-        ``(2, e)`` array of (input block, output block) pairs.
+        ``(2, e)`` array of (input block, output block) pairs (duplicates are merged).
     bias
         Add a bias to every output neuron.
     dense_limit
-        Use a masked dense weight when ``n_in * n_out`` is at most this (fast for narrow layers such as GO levels),
-        else grouped gather / batched matmul / scatter over the connections (memory ~ e x block sizes).
+        A group of connections with one block shape is computed as a dense matmul over the rows it reads and writes
+        when that matrix has at most this many entries and is not too sparse (``DENSE_MIN_FILL``; narrow layers such
+        as GO levels), else with the block kernel (gene and interaction layers; memory ~ connections x block sizes x
+        batch). ``0`` forces the kernel everywhere.
+
+    Attributes
+    ----------
+    weights
+        One ``(connections, b_in, b_out)`` parameter per block shape (``groups``), connections in sorted (input
+        block, output block) order: exactly the structural weights, whatever the compute path.
+    bias
+        ``(n_out,)`` or ``None``.
+    dense
+        Whether every group runs as a dense matmul.
 
     Notes
     -----
     Initialisation follows :class:`torch.nn.Linear` per output neuron: weights and bias ~ U(-1/sqrt(fan_in),
     1/sqrt(fan_in)) where fan_in counts the neuron's structural inputs; output neurons without inputs get a bias
     ~ U(-0.5, 0.5).
+
+    The block kernel (a custom autograd function) buckets output blocks by their number of connections ``k``: the
+    ``k`` input blocks of every output block of a bucket are gathered as one ``(blocks, k * b_in, n)`` tensor and
+    multiplied by the ``(blocks, b_out, k * b_in)`` stacked weights in one batched matmul, so each output row is
+    written once, without a scatter-add over connections. When every block of a square layer connects to itself (the
+    self loops of the interaction layer), those connections form a first bucket that reads and writes the rows in
+    place, with no gather at all; the other connections are added to it. The backward pass runs the same plan on the
+    transposed map for the input gradient, and one batched matmul per bucket for the weight gradient. All indices are
+    precomputed; the kernel is deterministic on CPU and differentiable once (no double backward).
     """
 
     def __init__(
@@ -62,82 +139,478 @@ class BlockSparseLinear(nn.Module):
         np.add.at(fan_in, _expand(out_offsets[dst], out_sizes[dst]), np.repeat(in_sizes[src], out_sizes[dst]))
         bound = np.where(fan_in > 0, 1.0 / np.sqrt(np.maximum(fan_in, 1.0)), 0.5)
         self.register_buffer("_bound", torch.as_tensor(bound, dtype=torch.float32), persistent=False)
-        self.dense = self.n_in * self.n_out <= dense_limit
-        if self.dense:
-            rows = _expand(out_offsets[dst], out_sizes[dst])  # per connection, its output neurons ...
-            rows = np.repeat(rows, np.repeat(in_sizes[src], out_sizes[dst]))
-            cols = (
-                np.concatenate(
-                    [
-                        np.tile(np.arange(in_offsets[s], in_offsets[s] + in_sizes[s]), out_sizes[d])
-                        for s, d in zip(src, dst, strict=True)
-                    ]
-                )
-                if len(src)
-                else np.zeros(0, dtype=np.int64)
-            )
-            mask = torch.zeros(self.n_out, self.n_in, dtype=torch.bool)
-            mask[torch.as_tensor(rows), torch.as_tensor(cols)] = True
-            self.register_buffer("mask", mask, persistent=False)
-            self.weight = nn.Parameter(torch.zeros(self.n_out, self.n_in))
-        else:
-            # Group connections by block shape so each group is one batched matmul.
-            self.groups: list[tuple[int, int]] = []
-            self.weights = nn.ParameterList()
-            shapes = np.stack([in_sizes[src], out_sizes[dst]])
-            for b_in, b_out in np.unique(shapes, axis=1).T:
-                sel = (shapes[0] == b_in) & (shapes[1] == b_out)
-                k = len(self.groups)
-                self.register_buffer(f"_src{k}", torch.as_tensor(_expand(in_offsets[src[sel]], in_sizes[src[sel]])))
-                self.register_buffer(f"_dst{k}", torch.as_tensor(_expand(out_offsets[dst[sel]], out_sizes[dst[sel]])))
-                self.weights.append(nn.Parameter(torch.zeros(int(sel.sum()), int(b_in), int(b_out))))
-                self.groups.append((int(b_in), int(b_out)))
+
+        # Parameters: one (e, b_in, b_out) tensor per block shape, connections in (input, output) order.
+        self.groups: list[tuple[int, int]] = []
+        self.weights = nn.ParameterList()
+        group_src, group_dst = [], []
+        shapes = np.stack([in_sizes[src], out_sizes[dst]])
+        for b_in, b_out in np.unique(shapes, axis=1).T:
+            sel = (shapes[0] == b_in) & (shapes[1] == b_out)
+            self.weights.append(nn.Parameter(torch.zeros(int(sel.sum()), int(b_in), int(b_out))))
+            self.groups.append((int(b_in), int(b_out)))
+            group_src.append(src[sel])
+            group_dst.append(dst[sel])
         self.bias = nn.Parameter(torch.zeros(self.n_out)) if bias else None
+
+        # Row (output neuron) and column (input neuron) of every weight entry, group by group, in parameter order.
+        rows, cols = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for (b_in, b_out), s, d in zip(self.groups, group_src, group_dst, strict=True):
+            shape = (len(s), b_in, b_out)
+            rows.append(np.broadcast_to((out_offsets[d][:, None] + np.arange(b_out))[:, None, :], shape).reshape(-1))
+            cols.append(np.broadcast_to((in_offsets[s][:, None] + np.arange(b_in))[:, :, None], shape).reshape(-1))
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        self.register_buffer("_rows", torch.as_tensor(rows), persistent=False)
+        self.register_buffer("_cols", torch.as_tensor(cols), persistent=False)
+
+        # Per group: a dense matmul over the rows it reads and writes (GO levels, whose many input neurons mostly
+        # feed one wide UNKNOWN term), or the block kernel (gene and interaction layers).
+        self._dense: list[_DenseGroup] = []
+        self._kernel_groups: list[int] = []
+        start = 0
+        for g, weight in enumerate(self.weights):
+            stop = start + weight.numel()
+            used_in, used_out = np.unique(cols[start:stop]), np.unique(rows[start:stop])
+            entries = len(used_in) * len(used_out)
+            if entries <= dense_limit and (weight.numel() >= DENSE_MIN_FILL * entries or entries <= DENSE_ALWAYS):
+                whole = len(used_in) >= WHOLE_INPUT_FRACTION * self.n_in
+                if whole:
+                    used_in = np.arange(self.n_in)
+                in_pos = np.full(self.n_in, -1, dtype=np.int64)
+                in_pos[used_in] = np.arange(len(used_in))
+                out_pos = np.full(self.n_out, -1, dtype=np.int64)
+                out_pos[used_out] = np.arange(len(used_out))
+                flat = out_pos[rows[start:stop]] * len(used_in) + in_pos[cols[start:stop]]
+                self.register_buffer(f"_in{g}", torch.as_tensor(used_in), persistent=False)
+                self.register_buffer(f"_out{g}", torch.as_tensor(used_out), persistent=False)
+                self.register_buffer(f"_flat{g}", torch.as_tensor(flat), persistent=False)
+                all_out = len(used_out) == self.n_out
+                self._dense.append(_DenseGroup(g, whole, all_out, len(used_out), len(used_in)))
+            else:
+                self._kernel_groups.append(g)
+            start = stop
+        # Whole-input groups first: the first one writes the input gradient, the others add to it.
+        self._dense.sort(key=lambda group: (not group.whole_in, not group.all_out, group.index))
+        self._part_index: dict[tuple, list] = {}
+        self.dense = not self._kernel_groups
+
+        # Kernel plans. With one kernel group each row is written by one bucket (bias folded in) and only the
+        # buckets added after the self-loop bucket accumulate; with several groups every bucket accumulates.
+        self._fwd: list[list[_Bucket]] = []
+        self._bwd: list[list[_Bucket]] = []
+        buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
+        several = len(self._kernel_groups) > 1
+        for g in self._kernel_groups:
+            b_in, b_out = self.groups[g]
+            s, d = group_src[g], group_dst[g]
+            # Forward: output blocks by number of inputs; gather input rows, write output rows.
+            fwd = _plan(d, s, out_offsets, b_out, in_offsets, b_in, self.n_out, several, buffers, ("fg", "fp", "fe"))
+            # Backward (transposed map): input blocks by number of outputs; gather output-gradient rows.
+            bwd = _plan(s, d, in_offsets, b_in, out_offsets, b_out, self.n_in, several, buffers, ("bg", "bp", "be"))
+            self._fwd.append(fwd)
+            self._bwd.append(bwd)
+        for name, parts in buffers.items():
+            flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            self.register_buffer(f"_{name}", torch.as_tensor(flat, dtype=torch.int64), persistent=False)
+        self._fwd_init = _init_mode(self._fwd, self.n_out)
+        self._bwd_init = _init_mode(self._bwd, self.n_in)
+
+        # Every output block reads exactly one input neuron (features -> gene nodes, one feature per gene): the map is
+        # elementwise; callers may fuse it (see single_input_blocks).
+        single_src = single_edge = None
+        one_each = np.array_equal(np.sort(dst), np.arange(len(out_sizes)))
+        if len(self.groups) == 1 and self.groups[0][0] == 1 and one_each:
+            single_edge = np.argsort(dst)  # the connection of each output block, in output order
+            single_src = torch.as_tensor(in_offsets[src[single_edge]])
+            single_edge = torch.as_tensor(single_edge)
+        self.register_buffer("_single_src", single_src, persistent=False)
+        self.register_buffer("_single_edge", single_edge, persistent=False)
+        self._register_load_state_dict_pre_hook(self._load_dense_weight)
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Uniform initialisation scaled by each output neuron's structural fan-in (see class notes)."""
-        if self.dense:
-            bound = self._bound[:, None].expand_as(self.weight)
-            self.weight.copy_((torch.rand_like(self.weight) * 2 - 1) * bound * self.mask)
-        else:
-            for k, weight in enumerate(self.weights):
-                dst = getattr(self, f"_dst{k}").view(weight.shape[0], weight.shape[2])
-                bound = self._bound[dst][:, None, :].expand_as(weight)
-                weight.copy_((torch.rand_like(weight) * 2 - 1) * bound)
+        start = 0
+        for weight in self.weights:
+            rows = self._rows[start : start + weight.numel()].view_as(weight)
+            weight.copy_((torch.rand_like(weight) * 2 - 1) * self._bound[rows])
+            start += weight.numel()
         if self.bias is not None:
             self.bias.copy_((torch.rand_like(self.bias) * 2 - 1) * self._bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the map to ``x`` of shape ``(n, n_in)``."""
-        if self.dense:
-            return nn.functional.linear(x, self.weight * self.mask, self.bias)
-        n = x.shape[0]
-        out = x.new_zeros(n, self.n_out) if self.bias is None else self.bias.expand(n, self.n_out).clone()
-        for k, (b_in, _) in enumerate(self.groups):
-            weight = self.weights[k]
-            gathered = x.index_select(1, getattr(self, f"_src{k}")).view(n, weight.shape[0], b_in)
-            contribution = torch.einsum("neb,ebo->neo", gathered, weight).reshape(n, -1)
-            out = out.index_add(1, getattr(self, f"_dst{k}"), contribution)
-        return out
+        """Apply the map to ``x`` of shape ``(n, n_in)``; returns ``(n, n_out)``."""
+        if self.dense and len(self._dense) == 1 and self._dense[0].all_out:  # one matmul, as nn.Linear
+            group = self._dense[0]
+            inputs = x if group.whole_in else x.index_select(1, getattr(self, f"_in{group.index}"))
+            weight = self._dense_weight(group.index)
+            return torch.addmm(self.bias, inputs, weight.t()) if self.bias is not None else inputs @ weight.t()
+        return self.forward_t(x.t()).t().contiguous()
 
+    def forward_t(self, xt: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Apply the map to feature-major inputs; returns ``(n_out, n)``.
+
+        ``xt`` is ``(n_in, n)``, or a sequence of ``(rows, n)`` tensors that stacked make up the ``n_in`` input rows
+        (a GO level reads ``[gene nodes | deeper terms]``; its wide first part is then never copied).
+        """
+        parts = tuple(xt) if isinstance(xt, (list, tuple)) else (xt,)
+        if sum(p.shape[0] for p in parts) != self.n_in:
+            raise ValueError(f"BlockSparseLinear: got {sum(p.shape[0] for p in parts)} input rows, not {self.n_in}.")
+        out = None
+        if self._kernel_groups:
+            x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            out = _BlockSparseFunction.apply(self, x, self.bias, *[self.weights[g] for g in self._kernel_groups])
+        if self._dense:
+            bias = self.bias if out is None else None
+            weights = [self.weights[group.index] for group in self._dense]
+            dense = _DenseGroupsFunction.apply(self, len(parts), *parts, bias, *weights)
+            out = dense if out is None else out + dense
+        return self._bias_rows(parts[0]) if out is None else out
+
+    def single_input_blocks(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per output block, in output order, its only input neuron and its ``(blocks, b_out, 1)`` weights.
+
+        Defined when every output block reads exactly one input block of one neuron (features -> gene nodes with one
+        feature per gene): the map is then ``y[block] = w[block] * x[input] + b``, elementwise, which callers can fuse
+        with what follows. The weights are gathered from the parameters (differentiable). ``None`` otherwise.
+        """
+        if self._single_src is None:
+            return None
+        return self._single_src, self.weights[0].index_select(0, self._single_edge).transpose(1, 2)
+
+    def _bias_rows(self, xt: torch.Tensor) -> torch.Tensor:
+        """``(n_out, n)``: the bias in every column, or zeros."""
+        n = xt.shape[1]
+        if self.bias is None:
+            return xt.new_zeros(self.n_out, n)
+        return self.bias[:, None].expand(self.n_out, n).contiguous()
+
+    def _dense_weight(self, g: int) -> torch.Tensor:
+        """Group ``g`` as a dense ``(rows written, rows read)`` matrix; its gradient flows back to the blocks."""
+        rows, cols = getattr(self, f"_out{g}").numel(), getattr(self, f"_in{g}").numel()
+        values = self.weights[g].reshape(-1)
+        return values.new_zeros(rows * cols).index_copy(0, getattr(self, f"_flat{g}"), values).view(rows, cols)
+
+    @torch.no_grad()
     def to_dense(self) -> torch.Tensor:
         """The full ``(n_out, n_in)`` weight matrix (for tests and inspection; large for big layers)."""
-        if self.dense:
-            return (self.weight * self.mask).detach().clone()
-        dense = torch.zeros(self.n_out, self.n_in)
-        for k, weight in enumerate(self.weights):
-            e, b_in, b_out = weight.shape
-            src = getattr(self, f"_src{k}").view(e, b_in)
-            dst = getattr(self, f"_dst{k}").view(e, b_out)
-            rows = dst[:, None, :].expand(e, b_in, b_out)
-            cols = src[:, :, None].expand(e, b_in, b_out)
-            dense.index_put_((rows.reshape(-1), cols.reshape(-1)), weight.detach().reshape(-1), accumulate=True)
+        values = torch.cat([w.reshape(-1) for w in self.weights]) if len(self.weights) else self._bound.new_zeros(0)
+        dense = values.new_zeros(self.n_out, self.n_in)
+        dense[self._rows, self._cols] = values
         return dense
+
+    def _load_dense_weight(self, state_dict, prefix, *args) -> None:
+        """Read checkpoints of the earlier layout.
+
+        It saved the kernel's index buffers ``_src{k}`` / ``_dst{k}`` (now rebuilt from the structure, dropped here)
+        and dense layers as a masked ``(n_out, n_in)`` ``weight`` (its block entries become the block parameters).
+        """
+        for key in list(state_dict):
+            name = key[len(prefix) :] if key.startswith(prefix) else ""
+            if name[:4] in ("_src", "_dst") and name[4:].isdigit():
+                del state_dict[key]
+        dense = state_dict.pop(prefix + "weight", None)
+        if dense is None or any(f"{prefix}weights.{k}" in state_dict for k in range(len(self.weights))):
+            return
+        values = dense[self._rows.to(dense.device), self._cols.to(dense.device)]
+        start = 0
+        for k, weight in enumerate(self.weights):
+            state_dict[f"{prefix}weights.{k}"] = values[start : start + weight.numel()].view_as(weight)
+            start += weight.numel()
 
     def extra_repr(self) -> str:
         return f"n_in={self.n_in}, n_out={self.n_out}, connections={self.n_connections}, dense={self.dense}"
+
+
+class _BlockSparseFunction(torch.autograd.Function):
+    """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors."""
+
+    @staticmethod
+    def forward(ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, *weights: torch.Tensor):
+        xt = xt.contiguous()
+        n = xt.shape[1]
+        out = _initial(layer._fwd_init, layer.n_out, xt, layer._bias_rows)
+        gathered = []
+        for g, weight, buckets in zip(layer._kernel_groups, weights, layer._fwd, strict=True):
+            b_in, b_out = layer.groups[g]
+            for bucket in buckets:
+                d, k = bucket.n_blocks, bucket.k
+                x = _take(xt, layer._fg, bucket.gather, bucket.gather_range).view(d, k * b_in, n)
+                w = _take(weight, layer._fe, bucket.edges, bucket.edges_range).view(d, k, b_in, b_out)
+                w = w.permute(0, 3, 1, 2).reshape(d, b_out, k * b_in)
+                rows = None if bucket.accumulate else _take(bias, layer._fp, bucket.place, bucket.place_range)
+                out = _write(out, layer._fp, bucket, w, x, rows)
+                gathered.append(x)
+        ctx.layer = layer
+        ctx.n_weights = len(weights)
+        # The gathered inputs are saved, not gathered again: the weight gradient reads them. Freed after backward.
+        ctx.save_for_backward(*weights, *gathered)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        layer: BlockSparseLinear = ctx.layer
+        saved = ctx.saved_tensors
+        weights, gathered = saved[: ctx.n_weights], saved[ctx.n_weights :]
+        g = grad_out.contiguous()
+        n = g.shape[1]
+        need_x, need_bias = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        grad_x = _initial(layer._bwd_init, layer.n_in, g, None) if need_x else None
+        grad_weights = []
+        step = 0
+        for g_index, weight, fwd, bwd, needed in zip(
+            layer._kernel_groups, weights, layer._fwd, layer._bwd, ctx.needs_input_grad[3:], strict=True
+        ):
+            b_in, b_out = layer.groups[g_index]
+            grad_w = None
+            if needed:
+                grad_w = torch.empty_like(weight)  # every connection is in exactly one bucket
+                for j, bucket in enumerate(fwd):
+                    d, k = bucket.n_blocks, bucket.k
+                    go = _take(g, layer._fp, bucket.place, bucket.place_range).view(d, b_out, n)
+                    dw = torch.bmm(gathered[step + j], go.transpose(1, 2))  # (d, k * b_in, b_out)
+                    if bucket.edges_range == (0, weight.shape[0]):
+                        grad_w = dw.view_as(weight)
+                    else:
+                        grad_w.index_copy_(0, layer._fe[bucket.edges], dw.view(d * k, b_in, b_out))
+            step += len(fwd)
+            grad_weights.append(grad_w)
+            if need_x:
+                for bucket in bwd:
+                    s, k = bucket.n_blocks, bucket.k
+                    go = _take(g, layer._bg, bucket.gather, bucket.gather_range).view(s, k * b_out, n)
+                    w = _take(weight, layer._be, bucket.edges, bucket.edges_range).view(s, k, b_in, b_out)
+                    w = w.permute(0, 2, 1, 3).reshape(s, b_in, k * b_out)
+                    grad_x = _write(grad_x, layer._bp, bucket, w, go, None)
+        grad_bias = g.sum(1) if need_bias else None
+        return None, grad_x, grad_bias, *grad_weights
+
+
+class _DenseGroupsFunction(torch.autograd.Function):
+    """The dense groups of :class:`BlockSparseLinear` on feature-major inputs given as row blocks.
+
+    One autograd node for all of them: the input gradient is one tensor, written by the first whole-input group and
+    accumulated in place by the others, where separate gathers would each zero-fill a gradient of the full input.
+    """
+
+    @staticmethod
+    def forward(ctx, layer: BlockSparseLinear, n_parts: int, *args):
+        parts, bias, weights = args[:n_parts], args[n_parts], args[n_parts + 1 :]
+        whole, out, inputs, matrices = None, None, [], []
+        for group, weight in zip(layer._dense, weights, strict=True):
+            if group.whole_in:
+                if whole is None:
+                    whole = parts[0] if n_parts == 1 else torch.cat(parts)
+                x = whole
+            else:
+                x = _gather_parts(layer, parts, group.index)
+            flat = getattr(layer, f"_flat{group.index}")
+            w = weight.new_zeros(group.n_rows * group.n_cols).index_copy_(0, flat, weight.reshape(-1))
+            w = w.view(group.n_rows, group.n_cols)
+            if group.all_out and out is None:
+                out = torch.addmm(bias[:, None], w, x) if bias is not None else w @ x
+            elif group.all_out:
+                out.addmm_(w, x)
+            else:
+                if out is None:
+                    out = layer._bias_rows(x) if bias is not None else x.new_zeros(layer.n_out, x.shape[1])
+                out.index_add_(0, getattr(layer, f"_out{group.index}"), w @ x)
+            inputs.append(x)
+            matrices.append(w)
+        ctx.layer = layer
+        ctx.part_rows = [p.shape[0] for p in parts]
+        ctx.save_for_backward(*inputs, *matrices)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        layer: BlockSparseLinear = ctx.layer
+        saved = ctx.saved_tensors
+        inputs, matrices = saved[: len(layer._dense)], saved[len(layer._dense) :]
+        n_parts = len(ctx.part_rows)
+        need_parts = any(ctx.needs_input_grad[2 : 2 + n_parts])
+        need_bias = ctx.needs_input_grad[2 + n_parts]
+        g = grad_out.contiguous()
+        grad_parts: list[torch.Tensor | None] = [None] * n_parts  # parts no group reads get no gradient at all
+        grad_weights = []
+        needs = ctx.needs_input_grad[3 + n_parts :]
+        for group, x, w, needed in zip(layer._dense, inputs, matrices, needs, strict=True):
+            rows = g if group.all_out else g.index_select(0, getattr(layer, f"_out{group.index}"))
+            grad_w = None
+            if needed:
+                grad_w = torch.mm(rows, x.t()).view(-1).index_select(0, getattr(layer, f"_flat{group.index}"))
+                grad_w = grad_w.view_as(layer.weights[group.index])
+            grad_weights.append(grad_w)
+            if not need_parts:
+                continue
+            grad_x = torch.mm(w.t(), rows)
+            if group.whole_in and grad_parts[0] is None:  # whole-input groups come first
+                grad_parts = list(grad_x.split(ctx.part_rows))
+            elif group.whole_in:
+                for part, piece in zip(grad_parts, grad_x.split(ctx.part_rows), strict=True):
+                    part.add_(piece)
+            else:
+                start = 0
+                for k, local, _ in _part_pieces(layer, ctx.part_rows, group.index, g.device):
+                    if grad_parts[k] is None:
+                        grad_parts[k] = g.new_zeros(ctx.part_rows[k], g.shape[1])
+                    grad_parts[k].index_add_(0, local, grad_x[start : start + len(local)])
+                    start += len(local)
+        grad_bias = g.sum(1) if need_bias else None
+        return None, None, *grad_parts, grad_bias, *grad_weights
+
+
+def _initial(mode: str, n_rows: int, like: torch.Tensor, bias_rows) -> torch.Tensor:
+    """The tensor a plan writes into: uninitialised (its buckets write every row), or bias / zeros."""
+    if mode == "empty":
+        return like.new_empty(n_rows, like.shape[1])
+    return bias_rows(like).detach() if bias_rows is not None else like.new_zeros(n_rows, like.shape[1])
+
+
+def _write(
+    out: torch.Tensor, place: torch.Tensor, bucket: _Bucket, w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Write (or add) one bucket's ``w @ x (+ bias)`` at its rows of ``out``, in place where the rows are a range."""
+    n, target = x.shape[-1], None
+    if bucket.place_range is not None:
+        target = out[bucket.place_range[0] : bucket.place_range[1]].view(w.shape[0], w.shape[1], n)
+    if bucket.accumulate:
+        if target is not None:
+            _product(w, x, None, target, accumulate=True)
+        else:
+            out.index_add_(0, place[bucket.place], _product(w, x, None, None).view(-1, n))
+        return out
+    if target is not None:
+        _product(w, x, bias, target)
+    else:
+        out.index_copy_(0, place[bucket.place], _product(w, x, bias, None).view(-1, n))
+    return out
+
+
+def _product(
+    w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None, accumulate: bool = False
+) -> torch.Tensor:
+    """``w @ x (+ bias)`` batched over blocks, into ``out`` (or added to it); elementwise when the inner size is 1."""
+    outer = w.shape[2] == 1  # (blocks, b_out, 1) * (blocks, 1, n): no matmul needed
+    if accumulate:
+        return out.addcmul_(w, x) if outer else out.baddbmm_(w, x)
+    kwargs = {} if out is None else {"out": out}
+    if bias is None:
+        return torch.mul(w, x, **kwargs) if outer else torch.bmm(w, x, **kwargs)
+    bias = bias.view(w.shape[0], w.shape[1], 1)
+    return torch.addcmul(bias, w, x, **kwargs) if outer else torch.baddbmm(bias, w, x, **kwargs)
+
+
+def _take(
+    source: torch.Tensor | None, index: torch.Tensor, part: slice, contiguous: tuple[int, int] | None
+) -> torch.Tensor | None:
+    """Rows ``index[part]`` of ``source``: a view when they are a contiguous range, else a gather."""
+    if source is None:
+        return None
+    if contiguous is not None:
+        return source[contiguous[0] : contiguous[1]]
+    return source.index_select(0, index[part])
+
+
+def _gather_parts(layer: BlockSparseLinear, parts: tuple[torch.Tensor, ...], g: int) -> torch.Tensor:
+    """Rows ``_in{g}`` of the row-stacked ``parts``, without stacking the parts."""
+    pieces = _part_pieces(layer, tuple(p.shape[0] for p in parts), g, parts[0].device)
+    taken = [parts[k][r[0] : r[1]] if r is not None else parts[k].index_select(0, local) for k, local, r in pieces]
+    return taken[0] if len(taken) == 1 else torch.cat(taken)
+
+
+def _part_pieces(layer: BlockSparseLinear, sizes: Sequence[int], g: int, device: torch.device) -> list:
+    """``(part, rows within the part, their range or None)`` for the rows ``_in{g}``, cached per part sizes."""
+    key = (g, tuple(sizes), device)
+    pieces = layer._part_index.get(key)
+    if pieces is None:
+        index = getattr(layer, f"_in{g}")
+        bounds = np.cumsum([0, *sizes])
+        pieces = []
+        for k in range(len(sizes)):
+            local = index[(index >= int(bounds[k])) & (index < int(bounds[k + 1]))] - int(bounds[k])
+            if local.numel():
+                pieces.append((k, local, _as_range(local.cpu().numpy())))
+        layer._part_index[key] = pieces
+    return pieces
+
+
+def _plan(
+    major: np.ndarray,
+    minor: np.ndarray,
+    major_offsets: np.ndarray,
+    major_size: int,
+    minor_offsets: np.ndarray,
+    minor_size: int,
+    n_major_rows: int,
+    accumulate: bool,
+    buffers: dict[str, list[np.ndarray]],
+    names: tuple[str, str, str],
+) -> list[_Bucket]:
+    """Bucket the ``major`` blocks of one connection group by their number of connections.
+
+    Appends to ``buffers[names]`` the rows to gather (the ``minor`` blocks' rows, ``k`` blocks per major block), the
+    rows to write (the major blocks' rows) and the connection indices (parameter order), and returns the buckets.
+    When the group's self loops (same block, same rows on both sides) cover all ``n_major_rows`` rows, they come
+    first as a bucket that works in place, and the other connections accumulate onto it.
+    """
+    buckets: list[_Bucket] = []
+    starts = [sum(len(a) for a in buffers[name]) for name in names]
+
+    def add(k: int, edges: np.ndarray, blocks: np.ndarray, accumulate: bool) -> None:
+        gather = _expand(minor_offsets[minor[edges.reshape(-1)]], np.full(edges.size, minor_size))
+        place = _expand(major_offsets[blocks], np.full(len(blocks), major_size))
+        parts = (gather, place, edges.reshape(-1))
+        slices = []
+        for name, part, start in zip(names, parts, starts, strict=True):
+            slices.append(slice(start, start + len(part)))
+            buffers[name].append(part)
+        starts[:] = [piece.stop for piece in slices]
+        ranges = (_as_range(part) for part in parts)
+        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate))
+
+    rest = np.arange(len(major))
+    if not accumulate and major_size == minor_size:
+        self_loops = np.flatnonzero((major == minor) & (major_offsets[major] == minor_offsets[minor]))
+        self_loops = self_loops[np.argsort(major[self_loops], kind="stable")]
+        place = _expand(major_offsets[major[self_loops]], np.full(len(self_loops), major_size))
+        if len(self_loops) and _as_range(place) == (0, n_major_rows):
+            add(1, self_loops[:, None], major[self_loops], False)
+            rest = np.setdiff1d(rest, self_loops)
+            accumulate = True
+    order = rest[np.lexsort((rest, major[rest]))]  # by major block, then parameter order
+    blocks, first, counts = np.unique(major[order], return_index=True, return_counts=True)
+    for k in np.unique(counts):
+        sel = counts == k
+        add(int(k), order[first[sel][:, None] + np.arange(k)], blocks[sel], accumulate)
+    return buckets
+
+
+def _init_mode(plans: list[list[_Bucket]], n_rows: int) -> str:
+    """How a kernel plan's output starts.
+
+    ``"empty"``: its buckets write every row (the first one all of them, in order, or each one its own rows);
+    ``"fill"``: bias or zeros, then the buckets write or add.
+    """
+    if len(plans) != 1 or not plans[0]:
+        return "fill"
+    buckets = plans[0]
+    if not buckets[0].accumulate and buckets[0].place_range == (0, n_rows):
+        return "empty"
+    written = sum(b.place.stop - b.place.start for b in buckets)
+    if not any(b.accumulate for b in buckets) and written == n_rows:
+        return "empty"
+    return "fill"
+
+
+def _as_range(index: np.ndarray) -> tuple[int, int] | None:
+    """``(start, stop)`` when ``index`` is ``arange(start, stop)`` (rows that can be sliced instead of gathered)."""
+    if len(index) and index[-1] - index[0] + 1 == len(index) and np.all(np.diff(index) == 1):
+        return int(index[0]), int(index[-1]) + 1
+    return None
 
 
 def _expand(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
