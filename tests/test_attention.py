@@ -1,10 +1,14 @@
-"""GO covariate attention layer."""
+"""GO covariate attention: the layer, and the model with attention (training, query mapping, bad input)."""
 
 from __future__ import annotations
 
+import mudata as md
+import numpy as np
 import pytest
+import scvi
 import torch
 
+import scvi_networkvi as nvi
 from scvi_networkvi.nn._attention import CovariateAttention, covariate_vector, covariate_width
 
 
@@ -44,3 +48,58 @@ def test_attention_output_depends_on_covariates():
 def test_attention_needs_covariates():
     with pytest.raises(ValueError, match="at least one covariate"):
         CovariateAttention(4, 0)
+
+
+# ---- in the model ------------------------------------------------------------------------------------------------
+MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+def sites(names) -> md.MuData:
+    full = nvi.datasets.example()
+    keep = full["rna"].obs["Site"].isin(names).to_numpy()
+    mdata = md.MuData({mod: full[mod][keep].copy() for mod in full.mod})
+    for mod in mdata.mod:
+        mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
+    return mdata
+
+
+def build(mdata, **kwargs):
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    res = nvi.datasets.example_resources()
+    return nvi.NETWORKVI(mdata, go=res["go"], annotations=res["annotations"], gene_size=3, go_size=2, **kwargs)
+
+
+def test_model_with_covariate_attention_trains_and_maps_queries(offline_cache, tmp_path):
+    scvi.settings.seed = 0
+    model = build(sites(["site2", "site3"]), encode_covariates=True, covariate_attention="all")
+    encoder = model.module.encoders["rna"]
+    assert encoder.gene_attention is not None
+    n_levels = len(encoder.go_network.levels)
+    assert sorted(encoder.go_network.attention) == [str(i) for i in range(1, n_levels)]  # all but the deepest
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    assert np.isfinite(model.get_latent_representation()).all()
+    ref_key = encoder.go_network.attention["1"].key.detach().clone()  # one-hot: site2, site3
+
+    query = sites(["site4"])
+    nvi.NETWORKVI.prepare_query_mudata(query, model)
+    query_model = nvi.NETWORKVI.load_query_data(query, model)
+    query_key = query_model.module.encoders["rna"].go_network.attention["1"].key
+    assert query_key.shape == (3,)
+    torch.testing.assert_close(query_key[:2].detach(), ref_key)
+    trainable = {n for n, p in query_model.module.named_parameters() if p.requires_grad}
+    assert any("attention" in n for n in trainable) and not any("go_network.levels" in n for n in trainable)
+    query_model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    assert np.isfinite(query_model.get_latent_representation()).all()
+
+
+def test_covariate_attention_needs_encoded_covariates(offline_cache):
+    with pytest.raises(ValueError, match="encode_covariates=True"):
+        build(sites(["site2", "site3"]), covariate_attention="go")
+    with pytest.raises(ValueError, match="covariate_attention must be"):
+        build(sites(["site2", "site3"]), encode_covariates=True, covariate_attention="deep")

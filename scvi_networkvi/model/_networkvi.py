@@ -88,6 +88,11 @@ class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, Arch
         Covariates enter every decoder layer.
     dropout_rate, activation, linear_path
         Encoder settings.
+    covariate_attention
+        GO-specific covariate attention (the original's section 4.5): every neuron attends over the covariate vector
+        ``[one-hot batch and categorical covariates | continuous covariates]``. ``"genes"``: on the gene-node
+        output; ``"go"``: on every GO level but the deepest; ``"all"``: both (the original's
+        ``deeply_inject_covariates`` for GO encoders). Needs ``encode_covariates=True``.
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     region_factors
@@ -129,6 +134,7 @@ class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, Arch
         dropout_rate: float = 0.1,
         activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
         linear_path: bool = True,
+        covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         region_factors: bool = True,
     ):
@@ -140,6 +146,14 @@ class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, Arch
         _check_choice("modality_mixing", modality_mixing, ("moe", "poe", "mean"))
         _check_choice("modality_penalty", modality_penalty, ("jeffreys", "mmd", None))
         _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
+        _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
+        if covariate_attention != "none" and not encode_covariates:
+            raise ValueError(
+                f"covariate_attention={covariate_attention!r} attends over the encoders' covariates: set "
+                "encode_covariates=True (the original crashed later in this case)."
+            )
+        if covariate_attention != "none" and encoder != "go":
+            raise ValueError("covariate_attention acts on GO levels: it needs encoder='go'.")
         if gene_layer == "interaction" and interactions is None and wirings is None and encoder == "go":
             logger.info("gene_layer='interaction' without an interactions table: no gene-gene layer is built.")
         roles = self.modality_roles
@@ -203,6 +217,7 @@ class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, Arch
             n_interaction_layers=n_interaction_layers,
             activation=activation,
             linear_path=linear_path,
+            covariate_attention=covariate_attention,
             protein_dispersion=protein_dispersion,
             region_factors=region_factors,
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
@@ -555,7 +570,8 @@ class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, Arch
             .get("n_cats_per_key", []),
         ]
         query_cats = [model.summary_stats.n_batch, *model.module.n_cats_per_cov]
-        model.module.load_state_dict(transfer_state(ref_state, model.module, ref_cats, query_cats))
+        n_cont = model.summary_stats.get("n_extra_continuous_covs", 0)
+        model.module.load_state_dict(transfer_state(ref_state, model.module, ref_cats, query_cats, n_cont))
         if freeze:
             trainable = freeze_for_query(model.module)
             logger.info("Query model: %d parameter tensors keep training (covariate columns only).", len(trainable))

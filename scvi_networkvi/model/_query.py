@@ -14,6 +14,8 @@ import torch
 from scvi.nn import FCLayers
 from torch import nn
 
+from scvi_networkvi.nn import CovariateAttention
+
 #: Per-batch parameters of the module: (name, dimension that indexes batches).
 _BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
 
@@ -43,11 +45,27 @@ def _remap_covariate_columns(
     return out
 
 
+def _attention_positions(ref_cats: Sequence[int], query_cats: Sequence[int], n_cont: int):
+    """Positions of the reference's attention covariates ``[one-hots | continuous]`` in the query's vector."""
+    ref_widths, query_widths = _one_hot_widths(ref_cats), _one_hot_widths(query_cats)
+    ref_pos, query_pos = [], []
+    ref_start = query_start = 0
+    for ref_width, query_width in zip(ref_widths, query_widths, strict=True):
+        ref_pos.extend(range(ref_start, ref_start + ref_width))
+        query_pos.extend(range(query_start, query_start + ref_width))
+        ref_start += ref_width
+        query_start += query_width
+    ref_pos.extend(range(ref_start, ref_start + n_cont))
+    query_pos.extend(range(query_start, query_start + n_cont))
+    return torch.as_tensor(ref_pos, dtype=torch.long), torch.as_tensor(query_pos, dtype=torch.long)
+
+
 def transfer_state(
     reference_state: dict[str, torch.Tensor],
     query_module: nn.Module,
     ref_cats: Sequence[int],
     query_cats: Sequence[int],
+    n_cont: int = 0,
 ) -> dict[str, torch.Tensor]:
     """State dict for ``query_module`` from a reference state dict whose covariates had ``ref_cats`` categories.
 
@@ -67,6 +85,12 @@ def transfer_state(
         for name, _ in module.named_parameters()
         if name.endswith("weight")
     }
+    attention_params = {
+        f"{prefix}.{name}"
+        for prefix, module in query_module.named_modules()
+        if isinstance(module, CovariateAttention)
+        for name in ("key", "value")
+    }
     query_state = query_module.state_dict()
     new_state = {}
     for key, query_value in query_state.items():
@@ -77,6 +101,15 @@ def transfer_state(
             new_state[key] = ref_value.clone()
         elif key in fc_weights and ref_value.dim() == 2 and ref_value.shape[0] == query_value.shape[0]:
             new_state[key] = _remap_covariate_columns(ref_value, query_value, ref_cats, query_cats)
+        elif key in attention_params:
+            # New covariate entries keep their fresh initialisation, as in the original's surgery.
+            ref_pos, query_pos = _attention_positions(ref_cats, query_cats, n_cont)
+            out = query_value.detach().clone()
+            if ref_value.dim() == 1:
+                out[query_pos] = ref_value[ref_pos]
+            else:
+                out[query_pos.unsqueeze(1), query_pos] = ref_value[ref_pos.unsqueeze(1), ref_pos]
+            new_state[key] = out
         elif key.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and ref_value.dim() == 2:
             out = ref_value.mean(dim=1, keepdim=True).expand_as(query_value).clone()  # new batches: reference mean
             out[:, : ref_value.shape[1]] = ref_value
@@ -90,7 +123,7 @@ def transfer_state(
 
 
 def freeze_for_query(module: nn.Module) -> list[str]:
-    """Freeze everything but the covariate columns of covariate-conditioned layers and per-batch parameters.
+    """Freeze everything but covariate columns of covariate-conditioned layers, covariate attention, per-batch parameters.
 
     Returns the names of the parameters that still receive (masked) gradients.
     """
@@ -102,9 +135,12 @@ def freeze_for_query(module: nn.Module) -> list[str]:
             for name, param in layer.named_parameters():
                 fc_params.add(id(param))
                 trainable.append(f"{prefix}.{name}")
+    attention = {
+        id(param) for layer in module.modules() if isinstance(layer, CovariateAttention) for param in layer.parameters()
+    }
     for name, param in module.named_parameters():
         per_batch = name.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and param.dim() == 2
-        keep = id(param) in fc_params or per_batch
+        keep = id(param) in fc_params or per_batch or id(param) in attention
         param.requires_grad_(keep)
         if keep and id(param) not in fc_params:
             trainable.append(name)

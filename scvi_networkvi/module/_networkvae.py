@@ -62,7 +62,7 @@ class NetworkVAE(BaseModuleClass):
         Whether encoders see the batch and extra covariates.
     deeply_inject_covariates
         Covariates at every decoder layer.
-    gene_layer, n_interaction_layers, activation, linear_path
+    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention
         GO-encoder settings, see :class:`~scvi_networkvi.nn.WiredEncoder`.
     protein_dispersion
         ``protein`` or ``protein-batch``.
@@ -102,6 +102,7 @@ class NetworkVAE(BaseModuleClass):
         n_interaction_layers: int = 1,
         activation: str = "relu",
         linear_path: bool = True,
+        covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         protein_background_prior: bool = True,
         region_factors: bool = True,
@@ -150,6 +151,7 @@ class NetworkVAE(BaseModuleClass):
                     n_cat_list=encoder_cats,
                     n_cont=encoder_cont,
                     inject_covariates=encode_covariates,
+                    covariate_attention=covariate_attention,
                 )
             else:
                 self.encoders[m] = Encoder(

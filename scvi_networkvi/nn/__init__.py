@@ -1,6 +1,16 @@
 """Torch layers built from a :class:`~scvi_networkvi.wiring.Wiring`."""
 
+from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
 from ._wired_encoder import GeneLayer, GONetwork, InteractionLayer, WiredEncoder, activation_module
 
-__all__ = ["BlockSparseLinear", "GONetwork", "GeneLayer", "InteractionLayer", "WiredEncoder", "activation_module"]
+__all__ = [
+    "BlockSparseLinear",
+    "CovariateAttention",
+    "covariate_vector",
+    "GONetwork",
+    "GeneLayer",
+    "InteractionLayer",
+    "WiredEncoder",
+    "activation_module",
+]

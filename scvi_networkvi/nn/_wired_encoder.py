@@ -14,6 +14,7 @@ from torch.distributions import Normal
 
 from scvi_networkvi.wiring import Wiring
 
+from ._attention import CovariateAttention, covariate_vector, covariate_width
 from ._block_sparse import BlockSparseLinear
 
 GeneLayerType = Literal["none", "standard", "interaction"]
@@ -203,6 +204,8 @@ class GONetwork(nn.Module):
         input_term: np.ndarray,
         activation: str = "relu",
         linear_path: bool = True,
+        n_covariates: int = 0,
+        attention_levels: Sequence[int] = (),
     ):
         super().__init__()
         n_inputs = len(input_sizes)
@@ -227,17 +230,28 @@ class GONetwork(nn.Module):
             self.level_depths.append(depth)
             self.level_slices.append((int(term_offset[terms.start]), int(term_offset[terms.stop])))
         self.n_output = int(wiring.term_size[-1])
+        # Covariate attention after the levels listed by depth (keys are the level positions as strings).
+        self.attention = nn.ModuleDict(
+            {
+                str(i): CovariateAttention(int(wiring.term_size[terms].sum()), n_covariates)
+                for i, (depth, terms) in enumerate(wiring.levels)
+                if depth in set(attention_levels)
+            }
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Activations of the top node (``n, root_size``) from the input-node activations ``h``."""
         return self.forward_t(h.t()).t().contiguous()
 
-    def forward_t(self, ht: torch.Tensor) -> torch.Tensor:
-        """Feature-major :meth:`forward`: ``(n_inputs, n)`` -> ``(root_size, n)``."""
+    def forward_t(self, ht: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
+        """Feature-major :meth:`forward`: ``(n_inputs, n)`` -> ``(root_size, n)``; ``covariates`` feed attention."""
         # Each level reads [inputs | all deeper terms] as row blocks: the wide input rows are never copied.
         state = [ht]
-        for level in self.levels:
-            state.append(level.forward_t(state))
+        for i, level in enumerate(self.levels):
+            out = level.forward_t(state)
+            if str(i) in self.attention:
+                out = self.attention[str(i)](out.t(), covariates).t().contiguous()
+            state.append(out)
         return state[-1]
 
 
@@ -283,9 +297,21 @@ class WiredEncoder(nn.Module):
         n_cat_list: Iterable[int] | None = None,
         n_cont: int = 0,
         inject_covariates: bool = False,
+        covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         var_eps: float = 1e-4,
     ):
         super().__init__()
+        if covariate_attention not in ("none", "genes", "go", "all"):
+            raise ValueError(
+                f"covariate_attention must be 'none', 'genes', 'go' or 'all', got {covariate_attention!r}."
+            )
+        self.n_cat_list = list(n_cat_list or [])
+        n_covariates = covariate_width(self.n_cat_list, n_cont)
+        if covariate_attention != "none" and n_covariates == 0:
+            raise ValueError(
+                "covariate_attention needs covariates: encode them (encode_covariates=True) and have a batch or "
+                "categorical covariate with more than one category, or continuous covariates."
+            )
         if gene_layer not in ("none", "standard", "interaction"):
             raise ValueError(f"gene_layer must be 'none', 'standard' or 'interaction', got {gene_layer!r}.")
         self.gene_layer = GeneLayer(wiring, activation, dropout_rate, linear_path) if gene_layer != "none" else None
@@ -298,7 +324,22 @@ class WiredEncoder(nn.Module):
             pairs = {(int(f), int(t)) for f, g in zip(feature_of, gene_of, strict=True) for t in _terms_of(wiring, g)}
             input_sizes = np.ones(wiring.n_features, dtype=np.int64)
             input_term = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T
-        self.go_network = GONetwork(wiring, input_sizes, input_term, activation, linear_path)
+        # As the original: "genes" attends on the gene-node output, "go" on every GO level but the deepest, "all" both.
+        go_levels = [d for d, _ in wiring.levels][1:] if covariate_attention in ("go", "all") else []
+        self.gene_attention = (
+            CovariateAttention(wiring.n_genes * wiring.gene_size, n_covariates)
+            if covariate_attention in ("genes", "all") and self.gene_layer is not None
+            else None
+        )
+        self.go_network = GONetwork(
+            wiring,
+            input_sizes,
+            input_term,
+            activation,
+            linear_path,
+            n_covariates=n_covariates,
+            attention_levels=go_levels,
+        )
         n_hidden = self.go_network.n_output
         self.inject_covariates = inject_covariates
         if inject_covariates:
@@ -325,11 +366,14 @@ class WiredEncoder(nn.Module):
         # Feature-major (neurons x cells) up to the GO root: each gene node's neurons are whole rows, which the
         # block-sparse layers gather and write far faster than column slivers (see BlockSparseLinear).
         h = x.t().contiguous()
+        u = covariate_vector(self.n_cat_list, cat_list, cont) if self.n_cat_list or cont is not None else None
         if self.gene_layer is not None:
             h = self.gene_layer.forward_t(h)
+        if self.gene_attention is not None:
+            h = self.gene_attention(h.t(), u).t().contiguous()
         for layer in self.interaction_layers:
             h = layer.forward_t(h)
-        h = self.go_network.forward_t(h).t()
+        h = self.go_network.forward_t(h, u).t()
         if self.inject_covariates:
             return self.covariate_layer(h, *cat_list, cont=cont)
         return self.activation(self.norm(h))
