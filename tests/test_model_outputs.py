@@ -14,7 +14,6 @@ import scvi
 import torch
 
 import scvi_networkvi as nvi
-from scvi_networkvi.model._outputs import NetworkVIOutputsMixin
 
 SHARED = Path(os.environ.get("NVI_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 CITE, MULTIOME = SHARED / "bmmc_cite_starter.h5mu", SHARED / "bmmc_multiome_starter.h5mu"
@@ -29,11 +28,6 @@ SUB = np.arange(0, 500, 5)  # 100 cells of both batches: most checks decode only
 pytestmark = pytest.mark.skipif(not CITE.is_file(), reason=f"starter data not found in {SHARED}")
 
 
-class _Model(nvi.NETWORKVI, NetworkVIOutputsMixin):
-    """NETWORKVI with the outputs mixin. This base order also works once NETWORKVI lists the mixin among its own bases
-    (``(NetworkVIOutputsMixin, nvi.NETWORKVI)`` would then be an inconsistent MRO)."""
-
-
 @pytest.fixture(scope="module", autouse=True)
 def isolated_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -42,11 +36,11 @@ def isolated_cache(tmp_path_factory):
         yield
 
 
-def build(path: Path, mods: dict, *, epochs: int = 0, **model_kwargs) -> _Model:
+def build(path: Path, mods: dict, *, epochs: int = 0, **model_kwargs) -> nvi.NETWORKVI:
     scvi.settings.seed = 0
     mdata = md.read_h5mu(path)
-    _Model.setup_mudata(mdata, batch_key="batch", modalities=mods)
-    model = _Model(mdata, **{**GO_KW, "gene_size": 5, "go_size": 2, **model_kwargs})
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=mods)
+    model = nvi.NETWORKVI(mdata, **{**GO_KW, "gene_size": 5, "go_size": 2, **model_kwargs})
     if epochs:
         model.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, lr=3e-3)
     return model
@@ -87,7 +81,7 @@ def no_work(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("bad input must be rejected before decoding")
 
-    monkeypatch.setattr(_Model, "_decode_minibatches", boom)
+    monkeypatch.setattr(nvi.NETWORKVI, "_decode_minibatches", boom)
 
 
 # ---- proteins -------------------------------------------------------------------------------------------------------
