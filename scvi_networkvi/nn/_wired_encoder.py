@@ -156,6 +156,7 @@ class GeneLayer(nn.Module):
         self.dropout = WideDropout(dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Gene-node activations ``(n, n_genes * gene_size)`` from the features ``(n, n_features)``."""
         return self.forward_t(x.t()).t().contiguous()
 
     def forward_t(self, xt: torch.Tensor) -> torch.Tensor:
@@ -173,6 +174,7 @@ class InteractionLayer(nn.Module):
         self.activation = activation_module(activation)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``act(W h + b) + h`` over the gene nodes, ``(n, n_genes * gene_size)``."""
         return self.forward_t(h.t()).t().contiguous()
 
     def forward_t(self, ht: torch.Tensor) -> torch.Tensor:

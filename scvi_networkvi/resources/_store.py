@@ -115,6 +115,7 @@ class ResourceStore:
         return self._root if self._root is not None else cache_dir()
 
     def folder(self, name: str) -> Path:
+        """Cache folder of resource ``name``."""
         return self.root / name
 
     def local_path(self, name: str) -> Path:
@@ -123,6 +124,7 @@ class ResourceStore:
         return self.folder(name) / res.local_filename
 
     def is_cached(self, name: str) -> bool:
+        """Whether the usable file of resource ``name`` is in the cache (not re-verified here)."""
         return self.local_path(name).is_file()
 
     # ------------------------------------------------------------------------------------------------------------
