@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 
 import anndata
@@ -72,28 +71,13 @@ def _unscale_counts(matrix) -> sp.csr_matrix:
     return out
 
 
-def _list_form(value):
-    """``"{'ENSG1','ENSG2'}"`` -> ``"['ENSG1', 'ENSG2']"``: the multi-gene form the wiring compiler reads."""
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            return str(sorted(str(item) for item in ast.literal_eval(value.strip())))
-        except (ValueError, SyntaxError):
-            return value
-    return value
-
-
 def _ids_var(var: pd.DataFrame) -> pd.DataFrame:
-    """The var table without the ``modality`` column; set-literal gene id strings written as lists.
+    """The var table without the tutorial's ``modality`` column.
 
-    The tutorial gives CD3's two genes as ``"{'ENSG00000167286','ENSG00000198851'}"``;
-    :func:`scvi_networkvi.wiring.parse_feature_gene_ids` reads several genes from a list literal.
+    Gene ids stay as given: the wiring compiler reads set literals such as CD3's
+    ``"{'ENSG00000167286','ENSG00000198851'}"`` as several genes.
     """
-    var = var.drop(columns=[c for c in ("modality",) if c in var.columns])
-    if "gene_stable_id" in var.columns:
-        ids = var["gene_stable_id"]
-        if ids.astype(str).str.strip().str.startswith("{").any():
-            var["gene_stable_id"] = pd.Categorical([_list_form(v) for v in ids.astype(object)])
-    return var
+    return var.drop(columns=[c for c in ("modality",) if c in var.columns])
 
 
 def cite_to_mudata(adata: anndata.AnnData) -> mudata.MuData:
