@@ -23,6 +23,7 @@ from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import Wiring, compile_wirings
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
+from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._query import freeze_for_query, transfer_state
 from ._validation import LAYER_ROLES, check_counts, layer_matrix
@@ -33,7 +34,9 @@ PathOrName = str | os.PathLike
 _FIELD_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 
 
-class NETWORKVI(NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass):
+class NETWORKVI(
+    NetworkVIInterpretMixin, NetworkVIOutputsMixin, VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
+):
     """NetworkVI: multimodal integration with encoders wired by the Gene Ontology (Arnoldt et al. 2025).
 
     Each modality (RNA, protein, ATAC) gets its own encoder. With ``encoder="go"`` its features feed per-gene nodes,

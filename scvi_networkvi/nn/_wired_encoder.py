@@ -232,6 +232,8 @@ class GONetwork(nn.Module):
             self.level_depths.append(depth)
             self.level_slices.append((int(term_offset[terms.start]), int(term_offset[terms.stop])))
         self.n_output = int(wiring.term_size[-1])
+        # Parameter-free taps on each level's output (feature-major), where analysis hooks in (interpret).
+        self.level_taps = nn.ModuleList([nn.Identity() for _ in self.levels])
         # Covariate attention after the levels listed by depth (keys are the level positions as strings).
         self.attention = nn.ModuleDict(
             {
@@ -253,7 +255,7 @@ class GONetwork(nn.Module):
             out = level.forward_t(state)
             if str(i) in self.attention:
                 out = self.attention[str(i)](out.t(), covariates).t().contiguous()
-            state.append(out)
+            state.append(self.level_taps[i](out))
         return state[-1]
 
 
@@ -342,6 +344,8 @@ class WiredEncoder(nn.Module):
             n_covariates=n_covariates,
             attention_levels=go_levels,
         )
+        # Parameter-free tap on the gene-node activations that feed the GO network, ``(n_genes * gene_size, n)``.
+        self.gene_tap = nn.Identity() if self.gene_layer is not None else None
         n_hidden = self.go_network.n_output
         self.inject_covariates = inject_covariates
         if inject_covariates:
@@ -375,6 +379,8 @@ class WiredEncoder(nn.Module):
             h = self.gene_attention(h.t(), u).t().contiguous()
         for layer in self.interaction_layers:
             h = layer.forward_t(h)
+        if self.gene_tap is not None:
+            h = self.gene_tap(h)
         h = self.go_network.forward_t(h, u).t()
         if self.inject_covariates:
             return self.covariate_layer(h, *cat_list, cont=cont)

@@ -1,0 +1,366 @@
+"""Node importances: held-out AUROC of a logistic probe on each node's neurons, per phenotype, with intervals."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._activations import Activations, ModalityActivations, capture_activations, resolve_roles
+from ._auroc import benjamini_hochberg
+from ._nodes import GeneGroups, NodeTable, node_table, read_gene_groups
+from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
+from ._probe import ProbeStats, Targets, fit_probes
+
+logger = logging.getLogger(__name__)
+
+NodeType = Literal["go_term", "gene", "gene_group"]
+
+#: Columns of the importance table, in order.
+IMPORTANCE_COLUMNS = [
+    "modality",
+    "node_id",
+    "node_type",
+    "kind",
+    "name",
+    "level",
+    "n_genes",
+    "width",
+    "phenotype",
+    "reference",
+    "auroc",
+    "auroc_low",
+    "auroc_high",
+    "pval",
+    "qval",
+    "rank",
+    "auroc_fit",
+    "n_cells_fit",
+    "n_cells_heldout",
+    "n_cases_heldout",
+]
+
+
+@dataclass(frozen=True)
+class ProbeDesign:
+    """Everything that fixes the probes of an importance run: cells, split, phenotypes, nodes, settings.
+
+    Built once by :func:`design_probes`; a perturbation run reuses it so that perturbed and unperturbed probes are
+    fitted and scored on exactly the same cells.
+    """
+
+    cells: pd.Index
+    heldout: np.ndarray
+    selected: np.ndarray
+    phenotypes: list[Phenotype]
+    roles: list[str]
+    nodes: dict[str, NodeTable]
+    node_types: tuple[str, ...]
+    C: float
+    class_weight: str | None
+    min_cells: int
+    level: float
+    seed: int
+
+
+def design_probes(
+    model,
+    adata,
+    activations: Activations,
+    *,
+    groupby: str,
+    targets: Sequence[str] | None,
+    reference: str | Sequence[str],
+    groups: Mapping[str, Sequence[str]] | None,
+    restrict: Mapping[str, Any] | None,
+    cells_with: Sequence[str] | None,
+    node_types: Sequence[NodeType],
+    gene_groups: GeneGroups | None,
+    heldout_size: float,
+    seed: int,
+    C: float,
+    class_weight: str | None,
+    min_cells: int,
+    level: float,
+) -> ProbeDesign:
+    """Validate the request and fix cells, split, phenotypes and nodes."""
+    mdata = adata
+    cells = activations.obs_names
+    labels = categorical_labels(mdata, groupby).reindex(cells)
+    selected = restrict_mask(mdata, restrict, cells) & labels.notna().to_numpy()
+    for name in cells_with or []:
+        role = model._role_of(name)
+        if role not in activations.modalities:
+            raise ValueError(f"cells_with names {name!r}, whose activations were not captured.")
+        has = np.zeros(len(cells), dtype=bool)
+        has[activations.modalities[role].cells] = True
+        selected &= has
+    if not selected.any():
+        raise ValueError("No cell is left after restrict / cells_with and dropping cells without a label.")
+    chosen = labels.where(selected)
+    phenotypes = define_phenotypes(chosen, targets=targets, reference=reference, groups=groups)
+    heldout = stratified_split(chosen, heldout_size, seed)
+    unknown_types = set(node_types) - {"go_term", "gene", "gene_group"}
+    if unknown_types or not node_types:
+        raise ValueError(f"node_types must be a non-empty subset of go_term, gene, gene_group; got {list(node_types)}.")
+    if ("gene_group" in node_types) != (gene_groups is not None):
+        raise ValueError("Gene-group nodes need gene_groups=..., and gene_groups needs 'gene_group' in node_types.")
+    named_groups = read_gene_groups(gene_groups) if gene_groups is not None else None
+    nodes = {}
+    for role, acts in activations.modalities.items():
+        if {"gene", "gene_group"} & set(node_types) and acts.genes is None:
+            raise ValueError(f"Gene nodes of {role!r} need activations captured with genes=True.")
+        feature_names = np.asarray(model.adata[acts.modality].var_names)
+        nodes[role] = node_table(
+            acts.wiring,
+            feature_names,
+            go_terms="go_term" in node_types,
+            genes="gene" in node_types,
+            gene_groups=named_groups,
+        )
+    if named_groups is not None and not any((t.frame["node_type"] == "gene_group").any() for t in nodes.values()):
+        raise ValueError(
+            "No gene group has at least two genes in any modality: check that the ids match var's gene ids."
+        )
+    return ProbeDesign(
+        cells=cells,
+        heldout=heldout,
+        selected=selected,
+        phenotypes=phenotypes,
+        roles=list(activations.modalities),
+        nodes=nodes,
+        node_types=tuple(node_types),
+        C=C,
+        class_weight=class_weight,
+        min_cells=min_cells,
+        level=level,
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class ModalityCells:
+    """One modality's share of a design: rows of its activation matrices and the usable phenotypes."""
+
+    fit_rows: np.ndarray
+    eval_rows: np.ndarray
+    targets: Targets
+    usable: list[int]
+
+
+def modality_cells(design: ProbeDesign, acts: ModalityActivations) -> ModalityCells | None:
+    """Fitting and held-out rows of the modality's cells; phenotypes with too few cases or controls are dropped."""
+    rows = np.zeros(len(design.cells), dtype=bool)
+    rows[acts.cells] = True
+    local = np.full(len(design.cells), -1)
+    local[acts.cells] = np.arange(len(acts.cells))
+    fit_cells = np.flatnonzero(rows & design.selected & ~design.heldout)
+    eval_cells = np.flatnonzero(rows & design.selected & design.heldout)
+    usable = []
+    for j, pheno in enumerate(design.phenotypes):
+        counts = [int(m[s].sum()) for m in (pheno.case, pheno.control) for s in (fit_cells, eval_cells)]
+        if min(counts) < design.min_cells:
+            logger.warning(
+                "%s: phenotype %r skipped: fewer than %d cases or controls in a split (fit/held-out cases %d/%d, "
+                "controls %d/%d).",
+                acts.modality,
+                pheno.name,
+                design.min_cells,
+                *counts,
+            )
+            continue
+        usable.append(j)
+    if not usable:
+        return None
+    phenos = [design.phenotypes[j] for j in usable]
+    targets = Targets(
+        case_fit=np.stack([ph.case[fit_cells] for ph in phenos]),
+        control_fit=np.stack([ph.control[fit_cells] for ph in phenos]),
+        case_eval=np.stack([ph.case[eval_cells] for ph in phenos]),
+        control_eval=np.stack([ph.control[eval_cells] for ph in phenos]),
+    )
+    return ModalityCells(local[fit_cells], local[eval_cells], targets, usable)
+
+
+def node_rows(design: ProbeDesign, acts: ModalityActivations, usable: list[int]) -> list[pd.DataFrame]:
+    """The node frame of the modality repeated per usable phenotype, with the identifying columns filled in."""
+    frames = []
+    for j in usable:
+        pheno = design.phenotypes[j]
+        frame = design.nodes[acts.role].frame.drop(columns="source").copy()
+        frame.insert(0, "modality", acts.modality)
+        frame["phenotype"] = pheno.name
+        frame["reference"] = pheno.reference
+        frames.append(frame)
+    return frames
+
+
+def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFrame:
+    """Probe every node for every phenotype and return the tidy importance table."""
+    frames = []
+    for role in design.roles:
+        acts = activations.modalities[role]
+        cells = modality_cells(design, acts)
+        if cells is None:
+            continue
+        stats: ProbeStats = fit_probes(
+            {"terms": acts.terms, "genes": acts.genes},
+            design.nodes[role],
+            cells.fit_rows,
+            cells.eval_rows,
+            cells.targets,
+            C=design.C,
+            class_weight=design.class_weight,
+            level=design.level,
+        )
+        for position, frame in enumerate(node_rows(design, acts, cells.usable)):
+            frame["auroc"] = stats.auroc[:, position]
+            frame["auroc_low"] = stats.low[:, position]
+            frame["auroc_high"] = stats.high[:, position]
+            frame["pval"] = stats.pval[:, position]
+            frame["auroc_fit"] = stats.auroc_fit[:, position]
+            frame["n_cells_fit"] = int(stats.n_fit[position])
+            frame["n_cells_heldout"] = int(stats.n_eval[position])
+            frame["n_cases_heldout"] = int(stats.n_cases_eval[position])
+            frames.append(frame)
+    if not frames:
+        raise ValueError(
+            f"No phenotype has at least {design.min_cells} cases and controls in both splits of any modality: "
+            "lower min_cells, use more cells or coarser labels."
+        )
+    return finish_table(pd.concat(frames, ignore_index=True))
+
+
+def finish_table(result: pd.DataFrame) -> pd.DataFrame:
+    """Add q-values (BH across nodes per phenotype) and the rank among GO terms; order rows and columns."""
+    result["qval"] = np.nan
+    result["rank"] = np.nan
+    for _, index in result.groupby(["phenotype", "reference"], sort=False).groups.items():
+        result.loc[index, "qval"] = benjamini_hochberg(result.loc[index, "pval"].to_numpy(dtype=float))
+    go = result["kind"] == "go"
+    # Structural nodes (root, UNKNOWN) and genes are not ranked: "important" compares GO terms with GO terms.
+    result.loc[go, "rank"] = (
+        result[go]
+        .groupby(["modality", "phenotype", "reference"], sort=False)["auroc"]
+        .rank(ascending=False, method="min")
+    )
+    result["rank"] = result["rank"].astype("Int64")
+    for column in ("modality", "node_type", "kind", "phenotype", "reference"):
+        result[column] = result[column].astype("category")
+    return result[IMPORTANCE_COLUMNS].reset_index(drop=True)
+
+
+def compute_importances(
+    model,
+    adata=None,
+    *,
+    groupby: str,
+    targets: Sequence[str] | None = None,
+    reference: str | Sequence[str] = "rest",
+    groups: Mapping[str, Sequence[str]] | None = None,
+    restrict: Mapping[str, Any] | None = None,
+    cells_with: Sequence[str] | None = None,
+    modalities: str | Sequence[str] | None = None,
+    node_types: Sequence[NodeType] = ("go_term",),
+    gene_groups: GeneGroups | None = None,
+    indices: Sequence[int] | None = None,
+    heldout_size: float = 0.3,
+    C: float = 1.0,
+    class_weight: str | None = "balanced",
+    min_cells: int = 5,
+    level: float = 0.95,
+    seed: int | None = None,
+    batch_size: int = 256,
+    save_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
+
+    See :meth:`scvi_networkvi.NETWORKVI.get_importances` for the parameters and the table.
+    """
+    import scvi
+
+    seed = scvi.settings.seed if seed is None else seed
+    seed = 0 if seed is None else int(seed)
+    adata = model._validate_anndata(adata)
+    categorical_labels(adata, groupby)  # fail on a bad groupby before the inference pass
+    resolve_roles(model, modalities)
+    if class_weight not in (None, "balanced"):
+        raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+    if C <= 0:
+        raise ValueError(f"C must be positive, got {C}.")
+    want_genes = bool({"gene", "gene_group"} & set(node_types))
+    activations = capture_activations(
+        model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size
+    )
+    design = design_probes(
+        model,
+        adata,
+        activations,
+        groupby=groupby,
+        targets=targets,
+        reference=reference,
+        groups=groups,
+        restrict=restrict,
+        cells_with=cells_with,
+        node_types=node_types,
+        gene_groups=gene_groups,
+        heldout_size=heldout_size,
+        seed=seed,
+        C=C,
+        class_weight=class_weight,
+        min_cells=min_cells,
+        level=level,
+    )
+    result = importance_table(design, activations)
+    result.attrs["networkvi"] = {"groupby": groupby, "heldout_size": heldout_size, "seed": seed, "C": C}
+    if save_path is not None:
+        write_table(result, save_path)
+    return result
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a result table as parquet (``.parquet``) or csv (``.csv``, ``.csv.gz``)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        try:
+            table.to_parquet(path, index=False)
+        except ImportError as err:
+            raise ImportError("Writing parquet needs pyarrow (pip install pyarrow); or save as .csv.") from err
+    elif name.endswith((".csv", ".csv.gz")):
+        table.to_csv(path, index=False)
+    else:
+        raise ValueError(f"save_path must end in .parquet, .csv or .csv.gz, got {path.name}.")
+    return path
+
+
+def importance_matrix(
+    table: pd.DataFrame,
+    *,
+    value: str = "auroc",
+    modality: str | None = None,
+    node_type: str = "go_term",
+    kinds: Sequence[str] = ("go",),
+    label: Literal["name", "node_id"] = "name",
+) -> pd.DataFrame:
+    """Node x phenotype matrix of ``value`` from an importance (or perturbation) table, for heatmaps."""
+    if value not in table.columns:
+        raise ValueError(f"value {value!r} is not a column of the table ({list(table.columns)}).")
+    rows = table[(table["node_type"] == node_type) & table["kind"].isin(list(kinds))]
+    if modality is not None:
+        rows = rows[rows["modality"] == modality]
+    elif rows["modality"].nunique() > 1:
+        raise ValueError(
+            f"The table has several modalities {sorted(rows['modality'].unique())}: pick one with modality=."
+        )
+    if rows.empty:
+        raise ValueError("No rows match the selection.")
+    matrix = rows.pivot_table(index=label, columns="phenotype", values=value, aggfunc="first", observed=True)
+    matrix.columns = matrix.columns.astype(str)
+    return matrix

@@ -1,0 +1,670 @@
+"""Batched L2-regularised logistic regression (Newton / IRLS) for many small independent problems.
+
+The probes of the interpretability engine fit one logistic regression per (GO node, phenotype) pair on the node's few
+neurons. Each problem is tiny (``w + 1 <= ~50`` parameters) but there are thousands of them sharing the same cells, so
+they are solved together: all Newton steps of a chunk of problems are three batched matrix products plus a batched
+Cholesky solve of ``(w + 1) x (w + 1)`` systems, in float64.
+
+Objective (identical to scikit-learn's ``LogisticRegression(penalty="l2", C=C, fit_intercept=True)``)::
+
+    C * sum_i s_i * [log(1 + exp(eta_i)) - y_i * eta_i] + 0.5 * ||coef||^2,    eta_i = x_i @ coef + intercept
+
+with sample weights ``s_i`` (class weights multiply them) and the intercept not penalised. The objective is strictly
+convex in ``coef``; Newton with an Armijo backtracking line search converges from any start, quadratically near the
+optimum, also on perfectly separable data (the penalty keeps the solution finite).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = [
+    "LogisticFit",
+    "decision_function",
+    "fit_logistic",
+    "fit_logistic_grouped",
+    "predict_proba",
+    "standardize",
+]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+_ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+_MAX_HALVINGS = 50  # 2**-50 ~ 1e-15: a step that small cannot change a float64 objective anymore
+_TOL_FLOOR = 1e-13  # relative Newton steps below this are float64 rounding noise
+_SAFE_NU = 1.5  # steps changing no linear predictor by more than this decrease f enough (see _newton_chunk)
+_DEFAULT_MEMORY = 512 * 2**20  # bytes of float64 work arrays per chunk of problems
+_CACHE_VALUES = 2**19  # target size of the (chunk, p, n) work arrays (4 MiB of float64)
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """Result of :func:`fit_logistic`.
+
+    ``batch`` below is the batch shape of the fit: ``(k, p)`` for ``x`` of shape ``(k, n, w)`` and labels of shape
+    ``(p, n)`` or ``(k, p, n)``; ``(k,)`` for labels of shape ``(n,)``; the leading ``k`` is absent when ``x`` was a
+    single ``(n, w)`` matrix.
+
+    Attributes
+    ----------
+    coef
+        ``(*batch, w)`` float64 coefficients (scikit-learn's ``coef_[0]``).
+    intercept
+        ``(*batch,)`` float64 intercepts (scikit-learn's ``intercept_[0]``).
+    n_iter
+        ``(*batch,)`` int64 Newton iterations used per problem.
+    converged
+        ``(*batch,)`` bool, ``True`` where the Newton step fell below ``tol`` within ``max_iter`` iterations.
+    objective
+        ``(*batch,)`` float64 objective value at the solution (see the module docstring).
+    C
+        The inverse regularisation strength used.
+    problem_axis
+        Whether the first batch axis indexes the ``k`` feature matrices (``x`` was 3-D).
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    objective: np.ndarray
+    C: float
+    problem_axis: bool = True
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Batch shape ``(*batch,)``."""
+        return self.intercept.shape
+
+    @property
+    def n_features(self) -> int:
+        """Number of features ``w``."""
+        return self.coef.shape[-1]
+
+    def __getitem__(self, index) -> LogisticFit:
+        """Index the batch axes (basic or fancy indexing on ``(*batch,)``), e.g. ``fit[nodes]`` or ``fit[:, j]``."""
+        coef = self.coef[index]
+        intercept = self.intercept[index]
+        # Dropping the first axis by an integer index removes the problem axis.
+        first = index[0] if isinstance(index, tuple) and index else index
+        problem_axis = self.problem_axis and not isinstance(first, int | np.integer)
+        return LogisticFit(
+            coef=coef,
+            intercept=intercept,
+            n_iter=self.n_iter[index],
+            converged=self.converged[index],
+            objective=self.objective[index],
+            C=self.C,
+            problem_axis=problem_axis,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}.")
+        with warnings.catch_warnings():
+            # Read-only arrays (e.g. memory maps) are fine: the solver never writes to its inputs.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(arr))  # no copy for contiguous numpy input
+    if t.dtype == torch.bool or not t.is_floating_point():
+        t = t.to(torch.float64)
+    return t
+
+
+def _as_numpy(x: ArrayLike) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _check_labels(y: np.ndarray) -> np.ndarray:
+    if y.dtype == bool:
+        return y.astype(np.float64)
+    if not np.issubdtype(y.dtype, np.number):
+        raise TypeError(f"y must hold 0/1 (or bool) labels, got dtype {y.dtype}.")
+    y = y.astype(np.float64, copy=False)
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("y must hold binary 0/1 labels only (NaN and other values are not allowed).")
+    return y
+
+
+def _class_balance(y: np.ndarray, sw: np.ndarray) -> np.ndarray:
+    """Multiply ``sw`` by 'balanced' class weights ``W / (2 W_c)`` of each label vector (last axis)."""
+    # Weighted counts as in scikit-learn >= 1.7; with unit sample weights this is n / (2 n_c).
+    w_pos = (sw * y).sum(-1, keepdims=True)
+    w_all = sw.sum(-1, keepdims=True)
+    w_neg = w_all - w_pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cw_pos = w_all / (2.0 * w_pos)
+        cw_neg = w_all / (2.0 * w_neg)
+    return sw * np.where(y == 1, cw_pos, cw_neg)
+
+
+def _upper_pairs(w1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    iu = torch.triu_indices(w1, w1)
+    return iu[0], iu[1]
+
+
+def _plan(n: int, w1: int, p: int, max_memory: int) -> tuple[bool, int, int]:
+    """``(pairwise, matrices per chunk, label vectors per chunk)`` keeping float64 work arrays within max_memory."""
+    q = w1 * (w1 + 1) // 2
+    # The pairwise column products (n, q) per matrix make the Hessian one matmul; for very many cells and wide
+    # nodes they would not fit, and the Hessian is then formed label vector by label vector (n, w + 1) instead.
+    pairwise = 8 * n * q <= max_memory // 4
+    fixed = 8 * n * (w1 + (q if pairwise else w1))  # per matrix: augmented copy and products (or one scaled copy)
+    per_label = 8 * (12 * n + 4 * w1 * w1)  # per (matrix, label vector): ~12 (n,) work arrays and the Hessian
+    labels = int(min(p, max(1, (max_memory - fixed) // per_label)))
+    by_memory = max(1, int(max_memory // (fixed + per_label * labels)))
+    # The Newton step is bound by elementwise passes over (c, p, n) arrays: keeping them cache-sized is several
+    # times faster than streaming large ones through memory, and costs little Python overhead.
+    by_cache = max(1, _CACHE_VALUES // max(1, n * labels))
+    return pairwise, min(by_memory, by_cache), labels
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the solver
+
+
+def _newton_chunk(
+    xa: torch.Tensor,
+    y: torch.Tensor,
+    sw: torch.Tensor,
+    *,
+    C: float,
+    max_iter: int,
+    tol: float,
+    pairwise: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve a chunk of problems.
+
+    Parameters
+    ----------
+    xa
+        ``(c, n, w + 1)`` float64 features with a trailing column of ones (the intercept).
+    y, sw
+        ``(c or 1, p, n)`` float64 labels and sample weights (a leading 1 is shared by all ``c`` matrices).
+    pairwise
+        Precompute the pairwise column products (fast Hessians, ``n (w + 1) (w + 2) / 2`` values per matrix).
+
+    Returns
+    -------
+    beta ``(c, p, w + 1)`` (intercept last), n_iter ``(c, p)``, converged ``(c, p)``, objective ``(c, p)``.
+    """
+    c, n, w1 = xa.shape
+    p = y.shape[1]
+    w = w1 - 1
+    dev = xa.device
+    f64 = torch.float64
+    iu, ju = _upper_pairs(w1)
+    # Pairwise column products, computed once: the Hessian of every Newton step is then one batched matmul
+    # (c, p, n) @ (c, n, q) over the upper triangle, shared across the p label vectors of each matrix.
+    xx = xa[..., iu] * xa[..., ju] if pairwise else None
+    diag = torch.arange(w, device=dev)
+    swy = sw * y
+    swn = sw - swy  # weight of the negatives: loss_i = -log(sigmoid(eta_i)) + (1 - y_i) * eta_i
+
+    # Start at the intercept-only optimum: coef = 0, intercept = logit(weighted mean of y).
+    ybar = swy.sum(-1) / sw.sum(-1)
+    beta = torch.zeros(c, p, w1, dtype=f64, device=dev)
+    beta[..., w] = (torch.log(ybar) - torch.log1p(-ybar)).expand(c, p)
+
+    n_iter = torch.zeros(c, p, dtype=torch.int64, device=dev)
+    converged = torch.zeros(c, p, dtype=torch.bool, device=dev)
+    objective = torch.full((c, p), math.nan, dtype=f64, device=dev)
+    zero = torch.zeros((), dtype=f64, device=dev)
+
+    def evaluate(eta: torch.Tensor, b: torch.Tensor, s_all: torch.Tensor, s_neg: torch.Tensor) -> torch.Tensor:
+        loss = (s_neg * eta).sum(-1) - (s_all * torch.nn.functional.logsigmoid(eta)).sum(-1)
+        return C * loss + 0.5 * (b[..., :w] ** 2).sum(-1)
+
+    # Working set: ``(a, pp)`` problems, problem (i, j) being label vector ci[i, j] on feature matrix ri[i, j] of the
+    # chunk. It starts as the full (c, p) grid; as problems finish it shrinks, first to the matrices with a running
+    # problem, then (when few remain) to a flat list of single problems (pp = 1), so that a few slow problems (e.g.
+    # the well-separated ones) do not keep all the others busy.
+    ri = torch.arange(c, device=dev)[:, None].expand(c, p)
+    ci = torch.arange(p, device=dev)[None, :].expand(c, p)
+    shared = y.shape[0] == 1
+    cx, cxx, csw, cswy, cswn, cbeta = xa, xx, sw, swy, swn, beta.clone()
+    eta = cbeta @ cx.transpose(1, 2)  # (a, pp, n)
+    colmax = cx.abs().amax(1)  # (a, w1)
+    cdone = torch.zeros(c, p, dtype=torch.bool, device=dev)  # converged or given up
+    prev = torch.full((c, p), math.inf, dtype=f64, device=dev)  # previous relative Newton step
+    prev_full = torch.zeros(c, p, dtype=torch.bool, device=dev)  # ... and whether it was taken in full
+    for _ in range(max_iter):
+        active = ~cdone
+        mu = torch.sigmoid(eta)
+        swmu = csw * mu
+        r = swmu - cswy  # weighted residuals
+        s = torch.addcmul(swmu, swmu, mu, value=-1.0)  # sw * mu * (1 - mu)
+        g = C * (r @ cx)  # (a, pp, w1)
+        g[..., :w] += cbeta[..., :w]
+        if cxx is not None:
+            hq = C * (s @ cxx)  # (a, pp, q)
+            h = torch.zeros(*hq.shape[:-1], w1, w1, dtype=f64, device=dev)
+            h[..., iu, ju] = hq
+            h[..., ju, iu] = hq
+        else:
+            h = torch.empty(*s.shape[:-1], w1, w1, dtype=f64, device=dev)
+            for j in range(s.shape[1]):
+                h[:, j] = C * ((cx * s[:, j, :, None]).transpose(1, 2) @ cx)
+        h[..., diag, diag] += 1.0
+        chol, info = torch.linalg.cholesky_ex(h)
+        if bool((info != 0).any()):
+            # Only the unpenalised intercept pivot can vanish (every cell fitted with certainty): a tiny ridge
+            # changes the step, not the fixed point.
+            scale = h.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
+            for eps in (1e-12, 1e-9, 1e-6, 1e-3):
+                bad = (info != 0).to(f64)
+                h = h + (eps * scale * bad)[..., None, None] * torch.eye(w1, dtype=f64, device=dev)
+                chol, info = torch.linalg.cholesky_ex(h)
+                if not bool((info != 0).any()):
+                    break
+        solved = info == 0
+        step = -torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)
+        step = torch.where((active & solved)[..., None], step, zero)
+        deta = step @ cx.transpose(1, 2)
+
+        # Step length. Along the line, phi(t) = f(beta + t step) has |phi'''| <= nu phi'' with nu = max_i |deta_i|
+        # (the logistic loss l satisfies |l'''| <= l''; the penalty is quadratic), hence
+        # phi(t) <= phi(0) - t lam2 + lam2 (exp(t nu) - t nu - 1) / nu^2 with lam2 = -phi'(0) = phi''(0): whenever
+        # t nu <= 1.5 the decrease is at least 0.1 t lam2 (Armijo holds) without evaluating f. Longer steps (early
+        # iterations of strongly predictable problems) are backtracked from t = 1 with the Armijo test, on those
+        # problems only, stopping at t nu <= 1.5 at the latest.
+        # nu <= sum_j |step_j| max_i |x_ij| is free to bound; nu itself is computed only where the bound is too loose.
+        t = torch.ones(step.shape[:-1], dtype=f64, device=dev)
+        ia, ip = (active & ((step.abs() * colmax[:, None, :]).sum(-1) > _SAFE_NU)).nonzero(as_tuple=True)
+        nu_sel = deta[ia, ip].abs().amax(-1) if ia.numel() else torch.zeros(0, dtype=f64, device=dev)
+        far = nu_sel > _SAFE_NU
+        ia, ip, nu_sel = ia[far], ip[far], nu_sel[far]
+        if ia.numel() > 0:
+            iw = torch.zeros_like(ia) if shared else ia
+            e0, de, st, b0 = eta[ia, ip], deta[ia, ip], step[ia, ip], cbeta[ia, ip]
+            s_all, s_neg = csw[iw, ip], cswn[iw, ip]
+            slope = (g[ia, ip] * st).sum(-1)  # phi'(0) <= 0
+            f0 = evaluate(e0, b0, s_all, s_neg)
+            slack = 1e-13 * f0.abs()  # rounding noise of the objective itself
+            ts = torch.ones_like(f0)
+            todo = torch.ones_like(f0, dtype=torch.bool)
+            for _ in range(_MAX_HALVINGS):
+                f_try = evaluate(torch.addcmul(e0, ts[:, None], de), torch.addcmul(b0, ts[:, None], st), s_all, s_neg)
+                todo = todo & (f_try > f0 + _ARMIJO * ts * slope + slack) & (ts * nu_sel > _SAFE_NU)
+                if not bool(todo.any()):
+                    break
+                ts = torch.where(todo, 0.5 * ts, ts)
+            t[ia, ip] = ts
+        cbeta = torch.addcmul(cbeta, t[..., None], step)
+        eta = torch.addcmul(eta, t[..., None], deta)
+
+        # Converged when the full Newton step is negligible relative to the coefficients (its error is then of the
+        # order of the step's square), or when two full Newton steps in a row show quadratic convergence that puts
+        # the next step, rel^3 / prev^2, below tol / 10: this saves the final verifying iteration of most problems.
+        # A singular Newton system (not expected: the Hessian is positive definite) gives up on the problem.
+        rel = step.abs().amax(-1) / (1.0 + cbeta.abs().amax(-1))
+        full = t == 1.0
+        quadratic = full & prev_full & (rel < prev) & (rel <= 1e-2) & (rel**3 <= 0.1 * tol * prev**2)
+        now_converged = active & solved & ((rel <= tol) | quadratic)
+        prev, prev_full = rel, full
+        n_iter[ri, ci] += active.to(torch.int64)
+        converged[ri, ci] |= now_converged
+        cdone = cdone | now_converged | ~solved
+        if bool(cdone.all()):
+            break
+
+        running = ~cdone
+        n_running = int(running.sum())
+        keep = running.any(-1)
+        if cdone.shape[1] > 1 and 4 * n_running <= running.numel():
+            # Few problems left: flatten them to single problems (their matrices are gathered once).
+            beta[ri, ci], objective[ri, ci] = cbeta, evaluate(eta, cbeta, csw, cswn)
+            ia, ip = running.nonzero(as_tuple=True)
+            iw = torch.zeros_like(ia) if shared else ia
+            cx, colmax = cx[ia], colmax[ia]
+            cxx = None if cxx is None else cxx[ia]
+            csw, cswy, cswn = csw[iw, ip][:, None], cswy[iw, ip][:, None], cswn[iw, ip][:, None]
+            cbeta, eta = cbeta[ia, ip][:, None], eta[ia, ip][:, None]
+            ri, ci = ri[ia, ip][:, None], ci[ia, ip][:, None]
+            prev, prev_full = prev[ia, ip][:, None], prev_full[ia, ip][:, None]
+            cdone = torch.zeros(n_running, 1, dtype=torch.bool, device=dev)
+            shared = False
+        elif 2 * int(keep.sum()) <= keep.numel():
+            # Half of the matrices have finished all their problems: drop them.
+            beta[ri, ci], objective[ri, ci] = cbeta, evaluate(eta, cbeta, csw, cswn)
+            cx, colmax, cbeta, eta, cdone, ri, ci, prev, prev_full = (
+                v[keep] for v in (cx, colmax, cbeta, eta, cdone, ri, ci, prev, prev_full)
+            )
+            cxx = None if cxx is None else cxx[keep]
+            if not shared:
+                csw, cswy, cswn = csw[keep], cswy[keep], cswn[keep]
+    beta[ri, ci], objective[ri, ci] = cbeta, evaluate(eta, cbeta, csw, cswn)
+    return beta, n_iter, converged, objective
+
+
+def fit_logistic(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    C: float = 1.0,
+    sample_weight: ArrayLike | None = None,
+    class_weight: Literal["balanced"] | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    max_memory: int = _DEFAULT_MEMORY,
+    device: str | torch.device | None = None,
+    num_threads: int | None = None,
+) -> LogisticFit:
+    """Fit many independent L2-regularised binary logistic regressions at once (Newton's method, float64).
+
+    Each problem minimises scikit-learn's ``LogisticRegression(penalty="l2", C=C, fit_intercept=True)`` objective
+    ``C * sum_i s_i * logloss_i + 0.5 * ||coef||^2`` (intercept not penalised), so the solutions agree with
+    scikit-learn's to the solvers' tolerance.
+
+    Parameters
+    ----------
+    x
+        Features, ``(k, n, w)`` for ``k`` problems of ``n`` cells and ``w`` features each (e.g. the ``w`` neurons of
+        ``k`` GO nodes of equal width), or ``(n, w)`` for a single feature matrix. Any float dtype (float32 saves
+        memory: chunks are converted to float64 one at a time); numpy arrays or torch tensors. ``k = 0`` is allowed.
+    y
+        Binary 0/1 (or bool) labels:
+
+        - ``(n,)``: the same labels for every feature matrix; batch shape ``(k,)``;
+        - ``(p, n)``: ``p`` label vectors (phenotypes) shared by every feature matrix, one problem per (matrix,
+          label vector) pair without copying ``x``; batch shape ``(k, p)``;
+        - ``(k, p, n)``: per-matrix labels (use ``(k, 1, n)`` for one label vector per matrix); batch shape ``(k, p)``.
+    C
+        Inverse regularisation strength (> 0), as in scikit-learn.
+    sample_weight
+        Non-negative per-cell weights broadcastable to the label shape (``(n,)``, ``(p, n)`` or ``(k, p, n)``).
+    class_weight
+        ``"balanced"`` multiplies the sample weights by ``W / (2 W_pos)`` for positives and ``W / (2 W_neg)`` for
+        negatives of each label vector (``W`` = summed sample weights; ``n / (2 n_pos)``, ``n / (2 n_neg)``
+        without sample weights), as scikit-learn's ``class_weight="balanced"``.
+    max_iter
+        Maximum Newton iterations per problem (typically 5-15 are needed).
+    tol
+        A problem has converged when its last Newton step is at most ``tol * (1 + max|beta|)`` in every coordinate
+        (or two consecutive full steps converge quadratically towards that); values below ``1e-13`` (float64
+        rounding) are raised to it. The default leaves coefficients ~1e-8 relative from the optimum.
+    max_memory
+        Approximate bytes of float64 work arrays per chunk of feature matrices; bounds peak memory.
+    device
+        Torch device to compute on; defaults to ``x``'s device for tensors, else CPU.
+    num_threads
+        Torch intra-op threads during the fit (restored afterwards); ``None`` keeps torch's setting. The work arrays
+        are cache-sized, so on a machine shared with other busy processes ``1`` is often fastest: threads waiting
+        for each other at every small operation cost more than they gain.
+
+    Returns
+    -------
+    :class:`LogisticFit` with ``coef`` ``(*batch, w)`` and ``intercept``, ``n_iter``, ``converged``, ``objective``
+    ``(*batch,)``; ``batch`` as described under ``y`` (without the leading ``k`` for a 2-D ``x``).
+
+    Raises
+    ------
+    ValueError
+        On shape mismatches, non-binary labels, negative or non-finite weights, non-finite features, or a label
+        vector with only one class (among cells of positive weight) - the index of the offending problem is named.
+    """
+    if not C > 0 or not math.isfinite(C):
+        raise ValueError(f"C must be a positive finite number, got {C}.")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    if class_weight not in (None, "balanced"):
+        raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+
+    xt = _as_tensor(x, "x")
+    problem_axis = xt.ndim == 3
+    if xt.ndim == 2:
+        xt = xt.unsqueeze(0)
+    elif xt.ndim != 3:
+        raise ValueError(f"x must have shape (k, n, w) or (n, w), got {tuple(xt.shape)}.")
+    k, n, w = xt.shape
+    if w < 1:
+        raise ValueError("x must have at least one feature (w >= 1).")
+    dev = torch.device(device) if device is not None else xt.device
+
+    yn = _check_labels(_as_numpy(y))
+    label_axis = yn.ndim >= 2
+    if yn.ndim == 1:
+        yn = yn[None, :]
+    if yn.ndim == 2:
+        shared = True
+    elif yn.ndim == 3:
+        shared = False
+        if yn.shape[0] != k:
+            raise ValueError(f"y of shape (k, p, n) must have k={k} (the number of feature matrices), got {yn.shape}.")
+    else:
+        raise ValueError(f"y must have shape (n,), (p, n) or (k, p, n), got {yn.shape}.")
+    if yn.shape[-1] != n:
+        raise ValueError(f"y has {yn.shape[-1]} cells but x has n={n}.")
+    p = yn.shape[-2]
+
+    # Weights stay broadcast views where possible: per-matrix labels (k, p, n) are moved to torch chunk by chunk.
+    if sample_weight is None:
+        swn = np.broadcast_to(np.float64(1.0), yn.shape)
+    else:
+        swn = _as_numpy(sample_weight).astype(np.float64)
+        try:
+            swn = np.broadcast_to(swn, yn.shape)
+        except ValueError as err:
+            raise ValueError(
+                f"sample_weight of shape {swn.shape} does not broadcast to the labels {yn.shape}."
+            ) from err
+        if not np.all(np.isfinite(swn)) or np.any(swn < 0):
+            raise ValueError("sample_weight must be finite and non-negative.")
+    if class_weight == "balanced":
+        swn = _class_balance(yn, swn)
+    # Both classes must carry weight in every problem (scikit-learn raises likewise).
+    if n == 0:
+        raise ValueError("x and y have no cells (n = 0).")
+    has_pos = ((swn > 0) & (yn == 1)).any(-1)
+    has_neg = ((swn > 0) & (yn == 0)).any(-1)
+    if not (has_pos.all() and has_neg.all()):
+        bad = np.argwhere(~(has_pos & has_neg))
+        where = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"Each label vector needs both classes among cells of positive weight; label vector at index {where} "
+            f"(of label batch shape {yn.shape[:-1]}) has only one class ({len(bad)} such label vector(s) in total)."
+        )
+
+    batch = (k, p) if label_axis else (k,)
+    coef = np.zeros((k, p, w))
+    intercept = np.zeros((k, p))
+    n_iter = np.zeros((k, p), dtype=np.int64)
+    converged = np.zeros((k, p), dtype=bool)
+    objective = np.zeros((k, p))
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        if shared and k > 0:  # one (1, p, n) copy for all chunks
+            y_shared = torch.tensor(yn, dtype=torch.float64, device=dev)[None]
+            sw_shared = torch.tensor(swn, dtype=torch.float64, device=dev)[None]
+        pairwise, chunk, labels = _plan(n, w + 1, p, max_memory)
+        for start in range(0, k, chunk):
+            stop = min(start + chunk, k)
+            xc = xt[start:stop].to(device=dev, dtype=torch.float64)
+            if not bool(torch.isfinite(xc).all()):
+                raise ValueError("x contains NaN or infinite values.")
+            xa = torch.cat([xc, torch.ones(stop - start, n, 1, dtype=torch.float64, device=dev)], dim=-1)
+            for first in range(0, p, labels):
+                last = min(first + labels, p)
+                if shared:
+                    yc, swc = y_shared[:, first:last], sw_shared[:, first:last]
+                else:
+                    yc = torch.tensor(yn[start:stop, first:last], dtype=torch.float64, device=dev)
+                    swc = torch.tensor(swn[start:stop, first:last], dtype=torch.float64, device=dev)
+                beta, it, conv, obj = _newton_chunk(
+                    xa, yc, swc, C=float(C), max_iter=max_iter, tol=max(tol, _TOL_FLOOR), pairwise=pairwise
+                )
+                block = (slice(start, stop), slice(first, last))
+                beta = beta.cpu().numpy()
+                coef[block] = beta[..., :w]
+                intercept[block] = beta[..., w]
+                n_iter[block] = it.cpu().numpy()
+                converged[block] = conv.cpu().numpy()
+                objective[block] = obj.cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
+
+    def shape_out(a: np.ndarray) -> np.ndarray:
+        a = a.reshape(*batch, *a.shape[2:])
+        return a if problem_axis else a[0]
+
+    return LogisticFit(
+        coef=shape_out(coef),
+        intercept=shape_out(intercept),
+        n_iter=shape_out(n_iter),
+        converged=shape_out(converged),
+        objective=shape_out(objective),
+        C=float(C),
+        problem_axis=problem_axis,
+    )
+
+
+def fit_logistic_grouped(xs: Sequence[ArrayLike], y: ArrayLike, **kwargs) -> list[LogisticFit]:
+    """Fit feature matrices of different widths: group them by width and call :func:`fit_logistic` per group.
+
+    Parameters
+    ----------
+    xs
+        ``k`` feature matrices ``(n, w_j)`` over the same ``n`` cells (e.g. the neurons of ``k`` GO nodes).
+    y
+        Labels ``(n,)`` or ``(p, n)`` shared by all matrices (see :func:`fit_logistic`).
+    **kwargs
+        Passed on to :func:`fit_logistic` (``C``, ``sample_weight``, ``class_weight``, ...).
+
+    Returns
+    -------
+    One :class:`LogisticFit` per matrix, in the order of ``xs``, with batch shape ``(p,)`` (or ``()`` for 1-D ``y``)
+    and ``problem_axis=False``.
+    """
+    groups: dict[int, list[int]] = {}
+    for j, xj in enumerate(xs):
+        if len(xj.shape) != 2:
+            raise ValueError(f"xs[{j}] must be a 2-D (n, w) matrix, got shape {tuple(xj.shape)}.")
+        groups.setdefault(int(xj.shape[1]), []).append(j)
+    out: list[LogisticFit | None] = [None] * len(xs)
+    for idx in groups.values():
+        parts = [xs[j] if isinstance(xs[j], torch.Tensor) else torch.from_numpy(np.asarray(xs[j])) for j in idx]
+        fit = fit_logistic(torch.stack(parts), y, **kwargs)
+        for pos, j in enumerate(idx):
+            out[j] = fit[pos]
+    return out  # type: ignore[return-value]
+
+
+def decision_function(fit: LogisticFit, x: ArrayLike, *, max_memory: int = _DEFAULT_MEMORY) -> np.ndarray:
+    """Linear scores ``x @ coef + intercept`` (log-odds) of fitted problems on (held-out) cells.
+
+    Parameters
+    ----------
+    fit
+        A :class:`LogisticFit` with batch shape ``(k, *rest)`` (``problem_axis=True``) or ``(*rest,)``.
+    x
+        ``(k, m, w)`` features matching the fit's ``k`` problems, or ``(m, w)`` for a fit without problem axis.
+    max_memory
+        Approximate bytes per chunk of problems (the output itself is allocated in full).
+
+    Returns
+    -------
+    ``(k, *rest, m)`` float64 scores (``(*rest, m)`` without problem axis), e.g. ``(k, p, m)`` for a fit on ``(p, n)``
+    labels.
+    """
+    xt = _as_tensor(x, "x")
+    w = fit.n_features
+    if fit.problem_axis:
+        if xt.ndim != 3 or xt.shape[0] != fit.shape[0] or xt.shape[2] != w:
+            raise ValueError(f"x must have shape (k={fit.shape[0]}, m, w={w}), got {tuple(xt.shape)}.")
+        k, rest = fit.shape[0], fit.shape[1:]
+    else:
+        if xt.ndim != 2 or xt.shape[1] != w:
+            raise ValueError(f"x must have shape (m, w={w}), got {tuple(xt.shape)}.")
+        xt, k, rest = xt.unsqueeze(0), 1, fit.shape
+    m = xt.shape[1]
+    r = math.prod(rest)
+    coef = torch.from_numpy(np.ascontiguousarray(fit.coef.reshape(k, r, w)))
+    intercept = torch.from_numpy(np.ascontiguousarray(fit.intercept.reshape(k, r, 1)))
+    out = np.empty((k, r, m))
+    chunk = max(1, int(max_memory // (8 * max(1, m) * (w + 2 * r))))
+    for start in range(0, k, chunk):
+        stop = min(start + chunk, k)
+        xc = xt[start:stop].to(device="cpu", dtype=torch.float64)
+        out[start:stop] = (coef[start:stop] @ xc.transpose(1, 2) + intercept[start:stop]).numpy()
+    out = out.reshape(k, *rest, m)
+    return out if fit.problem_axis else out[0]
+
+
+def predict_proba(fit: LogisticFit, x: ArrayLike, *, max_memory: int = _DEFAULT_MEMORY) -> np.ndarray:
+    """Probability of the positive class, ``sigmoid(decision_function(fit, x))``; same shapes."""
+    scores = decision_function(fit, x, max_memory=max_memory)
+    return 0.5 * (1.0 + np.tanh(0.5 * scores))  # overflow-free logistic
+
+
+def standardize(x_fit: ArrayLike, x_other: ArrayLike | None = None) -> tuple[ArrayLike, ArrayLike | None]:
+    """Standardise features with the mean and standard deviation of the fitting split.
+
+    Statistics are taken over the cells axis (``-2``) of ``x_fit`` (``(..., n, w)``, e.g. ``(k, n, w)``), in float64
+    with ``ddof=0`` (as scikit-learn's ``StandardScaler``). Zero-variance columns (e.g. dead ReLU neurons) become 0
+    in both splits, so they carry no signal and get a zero coefficient.
+
+    Parameters
+    ----------
+    x_fit
+        ``(..., n, w)`` features of the split the probes are fitted on.
+    x_other
+        Optional ``(..., m, w)`` features of another split (same leading shape), standardised with ``x_fit``'s
+        statistics.
+
+    Returns
+    -------
+    ``(z_fit, z_other)`` of the input types (numpy or torch) and floating dtypes (float64 for integer input);
+    ``z_other`` is ``None`` when ``x_other`` is.
+    """
+    is_torch = isinstance(x_fit, torch.Tensor)
+    a = _as_numpy(x_fit)
+    if a.ndim < 2:
+        raise ValueError(f"x_fit must have shape (..., n, w), got {a.shape}.")
+    out_dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float64)
+    n, w = a.shape[-2:]
+    n_blocks = math.prod(a.shape[:-2])
+    # float64 statistics, computed a few matrices at a time so float32 input is never copied to float64 whole.
+    per = max(1, _CACHE_VALUES * 8 // max(1, n * w))
+    a3 = a.reshape(n_blocks, n, w)
+    mean = np.empty((n_blocks, 1, w))
+    std = np.empty((n_blocks, 1, w))
+    for s in range(0, n_blocks, per):
+        block = a3[s : s + per].astype(np.float64)
+        mean[s : s + per] = block.mean(axis=1, keepdims=True)
+        std[s : s + per] = block.std(axis=1, keepdims=True)
+    # A column is constant when its spread is at rounding level of its magnitude (float32 input rounds at ~1e-7).
+    eps = 8 * np.finfo(out_dtype).eps * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+    constant = std <= eps
+    inv = np.where(constant, 0.0, 1.0 / np.where(constant, 1.0, std))
+
+    def apply(v: ArrayLike) -> ArrayLike:
+        arr = _as_numpy(v)
+        if arr.ndim != a.ndim or arr.shape[:-2] != a.shape[:-2] or arr.shape[-1] != w:
+            raise ValueError(f"x_other of shape {arr.shape} does not match x_fit's {a.shape} apart from the cells.")
+        arr3 = arr.reshape(n_blocks, arr.shape[-2], w)
+        z = np.empty(arr3.shape, dtype=out_dtype)
+        for s in range(0, n_blocks, per):
+            z[s : s + per] = (arr3[s : s + per].astype(np.float64) - mean[s : s + per]) * inv[s : s + per]
+        z = z.reshape(arr.shape)
+        return torch.from_numpy(z).to(x_fit.device) if is_torch else z
+
+    return apply(a), (None if x_other is None else apply(x_other))

@@ -1,0 +1,227 @@
+"""In-silico perturbation: zero chosen genes' features, re-probe, and report each node's AUROC change."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scvi_networkvi.module import DATA_KEYS
+
+from ._activations import capture_activations, resolve_roles
+from ._auroc import benjamini_hochberg
+from ._importances import NodeType, design_probes, modality_cells, node_rows
+from ._phenotypes import categorical_labels
+from ._probe import change_probes
+
+logger = logging.getLogger(__name__)
+
+PERTURBATION_COLUMNS = [
+    "perturbation",
+    "genes",
+    "perturbed_modalities",
+    "modality",
+    "node_id",
+    "node_type",
+    "kind",
+    "name",
+    "level",
+    "n_genes",
+    "width",
+    "phenotype",
+    "reference",
+    "auroc_before",
+    "auroc_after",
+    "delta",
+    "delta_low",
+    "delta_high",
+    "pval",
+    "qval",
+    "n_cells_heldout",
+]
+
+
+def feature_positions(model, role: str, genes: Sequence[str]) -> np.ndarray:
+    """Features of a modality that measure any of ``genes`` (gene ids of the wiring, or feature names)."""
+    modality = model.adata[model.modality_name(role)]
+    wanted = set(map(str, genes))
+    hits = np.isin(np.asarray(modality.var_names).astype(str), list(wanted))
+    wiring = model.wirings_.get(role)
+    if wiring is not None:
+        gene_hit = np.isin(wiring.gene_ids.astype(str), list(wanted))
+        features, gene = wiring.feature_gene
+        hits[features[gene_hit[gene]]] = True
+    else:  # dense encoder: the registered gene-id column, when the modality has one
+        try:
+            ids = model._feature_gene_ids().get(role)
+        except ValueError:
+            ids = None
+        if ids is not None:
+            hits |= np.isin(np.asarray(ids).astype(str), list(wanted))
+    return np.flatnonzero(hits)
+
+
+def resolve_perturbations(
+    model, genes: Sequence[str] | Mapping[str, Sequence[str]], perturb_modalities: Sequence[str] | None
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{perturbation name: {role: feature positions}}``; every gene must be found in a chosen modality."""
+    if isinstance(genes, str):
+        genes = [genes]
+    named = {str(k): list(v) for k, v in genes.items()} if isinstance(genes, Mapping) else {str(g): [g] for g in genes}
+    if not named:
+        raise ValueError("genes is empty: name at least one gene (symbol or gene id) to perturb.")
+    for name, members in named.items():
+        if isinstance(members, str) or not members:
+            raise ValueError(f"Perturbation {name!r} must list gene ids or symbols, got {members!r}.")
+    roles = model.modality_roles if perturb_modalities is None else [model._role_of(m) for m in perturb_modalities]
+    plans: dict[str, dict[str, np.ndarray]] = {}
+    for name, members in named.items():
+        plan = {}
+        for role in roles:
+            positions = feature_positions(model, role, members)
+            if len(positions):
+                plan[role] = positions
+        missing = [g for g in members if not any(len(feature_positions(model, r, [g])) for r in roles)]
+        if missing:
+            where = ", ".join(model.modality_name(r) for r in roles)
+            raise ValueError(
+                f"Genes {missing} of perturbation {name!r} match no feature of {where} (neither a gene id of the "
+                "wiring nor a feature name)."
+            )
+        plans[name] = plan
+    return plans
+
+
+def zeroing(plan: Mapping[str, np.ndarray]):
+    """A minibatch transform setting the planned features to zero (on a copy: the loader's tensors stay intact)."""
+    positions = {DATA_KEYS[role]: torch.as_tensor(pos, dtype=torch.long) for role, pos in plan.items()}
+
+    def transform(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for key, pos in positions.items():
+            data = tensors[key].clone()
+            data[:, pos.to(data.device)] = 0
+            tensors[key] = data
+        return tensors
+
+    return transform
+
+
+def compute_perturbation(
+    model,
+    adata=None,
+    *,
+    genes: Sequence[str] | Mapping[str, Sequence[str]],
+    groupby: str,
+    perturb_modalities: Sequence[str] | None = None,
+    modalities: str | Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    reference: str | Sequence[str] = "rest",
+    groups: Mapping[str, Sequence[str]] | None = None,
+    restrict: Mapping[str, Any] | None = None,
+    node_types: Sequence[NodeType] = ("go_term",),
+    indices: Sequence[int] | None = None,
+    refit: bool = True,
+    heldout_size: float = 0.3,
+    C: float = 1.0,
+    class_weight: str | None = "balanced",
+    min_cells: int = 5,
+    level: float = 0.95,
+    seed: int | None = None,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Per perturbation, node and phenotype: held-out AUROC before and after zeroing genes, and the change.
+
+    See :meth:`scvi_networkvi.NETWORKVI.get_perturbation_importances`.
+    """
+    import scvi
+
+    seed = scvi.settings.seed if seed is None else seed
+    seed = 0 if seed is None else int(seed)
+    adata = model._validate_anndata(adata)
+    categorical_labels(adata, groupby)
+    plans = resolve_perturbations(model, genes, perturb_modalities)
+    if modalities is None:  # probe the wired modalities whose features some perturbation changes
+        touched = {role for plan in plans.values() for role in plan}
+        wired = resolve_roles(model, None)
+        roles = [r for r in wired if r in touched]
+        if not roles:
+            raise ValueError(
+                "No perturbed modality has a GO-wired encoder: its nodes cannot change. Perturb a wired modality."
+            )
+    else:
+        roles = resolve_roles(model, modalities)
+    want_genes = "gene" in node_types
+    base = capture_activations(model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size)
+    design = design_probes(
+        model,
+        adata,
+        base,
+        groupby=groupby,
+        targets=targets,
+        reference=reference,
+        groups=groups,
+        restrict=restrict,
+        cells_with=None,
+        node_types=node_types,
+        gene_groups=None,
+        heldout_size=heldout_size,
+        seed=seed,
+        C=C,
+        class_weight=class_weight,
+        min_cells=min_cells,
+        level=level,
+    )
+    frames = []
+    for name, plan in plans.items():
+        # every perturbation starts from the original data: nothing accumulates across perturbations
+        after = capture_activations(
+            model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size, transform=zeroing(plan)
+        )
+        gene_list = ",".join(genes[name] if isinstance(genes, Mapping) else [name])
+        perturbed = ",".join(model.modality_name(r) for r in plan)
+        for role in roles:
+            acts, acts_after = base.modalities[role], after.modalities[role]
+            cells = modality_cells(design, acts)
+            if cells is None:
+                continue
+            stats = change_probes(
+                {"terms": acts.terms, "genes": acts.genes},
+                {"terms": acts_after.terms, "genes": acts_after.genes},
+                design.nodes[role],
+                cells.fit_rows,
+                cells.eval_rows,
+                cells.targets,
+                C=C,
+                class_weight=class_weight,
+                level=level,
+                refit=refit,
+            )
+            for position, frame in enumerate(node_rows(design, acts, cells.usable)):
+                frame.insert(0, "perturbation", name)
+                frame.insert(1, "genes", gene_list)
+                frame.insert(2, "perturbed_modalities", perturbed)
+                frame["auroc_before"] = stats.before[:, position]
+                frame["auroc_after"] = stats.after[:, position]
+                frame["delta"] = stats.delta[:, position]
+                frame["delta_low"] = stats.low[:, position]
+                frame["delta_high"] = stats.high[:, position]
+                frame["pval"] = stats.pval[:, position]
+                frame["n_cells_heldout"] = int(
+                    cells.targets.case_eval[position].sum() + cells.targets.control_eval[position].sum()
+                )
+                frames.append(frame)
+    if not frames:
+        raise ValueError(f"No phenotype has at least {min_cells} cases and controls in both splits.")
+    result = pd.concat(frames, ignore_index=True)
+    result["qval"] = np.nan
+    for _, index in result.groupby(["perturbation", "phenotype", "reference"], sort=False).groups.items():
+        result.loc[index, "qval"] = benjamini_hochberg(result.loc[index, "pval"].to_numpy(dtype=float))
+    for column in ("perturbation", "modality", "node_type", "kind", "phenotype", "reference"):
+        result[column] = result[column].astype("category")
+    result.attrs["networkvi"] = {"groupby": groupby, "refit": refit, "heldout_size": heldout_size, "seed": seed}
+    logger.info("Perturbation: %d perturbations x %d phenotypes.", len(plans), len(design.phenotypes))
+    return result[PERTURBATION_COLUMNS].reset_index(drop=True)

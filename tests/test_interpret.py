@@ -1,0 +1,345 @@
+"""Interpretability engine on a model trained on the embedded real CITE-seq example.
+
+Activation capture (no side effects), probe importances (held-out AUROC, intervals, BH, determinism, agreement with
+scikit-learn), gene and gene-group nodes, in-silico perturbation and covariate-attention statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+import scvi_networkvi as nvi
+from scvi_networkvi.interpret import capture_activations, importance_matrix
+from scvi_networkvi.interpret._nodes import node_table, read_gene_groups
+from scvi_networkvi.interpret._phenotypes import categorical_labels, define_phenotypes, stratified_split
+
+EXAMPLE = nvi.datasets.example_resources()
+GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactions": EXAMPLE["interactions"]}
+MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model():
+    scvi.settings.seed = 0
+    mdata = nvi.datasets.example()
+    mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
+    mdata.obs["Site"] = mdata["rna"].obs["Site"].astype(str)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    trained = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
+    trained.train(max_epochs=12, **TRAIN)
+    return trained
+
+
+@pytest.fixture(scope="module")
+def importances(model):
+    return model.get_importances(groupby="cell_type", key_added=None, seed=0)
+
+
+# ---- activations ---------------------------------------------------------------------------------------------------
+def test_capture_leaves_the_model_as_it_was(model):
+    latent = model.get_latent_representation()
+    state = {k: v.clone() for k, v in model.module.state_dict().items()}
+    model.module.train()  # the flag must come back as it was, whatever it was
+    rng = torch.get_rng_state()
+    for _ in range(2):
+        acts = capture_activations(model, genes=True)
+    assert model.module.training
+    model.module.eval()
+    assert torch.equal(torch.get_rng_state(), rng)  # analysis shifts no later random draw
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.module.modules())
+    for key, value in model.module.state_dict().items():
+        assert torch.equal(value, state[key])
+    np.testing.assert_array_equal(model.get_latent_representation(), latent)
+    assert acts.modalities["rna"].genes.shape == (model.adata.n_obs, 1000 * 5)
+
+
+def test_captured_terms_are_the_go_network_of_the_captured_genes(model):
+    acts = capture_activations(model, indices=np.arange(300), genes=True)
+    for role, mod in acts.modalities.items():
+        wiring = mod.wiring
+        assert mod.terms.shape == (300, int(wiring.term_size.sum())) and np.isfinite(mod.terms).all()
+        encoder = model.module.encoders[role]
+        with torch.inference_mode():
+            root = encoder.go_network.forward_t(torch.as_tensor(mod.genes).t().contiguous()).t().numpy()
+        np.testing.assert_allclose(mod.terms[:, mod.term_offsets[-2] :], root, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_model_has_no_nodes():
+    mdata = nvi.datasets.example()
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    dense = nvi.NETWORKVI(mdata, encoder="dense")
+    with pytest.raises(ValueError, match="encoder='dense'"):
+        dense.get_importances(groupby="rna:cell_type")
+
+
+# ---- importances ---------------------------------------------------------------------------------------------------
+def test_importance_table(model, importances):
+    table = importances
+    n_terms = sum(w.n_terms for w in model.wirings_.values())
+    n_types = model.adata.obs["cell_type"].nunique()
+    assert len(table) == n_terms * n_types
+    assert list(table.columns[:3]) == ["modality", "node_id", "node_type"]
+    assert table["auroc"].between(0, 1).all() and table["auroc_fit"].between(0, 1).all()
+    assert (table["auroc_low"] <= table["auroc"] + 1e-12).all() and (
+        table["auroc"] <= table["auroc_high"] + 1e-12
+    ).all()
+    assert (table["qval"] >= table["pval"] - 1e-12).all()
+    assert table.loc[table["kind"] != "go", "rank"].isna().all()
+    go = table[table["kind"] == "go"]
+    assert go.groupby(["modality", "phenotype"], observed=True)["rank"].min().eq(1).all()
+    # a trained model separates cell types: the best GO term of each type is far above chance on held-out cells
+    best = go.groupby("phenotype", observed=True)["auroc"].max()
+    assert (best > 0.8).mean() > 0.8
+    # in-sample is optimistic on average: that is why it is not the headline
+    assert table["auroc_fit"].mean() >= table["auroc"].mean() - 0.01
+    assert (table["n_cells_fit"] > table["n_cells_heldout"]).all()
+
+
+def test_same_seed_same_table_other_seed_other_split(model, importances):
+    again = model.get_importances(groupby="cell_type", key_added=None, seed=0)
+    pd.testing.assert_frame_equal(importances, again)
+    other = model.get_importances(groupby="cell_type", key_added=None, seed=1)
+    assert not np.allclose(other["auroc"], importances["auroc"])
+
+
+def test_probes_agree_with_scikit_learn(model, importances):
+    acts = capture_activations(model)
+    labels = categorical_labels(model.adata, "cell_type").reindex(acts.obs_names)
+    heldout = stratified_split(labels, 0.3, seed=0)
+    mod = acts.modalities["rna"]
+    offsets = mod.term_offsets
+    table = importances[importances["modality"] == "rna"].set_index(["node_id", "phenotype"])
+    for phenotype in list(labels.cat.categories)[:4]:
+        y = (labels == phenotype).to_numpy()
+        for t, term in enumerate(mod.wiring.term_ids):
+            x = mod.terms[:, offsets[t] : offsets[t + 1]].astype(np.float64)
+            mean, std = x[~heldout].mean(0), x[~heldout].std(0)
+            x = np.where(std > 1e-12, (x - mean) / np.where(std > 1e-12, std, 1), 0.0)
+            clf = LogisticRegression(C=1.0, class_weight="balanced", tol=1e-10, max_iter=10_000)
+            clf.fit(x[~heldout], y[~heldout])
+            # rounded as the engine does: equal activations must tie whatever the BLAS rounding of each row
+            expected = roc_auc_score(y[heldout], np.round(clf.decision_function(x[heldout]), 9))
+            assert abs(table.loc[(term, phenotype), "auroc"] - expected) < 0.005
+
+
+def test_phenotype_choices(model):
+    types = list(model.adata.obs["cell_type"].cat.categories)
+    vs = model.get_importances(groupby="cell_type", reference=types[0], targets=types[1:3], key_added=None)
+    assert set(vs["phenotype"]) == set(types[1:3]) and set(vs["reference"]) == {types[0]}
+    groups = {"first_two": types[:2]}
+    grouped = model.get_importances(groupby="cell_type", groups=groups, key_added=None, modalities="prot")
+    assert set(grouped["phenotype"]) == {"first_two"} and set(grouped["modality"]) == {"prot"}
+    site = model.get_importances(groupby="cell_type", restrict={"Site": "site2"}, targets=types[:1], key_added=None)
+    assert site["n_cells_fit"].iloc[0] + site["n_cells_heldout"].iloc[0] == (model.adata.obs["Site"] == "site2").sum()
+
+
+def test_define_phenotypes_masks():
+    labels = pd.Series(["a", "b", "c", "a", None], dtype="category")
+    rest = define_phenotypes(labels)
+    assert [p.name for p in rest] == ["a", "b", "c"]
+    np.testing.assert_array_equal(rest[0].case, [True, False, False, True, False])
+    np.testing.assert_array_equal(rest[0].control, [False, True, True, False, False])
+    vs_b = define_phenotypes(labels, reference="b")
+    assert [p.name for p in vs_b] == ["a", "c"]
+    np.testing.assert_array_equal(vs_b[0].control, [False, True, False, False, False])
+    with pytest.raises(ValueError, match="shares labels"):
+        define_phenotypes(labels, groups={"ab": ["a", "b"]}, reference="b")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"groupby": "celltype"}, "is not a column"),
+        ({"groupby": "DonorAge"}, "is numeric"),
+        ({"groupby": "cell_type", "targets": ["Alien"]}, "no selected cell carries"),
+        ({"groupby": "cell_type", "reference": "Alien"}, "no selected cell carries"),
+        ({"groupby": "cell_type", "restrict": {"Site": "site9"}}, "values no selected cell has"),
+        ({"groupby": "cell_type", "modalities": "atac"}, "must be 'joint'"),
+        ({"groupby": "cell_type", "node_types": ["pathway"]}, "node_types"),
+        ({"groupby": "cell_type", "node_types": ["gene_group"]}, "need gene_groups"),
+        ({"groupby": "cell_type", "heldout_size": 1.0}, "heldout_size"),
+        ({"groupby": "cell_type", "C": 0}, "C must be positive"),
+        ({"groupby": "cell_type", "save_path": "table.xlsx"}, "must end in"),
+    ],
+)
+def test_bad_requests_fail_before_anything_is_stored(model, kwargs, message):
+    if kwargs["groupby"] == "DonorAge":
+        model.adata.obs["DonorAge"] = model.adata["rna"].obs["DonorAge"].astype(float)
+    uns_before = set(model.adata.uns)
+    with pytest.raises(ValueError, match=message):
+        model.get_importances(**kwargs)
+    assert set(model.adata.uns) == uns_before
+
+
+def test_too_few_cells_skips_a_phenotype_with_a_warning(model, caplog):
+    types = model.adata.obs["cell_type"].value_counts()
+    rare = types.index[-1]
+    with caplog.at_level("WARNING"):
+        table = model.get_importances(groupby="cell_type", min_cells=int(types.iloc[-1]), key_added=None)
+    assert rare not in set(table["phenotype"]) and "skipped" in caplog.text
+
+
+def test_result_stored_and_written(model, tmp_path):
+    types = list(model.adata.obs["cell_type"].cat.categories)
+    table = model.get_importances(groupby="cell_type", targets=types[:2], save_path=tmp_path / "imp.csv")
+    assert model.adata.uns["networkvi_importances"] is table
+    read = pd.read_csv(tmp_path / "imp.csv")
+    np.testing.assert_allclose(read["auroc"], table["auroc"])
+    matrix = importance_matrix(table, modality="rna")
+    assert matrix.shape == ((table[(table["modality"] == "rna") & (table["kind"] == "go")]["node_id"].nunique()), 2)
+    with pytest.raises(ValueError, match="several modalities"):
+        importance_matrix(table)
+    del model.adata.uns["networkvi_importances"]
+
+
+# ---- gene nodes and gene groups ------------------------------------------------------------------------------------
+def test_gene_nodes_and_groups(model, tmp_path):
+    wiring = model.wirings_["rna"]
+    genes = [str(g) for g in wiring.gene_ids[:6]]
+    groups = {"pair": genes[:2], "triple": genes[2:5], "lonely": [genes[5], "ENSG_NOT_THERE"]}
+    nodes = node_table(wiring, model.adata["rna"].var_names, go_terms=False, genes=True, gene_groups=groups)
+    frame = nodes.frame.set_index("node_id")
+    assert frame.loc["triple", "width"] == 15 and "lonely" not in frame.index  # < 2 genes in the modality
+    position = frame.index.get_loc("triple")
+    np.testing.assert_array_equal(
+        nodes.columns[position], np.concatenate([np.arange(g * 5, g * 5 + 5) for g in (2, 3, 4)])
+    )
+    types = list(model.adata.obs["cell_type"].cat.categories)[:2]
+    table = model.get_importances(
+        groupby="cell_type",
+        targets=types,
+        modalities="rna",
+        node_types=["gene", "gene_group"],
+        gene_groups=groups,
+        key_added=None,
+    )
+    assert set(table["node_type"]) == {"gene", "gene_group"}
+    assert (table["node_type"] == "gene").sum() == wiring.n_genes * 2
+    assert table["auroc"].notna().all()
+
+
+def test_gene_groups_from_npy(tmp_path):
+    groups = np.empty(2, dtype=object)
+    groups[0], groups[1] = {"ENSG1", "ENSG2"}, {"ENSG3"}
+    np.save(tmp_path / "groups.npy", groups, allow_pickle=True)
+    assert read_gene_groups(tmp_path / "groups.npy") == {"group_0": ["ENSG1", "ENSG2"], "group_1": ["ENSG3"]}
+    (tmp_path / "broken.npy").write_bytes((tmp_path / "groups.npy").read_bytes()[:60])
+    with pytest.raises(ValueError, match="Cannot read gene groups"):
+        read_gene_groups(tmp_path / "broken.npy")
+    with pytest.raises(FileNotFoundError):
+        read_gene_groups(tmp_path / "missing.npy")
+
+
+# ---- perturbation --------------------------------------------------------------------------------------------------
+def test_perturbation_changes_only_what_the_gene_reaches(model):
+    wiring = model.wirings_["rna"]
+    types = list(model.adata.obs["cell_type"].cat.categories)[:2]
+    annotated = np.flatnonzero(wiring.gene_annotated)
+    gene = int(annotated[0])
+    symbol = str(model.adata["rna"].var_names[wiring.feature_gene[0][wiring.feature_gene[1] == gene][0]])
+    kwargs = {"groupby": "cell_type", "targets": types, "modalities": "rna", "key_added": None}
+    table = model.get_perturbation_importances(genes=[symbol], **kwargs)
+    by_id = model.get_perturbation_importances(genes=[str(wiring.gene_ids[gene])], **kwargs)
+    np.testing.assert_array_equal(table["delta"], by_id["delta"])  # symbol or gene id: the same features
+    assert set(table["perturbed_modalities"]) == {"rna"}
+    np.testing.assert_allclose(table["delta"], table["auroc_after"] - table["auroc_before"], atol=1e-12)
+    # terms the gene (or its interaction partners) cannot reach keep their activations, hence their AUROC exactly
+    partners = set(wiring.gene_edges[1][wiring.gene_edges[0] == gene]) | set(
+        wiring.gene_edges[0][wiring.gene_edges[1] == gene]
+    )
+    reached = set(wiring.gene_term[1][np.isin(wiring.gene_term[0], list(partners | {gene}))])
+    frontier = set(reached)
+    while frontier:
+        frontier = set(wiring.term_term[1][np.isin(wiring.term_term[0], list(frontier))]) - reached
+        reached |= frontier
+    untouched = ~np.isin(table["node_id"], wiring.term_ids[sorted(reached)])
+    assert untouched.any() and (table.loc[untouched, "delta"] == 0).all()
+    assert (table.loc[~untouched, "delta"] != 0).any()
+    assert (table["delta_low"] <= table["delta"] + 1e-12).all() and (
+        table["delta"] <= table["delta_high"] + 1e-12
+    ).all()
+
+
+def test_perturbations_do_not_accumulate(model):
+    rna = model.adata["rna"]
+    genes = [str(g) for g in rna.var_names[:2]]
+    kwargs = {
+        "groupby": "cell_type",
+        "targets": list(model.adata.obs["cell_type"].cat.categories)[:1],
+        "key_added": None,
+    }
+    both = model.get_perturbation_importances(genes=genes, modalities="rna", **kwargs)
+    second = model.get_perturbation_importances(genes=genes[1:], modalities="rna", **kwargs)
+    np.testing.assert_array_equal(
+        both[both["perturbation"] == genes[1]]["delta"].to_numpy(), second["delta"].to_numpy()
+    )
+    reuse = model.get_perturbation_importances(genes=genes[1:], modalities="rna", refit=False, **kwargs)
+    np.testing.assert_array_equal(reuse["auroc_before"].to_numpy(), second["auroc_before"].to_numpy())
+
+
+def test_perturbation_of_an_unknown_gene_fails_first(model):
+    with pytest.raises(ValueError, match="match no feature"):
+        model.get_perturbation_importances(genes=["NOT_A_GENE"], groupby="cell_type")
+    with pytest.raises(ValueError, match="genes is empty"):
+        model.get_perturbation_importances(genes=[], groupby="cell_type")
+
+
+# ---- covariate attention -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def attention_model():
+    scvi.settings.seed = 0
+    mdata = nvi.datasets.example()
+    mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
+    age = mdata["rna"].obs["DonorAge"].astype(float)
+    mdata["rna"].obs["age"] = (age - age.mean()) / age.std()  # raw ages (~50) make training diverge at this lr
+    nvi.NETWORKVI.setup_mudata(
+        mdata,
+        batch_key="Site",
+        continuous_covariate_keys=["age"],
+        modalities={**MODS, "continuous_covariate_keys": "rna"},
+    )
+    attending = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2, encode_covariates=True, covariate_attention="all")
+    attending.train(max_epochs=2, **TRAIN)
+    return attending
+
+
+def test_attention_statistics(attention_model):
+    stats = attention_model.get_attention_statistics(groupby="cell_type", key_added=None)
+    assert set(stats["node_type"]) == {"gene", "go_term"}
+    columns = stats[~stats["covariate"].str.endswith("(all)")]
+    # attention is a distribution over the covariate columns: the means over cells sum to one per node
+    sums = columns.groupby(["modality", "node_id", "phenotype"], observed=True)["mean"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-9)
+    assert set(columns["covariate_group"]) == {"Site", "age"}
+    totals = stats[stats["covariate"] == "Site (all)"].set_index(["modality", "node_id", "phenotype"])["mean"]
+    by_site = (
+        columns[columns["covariate_group"] == "Site"]
+        .groupby(["modality", "node_id", "phenotype"], observed=True)["mean"]
+        .sum()
+    )
+    np.testing.assert_allclose(totals.loc[by_site.index].to_numpy(), by_site.to_numpy(), atol=1e-9)
+    counts = stats[(stats["node_id"] == stats["node_id"].iloc[0]) & (stats["covariate"] == stats["covariate"].iloc[0])]
+    overall = counts.loc[counts["phenotype"] == "all", "n_cells"].iloc[0]
+    assert overall == attention_model.adata.n_obs == counts.loc[counts["phenotype"] != "all", "n_cells"].sum()
+    assert (stats["low"] <= stats["mean"] + 1e-12).all() and (stats["mean"] <= stats["high"] + 1e-12).all()
+    # streaming: the minibatch size does not change the numbers
+    small = attention_model.get_attention_statistics(groupby="cell_type", key_added=None, batch_size=97)
+    np.testing.assert_allclose(small["mean"], stats["mean"], atol=1e-9)
+
+
+def test_attention_statistics_need_attention(model):
+    with pytest.raises(ValueError, match="no covariate attention"):
+        model.get_attention_statistics()
