@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scvi
+import torch
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -138,6 +139,41 @@ def test_seeded_runs_are_identical():
 def test_model_options_train(kwargs):
     model = train(read(CITE), CITE_MODS, epochs=1, **kwargs)
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_default_sizes_and_the_originals_heuristic():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    default = nvi.NETWORKVI(mdata, **GO_KW)
+    assert default.module.n_latent == 10 and default.wirings_["rna"].term_size[-1] == 128  # GO root = n_hidden
+    original = nvi.NETWORKVI(mdata, n_hidden="sqrt", n_latent="sqrt", **GO_KW)  # 1000 genes -> 31 -> 5
+    assert original.module.n_latent == 5 and original.wirings_["rna"].term_size[-1] == 31
+    assert nvi.NETWORKVI(mdata, n_hidden=40, n_latent="sqrt", encoder="dense").module.n_latent == 6
+    with pytest.raises(ValueError, match="n_hidden must be"):
+        nvi.NETWORKVI(mdata, n_hidden="auto", encoder="dense")
+    assert _networkvi._layer_sizes({"rna": 1000, "atac": 40000}, None, None) == (200, 10)  # PeakVI's sqrt(regions)
+    assert _networkvi._layer_sizes({"rna": 1000, "atac": 600}, "sqrt", "sqrt") == (24, 4)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_modality_penalty_follows_the_kl_warmup(warmup):
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense", modality_penalty_warmup=warmup)
+    module = model.module.eval()
+    tensors = next(iter(model._make_data_loader(adata=mdata, indices=np.arange(32))))
+    with torch.no_grad():
+        inference = module.inference(**module._get_inference_input(tensors))
+        generative = module.generative(**module._get_generative_input(tensors, inference))
+        losses = {w: module.loss(tensors, inference, generative, kl_weight=w) for w in (0.0, 0.5)}
+    penalty = losses[0.0].kl_local["kl_divergence_paired"]
+    assert (penalty > 0).all()
+    recon = sum(losses[0.0].reconstruction_loss.values())
+    for w, loss in losses.items():
+        np.testing.assert_array_equal(loss.kl_local["kl_divergence_paired"], penalty)  # logged unweighted
+        kl = loss.kl_local["kl_divergence_z"] + loss.kl_local["kl_divergence_background"]
+        expected = recon + w * kl + (w if warmup else 1.0) * penalty
+        np.testing.assert_allclose(float(loss.loss), float(expected.mean()), rtol=1e-5)
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------

@@ -58,6 +58,8 @@ class NetworkVAE(BaseModuleClass):
         ``moe``, ``poe`` or ``mean``; see :class:`~scvi_networkvi.module.ModalityMixer`.
     modality_penalty
         ``jeffreys``, ``mmd`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
+    penalty_warmup
+        Multiply the modality penalty by the KL warm-up weight (the original adds it at full weight throughout).
     encode_covariates
         Whether encoders see the batch and extra covariates.
     deeply_inject_covariates
@@ -96,6 +98,7 @@ class NetworkVAE(BaseModuleClass):
         latent_distribution: Literal["normal", "ln"] = "normal",
         modality_mixing: MixingType = "moe",
         modality_penalty: PenaltyType = "jeffreys",
+        penalty_warmup: bool = True,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
@@ -121,6 +124,7 @@ class NetworkVAE(BaseModuleClass):
         self.gene_likelihood = gene_likelihood
         self.latent_distribution = latent_distribution
         self.modality_penalty = modality_penalty
+        self.penalty_warmup = penalty_warmup
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -409,7 +413,10 @@ class NetworkVAE(BaseModuleClass):
         return losses
 
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
-        """Masked reconstruction + ``kl_weight`` x KL of the joint posterior + pairwise modality penalty."""
+        """Masked reconstruction + ``kl_weight`` x (KL of the joint posterior + pairwise modality penalty).
+
+        The penalty is warmed up only with ``penalty_warmup``; ``kl_divergence_paired`` logs it unweighted.
+        """
         masks = inference_outputs["masks"]
         recon = self.reconstruction_losses(inference_outputs["data"], inference_outputs, generative_outputs)
         recon = {m: recon[m] * masks[:, self.modalities.index(m)] for m in recon}
@@ -431,7 +438,8 @@ class NetworkVAE(BaseModuleClass):
             kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"]), prior).sum(-1)
             kl_local["kl_divergence_background"] = kl_back * masks[:, self.modalities.index("protein")]
             extra = kl_local["kl_divergence_background"]
-        total = sum(recon.values()) + kl_weight * kl_z + penalty + kl_weight * extra
+        penalty_weight = kl_weight if self.penalty_warmup else 1.0
+        total = sum(recon.values()) + kl_weight * kl_z + penalty_weight * penalty + kl_weight * extra
         return LossOutput(
             loss=total.mean(),
             reconstruction_loss=recon,
