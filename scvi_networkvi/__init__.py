@@ -3,7 +3,7 @@
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, interpret, model, module, nn, resources, wiring
+from . import datasets, interpret, model, module, nn, pl, resources, tl, wiring
 from .model import NETWORKVI
 
 try:
@@ -13,4 +13,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["NETWORKVI", "datasets", "interpret", "model", "module", "nn", "resources", "wiring"]
+__all__ = ["NETWORKVI", "datasets", "interpret", "model", "module", "nn", "pl", "resources", "tl", "wiring"]

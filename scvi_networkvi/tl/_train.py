@@ -1,0 +1,249 @@
+"""``nvi.tl.train``: register, build and train a NETWORKVI in one call."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from mudata import MuData
+
+from scvi_networkvi.model._validation import LAYER_ROLES
+
+from ._utils import check_mudata, jsonable, record, rollback
+
+logger = logging.getLogger(__name__)
+
+PathOrName = str | os.PathLike
+
+#: Modality names recognised for each role when ``modalities`` is not given, in order of preference.
+DEFAULT_MODALITY_NAMES = {
+    "rna_layer": ("rna", "gex", "RNA", "GEX"),
+    "protein_layer": ("prot", "adt", "protein", "PROT", "ADT"),
+    "atac_layer": ("atac", "peaks", "ATAC"),
+}
+_ROLE_KEYS = {role: layer_key for layer_key, role in LAYER_ROLES.items()}
+_MODALITY_KEYS = (
+    *LAYER_ROLES,
+    "batch_key",
+    "size_factor_key",
+    "categorical_covariate_keys",
+    "continuous_covariate_keys",
+)
+
+
+def default_modalities(mdata: MuData) -> dict[str, str]:
+    """The ``modalities`` mapping read from the MuData's modality names (``rna``, ``prot``/``adt``, ``atac``...)."""
+    found = {}
+    for layer_key, names in DEFAULT_MODALITY_NAMES.items():
+        name = next((n for n in names if n in mdata.mod), None)
+        if name is not None:
+            found[layer_key] = name
+    if not found:
+        raise ValueError(
+            f"Found no modality named like RNA, protein or ATAC data in the MuData (it has {list(mdata.mod)}): pass "
+            'modalities={"rna_layer": ..., "protein_layer": ..., "atac_layer": ...}.'
+        )
+    return found
+
+
+def _normalise_modalities(mdata: MuData, modalities: Mapping[str, str | None] | None) -> dict[str, str]:
+    if modalities is None:
+        return default_modalities(mdata)
+    if not isinstance(modalities, Mapping):
+        raise TypeError(f"modalities must be a mapping, got {type(modalities).__name__}.")
+    out = {}
+    for key, mod in modalities.items():
+        key = _ROLE_KEYS.get(key, key)  # {"rna": "gex", "protein": "adt"} is accepted too
+        if key not in _MODALITY_KEYS:
+            raise ValueError(
+                f"modalities has an unknown key {key!r}: use {list(_MODALITY_KEYS)} (or the roles {list(_ROLE_KEYS)})."
+            )
+        if mod is None:
+            continue
+        if mod not in mdata.mod:
+            raise ValueError(f"modalities names {mod!r}, which the MuData does not have (it has {list(mdata.mod)}).")
+        out[key] = mod
+    if not any(key in out for key in LAYER_ROLES):
+        raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
+    return out
+
+
+def _obs_location(mdata: MuData, key: str, name: str, mod_hint: str | None) -> str | None:
+    """Where an obs key lives: ``None`` for the global ``mdata.obs``, else the modality holding it."""
+    if mod_hint is not None:
+        if key not in mdata[mod_hint].obs.columns:
+            raise ValueError(f"{name} {key!r} is not a column of mdata[{mod_hint!r}].obs.")
+        return mod_hint
+    if key in mdata.obs.columns:
+        return None
+    holders = [mod for mod in mdata.mod if key in mdata[mod].obs.columns]
+    if not holders:
+        raise ValueError(
+            f"{name} {key!r} is neither a column of mdata.obs nor of any modality's obs "
+            f"(mdata.obs columns: {list(mdata.obs.columns)})."
+        )
+    return holders[0]
+
+
+def train(
+    mdata: MuData,
+    *,
+    batch_key: str | None = None,
+    modalities: Mapping[str, str | None] | None = None,
+    layers: Mapping[str, str | None] | None = None,
+    gene_id_key: str | Mapping[str, str] | None = None,
+    categorical_covariate_keys: Sequence[str] | None = None,
+    continuous_covariate_keys: Sequence[str] | None = None,
+    go: PathOrName = "go-basic",
+    annotations: PathOrName | Sequence[PathOrName] | None = None,
+    interactions: PathOrName | None = None,
+    encoder: Literal["go", "dense"] = "go",
+    max_epochs: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    train_kwargs: Mapping[str, Any] | None = None,
+):
+    """Register a MuData, build a NETWORKVI and train it: the first step of the workflow in one call.
+
+    Parameters
+    ----------
+    mdata
+        MuData with raw counts in one to three modalities (RNA, protein, ATAC).
+    batch_key
+        obs column with the batch (site, donor, technology); looked up in ``mdata.obs`` first, then in the
+        modalities' obs (or where ``modalities["batch_key"]`` says).
+    modalities
+        Which modality holds what, as :meth:`~scvi_networkvi.NETWORKVI.setup_mudata` takes it
+        (``{"rna_layer": "rna", "protein_layer": "prot"}``; the roles ``rna`` / ``protein`` / ``atac`` are accepted as
+        keys too). Default: read from the modality names (``rna`` / ``gex``; ``prot`` / ``adt`` / ``protein``;
+        ``atac`` / ``peaks``).
+    layers
+        Layer with raw counts per role or modality name (``{"rna": "counts"}``); default ``.X``.
+    gene_id_key
+        var column with the features' gene ids (ENSEMBL ids for the registered resources), or a mapping role ->
+        column. Default ``"gene_stable_id"``.
+    categorical_covariate_keys, continuous_covariate_keys
+        Further covariates (obs columns of ``mdata.obs``).
+    go
+        GO OBO: registry name (``"go-basic"``) or path.
+    annotations
+        Gene -> GO annotations keyed by the features' gene ids (GAF path(s) or registry name such as
+        ``"ensembl2go-tutorial"``). Required with ``encoder="go"``: the registry has no full ENSEMBL-keyed human
+        annotation file.
+    interactions
+        Optional gene–gene interaction table (registry name or CSV path).
+    encoder
+        ``"go"`` (GO-wired encoders) or ``"dense"`` (scvi-tools encoders, no GO resources needed).
+    max_epochs
+        Training epochs (``None``: scvi-tools' heuristic from the number of cells).
+    model_kwargs
+        Further :class:`~scvi_networkvi.NETWORKVI` arguments (``n_latent``, ``gene_size``, ``go_size``,
+        ``encode_covariates``...).
+    train_kwargs
+        Further :meth:`~scvi_networkvi.NETWORKVI.train` arguments (``lr``, ``batch_size``, ``accelerator``,
+        ``enable_progress_bar``...).
+
+    Returns
+    -------
+    The trained :class:`~scvi_networkvi.NETWORKVI`. Sets ``mdata.uns["networkvi"]["train"]["params"]`` (the
+    arguments, the resolved ``modalities`` mapping and the epochs trained, JSON types only), and what scvi-tools'
+    registration writes (``mdata.uns["_scvi_uuid"]``, ``_scvi_*`` obs columns). A failing call leaves ``mdata`` as it
+    was.
+    """
+    from scvi_networkvi.model import NETWORKVI
+
+    check_mudata(mdata)
+    if encoder not in ("go", "dense"):
+        raise ValueError(f"encoder must be 'go' or 'dense', got {encoder!r}.")
+    if encoder == "go" and annotations is None:
+        raise ValueError(
+            "encoder='go' needs gene -> GO annotations keyed by the features' gene ids: pass annotations= a GAF path "
+            "(or 'ensembl2go-tutorial', the subsampled tutorial annotations), or use encoder='dense'."
+        )
+    if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
+        raise ValueError(f"max_epochs must be a positive integer or None, got {max_epochs!r}.")
+    model_kwargs = dict(model_kwargs or {})
+    train_kwargs = dict(train_kwargs or {})
+    for name, given in (("model_kwargs", model_kwargs), ("train_kwargs", train_kwargs)):
+        clash = sorted({"go", "annotations", "interactions", "encoder", "max_epochs", "mdata"} & set(given))
+        if clash:
+            raise ValueError(f"{name} must not set {clash}: pass them as arguments of nvi.tl.train.")
+
+    mods = _normalise_modalities(mdata, modalities)
+    layer_args = {}
+    for key, layer in (layers or {}).items():
+        layer_key = _ROLE_KEYS.get(key, key)
+        if layer_key not in LAYER_ROLES:  # a modality name
+            layer_key = next((k for k in LAYER_ROLES if mods.get(k) == key), None)
+        if layer_key is None or layer_key not in mods:
+            raise ValueError(f"layers names {key!r}, which is not a registered modality or role ({mods}).")
+        if layer is not None and layer not in mdata[mods[layer_key]].layers:
+            raise ValueError(
+                f"Modality {mods[layer_key]!r} has no layer {layer!r} (layers: {list(mdata[mods[layer_key]].layers)})."
+            )
+        layer_args[layer_key] = layer
+    if batch_key is not None:
+        location = _obs_location(mdata, batch_key, "batch_key", mods.get("batch_key"))
+        mods["batch_key"] = location
+    else:
+        mods.pop("batch_key", None)
+    for name, keys in (
+        ("categorical_covariate_keys", categorical_covariate_keys),
+        ("continuous_covariate_keys", continuous_covariate_keys),
+    ):
+        if keys is None:
+            continue
+        if isinstance(keys, str):
+            raise TypeError(f"{name} must be a list of obs columns, got the string {keys!r}.")
+        places = {_obs_location(mdata, key, name, mods.get(name)) for key in keys}
+        if len(places) > 1:
+            raise ValueError(f"{name} must all live in one place (mdata.obs or one modality), found {places}.")
+        mods[name] = places.pop() if places else None
+    if encoder == "go":
+        id_key = gene_id_key or "gene_stable_id"
+        for layer_key, role in LAYER_ROLES.items():
+            if layer_key not in mods:
+                continue
+            column = id_key.get(role, "gene_stable_id") if isinstance(id_key, Mapping) else id_key
+            var = mdata[mods[layer_key]].var
+            if column not in var.columns:
+                raise ValueError(
+                    f"Modality {mods[layer_key]!r} has no var[{column!r}] with the features' gene ids (columns: "
+                    f"{list(var.columns)}): pass gene_id_key=, or use encoder='dense'."
+                )
+
+    setup = {
+        **layer_args,
+        "batch_key": batch_key,
+        "categorical_covariate_keys": list(categorical_covariate_keys) if categorical_covariate_keys else None,
+        "continuous_covariate_keys": list(continuous_covariate_keys) if continuous_covariate_keys else None,
+        "modalities": {k: v for k, v in mods.items() if v is not None},
+    }
+    if gene_id_key is not None:
+        setup["gene_id_key"] = gene_id_key
+    with rollback(mdata):
+        NETWORKVI.setup_mudata(mdata, **setup)
+        model = NETWORKVI(
+            mdata, go=go, annotations=annotations, interactions=interactions, encoder=encoder, **model_kwargs
+        )
+        logger.info("Training %s", model._model_summary_string.splitlines()[0])
+        model.train(max_epochs=max_epochs, **train_kwargs)
+    history = getattr(model, "history_", None) or {}
+    epochs = len(history["elbo_train"]) if "elbo_train" in history else None
+    record(
+        mdata,
+        "train",
+        {
+            **setup,
+            "go": go,
+            "annotations": annotations,
+            "interactions": interactions,
+            "encoder": encoder,
+            "max_epochs": max_epochs,
+            "n_epochs_trained": epochs,
+            "model_kwargs": jsonable(model_kwargs),
+            "train_kwargs": jsonable(train_kwargs),
+        },
+    )
+    return model

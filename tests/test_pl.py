@@ -1,0 +1,219 @@
+"""``nvi.pl``: importance and perturbation heatmaps, the GO graph around a term (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import scvi
+
+import scvi_networkvi as nvi
+from scvi_networkvi.pl._utils import shorten
+
+EXAMPLE = nvi.datasets.example_resources()
+GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactions": EXAMPLE["interactions"]}
+TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    scvi.settings.seed = 0
+    mdata = nvi.datasets.example()
+    model = nvi.tl.train(
+        mdata,
+        batch_key="Site",
+        **GO_KW,
+        max_epochs=3,
+        model_kwargs={"gene_size": 5, "go_size": 2},
+        train_kwargs=TRAIN,
+    )
+    types = list(mdata.obs["cell_type"].cat.categories)[:4]
+    nvi.tl.importances(mdata, model, groupby="cell_type", targets=types, seed=0)
+    genes = [str(g) for g in mdata["rna"].var_names[np.flatnonzero(model.wirings_["rna"].gene_annotated)[:2]]]
+    nvi.tl.perturb(mdata, model, genes=genes, groupby="cell_type", targets=types[:2], modalities="rna", seed=0)
+    return mdata, model, types, genes
+
+
+def labels_of(ax) -> list:
+    return [t for t in ax.texts if t.get_gid() == "go_term_label"]
+
+
+def tick_texts(labels) -> list[str]:
+    return [label.get_text() for label in labels]
+
+
+# ---- importances ---------------------------------------------------------------------------------------------------
+def test_importance_heatmap_cells_and_labels(analysed):
+    mdata, _, types, _ = analysed
+    table = mdata.uns["networkvi_importances"]
+    ax = nvi.pl.importances(mdata, top=6, modality="rna", show=False)
+    rows = tick_texts(ax.get_yticklabels())
+    assert tick_texts(ax.get_xticklabels()) == types and len(rows) == 6
+    go = table[(table["modality"] == "rna") & (table["kind"] == "go")]
+    names = go.drop_duplicates("node_id").set_index("name")
+    assert set(rows) <= {shorten(n) for n in names.index}
+    rows = [next(n for n in names.index if shorten(n) == r) for r in rows]
+    image = ax.get_images()[0].get_array()
+    assert image.shape == (6, len(types))
+    by_cell = go.set_index(["name", "phenotype"])
+    expected = np.array([[by_cell.loc[(r, t), "auroc"] for t in types] for r in rows])
+    np.testing.assert_allclose(image, expected)
+    # every phenotype's best term makes it into the plot (top >= number of phenotypes)
+    for phenotype in types:
+        assert go[go["phenotype"] == phenotype].sort_values("auroc")["name"].iloc[-1] in rows
+    # a star on each significant cell, nowhere else
+    qvals = np.array([[by_cell.loc[(r, t), "qval"] for t in types] for r in rows])
+    stars = [c for c in ax.collections if c.get_gid() == "significance"]
+    n_stars = len(stars[0].get_offsets()) if stars else 0
+    assert n_stars == int((qvals < 0.05).sum()) > 0
+    marked = {(int(y), int(x)) for x, y in stars[0].get_offsets()}
+    assert marked == {tuple(ix) for ix in np.argwhere(qvals < 0.05)}
+
+
+def test_importance_heatmap_options(analysed, tmp_path):
+    mdata, _, types, _ = analysed
+    both = nvi.pl.importances(mdata, top=None, show=False)
+    labels = tick_texts(both.get_yticklabels())
+    table = mdata.uns["networkvi_importances"]
+    n_go = table[table["kind"] == "go"].groupby("modality", observed=True)["node_id"].nunique().sum()
+    assert (
+        len(labels) == n_go and any(s.endswith("[prot]") for s in labels) and any(s.endswith("[rna]") for s in labels)
+    )
+    chosen = [types[2], types[0]]
+    ax = nvi.pl.importances(mdata, phenotypes=chosen, modality="prot", top=3, show=False, save=tmp_path / "imp.png")
+    assert tick_texts(ax.get_xticklabels()) == chosen
+    assert (tmp_path / "imp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, given = plt.subplots()
+    assert nvi.pl.importances(table, modality="rna", ax=given, show=False) is given  # a table works as well
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"key": "absent"}, "run nvi.tl.importances"),
+        ({"phenotypes": ["Alien"]}, "not in the table"),
+        ({"modality": "atac"}, "not in the table"),
+        ({"top": 0}, "top must be"),
+        ({"key": "networkvi_perturbation", "value": "auroc"}, "lacks columns"),
+    ],
+)
+def test_importance_heatmap_errors(analysed, kwargs, message):
+    mdata = analysed[0]
+    with pytest.raises(ValueError, match=message):
+        nvi.pl.importances(mdata, show=False, **kwargs)
+
+
+# ---- perturbation --------------------------------------------------------------------------------------------------
+def test_perturbation_heatmap_is_centred(analysed):
+    mdata, _, types, genes = analysed
+    table = mdata.uns["networkvi_perturbation"]
+    ax = nvi.pl.perturbation(mdata, perturbations=genes[0], top=5, show=False)
+    image = ax.get_images()[0]
+    assert image.norm.vmin == -image.norm.vmax > -np.inf and image.get_cmap().name == "RdBu_r"
+    assert tick_texts(ax.get_xticklabels()) == types[:2] and genes[0] in ax.get_title()
+    rows = tick_texts(ax.get_yticklabels())
+    one = table[(table["perturbation"] == genes[0]) & (table["kind"] == "go")].set_index(["name", "phenotype"])
+    expected = np.array([[one.loc[(r, t), "delta"] for t in types[:2]] for r in rows])
+    np.testing.assert_allclose(image.get_array(), expected)
+    assert image.norm.vmax == pytest.approx(np.abs(expected).max())
+    # the rows are the terms with the largest changes
+    largest = one["delta"].abs().groupby(level="name").max().sort_values(ascending=False)
+    assert largest.iloc[0] == pytest.approx(np.abs(expected).max()) and largest.index[0] in rows
+    both = nvi.pl.perturbation(mdata, top=4, limit=0.2, show=False)
+    columns = tick_texts(both.get_xticklabels())
+    assert columns == [f"{g} | {t}" for g in genes for t in types[:2]]
+    assert both.get_images()[0].norm.vmax == 0.2
+    with pytest.raises(ValueError, match="not in the table"):
+        nvi.pl.perturbation(mdata, perturbations=["NOPE"], show=False)
+
+
+# ---- GO graph ------------------------------------------------------------------------------------------------------
+def _middle_term(wiring) -> int:
+    """A depth-1 GO term with children in the wiring."""
+    child, parent = wiring.term_term
+    for t in np.flatnonzero((wiring.term_depth == 1) & (wiring.term_kind == "go")):
+        if (parent == t).any():
+            return int(t)
+    raise AssertionError("the example wiring has no depth-1 term with children")
+
+
+def test_go_graph_draws_ancestors_and_children_level_by_level(analysed, tmp_path):
+    _, model, _, _ = analysed
+    wiring = model.wirings_["rna"]
+    term = _middle_term(wiring)
+    child, parent = wiring.term_term
+    ancestors, frontier = set(), {term}
+    while frontier:
+        frontier = set(parent[np.isin(child, list(frontier))].tolist()) - ancestors
+        ancestors |= frontier
+    expected = {term, *ancestors, *child[parent == term].tolist()}
+    assert ancestors and len(expected) > len(ancestors) + 1
+    ax = nvi.pl.go_graph(model, str(wiring.term_ids[term]), show=False, save=tmp_path / "graph.png")
+    points = next(c for c in ax.collections if c.get_gid() == "go_terms")
+    xy = points.get_offsets()
+    assert len(xy) == len(expected)
+    texts = [t.get_text().replace("\n", " ") for t in labels_of(ax)]
+    assert sorted(texts) == sorted(str(wiring.term_names[i]) for i in expected)
+    # level by level: the root on top, the deepest terms at the bottom
+    depth_of = {str(wiring.term_names[i]): int(wiring.term_depth[i]) for i in expected}
+    for text in labels_of(ax):
+        assert text.get_position()[1] + 0.22 == pytest.approx(-depth_of[text.get_text().replace("\n", " ")])
+    assert (tmp_path / "graph.png").read_bytes()[:4] == b"\x89PNG"
+    by_name = nvi.pl.go_graph(model, str(wiring.term_names[term]), modality="rna", show=False)
+    assert len(next(c for c in by_name.collections if c.get_gid() == "go_terms").get_offsets()) == len(expected)
+
+
+def test_go_graph_coloured_by_importance(analysed):
+    mdata, model, types, _ = analysed
+    table = mdata.uns["networkvi_importances"]
+    wiring = model.wirings_["protein"]
+    ax = nvi.pl.go_graph(model, types[0], modality="prot", importances=mdata, show=False)
+    ranked = table[(table["modality"] == "prot") & (table["phenotype"] == types[0]) & table["rank"].notna()]
+    best = ranked.sort_values("rank")["node_id"].iloc[0]
+    assert ax.get_title().startswith(best)
+    points = next(c for c in ax.collections if c.get_gid() == "go_terms")
+    values = np.ma.filled(points.get_array(), np.nan)
+    names = [t.get_text().replace("\n", " ") for t in labels_of(ax)]
+    rows = table[(table["modality"] == "prot") & (table["phenotype"] == types[0])].set_index("name")["auroc"]
+    np.testing.assert_allclose(values, rows.reindex(names).to_numpy())
+    term = str(wiring.term_ids[_middle_term(wiring)])
+    with pytest.raises(ValueError, match="several phenotypes"):
+        nvi.pl.go_graph(model, term, modality="protein", importances=table, show=False)
+    ax = nvi.pl.go_graph(model, term, modality="protein", importances=table, phenotype=types[1], show=False)
+    assert "auroc" in ax.figure.axes[-1].get_ylabel()
+
+
+def test_go_graph_errors(analysed):
+    mdata, model, _, _ = analysed
+    with pytest.raises(ValueError, match="neither a GO id"):
+        nvi.pl.go_graph(model, "GO:9999999", show=False)
+    with pytest.raises(ValueError, match="modality must be"):
+        nvi.pl.go_graph(model, "GO:0006955", modality="atac", show=False)
+    dense = nvi.NETWORKVI(mdata, encoder="dense")
+    with pytest.raises(ValueError, match="not GO-wired"):
+        nvi.pl.go_graph(dense, "GO:0006955", show=False)
+    with pytest.raises(ValueError, match="run nvi.tl.importances"):
+        nvi.pl.go_graph(model, "GO:0006955", importances=nvi.datasets.example(), show=False)
+
+
+def test_pl_returns_none_when_shown(analysed, monkeypatch):
+    mdata = analysed[0]
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(True))
+    assert nvi.pl.importances(mdata, modality="rna", show=True) is None and shown == [True]
