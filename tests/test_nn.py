@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, WiredEncoder
-from scvi_networkvi.nn._wired_encoder import WideDropout, _TwoPathBlockLayer
+from scvi_networkvi.nn._wired_encoder import WideDropout, _TwoPathBlockLayer, keep_mask
 from scvi_networkvi.wiring import compile_wiring
 
 DATA = Path(__file__).parent / "data"
@@ -159,6 +159,37 @@ def test_block_sparse_gradients_match_the_dense_equivalent(square, dense_limit):
                 torch.testing.assert_close(grads[-1], g.sum(0))
 
 
+@pytest.mark.parametrize("dense_limit", [0, 6, 1 << 30])
+def test_block_sparse_relu_residual_matches_the_dense_equivalent(dense_limit):
+    """``relu(W x + b) + x`` in one kernel node (the interaction layer): output and every gradient (float64)."""
+    rng = np.random.default_rng(11)
+    for trial in range(25):
+        in_sizes, _, connections = random_structure(rng, square=True)
+        if trial % 3 == 0:  # without the self loops: the backward pass starts from a copy of the skip gradient
+            connections = connections[:, connections[0] != connections[1]]
+        layer = BlockSparseLinear(in_sizes, in_sizes, connections, dense_limit=dense_limit, bias=trial % 4 != 0)
+        layer = layer.double()
+        dense = layer.to_dense().requires_grad_(True)
+        bias = layer.bias if layer.bias is not None else torch.zeros(layer.n_out, dtype=torch.float64)
+        x = torch.randn(layer.n_in, 5, dtype=torch.float64, requires_grad=True)
+        y = layer.forward_t_relu_residual(x)
+        reference = torch.relu(dense @ x + bias[:, None]) + x
+        torch.testing.assert_close(y, reference)
+        g = torch.randn_like(y)
+        params = [*layer.weights, *([layer.bias] if layer.bias is not None else [])]
+        grads = torch.autograd.grad(y, [x, *params], g)
+        grad_x, grad_dense, *grad_bias = torch.autograd.grad(
+            reference, [x, dense, *([layer.bias] if layer.bias is not None else [])], g
+        )
+        torch.testing.assert_close(grads[0], grad_x)
+        grad_blocks = torch.cat([grad.reshape(-1) for grad in grads[1 : 1 + len(layer.weights)]])
+        torch.testing.assert_close(grad_blocks, grad_dense[layer._rows, layer._cols])
+        if grad_bias:
+            torch.testing.assert_close(grads[-1], grad_bias[0])
+    with pytest.raises(ValueError, match="residual"):
+        BlockSparseLinear(np.array([1, 2]), np.array([2]), np.array([[0], [0]])).forward_t_relu_residual(x)
+
+
 @pytest.mark.parametrize("dense_limit", [0, 1 << 30])
 def test_block_sparse_gradcheck(dense_limit):
     in_sizes, out_sizes = np.array([2, 1, 3, 2]), np.array([2, 2, 3, 1])
@@ -285,6 +316,42 @@ def test_wide_dropout_keeps_dropouts_meaning():
     z = x * 1
     torch.manual_seed(5)
     assert dropout(z) is z and torch.equal(z, y)
+
+
+def test_keep_mask_is_bernoulli_and_seeded_by_torch():
+    torch.manual_seed(3)
+    mask = keep_mask((500, 400), 0.1)
+    assert mask.dtype == torch.float32 and set(mask.unique().tolist()) == {0.0, 1.0}
+    assert abs(mask.mean().item() - 0.9) < 0.004  # 200,000 draws: sd 0.0007
+    torch.manual_seed(3)
+    assert torch.equal(keep_mask((500, 400), 0.1), mask)
+    assert not torch.equal(keep_mask((500, 400), 0.1), mask)
+    assert keep_mask((3,), 0.5, torch.float64).dtype == torch.float64
+    assert keep_mask((7, 1), 1e-12).all() and not keep_mask((7, 1), 1 - 1e-12).any()
+
+
+def test_gene_layer_fuses_dropout_without_changing_it():
+    """The fused elementwise gene layer + dropout equals the layer followed by WideDropout: same mask, gradients."""
+    sizes = np.ones(9, dtype=np.int64)
+    connections = np.stack([np.arange(9), np.random.default_rng(0).permutation(9)])
+    layer = _TwoPathBlockLayer(sizes, np.full(9, 4), connections, "relu", linear_path=True).double()
+    assert layer.fuses_dropout
+    dropout = WideDropout(0.3)
+    x = torch.randn(9, 50, dtype=torch.float64, requires_grad=True)
+    params = [x, layer.linear.bias, layer.linear.weights[0]]
+    g = torch.randn(36, 50, dtype=torch.float64)
+    torch.manual_seed(8)
+    fused = layer.forward_t(x, dropout=0.3)
+    torch.manual_seed(8)
+    reference = dropout(layer.forward_t(x))
+    torch.testing.assert_close(fused, reference)
+    assert 0.6 < (fused != 0).double().mean().item() < 0.8
+    for a, b in zip(torch.autograd.grad(fused, params, g), torch.autograd.grad(reference, params, g), strict=True):
+        torch.testing.assert_close(a, b)
+    leaky = _TwoPathBlockLayer(sizes, np.full(9, 4), connections, "leaky_relu", linear_path=True)
+    assert not leaky.fuses_dropout
+    with pytest.raises(ValueError, match="fused"):
+        leaky.forward_t(x.float().detach(), dropout=0.3)
 
 
 @pytest.mark.parametrize("linear_path", [True, False])

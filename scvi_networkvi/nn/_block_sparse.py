@@ -260,13 +260,28 @@ class BlockSparseLinear(nn.Module):
         out = None
         if self._kernel_groups:
             x = parts[0] if len(parts) == 1 else torch.cat(parts)
-            out = _BlockSparseFunction.apply(self, x, self.bias, *[self.weights[g] for g in self._kernel_groups])
+            weights = [self.weights[g] for g in self._kernel_groups]
+            out = _BlockSparseFunction.apply(self, x, self.bias, False, *weights)
         if self._dense:
             bias = self.bias if out is None else None
             weights = [self.weights[group.index] for group in self._dense]
             dense = _DenseGroupsFunction.apply(self, len(parts), *parts, bias, *weights)
             out = dense if out is None else out + dense
         return self._bias_rows(parts[0]) if out is None else out
+
+    def forward_t_relu_residual(self, xt: torch.Tensor) -> torch.Tensor:
+        """``relu(W x + b) + x`` for a square layer and feature-major ``xt`` ``(n_in, n)`` (the interaction layer).
+
+        On the block kernel (every group) this is one autograd node: the ReLU works in place on the product and the
+        backward pass writes the input gradient starting from the skip connection's (a batched ``baddbmm`` on the
+        self loops), instead of adding two full-size gradients; otherwise it is the plain composition.
+        """
+        if self.n_in != self.n_out:
+            raise ValueError("BlockSparseLinear: a residual connection needs as many outputs as inputs.")
+        if self._dense or not self._kernel_groups:
+            return torch.relu(self.forward_t(xt)) + xt
+        weights = [self.weights[g] for g in self._kernel_groups]
+        return _BlockSparseFunction.apply(self, xt, self.bias, True, *weights)
 
     def single_input_blocks(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Per output block, in output order, its only input neuron and its ``(blocks, b_out, 1)`` weights.
@@ -324,10 +339,15 @@ class BlockSparseLinear(nn.Module):
 
 
 class _BlockSparseFunction(torch.autograd.Function):
-    """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors."""
+    """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors.
+
+    ``residual``: return ``relu(W x + b) + x`` instead of ``W x + b`` (square layers).
+    """
 
     @staticmethod
-    def forward(ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, *weights: torch.Tensor):
+    def forward(
+        ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, residual: bool, *weights
+    ) -> torch.Tensor:
         xt = xt.contiguous()
         n = xt.shape[1]
         out = _initial(layer._fwd_init, layer.n_out, xt, layer._bias_rows)
@@ -344,7 +364,11 @@ class _BlockSparseFunction(torch.autograd.Function):
                 gathered.append(x)
         ctx.layer = layer
         ctx.n_weights = len(weights)
+        ctx.residual = residual
         # The gathered inputs are saved, not gathered again: the weight gradient reads them. Freed after backward.
+        if residual:  # the product is not an output: ReLU in place, its result saved for the ReLU's gradient
+            ctx.save_for_backward(*weights, out.relu_(), *gathered)
+            return out + xt
         ctx.save_for_backward(*weights, *gathered)
         return out
 
@@ -355,13 +379,20 @@ class _BlockSparseFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         weights, gathered = saved[: ctx.n_weights], saved[ctx.n_weights :]
         g = grad_out.contiguous()
+        skip = None
+        if ctx.residual:  # the product's gradient goes through the ReLU; the skip's starts the input gradient
+            skip, g, gathered = g, torch.ops.aten.threshold_backward(g, gathered[0], 0), gathered[1:]
         n = g.shape[1]
         need_x, need_bias = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x = _initial(layer._bwd_init, layer.n_in, g, None) if need_x else None
+        grad_x = None
+        if need_x and skip is not None and layer._bwd_init == "fill":
+            grad_x = skip.clone()
+        elif need_x:
+            grad_x = _initial(layer._bwd_init, layer.n_in, g, None)
         grad_weights = []
         step = 0
         for g_index, weight, fwd, bwd, needed in zip(
-            layer._kernel_groups, weights, layer._fwd, layer._bwd, ctx.needs_input_grad[3:], strict=True
+            layer._kernel_groups, weights, layer._fwd, layer._bwd, ctx.needs_input_grad[4:], strict=True
         ):
             b_in, b_out = layer.groups[g_index]
             grad_w = None
@@ -383,9 +414,15 @@ class _BlockSparseFunction(torch.autograd.Function):
                     go = _take(g, layer._bg, bucket.gather, bucket.gather_range).view(s, k * b_out, n)
                     w = _take(weight, layer._be, bucket.edges, bucket.edges_range).view(s, k, b_in, b_out)
                     w = w.permute(0, 2, 1, 3).reshape(s, b_in, k * b_out)
-                    grad_x = _write(grad_x, layer._bp, bucket, w, go, None)
+                    # rows a bucket writes (rather than adds to) start from the skip connection's gradient
+                    base = (
+                        None
+                        if skip is None or bucket.accumulate
+                        else _take(skip, layer._bp, bucket.place, bucket.place_range)
+                    )
+                    grad_x = _write(grad_x, layer._bp, bucket, w, go, base)
         grad_bias = g.sum(1) if need_bias else None
-        return None, grad_x, grad_bias, *grad_weights
+        return None, grad_x, grad_bias, None, *grad_weights
 
 
 class _DenseGroupsFunction(torch.autograd.Function):
@@ -493,14 +530,17 @@ def _write(
 def _product(
     w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None, accumulate: bool = False
 ) -> torch.Tensor:
-    """``w @ x (+ bias)`` batched over blocks, into ``out`` (or added to it); elementwise when the inner size is 1."""
+    """``w @ x (+ bias)`` batched over blocks, into ``out`` (or added to it); elementwise when the inner size is 1.
+
+    ``bias``: one value per row (``(blocks * b_out,)``) or per entry (``(blocks * b_out, n)``, a residual's gradient).
+    """
     outer = w.shape[2] == 1  # (blocks, b_out, 1) * (blocks, 1, n): no matmul needed
     if accumulate:
         return out.addcmul_(w, x) if outer else out.baddbmm_(w, x)
     kwargs = {} if out is None else {"out": out}
     if bias is None:
         return torch.mul(w, x, **kwargs) if outer else torch.bmm(w, x, **kwargs)
-    bias = bias.view(w.shape[0], w.shape[1], 1)
+    bias = bias.view(w.shape[0], w.shape[1], -1)
     return torch.addcmul(bias, w, x, **kwargs) if outer else torch.baddbmm(bias, w, x, **kwargs)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -34,22 +35,40 @@ def _activate(activation: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return torch.relu_(y) if type(activation) is nn.ReLU else activation(y)
 
 
+def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A CPU tensor of 0/1 (``dtype``), each element 1 independently with probability ``1 - p`` (``0 < p < 1``).
+
+    torch's CPU generator (Mersenne Twister) produces one 32-bit draw per element serially and costs more than the
+    whole layer that the mask drops out. The draws here come from numpy's PCG64, 64 bits at a time, seeded with one
+    draw from torch's generator, so ``torch.manual_seed`` still fixes every mask. Each 32-bit half is compared with
+    ``round(p * 2**32)``: the drop probability is ``p`` to within ``2**-32`` (torch's own ``bernoulli_`` resolves
+    ``2**-24``), written straight into the float mask.
+    """
+    n = math.prod(shape)
+    seed = int(torch.randint(0, 2**62, ()).item())
+    bits = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]  # uniform on [-2**31, 2**31)
+    mask = torch.empty(tuple(shape), dtype=dtype)
+    threshold = min(round(p * 2**32) - 2**31, 2**31 - 1)  # within int32
+    return torch.ge(torch.from_numpy(bits).view(mask.shape), threshold, out=mask)
+
+
 class WideDropout(nn.Dropout):
-    """:class:`torch.nn.Dropout` with a cheaper sampler of the keep mask, for the wide gene-node activations.
+    """:class:`torch.nn.Dropout` with a cheaper sampler of the keep mask (:func:`keep_mask`) on CPU.
 
     Same semantics (each element zeroed independently with probability ``p`` in training, the rest scaled by
-    ``1 / (1 - p)``, identity in eval mode). On CPU ``bernoulli_`` costs about three times as much per element as
-    ``random_`` on int32, which draws uniform 31-bit integers: an element is kept when its draw is at least
-    ``round(p * 2**31)``, so the drop probability is ``p`` to within ``2**-32`` (finer than a float32 uniform).
-    Seeded by torch's generator as usual. The mask is applied as a float tensor: mixed bool/float arithmetic and
-    ``torch.where`` are several times slower on CPU than a float multiply.
+    ``1 / (1 - p)``, identity in eval mode), seeded by torch's generator as usual. The mask is applied as a float
+    tensor: mixed bool/float arithmetic and ``torch.where`` are several times slower on CPU than a float multiply.
+    The gene layer fuses this dropout into its own kernel when it can (see :class:`GeneLayer`).
     """
 
+    def active(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward` draws a mask for ``x`` with :func:`keep_mask` (training, ``0 < p < 1``, CPU)."""
+        return self.training and 0.0 < self.p < 1.0 and x.device.type == "cpu" and x.is_floating_point()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or self.p == 1.0 or x.device.type != "cpu":
+        if not self.active(x):
             return super().forward(x)
-        draws = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()  # uniform on [0, 2**31)
-        mask = (draws >= round(self.p * 2**31)).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        mask = keep_mask(x.shape, self.p, x.dtype).mul_(1.0 / (1.0 - self.p))
         return x.mul_(mask) if self.inplace else x * mask
 
 
@@ -78,11 +97,22 @@ class _TwoPathBlockLayer(nn.Module):
             rows = rows[:blocks] if torch.equal(rows[:blocks], rows[blocks:]) else None  # both paths read the same
         self.register_buffer("_single_rows", rows, persistent=False)
 
+    @property
+    def fuses_dropout(self) -> bool:
+        """Whether :meth:`forward_t` can apply dropout itself (the elementwise ReLU path)."""
+        return self._single_rows is not None and type(self.activation) is nn.ReLU
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_t(x.t()).t().contiguous()
 
-    def forward_t(self, xt: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        """Feature-major: ``(n_in, n)`` (or row blocks of it) -> ``(n_out, n)``; the paths are row ranges."""
+    def forward_t(self, xt: torch.Tensor | Sequence[torch.Tensor], dropout: float = 0.0) -> torch.Tensor:
+        """Feature-major: ``(n_in, n)`` (or row blocks of it) -> ``(n_out, n)``; the paths are row ranges.
+
+        ``dropout``: drop probability of a dropout applied to the output (CPU, only where :attr:`fuses_dropout`);
+        the same mask as :class:`WideDropout` on the output draws for the same seed.
+        """
+        if dropout and not (self.fuses_dropout and isinstance(xt, torch.Tensor)):
+            raise ValueError("_TwoPathBlockLayer: dropout is fused only on the elementwise ReLU path.")
         if self._single_rows is not None and isinstance(xt, torch.Tensor):
             # Every output block reads one input neuron (one feature per gene): both paths are elementwise
             # ``w * x + b`` on the same gathered rows, so neither the stacked (2 n_out, n) product nor its gradient
@@ -93,7 +123,8 @@ class _TwoPathBlockLayer(nn.Module):
             bias = self.linear.bias.view(2 * blocks, -1, 1)
             w1, w2, b1, b2 = weight[:blocks], weight[blocks:], bias[:blocks], bias[blocks:]
             if type(self.activation) is nn.ReLU:
-                return _ElementwiseTwoPathReLU.apply(x, w1, b1, w2, b2)
+                mask = keep_mask((blocks, w1.shape[1], x.shape[-1]), dropout, x.dtype) if dropout else None
+                return _ElementwiseTwoPathReLU.apply(x, w1, b1, w2, b2, mask, 1.0 / (1.0 - dropout))
             nonlinear = self.activation(torch.addcmul(b1, w1, x))
             return torch.addcmul(b2, w2, x).add_(nonlinear).view(self.n_out, -1)
         y = self.linear.forward_t(xt)
@@ -105,40 +136,49 @@ class _TwoPathBlockLayer(nn.Module):
 
 
 class _ElementwiseTwoPathReLU(torch.autograd.Function):
-    """``relu(w1 * x + b1) + (w2 * x + b2)`` for ``x`` ``(blocks, 1, n)`` and ``w``, ``b`` ``(blocks, size, 1)``.
+    """``mask * scale * (relu(w1 * x + b1) + (w2 * x + b2))``, elementwise, with an optional dropout mask.
 
-    The weight gradients are batched matmuls of the output gradient with ``x`` (reads only), where autograd's
-    addcmul backward would write ``grad * x`` in full before reducing it; the ReLU mask comes from the saved
-    activation.
+    ``x`` is ``(blocks, 1, n)``, ``w`` and ``b`` ``(blocks, size, 1)``, the keep ``mask`` ``(blocks, size, n)``
+    (``None``: no dropout).
+
+    Dropout's ``scale = 1 / (1 - p)`` is folded into the four small parameter tensors (``scale * relu(a) =
+    relu(scale * a)`` as ``scale > 0``), so the mask costs one multiply each way. The weight gradients are batched
+    matmuls of the output gradient with ``x`` (reads only), where autograd's addcmul backward would write ``grad * x``
+    in full before reducing it; the ReLU mask comes from the saved activation.
     """
 
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2):
+    def forward(ctx, x, w1, b1, w2, b2, mask=None, scale=1.0):
+        if mask is not None:
+            w1, b1, w2, b2 = (t * scale for t in (w1, b1, w2, b2))
         hidden = torch.addcmul(b1, w1, x).relu_()
-        ctx.save_for_backward(x, w1, w2, hidden)
+        ctx.save_for_backward(x, w1, w2, hidden, mask)
+        ctx.scale = scale if mask is not None else 1.0
         # Returned as (blocks * size, n) itself, not as a view of a (blocks, size, n) result: in-place operations on
         # a view of a custom function's output make autograd rebuild the whole base in the backward pass.
         out = x.new_empty(hidden.shape[0] * hidden.shape[1], x.shape[-1])
-        torch.addcmul(b2, w2, x, out=out.view(hidden.shape)).add_(hidden)
+        result = torch.addcmul(b2, w2, x, out=out.view(hidden.shape)).add_(hidden)
+        if mask is not None:
+            result.mul_(mask)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, w1, w2, hidden = ctx.saved_tensors
+        x, w1, w2, hidden, mask = ctx.saved_tensors
         grad = grad.contiguous().view(hidden.shape)
+        if mask is not None:
+            grad = grad * mask
         grad_hidden = torch.ops.aten.threshold_backward(grad, hidden, 0)
-        xt = x.transpose(1, 2)
         grad_x = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0]:  # w1, w2 are the scaled weights the forward pass used
             grad_x = torch.bmm(w1.transpose(1, 2), grad_hidden).add_(torch.bmm(w2.transpose(1, 2), grad))
-        return (
-            grad_x,
-            torch.bmm(grad_hidden, xt),
-            grad_hidden.sum(-1, keepdim=True),
-            torch.bmm(grad, xt),
-            grad.sum(-1, keepdim=True),
-        )
+        xt = x.transpose(1, 2)  # (blocks, n, 1): bmm takes this view as is; a contiguous [x | 1] is much slower
+        grads = [torch.bmm(grad_hidden, xt), grad_hidden.sum(-1, keepdim=True), torch.bmm(grad, xt)]
+        grads.append(grad.sum(-1, keepdim=True))
+        if ctx.scale != 1.0:
+            grads = [g.mul_(ctx.scale) for g in grads]
+        return grad_x, *grads, None, None
 
 
 class GeneLayer(nn.Module):
@@ -161,6 +201,8 @@ class GeneLayer(nn.Module):
 
     def forward_t(self, xt: torch.Tensor) -> torch.Tensor:
         """Feature-major: ``(n_features, n)`` -> ``(n_genes * gene_size, n)``."""
+        if self.dropout.active(xt) and self.layer.fuses_dropout:  # same mask, applied inside the layer's kernel
+            return self.layer.forward_t(xt, dropout=self.dropout.p)
         return self.dropout(self.layer.forward_t(xt))
 
 
@@ -179,6 +221,8 @@ class InteractionLayer(nn.Module):
 
     def forward_t(self, ht: torch.Tensor) -> torch.Tensor:
         """Feature-major: ``(n_genes * gene_size, n)`` -> same shape."""
+        if type(self.activation) is nn.ReLU:  # one kernel node, its backward starts from the skip's gradient
+            return self.linear.forward_t_relu_residual(ht)
         return _activate(self.activation, self.linear.forward_t(ht)) + ht
 
 
