@@ -11,32 +11,15 @@ logger = logging.getLogger("scvi_networkvi")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scvi_networkvi.datasets import example, example_resources
-    from scvi_networkvi.wiring import compile_wirings
+    from scvi_networkvi._demo import run_demo
 
-    mdata = example()
-    paths = example_resources()
-    features = {mod: mdata[mod].var["gene_stable_id"].tolist() for mod in mdata.mod}
-    wirings = compile_wirings(
-        features,
-        go=paths["go"],
-        annotations=paths["annotations"],
-        interactions=paths["interactions"],
-        feature_names={mod: mdata[mod].var_names.tolist() for mod in mdata.mod},
-        max_depth=args.depth,
-        gene_size=5,
-        term_size=2,
-    )
-    out = sys.stdout
-    out.write(f"Embedded example: {mdata.n_obs} cells; " + ", ".join(f"{m}: {mdata[m].n_vars}" for m in mdata.mod))
-    out.write("\n")
-    for wiring in wirings.values():
-        out.write(f"\n{wiring!r}\n")
-        out.write(wiring.summary_frame().to_string() + "\n")
-        frame = wiring.term_frame()
-        top = frame[frame["kind"] == "go"].sort_values("n_genes", ascending=False).head(args.top)
-        out.write(f"Largest GO terms of {wiring.modality!r}:\n{top[['name', 'depth', 'n_genes']].to_string()}\n")
+    run_demo(args.out, epochs=args.epochs, top=args.top, stream=sys.stdout, progress=not args.quiet)
     return 0
+
+
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``networkvi-demo`` script: ``python -m scvi_networkvi demo``."""
+    return main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -60,9 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scvi_networkvi", description="scvi-networkvi command line")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO level)")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="compile the GO wiring of the embedded example and print its summary")
-    demo.add_argument("--depth", type=int, default=2, help="deepest GO level kept (n_layers_encoder)")
-    demo.add_argument("--top", type=int, default=8, help="how many GO terms to list per modality")
+    demo = sub.add_parser(
+        "demo",
+        help="the full workflow on the embedded example, offline: train, embed, UMAP, importances, a perturbation",
+    )
+    demo.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    demo.add_argument("--out", default="networkvi-demo", help="folder for the figures (default ./networkvi-demo)")
+    demo.add_argument("--top", type=int, default=3, help="GO terms listed per cell type")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
     fetch = sub.add_parser("fetch", help="download resources into the cache (for air-gapped clusters)")
     fetch.add_argument("names", nargs="+", help="registry names, see `list`")

@@ -16,17 +16,35 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
 
 
-def test_demo_compiles_the_embedded_example_offline(capsys):
-    assert main(["demo", "--top", "3"]) == 0
+def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys):
+    import numpy as np
+
+    from scvi_networkvi._demo import run_demo
+
+    result = run_demo(tmp_path / "figures", epochs=8, stream=sys.stdout, progress=False)
     out = capsys.readouterr().out
-    assert "Embedded example: 2000 cells" in out
-    assert "Wiring('rna': 1000 features" in out and "Wiring('prot': 134 features" in out
-    assert "immune system process" in out  # GO names, not only ids
+    assert "Embedded example: 2000 real CITE-seq cells" in out and "Top 3 GO terms per cell type" in out
+    mdata = result["mdata"]
+    types = set(mdata.obs["cell_type"].cat.categories)
+    assert {phenotype for phenotype, _, _ in result["top_terms"]} == types  # every cell type gets its terms
+    assert sum(f"  {t}\n" in out for t in types) == len(types)
+    assert set(result["figures"]) == {"umap_cell_type", "umap_Site", "importances", "perturbation"}
+    for path in result["figures"].values():
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert np.isfinite(mdata.obsm["X_networkvi"]).all()
+    best = {}
+    for phenotype, _, auroc in result["top_terms"]:
+        best[phenotype] = max(best.get(phenotype, 0.0), auroc)
+    assert np.median(list(best.values())) > 0.75  # even 8 epochs give informative GO terms
+    perturbation = mdata.uns["networkvi_perturbation"]
+    assert set(perturbation["genes"]) == {"LYZ"} and (perturbation["delta"] != 0).any()
 
 
-def test_demo_depth_option_changes_the_network(capsys):
-    main(["demo", "--depth", "1"])
-    assert "depth 2:" not in capsys.readouterr().out
+def test_demo_command_line_options():
+    parser_help = subprocess.run(
+        [sys.executable, "-m", "scvi_networkvi", "demo", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert parser_help.returncode == 0 and "--epochs" in parser_help.stdout and "--out" in parser_help.stdout
 
 
 def test_list_shows_the_registry(capsys):
