@@ -40,7 +40,7 @@ def tutorial_model(data_dir: Path, epochs: int):
     import scvi
 
     import scvi_networkvi as nvi
-    from scvi_networkvi.datasets import cite_to_mudata
+    from scvi_networkvi.datasets._tutorial import cite_to_mudata
 
     mdata = cite_to_mudata(anndata.read_h5ad(data_dir / "cite_bmmc_5k.h5ad"))
     mdata = mdata[(mdata.obs["Site"] != "site1").to_numpy()].copy()
