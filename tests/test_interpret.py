@@ -6,6 +6,8 @@ scikit-learn), gene and gene-group nodes, in-silico perturbation and covariate-a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -343,3 +345,17 @@ def test_attention_statistics(attention_model):
 def test_attention_statistics_need_attention(model):
     with pytest.raises(ValueError, match="no covariate attention"):
         model.get_attention_statistics()
+
+
+TUTORIAL_GROUPS = Path.home() / ".cache" / "nvi-tutorial-data" / "loops_gm12878_gene_groups.npy"
+
+
+@pytest.mark.skipif(not TUTORIAL_GROUPS.is_file(), reason="needs get_tutorial_data.sh")
+def test_tutorial_loop_groups_are_read_and_become_nodes(model):
+    groups = read_gene_groups(TUTORIAL_GROUPS)
+    assert len(groups) == 1478 and all(g.startswith("ENSG") for members in groups.values() for g in members)
+    nodes = node_table(model.wirings_["rna"], model.adata["rna"].var_names, go_terms=False, gene_groups=groups)
+    frame = nodes.frame
+    assert len(frame) > 0 and (frame["n_genes"] >= 2).all()
+    assert (frame["width"] == frame["n_genes"] * 5).all()
+    assert all(len(np.unique(c)) == w for c, w in zip(nodes.columns, frame["width"], strict=True))
