@@ -8,7 +8,7 @@ PYTHON_MIN ?= python3.11
 VENV ?= .venv
 VENV_MIN ?= .venv-min
 
-.PHONY: demo test test-slow test-min lint
+.PHONY: demo test test-slow test-min lint docs
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 not found: install it or run 'make PYTHON=/path/to/python3.12 ...'"; exit 1; }
@@ -34,3 +34,8 @@ test-min:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet -e ".[doc]"
+	rm -rf docs/_build docs/generated
+	$(VENV)/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,0 +1,292 @@
+"""Write and execute the documentation notebooks (``docs/notebooks/*.ipynb``), stored with their outputs.
+
+The docs build does not execute notebooks (it must work offline and fast); run this script after a change that affects
+them. It needs the tutorial data, fetched through the resource registry (from the package index, once).
+
+    python scripts/make_notebooks.py [name ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "docs" / "notebooks"
+
+GO_ANALYSIS = [
+    (
+        "md",
+        """# GO analysis of CITE-seq cell types
+
+The NetworkVI tutorial's GO analysis, done the MuData way: train NETWORKVI on the tutorial CITE-seq data (bone
+marrow, NeurIPS 2021; 44 cell types, 4 sites), embed, and ask which GO terms tell each cell type apart, with
+held-out AUROCs, intervals and multiple-testing-corrected p-values. Then knock out a gene in silico and see which
+terms depend on it.
+
+With your own data, start from `mdata = mu.read("my_data.h5mu")`: modalities named `rna` / `prot` (or `adt`) /
+`atac` are found automatically, and each modality's `var["gene_stable_id"]` holds the features' ENSEMBL ids.""",
+    ),
+    (
+        "code",
+        """import logging
+import warnings
+
+import scanpy as sc
+import scvi
+
+import scvi_networkvi as nvi
+
+logging.getLogger("lightning").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message="var_names are not unique")
+warnings.filterwarnings("ignore", category=FutureWarning)
+scvi.settings.seed = 0
+mdata = nvi.datasets.tutorial_cite()  # fetched once from the registry, then cached
+mdata = mdata[(mdata.obs["Site"] != "site1").to_numpy()].copy()  # site1 is the tutorial's query
+mdata""",
+    ),
+    (
+        "md",
+        """## Train
+
+`nvi.tl.train` reads the modalities and gene ids from the MuData. The GO release, the annotations and the
+gene–gene table are registry names (dated, hash-checked downloads; local paths work too). These are the tutorial's
+settings: the tutorial's subsampled GAF, Hi-C contact domains as gene–gene interactions, 5 neurons per gene and 2
+per GO term, covariates encoded. For real analyses use a full GAF (e.g. from `get_human_go.sh` or the GO
+Consortium's human GAF with `annotation_id="db_object_symbol"`).""",
+    ),
+    (
+        "code",
+        """model = nvi.tl.train(
+    mdata,
+    batch_key="Site",
+    go="go-basic",
+    annotations="ensembl2go-tutorial",
+    interactions="k562-contact-domains",
+    max_epochs=40,
+    model_kwargs={"gene_size": 5, "go_size": 2, "encode_covariates": True},
+    train_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
+)
+model""",
+    ),
+    (
+        "code",
+        """nvi.tl.embed(mdata, model)
+sc.pp.neighbors(mdata, use_rep="X_networkvi")
+sc.tl.umap(mdata)
+sc.pl.umap(mdata, color=["cell_type", "Site"], ncols=1, legend_fontsize=6)""",
+    ),
+    (
+        "md",
+        """## Which GO terms tell each cell type apart?
+
+For every GO term and cell type, a logistic probe on the term's neurons is fitted on 70 % of the cells and scored
+on the held-out 30 %: `auroc` is that held-out AUROC with a DeLong 95 % interval (`auroc_low`, `auroc_high`),
+`qval` the Benjamini–Hochberg q-value across terms. `auroc_fit`, the in-sample AUROC, is optimistic (it is what the
+original reports). The root and the UNKNOWN nodes are structural (`kind`) and not ranked.""",
+    ),
+    (
+        "code",
+        """table = nvi.tl.importances(mdata, model, groupby="cell_type")
+rna = table[(table["modality"] == "rna") & (table["kind"] == "go")]
+rna[rna["phenotype"].isin(["CD14+ Mono", "Naive CD20+ B IGKC+", "NK"]) & (rna["rank"] <= 3)][
+    ["phenotype", "node_id", "name", "auroc", "auroc_low", "auroc_high", "qval", "auroc_fit"]
+]""",
+    ),
+    ("code", """nvi.pl.importances(mdata, modality="rna", top=20)"""),
+    (
+        "md",
+        """## In-silico perturbation
+
+Zero a gene's features (here CD74, the MHC class II chaperone of B cells, monocytes and dendritic cells, in the RNA)
+and probe again on the same cells and split: `delta` is the change in held-out AUROC with a paired DeLong interval.""",
+    ),
+    (
+        "code",
+        """change = nvi.tl.perturb(mdata, model, genes=["CD74"], groupby="cell_type")
+go_terms = change[change["kind"] == "go"]
+go_terms.sort_values("delta").head(8)[["phenotype", "name", "auroc_before", "auroc_after", "delta", "delta_low", "qval"]]""",
+    ),
+    ("code", """nvi.pl.perturbation(mdata, top=15)"""),
+    (
+        "md",
+        """Everything is in the MuData: `obsm["X_networkvi"]`, `uns["networkvi_importances"]`,
+`uns["networkvi_perturbation"]` and the parameters in `uns["networkvi"]`; `model.save(...)` keeps the wiring, so a
+loaded model needs none of the resource files.""",
+    ),
+]
+
+SETUP = """import logging
+import warnings
+
+import numpy as np
+import scanpy as sc
+import scvi
+
+import scvi_networkvi as nvi
+
+logging.getLogger("lightning").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message="var_names are not unique")
+warnings.filterwarnings("ignore", category=FutureWarning)
+scvi.settings.seed = 0
+TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
+RESOURCES = {"go": "go-basic", "annotations": "ensembl2go-tutorial", "interactions": "k562-contact-domains"}"""
+
+QUERY_MAPPING = [
+    (
+        "md",
+        """# Query mapping and label transfer
+
+Train a reference on three sites of the tutorial CITE-seq data, then map the fourth site (new donors, an unseen
+batch) onto it scArches-style: the query model starts from the reference's weights, learns only the new batch's
+parameters, and each query cell gets the label of its nearest reference cells with a confidence.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """cite = nvi.datasets.tutorial_cite()
+reference = cite[(cite.obs["Site"] != "site1").to_numpy()].copy()
+query = cite[(cite.obs["Site"] == "site1").to_numpy()].copy()
+truth = query.obs["cell_type"].astype(str).to_numpy()
+del query.obs["cell_type"]  # the query is unlabelled
+for mod in query.mod.values():
+    del mod.obs["cell_type"]
+reference.n_obs, query.n_obs""",
+    ),
+    (
+        "code",
+        """model = nvi.tl.train(
+    reference,
+    batch_key="Site",
+    **RESOURCES,
+    max_epochs=40,
+    model_kwargs={"gene_size": 5, "go_size": 2},
+    train_kwargs=TRAIN,
+)
+nvi.tl.embed(reference, model)""",
+    ),
+    (
+        "code",
+        """query_model = nvi.tl.map_query(query, model, groupby="cell_type", max_epochs=30, train_kwargs=TRAIN)
+trainable = [n for n, p in query_model.module.named_parameters() if p.requires_grad]
+print(f"{len(trainable)} trainable tensors in the query model, e.g. {trainable[:3]}")
+predicted = query.obs["cell_type_predicted"].astype(str).to_numpy()
+confident = query.obs["cell_type_confidence"].to_numpy() >= 0.8
+print(f"label transfer accuracy on site1: {np.mean(predicted == truth):.3f} "
+      f"({np.mean(predicted[confident] == truth[confident]):.3f} on the {confident.mean():.0%} confident cells)")""",
+    ),
+    (
+        "code",
+        """sc.pp.neighbors(query, use_rep="X_networkvi")
+sc.tl.umap(query)
+query.obs["cell_type_true"] = truth
+sc.pl.umap(query, color=["cell_type_true", "cell_type_predicted", "cell_type_confidence"], ncols=1,
+           legend_fontsize=6)""",
+    ),
+]
+
+MOSAIC = [
+    (
+        "md",
+        """# Mosaic integration: CITE-seq + multiome
+
+One model for cells measured in different ways: CITE-seq cells have RNA and protein, multiome cells RNA and ATAC;
+the RNA links them. In the MuData a cell that a modality does not measure is simply absent from that modality
+(`MuData` keeps the mapping), not a row of zeros: its encoder is not run, and the joint posterior mixes the
+modalities each cell has.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """import anndata
+import mudata as md
+
+cite = nvi.datasets.tutorial_cite()
+multiome = nvi.datasets.tutorial_multiome()
+rng = np.random.default_rng(0)
+cite = cite[rng.choice(cite.n_obs, 2000, replace=False)].copy()
+multiome = multiome[rng.choice(multiome.n_obs, 2000, replace=False)].copy()
+shared = cite["rna"].var_names.intersection(multiome["rna"].var_names)
+rna = anndata.concat([cite["rna"][:, shared], multiome["rna"][:, shared]], index_unique="-")
+rna.var = cite["rna"].var.loc[shared].copy()
+prot, atac = cite["prot"].copy(), multiome["atac"].copy()
+prot.obs_names = prot.obs_names + "-0"
+atac.obs_names = atac.obs_names + "-1"
+mosaic = md.MuData({"rna": rna, "prot": prot, "atac": atac})
+mosaic.obs["dataset"] = np.where(mosaic.obs_names.str.endswith("-0"), "CITE-seq", "multiome")
+mosaic.obs["cell_type"] = rna.obs["cell_type"].reindex(mosaic.obs_names).astype(str).to_numpy()
+mosaic""",
+    ),
+    (
+        "code",
+        """model = nvi.tl.train(
+    mosaic,
+    batch_key="dataset",
+    **RESOURCES,
+    max_epochs=25,
+    model_kwargs={"gene_size": 5, "go_size": 2},
+    train_kwargs=TRAIN,
+)
+nvi.tl.embed(mosaic, model, modality="all")
+sorted(k for k in mosaic.obsm if k.startswith("X_networkvi"))""",
+    ),
+    (
+        "code",
+        """sc.pp.neighbors(mosaic, use_rep="X_networkvi")
+sc.tl.umap(mosaic)
+sc.pl.umap(mosaic, color=["dataset", "cell_type"], ncols=1, legend_fontsize=5)""",
+    ),
+    (
+        "md",
+        """Both datasets name the bone-marrow cell types the same way, so the joint latent can be checked directly: a
+kNN classifier trained on the CITE-seq cells' latent predicts the multiome cells' types.""",
+    ),
+    (
+        "code",
+        """from sklearn.neighbors import KNeighborsClassifier
+
+latent, labels = mosaic.obsm["X_networkvi"], mosaic.obs["cell_type"].to_numpy()
+is_cite = (mosaic.obs["dataset"] == "CITE-seq").to_numpy()
+knn = KNeighborsClassifier(15).fit(latent[is_cite], labels[is_cite])
+print(f"CITE-seq -> multiome label transfer accuracy: {knn.score(latent[~is_cite], labels[~is_cite]):.3f}")""",
+    ),
+]
+
+BOOKS = {"go_analysis": GO_ANALYSIS, "query_mapping": QUERY_MAPPING, "mosaic": MOSAIC}
+
+
+def build(name: str, cells: list[tuple[str, str]], timeout: int = 3600) -> Path:
+    """Write notebook ``name`` from ``cells`` and execute it in place."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src) for kind, src in cells
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    start = time.perf_counter()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    path = NOTEBOOKS / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    logging.getLogger(__name__).info("%s executed in %.0f s", path, time.perf_counter() - start)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", default=list(BOOKS), help=f"notebooks to build (default all: {list(BOOKS)})"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    NOTEBOOKS.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        build(name, BOOKS[name])
+
+
+if __name__ == "__main__":
+    main()
