@@ -29,13 +29,17 @@ napoleon_numpy_docstring = True
 myst_enable_extensions = ["colon_fence"]
 nb_execution_mode = "off"  # notebooks are committed with their outputs; building them again would need hours and data
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}  # autosummary writes .rst
-intersphinx_mapping = {} if os.environ.get("NVI_DOCS_INTERSPHINX") != "1" else {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable/", None),
-    "pandas": ("https://pandas.pydata.org/docs/", None),
-    "mudata": ("https://mudata.readthedocs.io/stable/", None),
-    "scvi-tools": ("https://docs.scvi-tools.org/en/stable/", None),
-}
+intersphinx_mapping = (
+    {}
+    if os.environ.get("NVI_DOCS_INTERSPHINX") != "1"
+    else {
+        "python": ("https://docs.python.org/3", None),
+        "numpy": ("https://numpy.org/doc/stable/", None),
+        "pandas": ("https://pandas.pydata.org/docs/", None),
+        "mudata": ("https://mudata.readthedocs.io/stable/", None),
+        "scvi-tools": ("https://docs.scvi-tools.org/en/stable/", None),
+    }
+)
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme" if __import__("importlib").util.find_spec("sphinx_book_theme") else "alabaster"
 html_title = project_name

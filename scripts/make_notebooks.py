@@ -242,17 +242,28 @@ sc.pl.umap(mosaic, color=["dataset", "cell_type"], ncols=1, legend_fontsize=5)""
     ),
     (
         "md",
-        """Both datasets name the bone-marrow cell types the same way, so the joint latent can be checked directly: a
-kNN classifier trained on the CITE-seq cells' latent predicts the multiome cells' types.""",
+        """The two datasets share part of their cell-type names (e.g. `CD14+ Mono`, `CD4+ T naive`; the CITE-seq
+labels are finer elsewhere). On the shared labels, a kNN classifier trained on the CITE-seq cells predicts the
+multiome cells' types: from the joint latent and from the RNA encoder's latent (the modality both have).""",
     ),
     (
         "code",
         """from sklearn.neighbors import KNeighborsClassifier
 
-latent, labels = mosaic.obsm["X_networkvi"], mosaic.obs["cell_type"].to_numpy()
+labels = mosaic.obs["cell_type"].to_numpy()
 is_cite = (mosaic.obs["dataset"] == "CITE-seq").to_numpy()
-knn = KNeighborsClassifier(15).fit(latent[is_cite], labels[is_cite])
-print(f"CITE-seq -> multiome label transfer accuracy: {knn.score(latent[~is_cite], labels[~is_cite]):.3f}")""",
+shared_labels = set(labels[is_cite]) & set(labels[~is_cite])
+train = is_cite & np.isin(labels, list(shared_labels))
+test = ~is_cite & np.isin(labels, list(shared_labels))
+print(f"{len(shared_labels)} shared labels, {test.sum()} multiome cells carry one")
+for key in ("X_networkvi", "X_networkvi_rna"):
+    knn = KNeighborsClassifier(15).fit(mosaic.obsm[key][train], labels[train])
+    print(f"{key}: CITE-seq -> multiome label transfer accuracy {knn.score(mosaic.obsm[key][test], labels[test]):.3f}")""",
+    ),
+    (
+        "md",
+        """Read these numbers as they are: with 25 epochs on 2000 + 2000 cells the datasets are not yet well aligned, and the
+measured comparison with MULTIVI on the same cells is part of the project's benchmarks (issue 6).""",
     ),
 ]
 
