@@ -82,7 +82,7 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
         for _, row in rows.iterrows():
             stream.write(
                 f"    {row['rank']:>2}. {row['name'][:48]:<48} {row['auroc']:.3f} "
-                f"[{row['auroc_low']:.3f}, {row['auroc_high']:.3f}]  q={row['qval']:.1e}\n"
+                f"[{row['auroc_low']:.3f}, {row['auroc_high']:.3f}]  {_q(row['qval'])}\n"
             )
             summary_rows.append((str(phenotype), row["node_id"], float(row["auroc"])))
     figures["importances"] = out / "importances.png"
@@ -100,3 +100,8 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
     )
     stream.write("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + "\n")
     return {"figures": figures, "top_terms": summary_rows, "timings": timings, "mdata": mdata}
+
+
+def _q(qval: float) -> str:
+    """A q-value for the table; one that underflowed to 0 is shown as the float64 floor it is below."""
+    return f"q={qval:.1e}" if qval > 0 else "q<1e-300"
