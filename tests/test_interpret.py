@@ -174,6 +174,7 @@ def test_define_phenotypes_masks():
         ({"groupby": "cell_type", "node_types": ["gene_group"]}, "need gene_groups"),
         ({"groupby": "cell_type", "heldout_size": 1.0}, "heldout_size"),
         ({"groupby": "cell_type", "C": 0}, "C must be positive"),
+        ({"groupby": "cell_type", "min_cells": 1}, "min_cells must be at least 2"),
         ({"groupby": "cell_type", "save_path": "table.xlsx"}, "must end in"),
     ],
 )

@@ -294,6 +294,10 @@ def compute_importances(
         raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
     if C <= 0:
         raise ValueError(f"C must be positive, got {C}.")
+    if min_cells < 2:
+        raise ValueError(
+            f"min_cells must be at least 2 (a DeLong interval needs two cells per class), got {min_cells}."
+        )
     want_genes = bool({"gene", "gene_group"} & set(node_types))
     activations = capture_activations(
         model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size
