@@ -14,7 +14,7 @@ import pandas as pd
 
 from ._activations import Activations, ModalityActivations, capture_activations, resolve_roles
 from ._auroc import benjamini_hochberg
-from ._nodes import GeneGroups, NodeTable, node_table, read_gene_groups
+from ._nodes import NODE_COLUMNS, GeneGroups, NodeTable, node_table, read_gene_groups
 from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
 
@@ -25,13 +25,7 @@ NodeType = Literal["go_term", "gene", "gene_group"]
 #: Columns of the importance table, in order.
 IMPORTANCE_COLUMNS = [
     "modality",
-    "node_id",
-    "node_type",
-    "kind",
-    "name",
-    "level",
-    "n_genes",
-    "width",
+    *NODE_COLUMNS,
     "phenotype",
     "reference",
     "auroc",

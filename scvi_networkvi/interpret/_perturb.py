@@ -15,6 +15,7 @@ from scvi_networkvi.module import DATA_KEYS
 from ._activations import capture_activations, resolve_roles
 from ._auroc import benjamini_hochberg
 from ._importances import NodeType, design_probes, modality_cells, node_rows
+from ._nodes import NODE_COLUMNS
 from ._phenotypes import categorical_labels
 from ._probe import change_probes
 
@@ -25,13 +26,7 @@ PERTURBATION_COLUMNS = [
     "genes",
     "perturbed_modalities",
     "modality",
-    "node_id",
-    "node_type",
-    "kind",
-    "name",
-    "level",
-    "n_genes",
-    "width",
+    *NODE_COLUMNS,
     "phenotype",
     "reference",
     "auroc_before",
