@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, WiredEncoder
-from scvi_networkvi.nn._wired_encoder import WideDropout, _TwoPathBlockLayer, keep_mask
+from scvi_networkvi.nn._wired_encoder import WideDropout, _ElementwiseTwoPathReLU, _TwoPathBlockLayer, keep_mask
 from scvi_networkvi.wiring import compile_wiring
 
 DATA = Path(__file__).parent / "data"
@@ -352,6 +352,33 @@ def test_gene_layer_fuses_dropout_without_changing_it():
     assert not leaky.fuses_dropout
     with pytest.raises(ValueError, match="fused"):
         leaky.forward_t(x.float().detach(), dropout=0.3)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_elementwise_two_path_relu_gradients(dropout):
+    """The fused gene-layer kernel: numerical gradients (float64), its plain form, and a second backward pass through
+    the same graph (its backward overwrites only a temporary of its own)."""
+    blocks, size, n = 4, 3, 6
+    x = torch.randn(blocks, 1, n, dtype=torch.float64, requires_grad=True)
+    params = [torch.randn(blocks, size, 1, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    mask = (torch.rand(blocks, size, n) >= dropout).double() if dropout else None
+    scale = 1.0 / (1.0 - dropout)
+
+    def fused(*args):
+        return _ElementwiseTwoPathReLU.apply(*args, mask, scale)
+
+    assert torch.autograd.gradcheck(fused, (x, *params))
+    w1, b1, w2, b2 = params
+    reference = torch.relu(scale * (w1 * x + b1)) + scale * (w2 * x + b2)
+    reference = (reference * mask if mask is not None else reference).reshape(blocks * size, n)
+    out = fused(x, *params)
+    torch.testing.assert_close(out, reference)
+    g = torch.randn_like(out)
+    first = torch.autograd.grad(out, [x, *params], g, retain_graph=True)
+    second = torch.autograd.grad(out, [x, *params], g)
+    for a, b, expected in zip(first, second, torch.autograd.grad(reference, [x, *params], g), strict=True):
+        torch.testing.assert_close(a, expected)
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("linear_path", [True, False])

@@ -167,15 +167,21 @@ class _ElementwiseTwoPathReLU(torch.autograd.Function):
     def backward(ctx, grad):
         x, w1, w2, hidden, mask = ctx.saved_tensors
         grad = grad.contiguous().view(hidden.shape)
+        # One full-size temporary: the masked gradient (dropout), which the ReLU's gradient overwrites in place once
+        # the linear path has used it (one allocation and one pass less); without dropout the ReLU's gradient alone.
         if mask is not None:
-            grad = grad * mask
-        grad_hidden = torch.ops.aten.threshold_backward(grad, hidden, 0)
+            grad = temp = grad * mask
+        else:
+            temp = torch.empty_like(grad)
+        xt = x.transpose(1, 2)  # (blocks, n, 1): bmm takes this view as is; a contiguous [x | 1] is much slower
+        grads = [None, None, torch.bmm(grad, xt), grad.sum(-1, keepdim=True)]
         grad_x = None
         if ctx.needs_input_grad[0]:  # w1, w2 are the scaled weights the forward pass used
-            grad_x = torch.bmm(w1.transpose(1, 2), grad_hidden).add_(torch.bmm(w2.transpose(1, 2), grad))
-        xt = x.transpose(1, 2)  # (blocks, n, 1): bmm takes this view as is; a contiguous [x | 1] is much slower
-        grads = [torch.bmm(grad_hidden, xt), grad_hidden.sum(-1, keepdim=True), torch.bmm(grad, xt)]
-        grads.append(grad.sum(-1, keepdim=True))
+            grad_x = torch.bmm(w2.transpose(1, 2), grad)
+        grad_hidden = torch.ops.aten.threshold_backward.grad_input(grad, hidden, 0, grad_input=temp)
+        if grad_x is not None:
+            grad_x.baddbmm_(w1.transpose(1, 2), grad_hidden)
+        grads[:2] = torch.bmm(grad_hidden, xt), grad_hidden.sum(-1, keepdim=True)
         if ctx.scale != 1.0:
             grads = [g.mul_(ctx.scale) for g in grads]
         return grad_x, *grads, None, None
