@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import mudata as md
 import numpy as np
 import pytest
@@ -110,3 +112,20 @@ def test_query_errors(reference):
         nvi.NETWORKVI.prepare_query_mudata(renamed, ref_model)
     with pytest.raises(ValueError, match="site4"):
         ref_model.get_latent_representation(subset(["site4"]))  # a batch the model never saw
+
+
+def test_query_warns_when_the_encoders_ignore_the_batch(reference):
+    ref_model, _ = reference
+    mdata = subset(["site2", "site3"])
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    plain = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)  # encode_covariates=False: zero-shot mapping
+    query = subset(["site4"])
+    nvi.NETWORKVI.prepare_query_mudata(query, plain)
+    with pytest.warns(UserWarning, match="encode_covariates=False"):
+        nvi.NETWORKVI.load_query_data(query, plain)
+    query = subset(["site4"])
+    nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nvi.NETWORKVI.load_query_data(query, ref_model)
+    assert not [w for w in caught if "encode_covariates" in str(w.message)]

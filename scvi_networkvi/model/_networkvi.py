@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -541,7 +542,10 @@ class NETWORKVI(
             Trained reference model or the folder it was saved to.
         freeze
             Train only covariate columns of covariate-conditioned layers (decoders, covariate projections) and
-            per-batch parameters; the GO encoders and everything else keep the reference's weights.
+            per-batch parameters; the GO encoders and everything else keep the reference's weights. A reference
+            built with ``encode_covariates=False`` (the default) has encoders that never see the batch: its query
+            latent is then the reference encoder applied as it is (query training adapts the decoders only), and a
+            warning says so; build the reference with ``encode_covariates=True`` for encoders that adapt.
         accelerator, device
             Where the query model lives.
         """
@@ -588,6 +592,14 @@ class NETWORKVI(
         if freeze:
             trainable = freeze_for_query(model.module)
             logger.info("Query model: %d parameter tensors keep training (covariate columns only).", len(trainable))
+            if not kwargs.get("encode_covariates", False):
+                warnings.warn(
+                    "The reference's encoders do not take the batch (encode_covariates=False): the query's latent is "
+                    "the frozen reference encoder applied to the query and query training changes only the decoders. "
+                    "Build the reference with encode_covariates=True for encoders that adapt to new batches.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         model.query_ = True
         model.is_trained_ = False
         model.to_device(device if device != "auto" else ("cuda" if accelerator == "gpu" else "cpu"))
