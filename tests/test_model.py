@@ -129,12 +129,12 @@ def test_seeded_runs_are_identical():
     [
         {"encoder": "dense"},
         {"modality_mixing": "poe", "modality_penalty": "mmd"},
-        {"modality_mixing": "mean", "modality_penalty": None, "gene_likelihood": "nb"},
+        {"modality_mixing": "moe", "modality_penalty": None, "gene_likelihood": "nb"},
         {"gene_likelihood": "poisson", "latent_distribution": "ln", "gene_layer": "none"},
         {"encode_covariates": True, "deeply_inject_covariates": True, "protein_dispersion": "protein-batch"},
         {"relations": ("is_a", "part_of"), "n_layers_encoder": 3, "gene_layer": "standard", "activation": "leaky_relu"},
     ],
-    ids=["dense", "poe-mmd", "mean-nb", "poisson-ln-nogene", "covariates", "part_of-depth3"],
+    ids=["dense", "poe-mmd", "moe-nb", "poisson-ln-nogene", "covariates", "part_of-depth3"],
 )
 def test_model_options_train(kwargs):
     model = train(read(CITE), CITE_MODS, epochs=1, **kwargs)

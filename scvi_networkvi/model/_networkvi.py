@@ -89,7 +89,12 @@ class NETWORKVI(
     latent_distribution
         ``"normal"`` or ``"ln"``.
     modality_mixing
-        ``"moe"``, ``"poe"`` or ``"mean"``.
+        ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default), ``"poe"`` (product of experts)
+        or ``"moe"`` (the original's default: a gating network learns the weights). The gate collapsed onto one
+        modality in every run we made (99.7-99.9 % protein on CITE-seq; on a CITE-seq + multiome mosaic 100 %
+        protein for the CITE-seq cells and 94 % RNA for the multiome cells), so the other encoders trained only
+        through the penalty: tutorial CITE-seq, 30 epochs, kNN label transfer to the held-out site 0.47 with
+        ``"moe"`` vs 0.54 with ``"mean"`` (two seeds); on the mosaic, CITE-seq -> multiome transfer 0.17 vs 0.41.
     modality_penalty
         ``"jeffreys"``, ``"mmd"`` or ``None``.
     modality_penalty_warmup
@@ -141,7 +146,7 @@ class NETWORKVI(
         interaction_cutoff: float | None = None,
         gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
         latent_distribution: Literal["normal", "ln"] = "normal",
-        modality_mixing: Literal["moe", "poe", "mean"] = "moe",
+        modality_mixing: Literal["moe", "poe", "mean"] = "mean",
         modality_penalty: Literal["jeffreys", "mmd"] | None = "jeffreys",
         modality_penalty_warmup: bool = True,
         encode_covariates: bool = False,

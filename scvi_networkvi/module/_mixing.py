@@ -28,7 +28,7 @@ class ModalityMixer(nn.Module):
         weights over observed modalities, moment-matched like ``"moe"``.
     """
 
-    def __init__(self, n_modalities: int, n_latent: int, mixing: MixingType = "moe"):
+    def __init__(self, n_modalities: int, n_latent: int, mixing: MixingType = "mean"):
         super().__init__()
         if mixing not in ("moe", "poe", "mean"):
             raise ValueError(f"modality mixing must be 'moe', 'poe' or 'mean', got {mixing!r}.")
