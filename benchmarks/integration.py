@@ -1,0 +1,479 @@
+"""Integration quality with scib-metrics: NETWORKVI (GO and dense encoder) next to TOTALVI / MULTIVI on real data.
+
+Data: the two NetworkVI tutorial datasets (NeurIPS 2021 bone marrow, 5000 cells each, fetched once through the
+resource registry and cached): CITE-seq (``nvi.datasets.tutorial_cite()``: 4000 genes + 134 proteins) and Multiome
+(``nvi.datasets.tutorial_multiome()``: 4000 genes + 20001 ATAC peaks). Labels ``cell_type``, batch ``Site`` (4
+sites). All cells are used (``--n-cells N``: a seeded random subset of N cells, the same for every model and seed).
+
+Models, each trained on the same cells for the same number of epochs (``--epochs``, early stopping off so that every
+model gets the whole budget), one run per seed (``scvi.settings.seed``), each with its own defaults otherwise
+(learning rate, batch size, KL warm-up, adversarial terms, train/validation split):
+
+- ``networkvi``: NETWORKVI with the GO encoder, tutorial settings: ``nvi.tl.train(mdata, batch_key="Site",
+  go="go-basic", annotations="ensembl2go-tutorial", interactions="k562-contact-domains",
+  model_kwargs={"gene_size": 5, "go_size": 2})``;
+- ``networkvi-dense``: the same call with ``encoder="dense"`` (scvi-tools encoders, no GO wiring);
+- ``peer``: scvi-tools' TOTALVI (CITE-seq) or MULTIVI (Multiome; ``MULTIVI.setup_mudata`` with ``rna_layer`` /
+  ``atac_layer`` modalities), defaults;
+- ``pca``: the unintegrated reference, 50 principal components of the log-normalised RNA (``normalize_total`` to
+  1e4, ``log1p``, all 4000 genes); it is also the pre-integration embedding of the PCR comparison for every model.
+
+Metrics (scib-metrics ``Benchmarker``, embeddings = the models' joint latent posterior means of all cells): bio
+conservation = isolated labels, Leiden NMI and ARI (resolution optimised), silhouette label, cLISI; batch correction
+= BRAS (the batch-removal adapted silhouette that replaced silhouette batch in the Benchmarker in scib-metrics
+0.5.6), iLISI, kBET per label, graph connectivity, PCR comparison; each class is the mean of its metrics, Total = 0.6
+bio + 0.4 batch. The scores are NOT min-max scaled across embeddings (``get_results(min_max_scale=False)``; each run
+is scored on its own), so numbers are comparable across runs, seeds and invocations. Also recorded per run: wall
+time of setup + construction + training + latent (``fit_s``), of the training epochs (``train_s``; ``epoch_s``:
+median epoch, validation included), epochs trained, the metrics' wall time (``metrics_s``; the first run of a
+process also pays numba / jax compilation, about a minute), and the kNN-15 cell-type accuracy of the latent
+(stratified 3-fold CV, context only).
+
+Each finished run is appended to a CSV at once (default ``benchmarks/results/integration.csv``), so partial results
+survive; runs already in the CSV (same dataset, model, seed, epochs and number of cells) are skipped, so the full
+benchmark can be done in pieces. At the end (or with ``--summarize``, which trains nothing) the CSV is summarised:
+mean ± sd across seeds per dataset x model, side by side, the ratio NETWORKVI / peer of the totals, and a markdown
+table next to the CSV (``integration.md``).
+
+    pip install -e ".[benchmark]"   # scib-metrics (pulls jax, CPU build)
+    python benchmarks/integration.py [--epochs 100] [--seeds 0 1 2] [--datasets cite multiome]
+        [--models networkvi networkvi-dense peer pca] [--n-cells N] [--threads 1] [--out CSV]
+    python benchmarks/integration.py --summarize [--out CSV]
+
+Threads: ``--threads`` (default 1) sets torch, scvi-tools, BLAS/OpenMP and XLA (jax) threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+logger = logging.getLogger("benchmarks.integration")
+RESULTS = Path(__file__).resolve().parent / "results"
+DATASETS = ("cite", "multiome")
+MODELS = ("networkvi", "networkvi-dense", "peer", "pca")
+PEERS = {"cite": "TOTALVI", "multiome": "MULTIVI"}
+MODALITIES = {
+    "cite": {"rna_layer": "rna", "protein_layer": "prot"},
+    "multiome": {"rna_layer": "rna", "atac_layer": "atac"},
+}
+LABEL_KEY, BATCH_KEY = "cell_type", "Site"
+NETWORKVI_SETTINGS = {
+    "go": "go-basic",
+    "annotations": "ensembl2go-tutorial",
+    "interactions": "k562-contact-domains",
+    "model_kwargs": {"gene_size": 5, "go_size": 2},
+}
+BIO = ("Isolated labels", "Leiden NMI", "Leiden ARI", "Silhouette label", "cLISI")
+BATCH = ("BRAS", "iLISI", "KBET", "Graph connectivity", "PCR comparison")
+SCORES = ("Bio conservation", "Batch correction", "Total")
+KEY = ("dataset", "model", "seed", "epochs", "n_cells")
+COLUMNS = (
+    *KEY,
+    "epochs_trained",
+    "fit_s",
+    "train_s",
+    "epoch_s",
+    "metrics_s",
+    "knn15_accuracy",
+    "latent_dim",
+    *BIO,
+    *BATCH,
+    *SCORES,
+    "threads",
+    "versions",
+    "finished",
+)
+
+
+def model_label(dataset: str, model: str) -> str:
+    """The name a run carries in the CSV: NETWORKVI, NETWORKVI-dense, TOTALVI / MULTIVI, PCA."""
+    return {"networkvi": "NETWORKVI", "networkvi-dense": "NETWORKVI-dense", "pca": "PCA"}.get(model) or PEERS[dataset]
+
+
+def load_dataset(name: str, n_cells: int | None, subsample_seed: int):
+    """The tutorial MuData (``cell_type`` and ``Site`` in the global obs), optionally a seeded random subset."""
+    import numpy as np
+
+    import scvi_networkvi as nvi
+
+    mdata = nvi.datasets.tutorial_cite() if name == "cite" else nvi.datasets.tutorial_multiome()
+    if n_cells is not None and n_cells < mdata.n_obs:
+        keep = np.sort(np.random.default_rng(subsample_seed).choice(mdata.n_obs, n_cells, replace=False))
+        mdata = mdata[keep].copy()
+    for key in (LABEL_KEY, BATCH_KEY):
+        mdata.obs[key] = mdata["rna"].obs[key].astype(str).astype("category").to_numpy()
+    return mdata
+
+
+def rna_pca(mdata, n_comps: int = 50):
+    """50 principal components of the log-normalised RNA counts (the unintegrated embedding)."""
+    import numpy as np
+    import scanpy as sc
+
+    rna = mdata["rna"].copy()
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    sc.pp.pca(rna, n_comps=n_comps, svd_solver="arpack", random_state=0, mask_var=None)
+    return np.asarray(rna.obsm["X_pca"], dtype=np.float32)
+
+
+def _epoch_timer():
+    """A Lightning callback recording the wall time of each training epoch (its validation included)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochTimer(Callback):
+        def __init__(self):
+            self.seconds: list[float] = []
+            self._start = None
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            if self._start is not None:
+                self.seconds.append(time.perf_counter() - self._start)
+            self._start = None
+
+    return EpochTimer()
+
+
+def fit(dataset: str, model: str, mdata, epochs: int):
+    """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
+    wall times of the training epochs."""
+    import scvi
+
+    import scvi_networkvi as nvi
+
+    mdata = mdata.copy()  # registration writes into the MuData
+    timer = _epoch_timer()
+    train = {"accelerator": "cpu", "early_stopping": False, "enable_progress_bar": False, "callbacks": [timer]}
+    if model in ("networkvi", "networkvi-dense"):
+        settings = NETWORKVI_SETTINGS if model == "networkvi" else {"model_kwargs": NETWORKVI_SETTINGS["model_kwargs"]}
+        trained = nvi.tl.train(
+            mdata,
+            batch_key=BATCH_KEY,
+            modalities=MODALITIES[dataset],
+            encoder="go" if model == "networkvi" else "dense",
+            max_epochs=epochs,
+            train_kwargs=train,
+            **settings,
+        )
+    else:
+        peer = scvi.model.TOTALVI if dataset == "cite" else scvi.model.MULTIVI
+        peer.setup_mudata(mdata, batch_key=BATCH_KEY, modalities={**MODALITIES[dataset], "batch_key": "rna"})
+        trained = peer(mdata)
+        trained.train(max_epochs=epochs, **train)
+    history = getattr(trained, "history", None) or {}
+    epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs
+    return trained.get_latent_representation(), epochs_trained, timer.seconds
+
+
+def knn_accuracy(latent, labels, seed: int = 0) -> float:
+    """kNN-15 cell-type accuracy of an embedding, stratified 3-fold cross-validation (shuffled, seeded)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # labels with fewer than 3 cells
+        folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
+        return float(cross_val_score(KNeighborsClassifier(n_neighbors=15), latent, labels, cv=folds).mean())
+
+
+def scib_scores(obs, latent, pca) -> dict[str, float]:
+    """scib-metrics Benchmarker scores of one embedding, unscaled, with ``pca`` as the pre-integration embedding."""
+    import anndata
+    import numpy as np
+    from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
+
+    adata = anndata.AnnData(obs=obs[[LABEL_KEY, BATCH_KEY]].copy())
+    adata.obsm["X_pre"] = pca
+    adata.obsm["X_emb"] = np.asarray(latent, dtype=np.float32)
+    bench = Benchmarker(
+        adata,
+        batch_key=BATCH_KEY,
+        label_key=LABEL_KEY,
+        embedding_obsm_keys=["X_emb"],
+        bio_conservation_metrics=BioConservation(
+            nmi_ari_cluster_labels_leiden=True, nmi_ari_cluster_labels_kmeans=False
+        ),
+        batch_correction_metrics=BatchCorrection(),  # BRAS, iLISI, kBET per label, graph connectivity, PCR comparison
+        pre_integrated_embedding_obsm_key="X_pre",
+        n_jobs=1,
+        progress_bar=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "PCR comparison score is negative ... Setting to 0."
+        bench.benchmark()
+    results = bench.get_results(min_max_scale=False, clean_names=True)
+    return {name: float(results.loc["X_emb", name]) for name in (*BIO, *BATCH, *SCORES)}
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one run to the CSV (header written with the first row)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if tuple(header) != COLUMNS:
+            raise SystemExit(f"{path} has other columns than this script writes: use another --out.")
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def run_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def versions() -> str:
+    import jax
+    import numpy as np
+    import scib_metrics
+    import scvi
+    import torch
+
+    found = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "scvi-tools": scvi.__version__,
+        "scib-metrics": scib_metrics.__version__,
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+    }
+    return " ".join(f"{k}={v}" for k, v in found.items())
+
+
+def set_threads(threads: int) -> None:
+    """Thread limits for BLAS/OpenMP and XLA (set before numpy and jax are imported), torch and scvi-tools."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        flags += " --xla_cpu_multi_thread_eigen=false"
+    if "intra_op_parallelism_threads" not in flags:
+        flags += f" intra_op_parallelism_threads={threads}"
+    os.environ["XLA_FLAGS"] = flags.strip()
+    import scvi
+    import torch
+
+    torch.set_num_threads(threads)
+    scvi.settings.num_threads = threads
+
+
+def _quiet() -> None:
+    """Only warnings from the libraries (Lightning sets its own loggers to INFO when imported)."""
+    for name in (
+        "scvi",
+        "scvi_networkvi",
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "py.warnings",
+        "jax",
+        "scib_metrics",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train and score every (dataset, seed, model) not yet in the CSV, appending each run when it finishes."""
+    set_threads(args.threads)
+    import scib_metrics
+    import scvi
+
+    _quiet()
+    scib_metrics.settings.verbosity = logging.WARNING  # its own handler; "<label> consists of a single batch"
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*var_names are not unique.*")
+    scvi.settings.verbosity = logging.WARNING
+    stamp = versions()
+    done = {run_key(row) for row in read_rows(args.out)}
+    for dataset in args.datasets:
+        mdata = pca = None
+        for seed in args.seeds:
+            for model in args.models:
+                n_cells = str(args.n_cells) if args.n_cells else "all"
+                row = {"dataset": dataset, "model": model_label(dataset, model), "seed": seed}
+                row.update(epochs=args.epochs if model != "pca" else 0, n_cells=n_cells)
+                if run_key(row) in done:
+                    logger.info("%s %s seed %d: in %s, skipped", dataset, row["model"], seed, args.out)
+                    continue
+                if mdata is None:
+                    mdata = load_dataset(dataset, args.n_cells, args.subsample_seed)
+                    pca = rna_pca(mdata)
+                    logger.info("%s: %d cells, modalities %s", dataset, mdata.n_obs, list(mdata.mod))
+                if model != "pca":
+                    logger.info("%s %s seed %d: training %d epochs ...", dataset, row["model"], seed, args.epochs)
+                scvi.settings.seed = seed
+                start = time.perf_counter()
+                if model == "pca":
+                    latent, epochs_trained, epoch_s = pca, 0, [0.0]
+                else:
+                    latent, epochs_trained, epoch_s = fit(dataset, model, mdata, args.epochs)
+                fit_s = time.perf_counter() - start
+                start = time.perf_counter()
+                labels = mdata.obs[LABEL_KEY].astype(str).to_numpy()
+                row.update(scib_scores(mdata.obs, latent, pca))
+                row.update(
+                    epochs_trained=epochs_trained,
+                    fit_s=round(fit_s, 2),
+                    train_s=round(sum(epoch_s), 2),
+                    epoch_s=round(statistics.median(epoch_s), 3),
+                    metrics_s=round(time.perf_counter() - start, 2),
+                    knn15_accuracy=knn_accuracy(latent, labels, seed),
+                    latent_dim=latent.shape[1],
+                    threads=args.threads,
+                    versions=stamp,
+                    finished=datetime.now().isoformat(timespec="seconds"),
+                )
+                append_row(args.out, row)
+                done.add(run_key(row))
+                logger.info(
+                    "%s %s seed %d: total %.3f (bio %.3f, batch %.3f), kNN-15 %.3f, fit %.0f s (%.2f s/epoch), "
+                    "metrics %.0f s",
+                    dataset,
+                    row["model"],
+                    seed,
+                    row["Total"],
+                    row["Bio conservation"],
+                    row["Batch correction"],
+                    row["knn15_accuracy"],
+                    row["fit_s"],
+                    row["epoch_s"],
+                    row["metrics_s"],
+                )
+
+
+def _mean_sd(values) -> str:
+    if len(values) == 0:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def summarize(path: Path, markdown: Path) -> None:
+    """Mean ± sd across seeds per dataset x model from the CSV, NETWORKVI / peer ratios; also written as markdown."""
+    import pandas as pd
+
+    rows = read_rows(path)
+    if not rows:
+        raise SystemExit(f"No runs in {path}.")
+    table = pd.DataFrame(rows)
+    numeric = [
+        c for c in COLUMNS if c in table.columns and c not in ("dataset", "model", "n_cells", "versions", "finished")
+    ]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    shown = (*SCORES, "knn15_accuracy", *BIO, *BATCH)
+    order = {"NETWORKVI": 0, "NETWORKVI-dense": 1, "TOTALVI": 2, "MULTIVI": 2, "PCA": 3}
+    lines = [
+        "# Integration benchmark (scib-metrics)",
+        "",
+        f"`python benchmarks/integration.py` -> `{path.name}`: mean ± sd across seeds; scores unscaled "
+        "(no min-max scaling across embeddings); Total = 0.6 bio conservation + 0.4 batch correction; fit s = setup + "
+        "construction + training + latent wall time; s/epoch = median training epoch (validation included).",
+        "",
+    ]
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 40)
+    trained = table[table["model"] != "PCA"]
+    for (dataset, n_cells), group in table.groupby(["dataset", "n_cells"], sort=False):
+        budgets = sorted(set(trained.loc[(trained["dataset"] == dataset) & (trained["n_cells"] == n_cells), "epochs"]))
+        for epochs in budgets or [0]:
+            part = group[group["epochs"].isin([epochs, 0])]
+            out = []
+            for model, runs in sorted(part.groupby("model"), key=lambda item: order.get(item[0], 9)):
+                entry = {"model": model, "seeds": len(runs)}
+                entry.update({c: _mean_sd(runs[c]) for c in shown})
+                entry["fit s"] = f"{runs['fit_s'].mean():.0f}"
+                entry["s/epoch"] = f"{runs['epoch_s'].mean():.2f}" if model != "PCA" and "epoch_s" in runs else ""
+                entry["metrics s"] = f"{runs['metrics_s'].mean():.0f}"
+                out.append(entry)
+            frame = pd.DataFrame(out).set_index("model").rename(columns={"knn15_accuracy": "kNN-15 acc"})
+            title = f"{dataset}, {n_cells} cells, {epochs} epochs"
+            logger.info("\n%s\n%s", title, frame.to_string())
+            lines += [f"## {title}", "", _markdown(frame), ""]
+            means = part.groupby("model")["Total"].mean()
+            peer = PEERS[dataset]
+            for name in ("NETWORKVI", "NETWORKVI-dense"):
+                if name in means and peer in means:
+                    paired = part.pivot_table(index="seed", columns="model", values="Total")[[name, peer]].dropna()
+                    ratios = paired[name] / paired[peer]
+                    text = (
+                        f"Total {name} / {peer}: {means[name] / means[peer]:.3f} (ratio of means; per seed "
+                        f"{_mean_sd(ratios)}, {len(ratios)} paired seeds)"
+                    )
+                    logger.info(text)
+                    lines += [f"- {text}"]
+            lines += [""]
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text("\n".join(lines))
+    logger.info("Markdown summary written to %s", markdown)
+
+
+def _markdown(frame) -> str:
+    header = ["model", *frame.columns]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model, values in frame.iterrows():
+        out.append("| " + " | ".join([str(model), *(str(v) for v in values)]) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model (early stopping off)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="scvi.settings.seed of each run")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--n-cells", type=int, default=None, help="seeded random subset of cells (default: all)")
+    parser.add_argument(
+        "--subsample-seed", type=int, default=0, help="seed of the --n-cells subset (not in the resume key: use --out)"
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "integration.csv", help="CSV of the runs")
+    parser.add_argument("--markdown", type=Path, default=None, help="summary table (default: --out with .md)")
+    parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # scib-metrics logs to the root logger
+    logger.setLevel(logging.INFO)
+    if args.epochs < 1 or (args.n_cells is not None and args.n_cells < 100):
+        parser.error("--epochs must be >= 1 and --n-cells >= 100.")
+    markdown = args.markdown or args.out.with_suffix(".md")
+    if not args.summarize:
+        logger.info(
+            "Machine: %s, %d CPUs, %d thread(s); results in %s",
+            platform.machine(),
+            os.cpu_count(),
+            args.threads,
+            args.out,
+        )
+        run(args)
+    summarize(args.out, markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Mosaic integration: NETWORKVI next to scvi-tools' MULTIVI at paired fractions 1.0, 0.6 and 0.2.
+
+Data: the tutorial CITE-seq set (RNA + protein) and the tutorial multiome set (RNA + ATAC), 5000 bone-marrow cells
+each (``get_tutorial_data.sh``; read through ``nvi.datasets``). For a paired fraction ``f`` a seeded random ``f`` of
+the cells keep both modalities; the rest are split in two halves, one keeping only its RNA and one keeping only its
+protein / ATAC profile (as in the NetworkVI and MultiVI papers). NETWORKVI gets a MuData whose modalities hold only
+the cells measured there; MULTIVI gets the same cells with the missing rows as zeros (its own convention).
+
+Models, same cells and epoch budget, batch key ``Site``, each with its default learning rate unless ``--lr``:
+``networkvi`` (GO encoder, tutorial settings: go-basic, the tutorial GAF and interaction table, ``gene_size=5,
+go_size=2``), ``networkvi-dense`` (``encoder="dense"``) and ``multivi`` (``scvi.model.MULTIVI`` defaults).
+
+Metrics on the joint latent (posterior means of all cells), labels ``cell_type``:
+
+- ``knn_cv``: 3-fold cross-validated kNN-15 cell-type accuracy over all cells (bio conservation);
+- ``silhouette_label``: silhouette of the cell types, rescaled to ``(s + 1) / 2`` as scib does (bio conservation);
+- ``transfer_<group>``: accuracy and macro-F1 of a kNN-15 classifier trained on the paired cells and applied to the
+  RNA-only and the protein/ATAC-only cells (only labels that the paired cells have): can a cell seen through one
+  modality be placed next to fully measured cells of its type;
+- ``mixing``: modality-group mixing. For each cell, the fraction of its 15 nearest neighbours from another group
+  (paired, RNA-only, other-only) divided by that fraction expected under random mixing; averaged over cells.
+  1 = the groups are as mixed as the data allow, 0 = each group on its own.
+
+Rows are appended to a CSV as runs finish (``--out``; runs already there are skipped, so a long run can be done in
+pieces); ``--summarize`` prints mean and sd over seeds and writes a markdown table next to the CSV.
+
+    python benchmarks/mosaic.py [--datasets cite multiome] [--fractions 1.0 0.6 0.2] [--models ...]
+                                [--seeds 0] [--epochs 50] [--n-cells N] [--threads N] [--out CSV]
+    python benchmarks/mosaic.py --summarize [--out CSV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger("benchmarks.mosaic")
+OUT = Path(__file__).parent / "results" / "mosaic.csv"
+OTHER = {"cite": "prot", "multiome": "atac"}
+MODELS = ("networkvi", "networkvi-dense", "multivi")
+KEYS = ["dataset", "fraction", "model", "seed", "epochs"]
+
+
+def load_paired(dataset: str, n_cells: int | None, seed: int):
+    """The tutorial MuData (``rna`` + ``prot`` or ``atac``), optionally a seeded random subset of cells."""
+    import scvi_networkvi as nvi
+
+    mdata = nvi.datasets.tutorial_cite() if dataset == "cite" else nvi.datasets.tutorial_multiome()
+    if n_cells and n_cells < mdata.n_obs:
+        rng = np.random.default_rng(seed)
+        mdata = mdata[np.sort(rng.choice(mdata.n_obs, n_cells, replace=False))].copy()
+    return mdata
+
+
+def split_groups(n_obs: int, fraction: float, seed: int) -> np.ndarray:
+    """Per cell ``"paired"``, ``"rna"`` (RNA only) or ``"other"`` (protein / ATAC only), seeded."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_obs)
+    n_paired = round(fraction * n_obs)
+    groups = np.full(n_obs, "paired", dtype=object)
+    unpaired = order[n_paired:]
+    groups[unpaired[: len(unpaired) // 2]] = "rna"
+    groups[unpaired[len(unpaired) // 2 :]] = "other"
+    return groups
+
+
+def mosaic_mudata(mdata, other: str, groups: np.ndarray):
+    """A MuData whose ``rna`` holds the paired and RNA-only cells and ``other`` the paired and other-only cells."""
+    import mudata as md
+
+    obs = mdata.obs[["cell_type", "Site"]].copy()
+    obs["group"] = groups
+    rna = mdata["rna"][groups != "other"].copy()
+    oth = mdata[other][groups != "rna"].copy()
+    mosaic = md.MuData({"rna": rna, other: oth})
+    mosaic = mosaic[obs.index].copy()  # global cell order as in the paired data
+    for column in obs:
+        mosaic.obs[column] = obs[column].to_numpy()
+    return mosaic
+
+
+def padded_mudata(mdata, other: str, groups: np.ndarray):
+    """All cells in both modalities, the missing rows set to zero (MULTIVI's convention for a missing modality)."""
+    import scipy.sparse as sp
+
+    padded = mdata.copy()
+    for name, absent in (("rna", groups == "other"), (other, groups == "rna")):
+        x = sp.csr_matrix(padded[name].X, dtype=np.float32)
+        x = sp.diags((~absent).astype(np.float32)) @ x
+        x.eliminate_zeros()
+        padded[name].X = x
+    padded.obs["group"] = groups
+    return padded
+
+
+def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argparse.Namespace):
+    """Train one model on the mosaic built from ``mdata``; the joint latent of all cells and the training time."""
+    import scvi
+
+    import scvi_networkvi as nvi
+
+    other = OTHER[dataset]
+    train_kwargs = {"accelerator": "cpu", "enable_progress_bar": False}
+    if args.lr is not None:
+        train_kwargs["lr"] = args.lr
+    start = time.perf_counter()
+    if name.startswith("networkvi"):
+        mosaic = mosaic_mudata(mdata, other, groups)
+        model = nvi.tl.train(
+            mosaic,
+            batch_key="Site",
+            go="go-basic",
+            annotations="ensembl2go-tutorial",
+            interactions="k562-contact-domains",
+            encoder="dense" if name == "networkvi-dense" else "go",
+            max_epochs=args.epochs,
+            model_kwargs={"gene_size": 5, "go_size": 2},
+            train_kwargs=train_kwargs,
+        )
+        latent = model.get_latent_representation()
+        order = mosaic.obs_names
+    else:
+        padded = padded_mudata(mdata, other, groups)
+        layer_key = "protein_layer" if other == "prot" else "atac_layer"
+        scvi.model.MULTIVI.setup_mudata(
+            padded, batch_key="Site", modalities={"rna_layer": "rna", layer_key: other, "batch_key": "rna"}
+        )
+        model = scvi.model.MULTIVI(padded)
+        model.train(max_epochs=args.epochs, early_stopping=False, **train_kwargs)
+        latent = model.get_latent_representation()
+        order = padded.obs_names
+    seconds = time.perf_counter() - start
+    latent = pd.DataFrame(latent, index=order).loc[mdata.obs_names].to_numpy()
+    return latent, seconds
+
+
+def mixing_score(latent: np.ndarray, groups: np.ndarray, k: int = 15) -> float:
+    """Mean over cells of (fraction of k neighbours from another group) / (that fraction under random mixing)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(set(groups)) < 2:
+        return float("nan")
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(latent).kneighbors(latent, return_distance=False)[:, 1:]
+    observed = (groups[neighbours] != groups[:, None]).mean(1)
+    sizes = pd.Series(groups).value_counts()
+    expected = 1.0 - (sizes.loc[groups].to_numpy() - 1) / (len(groups) - 1)
+    return float(np.mean(observed / expected))
+
+
+def evaluate(latent: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Bio conservation, paired-to-unpaired label transfer and group mixing (see the module docstring)."""
+    from sklearn.metrics import f1_score, silhouette_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    counts = pd.Series(labels).value_counts()
+    frequent = np.isin(labels, counts.index[counts >= 3])  # stratified 3-fold CV needs 3 cells per label
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    result = {
+        "knn_cv": float(cross_val_score(KNeighborsClassifier(15), latent[frequent], labels[frequent], cv=folds).mean()),
+        "silhouette_label": float((silhouette_score(latent, labels) + 1) / 2),
+        "mixing": mixing_score(latent, groups),
+    }
+    paired = groups == "paired"
+    for group in ("rna", "other"):
+        target = (groups == group) & np.isin(labels, np.unique(labels[paired]))
+        if target.sum() == 0 or paired.sum() < 15:
+            result[f"transfer_{group}_acc"] = result[f"transfer_{group}_f1"] = float("nan")
+            continue
+        predicted = KNeighborsClassifier(15).fit(latent[paired], labels[paired]).predict(latent[target])
+        result[f"transfer_{group}_acc"] = float(np.mean(predicted == labels[target]))
+        result[f"transfer_{group}_f1"] = float(f1_score(labels[target], predicted, average="macro"))
+    return result
+
+
+def run(args: argparse.Namespace) -> None:
+    """Every (dataset, fraction, model, seed) not yet in the CSV: train, evaluate, append a row."""
+    import scvi
+    import torch
+
+    done = set()
+    if args.out.is_file():
+        previous = pd.read_csv(args.out)
+        done = set(previous[KEYS].astype(str).agg("|".join, axis=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scvi.settings.verbosity = logging.WARNING
+    for dataset in args.datasets:
+        mdata = load_paired(dataset, args.n_cells, seed=0)
+        labels = mdata.obs["cell_type"].astype(str).to_numpy()
+        for fraction in args.fractions:
+            for seed in args.seeds:
+                groups = split_groups(mdata.n_obs, fraction, seed)
+                for name in args.models:
+                    key = "|".join(map(str, (dataset, fraction, name, seed, args.epochs)))
+                    if key in done:
+                        logger.info("skip %s (already in %s)", key, args.out)
+                        continue
+                    logger.info("%s: paired fraction %.1f, %s, seed %d ...", dataset, fraction, name, seed)
+                    scvi.settings.seed = seed
+                    latent, seconds = train_model(name, dataset, mdata, groups, args)
+                    row = dict(zip(KEYS, (dataset, fraction, name, seed, args.epochs), strict=True))
+                    row.update(n_cells=mdata.n_obs, train_s=round(seconds, 1), **evaluate(latent, labels, groups))
+                    row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+                    frame = pd.DataFrame([row])
+                    frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
+                    logger.info("%s", frame.drop(columns=["machine", "cpus"]).round(3).to_string(index=False))
+
+
+def summarize(path: Path) -> pd.DataFrame:
+    """Mean and sd over seeds per dataset, fraction and model; printed and written as ``<csv stem>.md``."""
+    frame = pd.read_csv(path)
+    metrics = ["knn_cv", "silhouette_label", "transfer_rna_acc", "transfer_other_acc", "transfer_other_f1", "mixing"]
+    grouped = frame.groupby(["dataset", "fraction", "model"])
+    mean, sd = grouped[metrics + ["train_s"]].mean(), grouped[metrics + ["train_s"]].std()
+    table = mean.copy().astype(object)
+    for column in mean:
+        table[column] = [
+            "-" if np.isnan(m) else (f"{m:.3f}" if np.isnan(s) else f"{m:.3f} ± {s:.3f}")
+            for m, s in zip(mean[column], sd[column], strict=True)
+        ]
+    table["seeds"] = grouped.size()
+    table = table.reset_index().sort_values(["dataset", "fraction", "model"], ascending=[True, False, True])
+    logger.info("\n%s", table.to_string(index=False))
+    path.with_suffix(".md").write_text(table.to_markdown(index=False) + "\n")
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(OTHER), default=["cite", "multiome"])
+    parser.add_argument("--fractions", nargs="+", type=float, default=[1.0, 0.6, 0.2])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=None, help="one learning rate for all models (default: each own)")
+    parser.add_argument("--n-cells", type=int, default=None, help="random subset of cells (quick runs)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--summarize", action="store_true", help="only summarise the CSV")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # Lightning adds its own handlers: no double lines
+        logging.getLogger(name).propagate = False
+    warnings.filterwarnings("ignore", category=UserWarning)
+    if not args.summarize:
+        logger.info("Python %s on %s, %d CPUs", sys.version.split()[0], platform.machine(), os.cpu_count())
+        run(args)
+    summarize(args.out)
+
+
+if __name__ == "__main__":
+    main()
