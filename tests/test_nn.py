@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, WiredEncoder
-from scvi_networkvi.nn._wired_encoder import WideDropout, _ElementwiseTwoPathReLU, _TwoPathBlockLayer, keep_mask
+from scvi_networkvi.nn._wired_encoder import (
+    WideDropout,
+    _ElementwiseTwoPathReLU,
+    _GatheredTwoPathReLU,
+    _TwoPathBlockLayer,
+    keep_mask,
+)
 from scvi_networkvi.wiring import compile_wiring
 
 DATA = Path(__file__).parent / "data"
@@ -414,3 +420,59 @@ def test_wired_encoder_matches_a_dense_reference(wiring, gene_layer, dense_limit
     with torch.no_grad():
         torch.testing.assert_close(encoder.hidden(x), expected)
         torch.testing.assert_close(encoder.go_network(h if encoder.gene_layer is not None else x), out)
+
+
+def multi_input_structure(rng, n_features=9, n_blocks=6, empty_block=False):
+    """Single-neuron inputs feeding 1-4 blocks each, blocks reading 1-4 inputs (peaks -> genes), duplicates included."""
+    src = np.repeat(np.arange(n_features), rng.integers(1, 3, n_features))
+    dst = rng.integers(0, n_blocks - empty_block, len(src))
+    dst[: n_blocks - empty_block] = np.arange(n_blocks - empty_block)  # every block but the last has an input
+    return np.ones(n_features, dtype=np.int64), np.stack([src, dst])
+
+
+@pytest.mark.parametrize("empty_block", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_gathered_two_path_relu_matches_the_block_product(empty_block, dropout):
+    """Several single-neuron inputs per block (ATAC peaks -> genes): the gathered kernel equals the two-path block
+    product (+ the same dropout mask), output and every gradient, and passes gradcheck (float64)."""
+    rng = np.random.default_rng(5 + empty_block)
+    sizes, connections = multi_input_structure(rng, empty_block=empty_block)
+    layer = _TwoPathBlockLayer(sizes, np.full(6, 3), connections, "relu", linear_path=True).double()
+    assert layer._single_rows is None and layer._slot_sizes and layer.fuses_dropout
+    assert layer._slot_pad == empty_block
+    linear = layer.linear
+    x = torch.randn(len(sizes), 5, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(2)
+    out = layer.forward_t(x, dropout=dropout)
+    dense = linear.to_dense().requires_grad_(True)
+    y = dense @ x + linear.bias[:, None]
+    reference = torch.relu(y[:18]) + y[18:]
+    torch.manual_seed(2)
+    if dropout:
+        reference = reference * keep_mask(reference.shape, dropout, reference.dtype) / (1 - dropout)
+    torch.testing.assert_close(out, reference)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, linear.bias, linear.weights[0]], g)
+    ref_x, ref_bias, ref_dense = torch.autograd.grad(reference, [x, linear.bias, dense], g)
+    torch.testing.assert_close(grads[0], ref_x)
+    torch.testing.assert_close(grads[1], ref_bias)
+    torch.testing.assert_close(grads[2].reshape(-1), ref_dense[linear._rows, linear._cols])
+    mask = keep_mask((6, 3, 5), dropout, torch.float64) if dropout else None
+
+    def fused(xt, weight, bias):
+        return _GatheredTwoPathReLU.apply(layer, xt, weight, bias, mask, 1.0 / (1.0 - dropout))
+
+    assert torch.autograd.gradcheck(fused, (x, linear.weights[0], linear.bias))
+
+
+def test_gene_layer_takes_the_gathered_path_for_several_features_per_gene():
+    """The generic block product stays the reference: a GeneLayer-shaped layer with shared peaks uses the kernel."""
+    sizes, connections = multi_input_structure(np.random.default_rng(1), n_features=30, n_blocks=12)
+    layer = _TwoPathBlockLayer(sizes, np.full(12, 5), connections, "relu", linear_path=True)
+    assert layer._single_rows is None and len(layer._slot_sizes) > 1
+    x = torch.rand(30, 7)
+    y = layer.linear.forward_t(x)
+    torch.testing.assert_close(layer.forward_t(x), torch.relu(y[:60]) + y[60:])
+    leaky = _TwoPathBlockLayer(sizes, np.full(12, 5), connections, "leaky_relu", linear_path=True)
+    y = leaky.linear.forward_t(x)
+    torch.testing.assert_close(leaky.forward_t(x), torch.nn.functional.leaky_relu(y[:60]) + y[60:])

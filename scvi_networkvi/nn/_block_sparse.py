@@ -129,6 +129,8 @@ class BlockSparseLinear(nn.Module):
         ):
             raise ValueError("BlockSparseLinear: a connection refers to a block that does not exist.")
         connections = np.unique(connections, axis=1)
+        #: the deduplicated ``(2, e)`` connections in sorted order (callers that fuse the map index by it)
+        self.connections = connections
         self.n_in = int(in_sizes.sum())
         self.n_out = int(out_sizes.sum())
         self.n_connections = connections.shape[1]

@@ -96,11 +96,19 @@ class _TwoPathBlockLayer(nn.Module):
             rows, blocks = single[0], len(single[0]) // 2
             rows = rows[:blocks] if torch.equal(rows[:blocks], rows[blocks:]) else None  # both paths read the same
         self.register_buffer("_single_rows", rows, persistent=False)
+        # Several single-neuron inputs per output block (a peak feeds ~2 genes, a gene reads 1-6 peaks): the fused
+        # gathered kernel, one slot (input rank within its block) at a time; see _GatheredTwoPathReLU.
+        slots = _input_slots(self.linear, len(out_sizes) // 2) if linear_path and rows is None else None
+        self._slot_sizes: list[int] = [] if slots is None else slots["sizes"]
+        self._slot_pad = bool(slots is not None and slots["pad"])
+        for name in ("src", "edge1", "edge2", "blocks"):
+            self.register_buffer(f"_slot_{name}", None if slots is None else slots[name], persistent=False)
 
     @property
     def fuses_dropout(self) -> bool:
-        """Whether :meth:`forward_t` can apply dropout itself (the elementwise ReLU path)."""
-        return self._single_rows is not None and type(self.activation) is nn.ReLU
+        """Whether :meth:`forward_t` can apply dropout itself (the elementwise and gathered ReLU paths)."""
+        fused = self._single_rows is not None or bool(self._slot_sizes)
+        return fused and type(self.activation) is nn.ReLU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_t(x.t()).t().contiguous()
@@ -127,6 +135,14 @@ class _TwoPathBlockLayer(nn.Module):
                 return _ElementwiseTwoPathReLU.apply(x, w1, b1, w2, b2, mask, 1.0 / (1.0 - dropout))
             nonlinear = self.activation(torch.addcmul(b1, w1, x))
             return torch.addcmul(b2, w2, x).add_(nonlinear).view(self.n_out, -1)
+        if self._slot_sizes and type(self.activation) is nn.ReLU and isinstance(xt, torch.Tensor):
+            # Output blocks read several single neurons (peaks -> genes): both paths are sums of elementwise
+            # products, gathered slot by slot, instead of the block kernel's stacked (2 n_out, n) product.
+            shape = (self._slot_sizes[0], self.n_out // self._slot_sizes[0], xt.shape[1])
+            mask = keep_mask(shape, dropout, xt.dtype) if dropout else None
+            return _GatheredTwoPathReLU.apply(
+                self, xt, self.linear.weights[0], self.linear.bias, mask, 1.0 / (1.0 - dropout)
+            )
         y = self.linear.forward_t(xt)
         if not self.linear_path:
             return self.activation(y)
@@ -185,6 +201,154 @@ class _ElementwiseTwoPathReLU(torch.autograd.Function):
         if ctx.scale != 1.0:
             grads = [g.mul_(ctx.scale) for g in grads]
         return grad_x, *grads, None, None
+
+
+def _input_slots(linear: BlockSparseLinear, n_blocks: int) -> dict | None:
+    """Index plan of :class:`_GatheredTwoPathReLU` for a two-path layer of single-neuron inputs, or ``None``.
+
+    Applies when ``linear`` (the two paths stacked: output blocks ``[0, n_blocks)`` then their copies) has one
+    parameter group of ``(1, size)`` blocks and both paths read the same inputs. Slot ``i`` holds the ``i``-th input
+    (in parameter order) of every block that has more than ``i``; slot 0 lists every block in order, blocks without
+    input reading a zero weight appended after the parameters (``pad``). Per slot entry: its input row (``src``),
+    the parameter index of its path-1 and path-2 connection (``edge1``, ``edge2``) and, from slot 1 on, its output
+    block (``blocks``).
+    """
+    if len(linear.groups) != 1 or linear.groups[0][0] != 1 or linear.n_out != 2 * n_blocks * linear.groups[0][1]:
+        return None
+    src, dst = linear.connections  # parameter order (one group)
+    first = np.flatnonzero(dst < n_blocks)
+    second = np.flatnonzero(dst >= n_blocks)
+    # both sorted by (input, block): the paths share their structure iff the keys agree entry by entry
+    if not np.array_equal(src[first], src[second]) or not np.array_equal(dst[first], dst[second] - n_blocks):
+        return None
+    order = first[np.lexsort((first, dst[first]))]  # by block, then parameter order
+    block = dst[order]
+    counts = np.bincount(block, minlength=n_blocks)
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    partner = np.empty(len(linear.connections[0]), dtype=np.int64)
+    partner[first] = second
+    pad_edge = len(src)
+    srcs, edges1, edges2, blocks, sizes = [], [], [], [], []
+    for i in range(int(counts.max()) if len(counts) else 0):
+        sel = order[rank == i]
+        if i == 0:
+            edge1, edge2 = np.full(n_blocks, pad_edge, dtype=np.int64), np.full(n_blocks, pad_edge, dtype=np.int64)
+            edge1[dst[sel]], edge2[dst[sel]] = sel, partner[sel]
+            row = np.zeros(n_blocks, dtype=np.int64)  # blocks without input: any row, times the zero weight
+            row[dst[sel]] = src[sel]
+            edges1.append(edge1)
+            edges2.append(edge2)
+            srcs.append(row)
+        else:
+            blocks.append(dst[sel])
+            edges1.append(sel)
+            edges2.append(partner[sel])
+            srcs.append(src[sel])
+        sizes.append(len(srcs[-1]))
+    if not sizes:
+        return None
+
+    def tensor(parts):
+        return torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+
+    return {
+        "sizes": sizes,
+        "pad": bool((counts == 0).any()),
+        "src": tensor(srcs),
+        "edge1": tensor(edges1),
+        "edge2": tensor(edges2),
+        "blocks": tensor(blocks),
+    }
+
+
+class _GatheredTwoPathReLU(torch.autograd.Function):
+    """``mask * scale * (relu(W1 x + b1) + (W2 x + b2))`` for output blocks that read single input neurons.
+
+    The multi-input generalisation of :class:`_ElementwiseTwoPathReLU` (ATAC: a peak feeds ~2 genes, a gene reads
+    1-6 peaks), planned by :func:`_input_slots`: slot 0 is one elementwise ``addcmul`` over every block, each later
+    slot (few blocks) an ``index_add_`` of its products. Neither the stacked ``(2 n_out, n)`` product of the block
+    kernel nor its gradient exists, the inputs are gathered once per connection (``(connections, n)``, not per
+    output neuron), and the weight gradients are per-connection dot products (batched matrix-vector products).
+
+    ``layer`` holds the plan, ``weight`` is the ``(e, 1, size)`` parameter, ``bias`` the ``(2 n_out,)`` one, ``mask``
+    a ``(blocks, size, n)`` keep mask or ``None``; dropout's ``scale`` is folded into the gathered weights and biases
+    as in :class:`_ElementwiseTwoPathReLU`. Differentiable once.
+    """
+
+    @staticmethod
+    def forward(ctx, layer, xt, weight, bias, mask=None, scale=1.0):
+        sizes, size = layer._slot_sizes, weight.shape[2]
+        blocks, n = sizes[0], xt.shape[1]
+        flat = weight.reshape(-1, size)
+        if layer._slot_pad:  # blocks without input read a zero weight
+            flat = torch.cat([flat, flat.new_zeros(1, size)])
+        w1 = flat.index_select(0, layer._slot_edge1)  # (entries, size)
+        w2 = flat.index_select(0, layer._slot_edge2)
+        b1, b2 = bias.view(2, blocks, size, 1).unbind(0)
+        if mask is not None:
+            w1, w2, b1, b2 = (t * scale for t in (w1, w2, b1, b2))
+        x = xt.index_select(0, layer._slot_src)  # (entries, n): each connection's input row, gathered once
+        xs, w1s, w2s = x.split(sizes), w1.split(sizes), w2.split(sizes)
+        targets = layer._slot_blocks.split(sizes[1:]) if len(sizes) > 1 else ()
+        hidden = torch.addcmul(b1, w1s[0][:, :, None], xs[0][:, None, :])
+        for target, xi, wi in zip(targets, xs[1:], w1s[1:], strict=True):
+            hidden.index_add_(0, target, wi[:, :, None] * xi[:, None, :])
+        hidden.relu_()
+        # Returned as (blocks * size, n) itself, not a view of a 3-d result (see _ElementwiseTwoPathReLU).
+        out = xt.new_empty(blocks * size, n)
+        result = torch.addcmul(b2, w2s[0][:, :, None], xs[0][:, None, :], out=out.view(hidden.shape))
+        for target, xi, wi in zip(targets, xs[1:], w2s[1:], strict=True):
+            result.index_add_(0, target, wi[:, :, None] * xi[:, None, :])
+        result.add_(hidden)
+        if mask is not None:
+            result.mul_(mask)
+        ctx.layer = layer
+        ctx.scale = scale if mask is not None else 1.0
+        ctx.weight_shape = weight.shape
+        ctx.save_for_backward(x, w1, w2, hidden, mask)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        layer = ctx.layer
+        x, w1, w2, hidden, mask = ctx.saved_tensors
+        sizes = layer._slot_sizes
+        grad = grad.contiguous().view(hidden.shape)
+        # As in _ElementwiseTwoPathReLU: one full-size temporary, which the ReLU's gradient overwrites once the
+        # linear path has used the (masked) gradient.
+        if mask is not None:
+            grad = temp = grad * mask
+        else:
+            temp = torch.empty_like(grad)
+        targets = layer._slot_blocks.split(sizes[1:]) if len(sizes) > 1 else ()
+        xs = [xi[:, :, None] for xi in x.split(sizes)]  # (entries, n, 1)
+        need_x = ctx.needs_input_grad[1]
+        grad_x = torch.zeros_like(x) if need_x else None  # per entry, added to the input rows at the end
+        gx = grad_x.split(sizes) if need_x else ()
+
+        def path(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            """Per-entry weight gradient of one path; adds its input gradient to ``gx``."""
+            rows = [g, *(g.index_select(0, target) for target in targets)]
+            grads = [torch.bmm(r, xi).squeeze(2) for r, xi in zip(rows, xs, strict=True)]
+            if need_x:
+                for r, wi, gi in zip(rows, w.split(sizes), gx, strict=True):
+                    gi.unsqueeze(1).baddbmm_(wi[:, None, :], r)
+            return torch.cat(grads)
+
+        grad_w2, grad_b2 = path(grad, w2), grad.sum(-1)
+        grad_hidden = torch.ops.aten.threshold_backward.grad_input(grad, hidden, 0, grad_input=temp)
+        grad_w1, grad_b1 = path(grad_hidden, w1), grad_hidden.sum(-1)
+        n_params = ctx.weight_shape[0] * ctx.weight_shape[2]
+        grad_weight = grad_w1.new_empty(n_params // ctx.weight_shape[2] + layer._slot_pad, ctx.weight_shape[2])
+        grad_weight.index_copy_(0, layer._slot_edge1, grad_w1).index_copy_(0, layer._slot_edge2, grad_w2)
+        grad_weight = grad_weight[: ctx.weight_shape[0]].view(ctx.weight_shape)
+        grad_bias = torch.cat([grad_b1.reshape(-1), grad_b2.reshape(-1)])
+        if ctx.scale != 1.0:
+            grad_weight, grad_bias = grad_weight * ctx.scale, grad_bias * ctx.scale
+        if need_x:
+            grad_x = grad_x.new_zeros(layer.linear.n_in, x.shape[1]).index_add_(0, layer._slot_src, grad_x)
+        return None, grad_x, grad_weight, grad_bias, None, None
 
 
 class GeneLayer(nn.Module):
