@@ -113,11 +113,26 @@ def padded_mudata(mdata, other: str, groups: np.ndarray):
     return padded
 
 
+def train_networkvi(name: str, mosaic, batch_key: str, epochs: int, train_kwargs: dict):
+    """NETWORKVI with the tutorial settings (GO or dense encoder by ``name``) trained on a mosaic MuData."""
+    import scvi_networkvi as nvi
+
+    return nvi.tl.train(
+        mosaic,
+        batch_key=batch_key,
+        go="go-basic",
+        annotations="ensembl2go-tutorial",
+        interactions="k562-contact-domains",
+        encoder="dense" if name == "networkvi-dense" else "go",
+        max_epochs=epochs,
+        model_kwargs={"gene_size": 5, "go_size": 2},
+        train_kwargs=train_kwargs,
+    )
+
+
 def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argparse.Namespace):
     """Train one model on the mosaic built from ``mdata``; the joint latent of all cells and the training time."""
     import scvi
-
-    import scvi_networkvi as nvi
 
     other = OTHER[dataset]
     train_kwargs = {"accelerator": "cpu", "enable_progress_bar": False}
@@ -126,17 +141,7 @@ def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argpar
     start = time.perf_counter()
     if name.startswith("networkvi"):
         mosaic = mosaic_mudata(mdata, other, groups)
-        model = nvi.tl.train(
-            mosaic,
-            batch_key="Site",
-            go="go-basic",
-            annotations="ensembl2go-tutorial",
-            interactions="k562-contact-domains",
-            encoder="dense" if name == "networkvi-dense" else "go",
-            max_epochs=args.epochs,
-            model_kwargs={"gene_size": 5, "go_size": 2},
-            train_kwargs=train_kwargs,
-        )
+        model = train_networkvi(name, mosaic, "Site", args.epochs, train_kwargs)
         latent = model.get_latent_representation()
         order = mosaic.obs_names
     else:
@@ -268,8 +273,6 @@ def run_cross(args: argparse.Namespace) -> None:
     from sklearn.metrics import f1_score
     from sklearn.neighbors import KNeighborsClassifier
 
-    import scvi_networkvi as nvi
-
     keys = ["model", "seed", "epochs", "n_cells"]
     done = set()
     if args.out.is_file():
@@ -292,17 +295,7 @@ def run_cross(args: argparse.Namespace) -> None:
             scvi.settings.seed = seed
             start = time.perf_counter()
             if name.startswith("networkvi"):
-                model = nvi.tl.train(
-                    mosaic,
-                    batch_key="dataset",
-                    go="go-basic",
-                    annotations="ensembl2go-tutorial",
-                    interactions="k562-contact-domains",
-                    encoder="dense" if name == "networkvi-dense" else "go",
-                    max_epochs=args.epochs,
-                    model_kwargs={"gene_size": 5, "go_size": 2},
-                    train_kwargs=train_kwargs,
-                )
+                model = train_networkvi(name, mosaic, "dataset", args.epochs, train_kwargs)
             else:
                 scvi.model.MULTIVI.setup_mudata(
                     padded,
