@@ -43,6 +43,11 @@ table next to the CSV (``integration.md``).
         [--models networkvi networkvi-dense peer pca] [--n-cells N] [--threads 1] [--out CSV]
     python benchmarks/integration.py --summarize [--out CSV]
 
+Training on a GPU machine, scoring here: ``--accelerator cuda --latents-dir DIR --train-only`` trains each run on the
+GPU and writes its latent, epoch times and device to ``DIR/<dataset>_<model>_s<seed>_e<epochs>_<n_cells>.npz``
+(scib-metrics is not needed there); ``--latents-dir DIR`` without ``--train-only`` then scores every run whose latent
+is in DIR instead of training it (the CSV row's ``threads`` says ``cuda`` and its ``versions`` the GPU).
+
 Threads: ``--threads`` (default 1) sets torch, scvi-tools, BLAS/OpenMP and XLA (jax) threads.
 """
 
@@ -151,7 +156,7 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def fit(dataset: str, model: str, mdata, epochs: int):
+def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu"):
     """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
     wall times of the training epochs."""
     import scvi
@@ -160,7 +165,8 @@ def fit(dataset: str, model: str, mdata, epochs: int):
 
     mdata = mdata.copy()  # registration writes into the MuData
     timer = _epoch_timer()
-    train = {"accelerator": "cpu", "early_stopping": False, "enable_progress_bar": False, "callbacks": [timer]}
+    train = {"early_stopping": False, "enable_progress_bar": False, "callbacks": [timer]}
+    train.update({"accelerator": "gpu", "devices": 1} if accelerator == "cuda" else {"accelerator": "cpu"})
     if model in ("networkvi", "networkvi-dense"):
         settings = NETWORKVI_SETTINGS if model == "networkvi" else {"model_kwargs": NETWORKVI_SETTINGS["model_kwargs"]}
         trained = nvi.tl.train(
@@ -182,6 +188,20 @@ def fit(dataset: str, model: str, mdata, epochs: int):
     history = getattr(trained, "history", None) or {}
     epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs
     return trained.get_latent_representation(), epochs_trained, timer.seconds
+
+
+def latent_path(directory: Path, row: dict) -> Path:
+    """Where ``--latents-dir`` keeps one run's latent."""
+    return directory / f"{row['dataset']}_{row['model']}_s{row['seed']}_e{row['epochs']}_{row['n_cells']}.npz"
+
+
+def device_name(accelerator: str) -> str:
+    """``cpu`` or the CUDA device's name."""
+    if accelerator != "cuda":
+        return "cpu"
+    import torch
+
+    return f"cuda {torch.cuda.get_device_name(0)}"
 
 
 def knn_accuracy(latent, labels, seed: int = 0) -> float:
@@ -253,21 +273,18 @@ def run_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[k]) for k in KEY)
 
 
-def versions() -> str:
-    import jax
+def versions(scoring: bool = True) -> str:
     import numpy as np
-    import scib_metrics
     import scvi
     import torch
 
-    found = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "scvi-tools": scvi.__version__,
-        "scib-metrics": scib_metrics.__version__,
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-    }
+    found = {"python": sys.version.split()[0], "torch": torch.__version__, "scvi-tools": scvi.__version__}
+    if scoring:
+        import jax
+        import scib_metrics
+
+        found.update({"scib-metrics": scib_metrics.__version__, "jax": jax.__version__})
+    found["numpy"] = np.__version__
     return " ".join(f"{k}={v}" for k, v in found.items())
 
 
@@ -308,16 +325,19 @@ def _quiet() -> None:
 def run(args: argparse.Namespace) -> None:
     """Train and score every (dataset, seed, model) not yet in the CSV, appending each run when it finishes."""
     set_threads(args.threads)
-    import scib_metrics
+    import numpy as np
     import scvi
 
     _quiet()
-    scib_metrics.settings.verbosity = logging.WARNING  # its own handler; "<label> consists of a single batch"
+    if not args.train_only:
+        import scib_metrics
+
+        scib_metrics.settings.verbosity = logging.WARNING  # its own handler; "<label> consists of a single batch"
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*var_names are not unique.*")
     scvi.settings.verbosity = logging.WARNING
-    stamp = versions()
-    done = {run_key(row) for row in read_rows(args.out)}
+    stamp = versions(scoring=not args.train_only)
+    done = set() if args.train_only else {run_key(row) for row in read_rows(args.out)}
     for dataset in args.datasets:
         mdata = pca = None
         for seed in args.seeds:
@@ -330,17 +350,60 @@ def run(args: argparse.Namespace) -> None:
                     continue
                 if mdata is None:
                     mdata = load_dataset(dataset, args.n_cells, args.subsample_seed)
-                    pca = rna_pca(mdata)
+                    pca = None if args.train_only else rna_pca(mdata)
                     logger.info("%s: %d cells, modalities %s", dataset, mdata.n_obs, list(mdata.mod))
                 if model != "pca":
                     logger.info("%s %s seed %d: training %d epochs ...", dataset, row["model"], seed, args.epochs)
                 scvi.settings.seed = seed
                 start = time.perf_counter()
+                saved = latent_path(args.latents_dir, row) if args.latents_dir and model != "pca" else None
+                trained_on, threads, stored_fit_s = device_name(args.accelerator), args.threads, None
                 if model == "pca":
+                    if args.train_only:
+                        continue
                     latent, epochs_trained, epoch_s = pca, 0, [0.0]
+                elif saved is not None and saved.is_file() and not args.train_only:
+                    with np.load(saved) as stored:  # trained elsewhere (--train-only): score it here
+                        latent, epoch_s = stored["latent"], [float(v) for v in stored["epoch_s"]]
+                        epochs_trained, trained_on = int(stored["epochs_trained"]), str(stored["device"])
+                        stored_fit_s = float(stored["fit_s"])
+                    threads = args.threads if trained_on == "cpu" else trained_on.split()[0]
+                    logger.info(
+                        "%s %s seed %d: latent trained on %s read from %s",
+                        dataset,
+                        row["model"],
+                        seed,
+                        trained_on,
+                        saved,
+                    )
                 else:
-                    latent, epochs_trained, epoch_s = fit(dataset, model, mdata, args.epochs)
+                    latent, epochs_trained, epoch_s = fit(dataset, model, mdata, args.epochs, args.accelerator)
                 fit_s = time.perf_counter() - start
+                if saved is not None and not saved.is_file():
+                    saved.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(
+                        saved,
+                        latent=latent,
+                        epoch_s=np.asarray(epoch_s),
+                        epochs_trained=epochs_trained,
+                        fit_s=fit_s,
+                        device=trained_on,
+                        versions=stamp,
+                    )
+                    logger.info(
+                        "%s %s seed %d: %d epochs on %s, median %.2f s/epoch, latent in %s",
+                        dataset,
+                        row["model"],
+                        seed,
+                        epochs_trained,
+                        trained_on,
+                        statistics.median(epoch_s),
+                        saved,
+                    )
+                if args.train_only:
+                    continue
+                if stored_fit_s is not None:
+                    fit_s = stored_fit_s
                 start = time.perf_counter()
                 labels = mdata.obs[LABEL_KEY].astype(str).to_numpy()
                 row.update(scib_scores(mdata.obs, latent, pca))
@@ -352,8 +415,8 @@ def run(args: argparse.Namespace) -> None:
                     metrics_s=round(time.perf_counter() - start, 2),
                     knn15_accuracy=knn_accuracy(latent, labels, seed),
                     latent_dim=latent.shape[1],
-                    threads=args.threads,
-                    versions=stamp,
+                    threads=threads,
+                    versions=stamp if trained_on == "cpu" else f"{stamp} trained-on={trained_on.replace(' ', '_')}",
                     finished=datetime.now().isoformat(timespec="seconds"),
                 )
                 append_row(args.out, row)
@@ -391,7 +454,9 @@ def summarize(path: Path, markdown: Path) -> None:
         raise SystemExit(f"No runs in {path}.")
     table = pd.DataFrame(rows)
     numeric = [
-        c for c in COLUMNS if c in table.columns and c not in ("dataset", "model", "n_cells", "versions", "finished")
+        c
+        for c in COLUMNS
+        if c in table.columns and c not in ("dataset", "model", "n_cells", "threads", "versions", "finished")
     ]
     table[numeric] = table[numeric].apply(pd.to_numeric)
     shown = (*SCORES, "knn15_accuracy", *BIO, *BATCH)
@@ -418,6 +483,8 @@ def summarize(path: Path, markdown: Path) -> None:
                 entry["fit s"] = f"{runs['fit_s'].mean():.0f}"
                 entry["s/epoch"] = f"{runs['epoch_s'].mean():.2f}" if model != "PCA" and "epoch_s" in runs else ""
                 entry["metrics s"] = f"{runs['metrics_s'].mean():.0f}"
+                gpu = runs["versions"].str.extract(r"trained-on=cuda_(\S+)", expand=False).dropna().unique()
+                entry["trained on"] = ", ".join(name.replace("_", " ") for name in gpu) if len(gpu) else "CPU"
                 out.append(entry)
             frame = pd.DataFrame(out).set_index("model").rename(columns={"knn15_accuracy": "kNN-15 acc"})
             title = f"{dataset}, {n_cells} cells, {epochs} epochs"
@@ -464,11 +531,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "integration.csv", help="CSV of the runs")
     parser.add_argument("--markdown", type=Path, default=None, help="summary table (default: --out with .md)")
     parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
+    parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu", help="where the models train")
+    parser.add_argument("--latents-dir", type=Path, default=None, help="write (and reuse) each run's latent here")
+    parser.add_argument("--train-only", action="store_true", help="train and write latents; no scoring, no CSV")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # scib-metrics logs to the root logger
     logger.setLevel(logging.INFO)
     if args.epochs < 1 or (args.n_cells is not None and args.n_cells < 100):
         parser.error("--epochs must be >= 1 and --n-cells >= 100.")
+    if args.train_only and args.latents_dir is None:
+        parser.error("--train-only needs --latents-dir (where the latents go).")
     markdown = args.markdown or args.out.with_suffix(".md")
     global MULTIVI_LR
     MULTIVI_LR = args.multivi_lr
@@ -481,7 +553,8 @@ def main() -> None:
             args.out,
         )
         run(args)
-    summarize(args.out, markdown)
+    if not args.train_only:
+        summarize(args.out, markdown)
 
 
 if __name__ == "__main__":

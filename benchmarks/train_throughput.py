@@ -1,12 +1,13 @@
-"""Training throughput on CPU: NETWORKVI (tutorial settings) next to scvi-tools' TOTALVI on the same cells.
+"""Training throughput on CPU or one GPU: NETWORKVI (tutorial settings) next to scvi-tools' TOTALVI on the same cells.
 
 Data: the tutorial CITE-seq set (``cite_bmmc_5k.h5ad``, 4000 genes + 134 proteins); site1 is held out as in the
 tutorial (it is the query there), the other three sites (4129 cells) are the training data, batch key ``Site``.
 
 NETWORKVI: tutorial settings (go-basic, the tutorial GAF and interaction table, ``gene_size=5, go_size=2,
 gene_layer="interaction", encode_covariates=True``), ``adversarial_mixing=False``. TOTALVI: ``TOTALVI(mdata)``
-defaults (its adversarial classifier included). Both: batch size 128, ``accelerator="cpu"``, no early stopping,
-``epochs + 1`` epochs of which the first is a warm-up and not counted.
+defaults (its adversarial classifier included). Both: batch size 128 (``--batch-size``), ``accelerator="cpu"``
+(``--accelerator cuda``: ``accelerator="gpu", devices=1``), no early stopping, ``epochs + 1`` epochs of which the
+first is a warm-up and not counted.
 
 Reported per model, each trained in a fresh subprocess (this script re-invokes itself with ``--model``) so that the
 peak resident memory (``VmHWM``: data, model and training together) belongs to that model alone:
@@ -14,15 +15,18 @@ peak resident memory (``VmHWM``: data, model and training together) belongs to t
 - cells/s: training cells / wall time of one training epoch (first batch start to last batch end: data loading,
   forward, backward and optimiser steps; validation excluded), median over the counted epochs; also the process CPU
   time over the same span (all threads: about threads x wall time on an idle machine, less when others compete);
-- peak RSS;
+  on CUDA the GPU is synchronised at both ends of the span, so queued kernels are counted;
+- peak RSS; on CUDA also the peak GPU memory allocated by torch (``torch.cuda.max_memory_allocated``);
 - kNN-15 cell-type accuracy of the joint latent (posterior means of all training-site cells, 3-fold CV), for context
   only: a few epochs are far from a trained model;
 - construction time; for NETWORKVI cold (empty wiring cache) and again with the cache filled.
 
     python benchmarks/train_throughput.py [--epochs 5] [--threads N] [--repeats 1] [--data-dir DIR]
+        [--accelerator {cpu,cuda}] [--batch-size 128] [--json FILE]
 
-Defaults: the files of ``get_tutorial_data.sh`` in ``~/.cache/nvi-tutorial-data``; torch's default thread count.
-The ratio NETWORKVI / TOTALVI is the number to compare across machines.
+Defaults: the files of ``get_tutorial_data.sh`` in ``~/.cache/nvi-tutorial-data``; torch's default thread count;
+CPU. ``--json`` also writes the settings, the summary and every run's measurements to FILE. The ratio NETWORKVI /
+TOTALVI is the number to compare across machines.
 """
 
 from __future__ import annotations
@@ -59,6 +63,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+def device_name(accelerator: str) -> str:
+    """The GPU's name for ``"cuda"``, else the CPU's (``/proc/cpuinfo``'s model name where there is one)."""
+    if accelerator == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def load_training_cells(data_dir: Path):
     """The tutorial CITE-seq MuData without site1 (the tutorial's query site)."""
     import anndata
@@ -72,9 +90,21 @@ def load_training_cells(data_dir: Path):
     return mdata[(mdata.obs["Site"] != "site1").to_numpy()].copy()
 
 
-def _epoch_timer():
-    """A Lightning callback recording each training epoch's wall time (first batch start to last batch end)."""
+def _epoch_timer(cuda: bool = False):
+    """A Lightning callback recording each training epoch's wall time (first batch start to last batch end).
+
+    Parameters
+    ----------
+    cuda
+        Synchronise the GPU at the epoch's start and after its last batch, so that the span ends when the queued
+        kernels have run rather than when the host has queued them (the batches between are not synchronised).
+    """
+    import torch
     from lightning.pytorch.callbacks import Callback
+
+    def synchronize() -> None:
+        if cuda:
+            torch.cuda.synchronize()
 
     class EpochTimer(Callback):
         def __init__(self):
@@ -83,9 +113,12 @@ def _epoch_timer():
             self._start = self._last = None
 
         def on_train_epoch_start(self, trainer, pl_module):
+            synchronize()
             self._start = (time.perf_counter(), time.process_time())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last batch
+                synchronize()
             self._last = (time.perf_counter(), time.process_time())
 
         def on_validation_epoch_start(self, trainer, pl_module):
@@ -118,8 +151,16 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     scvi.settings.seed = args.seed
+    cuda = args.accelerator == "cuda"
     mdata = load_training_cells(args.data_dir)
-    result = {"model": name, "cells": mdata.n_obs, "threads": torch.get_num_threads()}
+    result = {
+        "model": name,
+        "cells": mdata.n_obs,
+        "threads": torch.get_num_threads(),
+        "accelerator": args.accelerator,
+        "device": device_name(args.accelerator),
+        "batch_size": args.batch_size,
+    }
     train_kwargs = {
         "max_epochs": args.epochs + 1,
         "batch_size": args.batch_size,
@@ -127,6 +168,8 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
         "early_stopping": False,
         "enable_progress_bar": False,
     }
+    if cuda:
+        train_kwargs.update(accelerator="gpu", devices=1)
     if name == "networkvi":
         nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODALITIES)
         settings = {
@@ -153,7 +196,7 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
         model = scvi.model.TOTALVI(mdata)
         result["construct_s"] = time.perf_counter() - start
     result["parameters"] = sum(p.numel() for p in model.module.parameters())
-    timer = _epoch_timer()
+    timer = _epoch_timer(cuda)
     model.train(callbacks=[timer], **train_kwargs)
     n_train = len(model.train_indices)
     counted = timer.seconds[1:] or timer.seconds
@@ -168,12 +211,15 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     labels = np.asarray(mdata.obs["cell_type"].astype(str))
     result["knn15_accuracy"] = float(cross_val_score(KNeighborsClassifier(n_neighbors=15), latent, labels, cv=3).mean())
     result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     result["versions"] = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "scvi-tools": scvi.__version__,
         "numpy": np.__version__,
     }
+    if cuda:
+        result["versions"]["cuda"] = torch.version.cuda
     return result
 
 
@@ -191,12 +237,23 @@ def run_subprocess(name: str, args: argparse.Namespace) -> dict:
         out = Path(tmp) / "result.json"
         command = [sys.executable, os.fspath(Path(__file__).resolve()), "--model", name, "--result", os.fspath(out)]
         command += ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-        command += ["--data-dir", os.fspath(args.data_dir)]
+        command += ["--data-dir", os.fspath(args.data_dir), "--accelerator", args.accelerator]
         if args.threads:
             command += ["--threads", str(args.threads)]
         logger.info("Training %s in a subprocess ...", name)
         subprocess.run(command, check=True)
-        return json.loads(out.read_text())
+        result = json.loads(out.read_text())
+    gpu = f", peak GPU {result['peak_gpu_mb']:.0f} MiB" if result["peak_gpu_mb"] is not None else ""
+    logger.info(
+        "%s: %.3f s/epoch (%.0f cells/s), epochs %s, peak RSS %.0f MiB%s",
+        name,
+        result["median_epoch_s"],
+        result["cells_per_s"],
+        result["epoch_s"],
+        result["peak_rss_mb"],
+        gpu,
+    )
+    return result
 
 
 def main() -> None:
@@ -207,6 +264,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="alternate the two models this many times")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu", help="cuda: one GPU (devices=1)")
+    parser.add_argument("--json", type=Path, help="also write settings, summary and all runs to this file")
     parser.add_argument("--model", choices=MODELS, help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,6 +281,11 @@ def main() -> None:
     missing = [name for name in needed if not (args.data_dir / name).is_file()]
     if missing:
         raise SystemExit(f"{missing} missing in {args.data_dir}: run get_tutorial_data.sh first.")
+    if args.accelerator == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--accelerator cuda: torch sees no CUDA device.")
 
     import pandas as pd
 
@@ -239,12 +303,15 @@ def main() -> None:
                 "CPU s/epoch": statistics.median(r["median_epoch_cpu_s"] for r in results),
                 "cells/s": statistics.median(r["cells_per_s"] for r in results),
                 "peak RSS MiB": max(r["peak_rss_mb"] for r in results),
+                "peak GPU MiB": max(r["peak_gpu_mb"] or 0.0 for r in results),
                 "kNN-15 acc": best["knn15_accuracy"],
                 "parameters": best["parameters"],
                 "construct s": statistics.median(r["construct_s"] for r in results),
             }
         )
     table = pd.DataFrame(rows).set_index("model")
+    if args.accelerator != "cuda":
+        table = table.drop(columns="peak GPU MiB")
     first = runs["networkvi"][0]
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items())
     pd.set_option("display.width", 160)
@@ -257,6 +324,7 @@ def main() -> None:
         first["threads"],
     )
     logger.info("Machine: %s, %d CPUs; versions: %s", platform.machine(), os.cpu_count(), versions)
+    logger.info("Accelerator: %s (%s)", args.accelerator, first["device"])
     for name, results in runs.items():
         logger.info("%s epoch seconds: %s", name, [r["epoch_s"] for r in results])
     logger.info("\n%s", table.round(3).to_string())
@@ -265,6 +333,20 @@ def main() -> None:
     cold = statistics.median(r["construct_cold_s"] for r in runs["networkvi"])
     cached = statistics.median(r["construct_s"] for r in runs["networkvi"])
     logger.info("NETWORKVI construction: %.2f s with an empty wiring cache, %.2f s cached", cold, cached)
+    if args.json:
+        summary = {
+            "settings": vars(args),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "device": first["device"],
+            "summary": table.reset_index().to_dict(orient="records"),
+            "ratio_networkvi_totalvi": ratio,
+            "construct_cold_s": cold,
+            "construct_s": cached,
+            "runs": runs,
+        }
+        args.json.write_text(json.dumps(summary, indent=1, default=str))
+        logger.info("Results written to %s", args.json)
 
 
 if __name__ == "__main__":

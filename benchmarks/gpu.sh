@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Training throughput on a GPU machine: benchmarks/train_throughput.py on CUDA (batch sizes 128 and 1024) and, for
+# reference, on all of that machine's CPU cores. Meant for a bare machine with torch, lightning, numpy, pandas,
+# scipy, h5py and scikit-learn but without scvi-tools and the rest, and without network access:
+#
+#   .whl/      wheels of every other package needed (scvi-tools, anndata, mudata, goatools, pooch, scanpy, ...),
+#              installed with --no-deps into /tmp/site, put first on PYTHONPATH with the repository root;
+#              .whl/fallback/ holds typing_extensions, installed only where the machine's is older than 4.16
+#   .devdata/  the tutorial files train_throughput.py reads, xz-compressed (*.xz) with SHA256SUMS of the originals,
+#              unpacked to /tmp/nvi-data
+#
+# Both folders are ignored by git (.git/info/exclude) and travel with the working tree when named in carry.
+#   .devdata/registry-multiome.tar.xz: the resource cache entry of the tutorial Multiome data (file + verified stamp),
+#              extracted into $SCVI_NETWORKVI_DATA_DIR with the GO files above for benchmarks/integration.py
+#
+# Run from the repository root:
+#
+#   bash benchmarks/gpu.sh          (device tool: carry [".whl", ".devdata"], timeout_s 600)
+#
+# Writes to $OUT (default benchmarks/_out/gpu): gpu_log.txt (everything printed), gpu_bs128.json, gpu_bs1024.json,
+# cpu_<N>threads.json (train_throughput.py --json), multiome_latents.tar (benchmarks/integration.py --train-only on
+# CUDA: the Multiome runs' latents, scored afterwards where scib-metrics is installed with
+# `python benchmarks/integration.py --datasets multiome --latents-dir DIR`). Each step runs under `timeout`, cut to what is left of an
+# overall deadline (NVI_DEADLINE_S, default 470 s) so that the script ends within about 8 minutes; a failed step
+# does not stop the later ones (the benchmark steps are skipped only when the packages cannot be imported).
+# Exit status 0 when every step passed, else 1; the last lines of the log list each step's status.
+#
+# Overrides (environment): NVI_MULTIOME_SEEDS ("0 1 2"), NVI_MULTIOME_EPOCHS (50), NVI_MULTIOME_STEP_S (150),
+# NVI_BATCH_SIZES ("128 1024"), NVI_GPU_EPOCHS (5), NVI_CPU_EPOCHS (2), NVI_CPU_THREADS
+# (all cores), NVI_GPU_STEP_S (170), NVI_CPU_STEP_S (150), NVI_DEADLINE_S (470).
+set -u -o pipefail
+
+OUT="${OUT:-benchmarks/_out/gpu}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+export SCVI_NETWORKVI_OFFLINE=1 SCVI_NETWORKVI_DATA_DIR=/tmp/nvi-cache
+export XDG_CACHE_HOME=/tmp/xdg-cache MPLCONFIGDIR=/tmp/mplconfig NUMBA_CACHE_DIR=/tmp/numba-cache
+export MPLBACKEND=Agg
+DATA=/tmp/nvi-data
+SITE=/tmp/site
+BATCH_SIZES="${NVI_BATCH_SIZES:-128 1024}"
+GPU_EPOCHS="${NVI_GPU_EPOCHS:-5}"
+CPU_EPOCHS="${NVI_CPU_EPOCHS:-2}"
+CPU_THREADS="${NVI_CPU_THREADS:-$(nproc --all)}"  # nproc alone follows OMP_NUM_THREADS
+GPU_STEP_S="${NVI_GPU_STEP_S:-170}"
+CPU_STEP_S="${NVI_CPU_STEP_S:-150}"
+DEADLINE_S="${NVI_DEADLINE_S:-470}"
+MULTIOME_SEEDS="${NVI_MULTIOME_SEEDS:-0 1 2}"
+MULTIOME_EPOCHS="${NVI_MULTIOME_EPOCHS:-50}"
+MULTIOME_STEP_S="${NVI_MULTIOME_STEP_S:-150}"
+STATUS=()
+FAILED=0
+
+# step NAME BUDGET_S COMMAND...: run COMMAND under timeout (BUDGET_S or what is left before the deadline).
+step() {
+    local name=$1 budget=$2
+    shift 2
+    local left=$((DEADLINE_S - SECONDS))
+    local limit=$((budget < left ? budget : left))
+    if ((limit < 15)); then
+        echo "=== $name: skipped, budget ${budget}s, ${left}s left before the ${DEADLINE_S}s deadline"
+        STATUS+=("$name: skipped (under 15s to run)")
+        FAILED=1
+        return 1
+    fi
+    echo "=== $name (limit ${limit}s, at ${SECONDS}s) $(date -u +%H:%M:%S)"
+    local start=$SECONDS rc=0
+    timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" || rc=$?
+    local took=$((SECONDS - start))
+    if ((rc == 0)); then
+        STATUS+=("$name: ok (${took}s)")
+    else
+        [[ $rc == 124 || $rc == 137 ]] && echo "=== $name: timed out after ${limit}s"
+        STATUS+=("$name: FAILED rc=$rc (${took}s)")
+        FAILED=1
+    fi
+    echo "=== $name: rc=$rc, ${took}s"
+    return "$rc"
+}
+
+install_wheels() {
+    shopt -s nullglob
+    local wheels=(.whl/*.whl) fallback=(.whl/fallback/typing_extensions-*.whl)
+    local install=(python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade)
+    install+=(--target "$SITE")
+    if ((${#wheels[@]} == 0)); then
+        echo "no wheels in .whl/ (was .whl named in carry?)"
+        return 1
+    fi
+    echo "${#wheels[@]} wheels"
+    "${install[@]}" "${wheels[@]}" || return 1
+    # pydantic and zarr use typing_extensions >= 4.16: the copy in .whl/fallback only if the machine's is older
+    local check='import importlib.metadata as m, sys; from packaging.version import Version as V
+sys.exit(V(m.version("typing_extensions")) < V("4.16"))'
+    if ((${#fallback[@]})) && ! python3 -c "$check"; then
+        echo "typing_extensions older than 4.16 here: installing ${fallback[0]}"
+        "${install[@]}" "${fallback[@]}"
+    fi
+}
+
+unpack_data() {
+    python3 - "$DATA" <<'EOF'
+import hashlib
+import lzma
+import shutil
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+sums = dict(line.split()[::-1] for line in Path(".devdata/SHA256SUMS").read_text().splitlines() if line.strip())
+for name, expected in sums.items():
+    target = out / name
+    with lzma.open(Path(".devdata") / f"{name}.xz") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if digest != expected:
+        raise SystemExit(f"{name}: sha256 {digest} != {expected}")
+    print(f"{name}: {target.stat().st_size / 2**20:.1f} MiB, sha256 ok")
+EOF
+}
+
+seed_registry() {
+    # the resource cache benchmarks/integration.py reads (offline): GO files from $DATA, the Multiome entry from .devdata
+    local cache=$SCVI_NETWORKVI_DATA_DIR
+    mkdir -p "$cache/go-basic" "$cache/ensembl2go-tutorial" "$cache/k562-contact-domains" || return 1
+    cp "$DATA/go-basic.obo" "$cache/go-basic/go-basic.obo" &&
+        cp "$DATA/ensembl2go.gaf" "$cache/ensembl2go-tutorial/ensembl2go.gaf" &&
+        cp "$DATA/gene_interactions.csv" "$cache/k562-contact-domains/k562_contact_domains.csv" || return 1
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="tar")' \
+        .devdata/registry-multiome.tar.xz "$cache" || return 1
+    ls -la "$cache"/*
+}
+
+multiome() {
+    python3 benchmarks/integration.py --datasets multiome --models networkvi peer networkvi-dense \
+        --seeds $MULTIOME_SEEDS --epochs "$MULTIOME_EPOCHS" --accelerator cuda --threads 4 --train-only \
+        --latents-dir /tmp/multiome-latents
+}
+
+environment() {
+    nvidia-smi || echo "nvidia-smi failed"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
+    echo "CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc --all) cores," \
+        "$(free -g | awk '/Mem/{print $2}') GiB; OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}"
+    python3 - <<'EOF'
+import importlib.metadata as md
+import sys
+
+import torch
+
+print("python", sys.version.split()[0], sys.executable)
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))
+names = (
+    "numpy pandas scipy h5py scikit-learn lightning torchmetrics numba llvmlite matplotlib seaborn statsmodels "
+    "xarray typing-extensions packaging rich tqdm requests filelock networkx"
+)
+
+
+def version(name):
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "MISSING"
+
+
+print("device packages:", ", ".join(f"{n} {version(n)}" for n in names.split()))
+EOF
+}
+
+smoke_import() {
+    python3 - <<'EOF' || return 1
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+start = time.perf_counter()
+import anndata
+import goatools
+import mudata
+import pooch
+import scvi
+from scvi.model import MULTIVI, TOTALVI  # noqa: F401
+
+import scvi_networkvi
+
+for module in (scvi_networkvi, scvi, anndata, mudata, goatools, pooch):
+    print(f"{module.__name__} {getattr(module, '__version__', '?')}: {module.__file__}")
+print(f"imports took {time.perf_counter() - start:.1f} s")
+EOF
+    python3 -m pip check 2>&1 | head -20 || true # informative only: unmet requirements as pip sees them
+}
+
+benchmark() {
+    local json=$1
+    shift
+    python3 benchmarks/train_throughput.py --data-dir "$DATA" --json "$OUT/$json" "$@"
+}
+
+export OUT DATA SITE PYTHONUNBUFFERED
+export MULTIOME_SEEDS MULTIOME_EPOCHS
+export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark
+
+main() {
+    echo "benchmarks/gpu.sh: $(date -u +%FT%TZ) on $(hostname)," \
+        "repo $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
+    echo "git status: $(git status --short 2>/dev/null | tr '\n' ' ')"
+    step install 90 install_wheels
+    local installed=$?
+    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    step unpack 90 unpack_data
+    local unpacked=$?
+    step environment 60 environment
+    local imported=1
+    if ((installed == 0)); then
+        step imports 120 smoke_import
+        imported=$?
+    fi
+    if ((imported != 0 || unpacked != 0)); then
+        echo "=== benchmarks skipped: imports rc=$imported, unpack rc=$unpacked"
+        STATUS+=("benchmarks: skipped (imports or data missing)")
+        FAILED=1
+    else
+        local first=${BATCH_SIZES%% *}
+        step "gpu batch $first" "$GPU_STEP_S" benchmark "gpu_bs$first.json" --accelerator cuda \
+            --epochs "$GPU_EPOCHS" --batch-size "$first"
+        if step "seed registry" 60 seed_registry; then
+            step "multiome cuda" "$MULTIOME_STEP_S" multiome
+            # whatever runs finished, even when the step was cut off
+            tar -cf "$OUT/multiome_latents.tar" -C /tmp multiome-latents 2>/dev/null && tar -tvf "$OUT/multiome_latents.tar"
+        fi
+        for bs in ${BATCH_SIZES#"$first"}; do
+            step "gpu batch $bs" "$GPU_STEP_S" benchmark "gpu_bs$bs.json" --accelerator cuda --epochs "$GPU_EPOCHS" \
+                --batch-size "$bs"
+        done
+        step "cpu $CPU_THREADS threads" "$CPU_STEP_S" benchmark "cpu_${CPU_THREADS}threads.json" --accelerator cpu \
+            --epochs "$CPU_EPOCHS" --threads "$CPU_THREADS"
+    fi
+    echo "=== summary (${SECONDS}s)"
+    printf '%s\n' "${STATUS[@]}"
+    return "$FAILED"
+}
+
+main 2>&1 | tee "$OUT/gpu_log.txt"
+exit "${PIPESTATUS[0]}"
