@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroInflatedNegativeBinomial
+from scvi.distributions import NegativeBinomialMixture
 from scvi.module._multivae import DecoderADT  # protein-only totalVI decoder (scvi-tools >= 1.1)
 from scvi.module._peakvae import Decoder as DecoderPeakVI
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
@@ -19,6 +19,7 @@ from torch.distributions import Normal, Poisson, kl_divergence
 from scvi_networkvi.nn import WiredEncoder
 from scvi_networkvi.wiring import Wiring
 
+from ._likelihood import nb_log_prob, zinb_log_prob
 from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
 
 #: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
@@ -392,12 +393,12 @@ class NetworkVAE(BaseModuleClass):
             x = data["rna"]
             rate, theta = generative_outputs["px_rate"], generative_outputs["px_r"]
             if self.gene_likelihood == "zinb":
-                dist = ZeroInflatedNegativeBinomial(mu=rate, theta=theta, zi_logits=generative_outputs["px_dropout"])
+                log_prob = zinb_log_prob(x, rate, theta, generative_outputs["px_dropout"])
             elif self.gene_likelihood == "nb":
-                dist = NegativeBinomial(mu=rate, theta=theta)
+                log_prob = nb_log_prob(x, rate, theta)
             else:
-                dist = Poisson(rate)
-            losses["rna"] = -dist.log_prob(x).sum(-1)
+                log_prob = Poisson(rate).log_prob(x)
+            losses["rna"] = -log_prob.sum(-1)
         if "protein" in self.modalities:
             py_ = generative_outputs["py_"]
             dist = NegativeBinomialMixture(
