@@ -483,8 +483,10 @@ def summarize(path: Path, markdown: Path) -> None:
                 entry["fit s"] = f"{runs['fit_s'].mean():.0f}"
                 entry["s/epoch"] = f"{runs['epoch_s'].mean():.2f}" if model != "PCA" and "epoch_s" in runs else ""
                 entry["metrics s"] = f"{runs['metrics_s'].mean():.0f}"
-                gpu = runs["versions"].str.extract(r"trained-on=cuda_(\S+)", expand=False).dropna().unique()
-                entry["trained on"] = ", ".join(name.replace("_", " ") for name in gpu) if len(gpu) else "CPU"
+                where = runs["versions"].str.extract(r"trained-on=cuda_(\S+)", expand=False).fillna("CPU")
+                entry["trained on"] = ", ".join(
+                    f"{name.replace('_', ' ')} x{n}" for name, n in where.value_counts().items()
+                )
                 out.append(entry)
             frame = pd.DataFrame(out).set_index("model").rename(columns={"knn15_accuracy": "kNN-15 acc"})
             title = f"{dataset}, {n_cells} cells, {epochs} epochs"
