@@ -17,6 +17,11 @@ Measured in one process:
   sampled and extrapolated the same way.
 
     python benchmarks/importances.py [--epochs 3] [--sample 300] [--threads N] [--data-dir DIR]
+        [--go OBO --annotations GAF] [--depth L]
+
+``--go`` / ``--annotations``: another GO release and GAF, e.g. the full human GO of ``get_human_go.sh``
+(``~/.cache/nvi-human-go/go-2022-07-01.obo`` and ``ensembl2go-human-2022.gaf``), for the timing with thousands of
+GO nodes instead of the tutorial's few dozen; ``--depth``: GO depth ``L`` (``n_layers_encoder``, the tutorial's 2).
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ logger = logging.getLogger("benchmarks.importances")
 DATA = Path.home() / ".cache" / "nvi-tutorial-data"
 
 
-def tutorial_model(data_dir: Path, epochs: int):
+def tutorial_model(
+    data_dir: Path, epochs: int, go: Path | None = None, annotations: Path | None = None, depth: int = 2
+):
     import anndata
     import scvi
 
@@ -49,13 +56,14 @@ def tutorial_model(data_dir: Path, epochs: int):
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities={"rna_layer": "rna", "protein_layer": "prot"})
     model = nvi.NETWORKVI(
         mdata,
-        go=data_dir / "go-basic.obo",
-        annotations=data_dir / "ensembl2go.gaf",
+        go=go or data_dir / "go-basic.obo",
+        annotations=annotations or data_dir / "ensembl2go.gaf",
         interactions=data_dir / "gene_interactions.csv",
         gene_size=5,
         go_size=2,
         gene_layer="interaction",
         encode_covariates=True,
+        n_layers_encoder=depth,
     )
     model.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False)
     return model, mdata
@@ -103,7 +111,12 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300, help="(node, cell type) pairs timed with scikit-learn")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--go", type=Path, default=None, help="OBO file (default: the tutorial's go-basic)")
+    parser.add_argument("--annotations", type=Path, default=None, help="GAF (default: the tutorial's subsampled GAF)")
+    parser.add_argument("--depth", type=int, default=2, help="GO depth (n_layers_encoder)")
     args = parser.parse_args()
+    if (args.go is None) != (args.annotations is None):
+        parser.error("--go and --annotations go together (a GAF is read against the GO release it was made for).")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
@@ -112,7 +125,7 @@ def main() -> None:
     from scvi_networkvi.interpret import capture_activations
     from scvi_networkvi.interpret._importances import design_probes, importance_table
 
-    model, mdata = tutorial_model(args.data_dir, args.epochs)
+    model, mdata = tutorial_model(args.data_dir, args.epochs, args.go, args.annotations, args.depth)
     start = time.perf_counter()
     activations = capture_activations(model, mdata)
     t_capture = time.perf_counter() - start
@@ -147,6 +160,13 @@ def main() -> None:
         os.cpu_count(),
         torch.get_num_threads(),
         platform.python_version(),
+    )
+    logger.info(
+        "GO: %s, annotations: %s, depth %d, GO terms %s",
+        args.go or "tutorial go-basic",
+        args.annotations or "tutorial GAF",
+        args.depth,
+        {role: int(w.n_terms) for role, w in model.wirings_.items()},
     )
     logger.info(
         "cells %d, GO nodes x phenotypes %d (table rows), phenotypes %d",
