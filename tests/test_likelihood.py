@@ -1,7 +1,7 @@
 """The RNA likelihoods equal reference implementations, in value and gradient, with a per-gene dispersion row.
 
 ZINB: scvi-tools' distribution. NB: torch's ``NegativeBinomial`` (``total_count = theta``, ``logits = log(mu / theta)``)
-- scvi-tools' own ``NegativeBinomial.log_prob`` raises a NameError in some supported releases (1.2).
+- scvi-tools' own ``NegativeBinomial.log_prob`` raised a NameError in the oldest supported release (1.4.0) in this test.
 """
 
 import pytest
