@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, WiredEncoder
+from scvi_networkvi.nn import BlockSparseLinear, GeneLayer, GONetwork, LevelBatchNorm, WiredEncoder
 from scvi_networkvi.nn._wired_encoder import (
     WideDropout,
     _ElementwiseTwoPathReLU,
@@ -86,6 +86,7 @@ def test_block_sparse_rejects_out_of_range_connections():
 def test_go_network_only_sees_what_the_wiring_connects(wiring):
     n_inputs = wiring.n_genes
     network = GONetwork(wiring, np.ones(n_inputs, dtype=np.int64), wiring.gene_term, linear_path=True)
+    network.eval()  # in training the level batch norms couple the cells and centre the sum over cells to a constant
     h = torch.randn(4, n_inputs, requires_grad=True)
     out = network(h)
     assert out.shape == (4, wiring.term_size[-1])
@@ -402,6 +403,11 @@ def test_wired_encoder_matches_a_dense_reference(wiring, gene_layer, dense_limit
     if dense_limit is not None:  # every layer on the block kernel
         monkeypatch.setitem(BlockSparseLinear.__init__.__kwdefaults__, "dense_limit", dense_limit)
     encoder = WiredEncoder(wiring, n_latent=3, gene_layer=gene_layer, n_interaction_layers=2).double().eval()
+    with torch.no_grad():  # non-trivial statistics and affine parameters for the GO-level batch norms
+        for norm in encoder.go_network.norms:
+            for tensor in (norm.running_mean, norm.weight, norm.bias):
+                tensor.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
     x = torch.rand(9, wiring.n_features, dtype=torch.float64) * 4
 
     def two_path(layer, h):
@@ -412,8 +418,9 @@ def test_wired_encoder_matches_a_dense_reference(wiring, gene_layer, dense_limit
     for interaction in encoder.interaction_layers:
         h = torch.relu(h @ interaction.linear.to_dense().T + interaction.linear.bias) + h
     state = h
-    for level in encoder.go_network.levels:
+    for level, norm in zip(encoder.go_network.levels, encoder.go_network.norms, strict=True):
         out = two_path(level, state)
+        out = (out - norm.running_mean.T) / torch.sqrt(norm.running_var.T + norm.eps) * norm.weight.T + norm.bias.T
         state = torch.cat([state, out], dim=1)
     expected = encoder.activation(encoder.norm(out))
     assert all(m.dense == (dense_limit is None) for m in encoder.modules() if isinstance(m, BlockSparseLinear))
@@ -476,3 +483,66 @@ def test_gene_layer_takes_the_gathered_path_for_several_features_per_gene():
     leaky = _TwoPathBlockLayer(sizes, np.full(12, 5), connections, "leaky_relu", linear_path=True)
     y = leaky.linear.forward_t(x)
     torch.testing.assert_close(leaky.forward_t(x), torch.nn.functional.leaky_relu(y[:60]) + y[60:])
+
+
+def test_level_batch_norm_matches_torch_batch_norm_feature_major():
+    """Training and inference equal torch's BatchNorm1d on the transposed activations, running statistics included."""
+    ours, reference = LevelBatchNorm(7).double(), torch.nn.BatchNorm1d(7).double()
+    with torch.no_grad():
+        for p in (ours.weight, ours.bias):
+            p.normal_()
+        reference.weight.copy_(ours.weight.view(-1))
+        reference.bias.copy_(ours.bias.view(-1))
+    for step in range(3):
+        x = torch.randn(7, 20 + step, dtype=torch.float64) * 3 + 2
+        torch.testing.assert_close(ours(x), reference(x.t()).t())
+    torch.testing.assert_close(ours.running_mean.view(-1), reference.running_mean)
+    torch.testing.assert_close(ours.running_var.view(-1), reference.running_var)
+    ours.eval(), reference.eval()
+    x = torch.randn(7, 5, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), reference(x.t()).t())
+
+
+def test_level_batch_norm_standardises_each_neuron_over_cells():
+    norm = LevelBatchNorm(4)
+    x = torch.randn(4, 50) * torch.tensor([[1.0], [10.0], [0.5], [5.0]]) + 100.0
+    y = norm(x)
+    torch.testing.assert_close(y.mean(1), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+    y.sum().backward()
+    assert norm.weight.grad is not None and norm.bias.grad is not None
+
+
+def test_level_batch_norm_single_cell_and_frozen_use_running_statistics():
+    norm = LevelBatchNorm(3)
+    norm.running_mean.fill_(2.0)
+    norm.running_var.fill_(4.0)
+    one_cell = torch.tensor([[4.0], [2.0], [0.0]])
+    expected = (one_cell - 2.0) / torch.sqrt(torch.tensor(4.0 + norm.eps))
+    torch.testing.assert_close(norm(one_cell), expected)  # one cell in training: no batch statistics exist
+    assert torch.all(norm.running_mean == 2.0) and torch.all(norm.running_var == 4.0)
+    norm.freeze()
+    cells = torch.randn(3, 30) * 5
+    torch.testing.assert_close(norm(cells), (cells - 2.0) / torch.sqrt(torch.tensor(4.0 + norm.eps)))
+    assert torch.all(norm.running_mean == 2.0) and torch.all(norm.running_var == 4.0)
+    state = norm.state_dict()
+    assert bool(state["frozen"])  # a saved query model keeps its encoder frozen
+    fresh = LevelBatchNorm(3)
+    fresh.load_state_dict(state)
+    assert bool(fresh.frozen)
+
+
+def test_go_network_normalises_every_level_or_none(wiring):
+    inputs = np.ones(wiring.n_genes, dtype=np.int64)
+    normed = GONetwork(wiring, inputs, wiring.gene_term, norm="batch")
+    plain = GONetwork(wiring, inputs, wiring.gene_term, norm="none")
+    assert len(normed.norms) == len(normed.levels) and len(plain.norms) == 0
+    assert [n.weight.shape[0] for n in normed.norms] == [b - a for a, b in normed.level_slices]
+    captured = []
+    for tap in normed.level_taps:
+        tap.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
+    normed(torch.rand(40, wiring.n_genes) * 10)
+    for level in captured:  # what the next level (and the interpretation taps) see is standardised per neuron
+        torch.testing.assert_close(level.mean(1), torch.zeros(level.shape[0]), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="norm must be 'batch' or 'none'"):
+        GONetwork(wiring, inputs, wiring.gene_term, norm="layer")

@@ -112,6 +112,13 @@ class NETWORKVI(
         ``[one-hot batch and categorical covariates | continuous covariates]``. ``"genes"``: on the gene-node
         output; ``"go"``: on every GO level but the deepest; ``"all"``: both (the original's
         ``deeply_inject_covariates`` for GO encoders). Needs ``encode_covariates=True``.
+    go_norm
+        ``"batch"``: batch-normalise every GO level's output (each neuron over the cells of the minibatch; running
+        statistics at inference). ``"none"``: the original's un-normalised GO network, whose encoders of large
+        modalities collapse: a GO term sums many non-negative gene activations, the top node becomes a function of
+        the cell's total signal alone and the posterior falls back to the prior (tutorial multiome, 1000 cells, 20
+        epochs: spread of the RNA / ATAC posterior means 0.0007 / 0.0001 with ``"none"``, 1.2 / 1.2 with
+        ``"batch"``; kNN cell-type accuracy of the ATAC latent 0.24 -> 0.42).
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     region_factors
@@ -155,6 +162,7 @@ class NETWORKVI(
         activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
+        go_norm: Literal["batch", "none"] = "batch",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         region_factors: bool = True,
     ):
@@ -167,6 +175,7 @@ class NETWORKVI(
         _check_choice("modality_penalty", modality_penalty, ("jeffreys", "mmd", None))
         _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
         _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
+        _check_choice("go_norm", go_norm, ("batch", "none"))
         if covariate_attention != "none" and not encode_covariates:
             raise ValueError(
                 f"covariate_attention={covariate_attention!r} attends over the encoders' covariates: set "
@@ -235,6 +244,7 @@ class NETWORKVI(
             activation=activation,
             linear_path=linear_path,
             covariate_attention=covariate_attention,
+            go_norm=go_norm,
             protein_dispersion=protein_dispersion,
             region_factors=region_factors,
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,

@@ -14,7 +14,7 @@ import torch
 from scvi.nn import FCLayers
 from torch import nn
 
-from scvi_networkvi.nn import CovariateAttention
+from scvi_networkvi.nn import CovariateAttention, LevelBatchNorm
 
 #: Per-batch parameters of the module: (name, dimension that indexes batches).
 _BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
@@ -125,11 +125,14 @@ def transfer_state(
 def freeze_for_query(module: nn.Module) -> list[str]:
     """Freeze everything but covariate columns of covariate-conditioned layers, covariate attention, per-batch parameters.
 
+    GO-level batch norms keep the reference's statistics (the query's minibatches neither normalise nor update them).
     Returns the names of the parameters that still receive (masked) gradients.
     """
     trainable: list[str] = []
     fc_params = set()
     for prefix, layer in module.named_modules():
+        if isinstance(layer, LevelBatchNorm):
+            layer.freeze()
         if isinstance(layer, FCLayers) and sum(layer.n_cat_list) > 0:
             layer.set_online_update_hooks(hook_first_layer=True)  # gradients only reach categorical columns
             for name, param in layer.named_parameters():

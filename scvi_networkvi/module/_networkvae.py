@@ -65,7 +65,7 @@ class NetworkVAE(BaseModuleClass):
         Whether encoders see the batch and extra covariates.
     deeply_inject_covariates
         Covariates at every decoder layer.
-    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention
+    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention, go_norm
         GO-encoder settings, see :class:`~scvi_networkvi.nn.WiredEncoder`.
     protein_dispersion
         ``protein`` or ``protein-batch``.
@@ -107,6 +107,7 @@ class NetworkVAE(BaseModuleClass):
         activation: str = "relu",
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
+        go_norm: Literal["batch", "none"] = "batch",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         protein_background_prior: bool = True,
         region_factors: bool = True,
@@ -157,6 +158,7 @@ class NetworkVAE(BaseModuleClass):
                     n_cont=encoder_cont,
                     inject_covariates=encode_covariates,
                     covariate_attention=covariate_attention,
+                    go_norm=go_norm,
                 )
             else:
                 self.encoders[m] = Encoder(

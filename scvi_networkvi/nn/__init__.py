@@ -2,6 +2,7 @@
 
 from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
+from ._level_norm import LevelBatchNorm
 from ._wired_encoder import GeneLayer, GONetwork, InteractionLayer, WiredEncoder, activation_module
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "GONetwork",
     "GeneLayer",
     "InteractionLayer",
+    "LevelBatchNorm",
     "WiredEncoder",
     "activation_module",
 ]

@@ -17,8 +17,10 @@ from scvi_networkvi.wiring import Wiring
 
 from ._attention import CovariateAttention, covariate_vector, covariate_width
 from ._block_sparse import BlockSparseLinear
+from ._level_norm import LevelBatchNorm
 
 GeneLayerType = Literal["none", "standard", "interaction"]
+GONorm = Literal["batch", "none"]
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "hardswish": nn.Hardswish}
 
 
@@ -411,6 +413,13 @@ class GONetwork(nn.Module):
         Activation inside each level.
     linear_path
         Add a parallel linear path on the same structure (``act(W1 x + b1) + W2 x + b2``), as the original does.
+    n_covariates
+        Width of the covariate vector that covariate attention reads.
+    attention_levels
+        GO depths followed by covariate attention.
+    norm
+        ``"batch"``: every level's output is batch-normalised (:class:`LevelBatchNorm`) before the levels above
+        read it; ``"none"``: the original's un-normalised levels.
     """
 
     def __init__(
@@ -422,8 +431,11 @@ class GONetwork(nn.Module):
         linear_path: bool = True,
         n_covariates: int = 0,
         attention_levels: Sequence[int] = (),
+        norm: GONorm = "batch",
     ):
         super().__init__()
+        if norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {norm!r}.")
         n_inputs = len(input_sizes)
         term_offset = np.concatenate([[0], np.cumsum(wiring.term_size)]).astype(np.int64)
         self.level_depths: list[int] = []
@@ -446,6 +458,9 @@ class GONetwork(nn.Module):
             self.level_depths.append(depth)
             self.level_slices.append((int(term_offset[terms.start]), int(term_offset[terms.stop])))
         self.n_output = int(wiring.term_size[-1])
+        self.norms = nn.ModuleList(
+            [LevelBatchNorm(stop - start) for start, stop in self.level_slices] if norm == "batch" else []
+        )
         # Parameter-free taps on each level's output (feature-major), where analysis hooks in (interpret).
         self.level_taps = nn.ModuleList([nn.Identity() for _ in self.levels])
         # Covariate attention after the levels listed by depth (keys are the level positions as strings).
@@ -469,6 +484,8 @@ class GONetwork(nn.Module):
             out = level.forward_t(state)
             if str(i) in self.attention:
                 out = self.attention[str(i)](out.t(), covariates).t().contiguous()
+            if self.norms:
+                out = self.norms[i](out)
             state.append(self.level_taps[i](out))
         return state[-1]
 
@@ -498,6 +515,8 @@ class WiredEncoder(nn.Module):
     inject_covariates
         After the GO root, a dense layer (scvi-tools ``FCLayers``) that sees the covariates (the original's
         ``last_layer_inject_covariates``); otherwise LayerNorm + activation.
+    go_norm
+        Normalisation after each GO level, see :class:`GONetwork`.
     var_eps
         Floor added to the posterior variance.
     """
@@ -516,6 +535,7 @@ class WiredEncoder(nn.Module):
         n_cont: int = 0,
         inject_covariates: bool = False,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
+        go_norm: GONorm = "batch",
         var_eps: float = 1e-4,
     ):
         super().__init__()
@@ -557,6 +577,7 @@ class WiredEncoder(nn.Module):
             linear_path,
             n_covariates=n_covariates,
             attention_levels=go_levels,
+            norm=go_norm,
         )
         # Parameter-free tap on the gene-node activations that feed the GO network, ``(n_genes * gene_size, n)``.
         self.gene_tap = nn.Identity() if self.gene_layer is not None else None
