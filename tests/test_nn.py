@@ -530,6 +530,8 @@ def test_level_batch_norm_single_cell_and_frozen_use_running_statistics():
     fresh = LevelBatchNorm(3)
     fresh.load_state_dict(state)
     assert bool(fresh.frozen)
+    torch.testing.assert_close(fresh(cells), norm(cells))  # and it behaves frozen: running statistics in training
+    assert torch.all(fresh.running_mean == 2.0)
 
 
 def test_go_network_normalises_every_level_or_none(wiring):

@@ -39,16 +39,22 @@ class LevelBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_neurons, 1))
         self.register_buffer("running_mean", torch.zeros(n_neurons, 1))
         self.register_buffer("running_var", torch.ones(n_neurons, 1))
-        self.register_buffer("frozen", torch.tensor(False))
+        self.register_buffer("frozen", torch.tensor(False))  # saved with the model
+        self._frozen = False  # its host copy: reading the buffer on a GPU would synchronise every forward
 
     def freeze(self) -> None:
         """Use (and keep) the running statistics in training too; for query mapping on a frozen encoder."""
         self.frozen.fill_(True)
+        self._frozen = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._frozen = bool(self.frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` (``n_neurons, n_cells``)."""
         n_cells = x.shape[1]
-        if self.training and n_cells > 1 and not bool(self.frozen):
+        if self.training and n_cells > 1 and not self._frozen:
             var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
             with torch.no_grad():
                 self.running_mean.lerp_(mean, self.momentum)
