@@ -548,3 +548,9 @@ def test_go_network_normalises_every_level_or_none(wiring):
         torch.testing.assert_close(level.mean(1), torch.zeros(level.shape[0]), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="norm must be 'batch' or 'none'"):
         GONetwork(wiring, inputs, wiring.gene_term, norm="layer")
+
+
+@pytest.mark.parametrize("kwargs", [{"n_neurons": 0}, {"n_neurons": 3, "momentum": 1.5}, {"n_neurons": 3, "eps": 0.0}])
+def test_level_batch_norm_rejects_invalid_settings(kwargs):
+    with pytest.raises(ValueError, match="LevelBatchNorm needs"):
+        LevelBatchNorm(**kwargs)

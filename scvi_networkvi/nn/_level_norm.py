@@ -11,7 +11,7 @@ class LevelBatchNorm(nn.Module):
 
     A GO term sums hundreds to thousands of non-negative gene-node activations. Without normalisation that sum is
     dominated by how much the cell expresses overall, so after training the top GO node becomes rank one and the
-    encoder's posterior collapses onto the prior (tutorial multiome: posterior-mean spread 0.0003). Centring each
+    encoder's posterior collapses onto the prior (tutorial multiome: spread of the ATAC posterior means 0.0001). Centring each
     level keeps the between-cell differences that carry cell identity. ``torch.nn.BatchNorm1d`` expects
     cells x neurons; the GO network runs neurons x cells, and transposing every level costs a copy each way.
 
@@ -33,6 +33,12 @@ class LevelBatchNorm(nn.Module):
 
     def __init__(self, n_neurons: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
+        if n_neurons < 1:
+            raise ValueError(f"LevelBatchNorm needs at least one neuron, got n_neurons={n_neurons}.")
+        if not 0.0 <= momentum <= 1.0 or eps <= 0.0:
+            raise ValueError(
+                f"LevelBatchNorm needs 0 <= momentum <= 1 and eps > 0, got momentum={momentum}, eps={eps}."
+            )
         self.momentum = momentum
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(n_neurons, 1))
