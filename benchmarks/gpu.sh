@@ -25,9 +25,15 @@
 # does not stop the later ones (the benchmark steps are skipped only when the packages cannot be imported).
 # Exit status 0 when every step passed, else 1; the last lines of the log list each step's status.
 #
+# NVI_PLAN (default "bs128 multiome bs1024 cpu") picks the benchmark steps and their order: bsN = train_throughput.py
+# on CUDA at batch size N, multiome = the integration runs above, scaling = benchmarks/scaling.py --axes cells
+# --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), cpu = all CPU cores.
+# A step that would start with under 15 s left before the deadline is skipped, so put the important ones first.
+#
 # Overrides (environment): NVI_MULTIOME_SEEDS ("0 1 2"), NVI_MULTIOME_EPOCHS (50), NVI_MULTIOME_STEP_S (150),
-# NVI_BATCH_SIZES ("128 1024"), NVI_GPU_EPOCHS (5), NVI_CPU_EPOCHS (2), NVI_CPU_THREADS
-# (all cores), NVI_GPU_STEP_S (170), NVI_CPU_STEP_S (150), NVI_DEADLINE_S (470).
+# NVI_GPU_EPOCHS (5), NVI_CPU_EPOCHS (2), NVI_CPU_THREADS
+# (all cores), NVI_GPU_STEP_S (170), NVI_CPU_STEP_S (150), NVI_SCALING_STEP_S (330), NVI_SCALING_SIZES
+# ("1000 5000 20000 100000"), NVI_DEADLINE_S (470).
 set -u -o pipefail
 
 OUT="${OUT:-benchmarks/_out/gpu}"
@@ -38,13 +44,15 @@ export XDG_CACHE_HOME=/tmp/xdg-cache MPLCONFIGDIR=/tmp/mplconfig NUMBA_CACHE_DIR
 export MPLBACKEND=Agg
 DATA=/tmp/nvi-data
 SITE=/tmp/site
-BATCH_SIZES="${NVI_BATCH_SIZES:-128 1024}"
+PLAN="${NVI_PLAN:-bs128 multiome bs1024 cpu}"
 GPU_EPOCHS="${NVI_GPU_EPOCHS:-5}"
 CPU_EPOCHS="${NVI_CPU_EPOCHS:-2}"
 CPU_THREADS="${NVI_CPU_THREADS:-$(nproc --all)}"  # nproc alone follows OMP_NUM_THREADS
 GPU_STEP_S="${NVI_GPU_STEP_S:-170}"
 CPU_STEP_S="${NVI_CPU_STEP_S:-150}"
 DEADLINE_S="${NVI_DEADLINE_S:-470}"
+SCALING_STEP_S="${NVI_SCALING_STEP_S:-330}"
+SCALING_SIZES="${NVI_SCALING_SIZES:-1000 5000 20000 100000}"
 MULTIOME_SEEDS="${NVI_MULTIOME_SEEDS:-0 1 2}"
 MULTIOME_EPOCHS="${NVI_MULTIOME_EPOCHS:-50}"
 MULTIOME_STEP_S="${NVI_MULTIOME_STEP_S:-150}"
@@ -193,6 +201,11 @@ EOF
     python3 -m pip check 2>&1 | head -20 || true # informative only: unmet requirements as pip sees them
 }
 
+scaling() {
+    python3 benchmarks/scaling.py --axes cells --accelerator cuda --sizes $SCALING_SIZES --threads 4 \
+        --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
+}
+
 benchmark() {
     local json=$1
     shift
@@ -200,8 +213,8 @@ benchmark() {
 }
 
 export OUT DATA SITE PYTHONUNBUFFERED
-export MULTIOME_SEEDS MULTIOME_EPOCHS
-export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark
+export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES
+export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling
 
 main() {
     echo "benchmarks/gpu.sh: $(date -u +%FT%TZ) on $(hostname)," \
@@ -223,20 +236,33 @@ main() {
         STATUS+=("benchmarks: skipped (imports or data missing)")
         FAILED=1
     else
-        local first=${BATCH_SIZES%% *}
-        step "gpu batch $first" "$GPU_STEP_S" benchmark "gpu_bs$first.json" --accelerator cuda \
-            --epochs "$GPU_EPOCHS" --batch-size "$first"
-        if step "seed registry" 60 seed_registry; then
-            step "multiome cuda" "$MULTIOME_STEP_S" multiome
-            # whatever runs finished, even when the step was cut off
-            tar -cf "$OUT/multiome_latents.tar" -C /tmp multiome-latents 2>/dev/null && tar -tvf "$OUT/multiome_latents.tar"
-        fi
-        for bs in ${BATCH_SIZES#"$first"}; do
-            step "gpu batch $bs" "$GPU_STEP_S" benchmark "gpu_bs$bs.json" --accelerator cuda --epochs "$GPU_EPOCHS" \
-                --batch-size "$bs"
+        local item
+        for item in $PLAN; do
+            case $item in
+            bs[0-9]*)
+                step "gpu batch ${item#bs}" "$GPU_STEP_S" benchmark "gpu_${item}.json" --accelerator cuda \
+                    --epochs "$GPU_EPOCHS" --batch-size "${item#bs}"
+                ;;
+            multiome)
+                if step "seed registry" 60 seed_registry; then
+                    step "multiome cuda" "$MULTIOME_STEP_S" multiome
+                    # whatever runs finished, even when the step was cut off
+                    tar -cf "$OUT/multiome_latents.tar" -C /tmp multiome-latents 2>/dev/null &&
+                        tar -tvf "$OUT/multiome_latents.tar"
+                fi
+                ;;
+            scaling) step "scaling cuda" "$SCALING_STEP_S" scaling ;;
+            cpu)
+                step "cpu $CPU_THREADS threads" "$CPU_STEP_S" benchmark "cpu_${CPU_THREADS}threads.json" \
+                    --accelerator cpu --epochs "$CPU_EPOCHS" --threads "$CPU_THREADS"
+                ;;
+            *)
+                echo "=== unknown NVI_PLAN item $item"
+                STATUS+=("$item: unknown plan item")
+                FAILED=1
+                ;;
+            esac
         done
-        step "cpu $CPU_THREADS threads" "$CPU_STEP_S" benchmark "cpu_${CPU_THREADS}threads.json" --accelerator cpu \
-            --epochs "$CPU_EPOCHS" --threads "$CPU_THREADS"
     fi
     echo "=== summary (${SECONDS}s)"
     printf '%s\n' "${STATUS[@]}"

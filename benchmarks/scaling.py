@@ -47,11 +47,16 @@ to re-measure).
     filled (content hashes checked, wiring loaded); the whole construction with the cache filled; GO terms kept per
     modality (incl. root and UNKNOWN chain); trainable parameters.
 
+``--accelerator cuda``: every model trains on one GPU (``accelerator="gpu", devices=1``); the GPU is synchronised
+before each batch end is timed (both models alike) and torch's peak GPU allocation is recorded next to the host's
+peak RSS. Results go to ``scaling_<axis>_cuda.csv`` / ``.md`` beside the CPU tables (``benchmarks/gpu.sh`` runs the
+cells axis this way).
+
 Usage (about 11 minutes for everything with one thread per model on a 2-core AMD EPYC VM; the 100k-cell
 ``.h5mu`` takes 300 MB in ``--work-dir``)::
 
     python benchmarks/scaling.py [--axes cells go] [--sizes 1000 5000 20000 100000] [--depths 2 3 4]
-        [--gafs tutorial full] [--threads 1] [--out-dir benchmarks/results] [--work-dir /tmp/nvi-scaling]
+        [--gafs tutorial full] [--threads 1] [--accelerator cpu] [--out-dir benchmarks/results] [--work-dir /tmp/nvi-scaling]
 
 Smoke run::
 
@@ -75,7 +80,7 @@ import time
 import warnings
 from pathlib import Path
 
-from train_throughput import construct_cold_and_cached  # the sibling script (benchmarks/ is on sys.path)
+from train_throughput import construct_cold_and_cached, device_name  # the sibling script (on sys.path)
 
 logger = logging.getLogger("benchmarks.scaling")
 
@@ -284,24 +289,36 @@ def ensure_dataset(path: Path, source_fn, n_cells: int, seed: int, *, noise: boo
 # --------------------------------------------------------------------------------------------- worker
 
 
-def _batch_timer():
+def _batch_timer(cuda: bool = False):
     """A Lightning callback recording wall and CPU time at each training epoch's start and after every batch.
+
+    Parameters
+    ----------
+    cuda
+        Synchronise the GPU before each time is read, so that a batch counts when its kernels have run rather than
+        when the host has queued them (one synchronisation per batch, for both models alike).
 
     Returns
     -------
     The callback; ``epochs`` holds per epoch ``(start, [(wall, cpu) after each batch], n_batches)``.
     """
+    import torch
     from lightning.pytorch.callbacks import Callback
+
+    def now() -> tuple[float, float]:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter(), time.process_time()
 
     class BatchTimer(Callback):
         def __init__(self):
             self.epochs: list[tuple[tuple[float, float], list[tuple[float, float]], int]] = []
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self.epochs.append(((time.perf_counter(), time.process_time()), [], int(trainer.num_training_batches)))
+            self.epochs.append((now(), [], int(trainer.num_training_batches)))
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.epochs[-1][1].append((time.perf_counter(), time.process_time()))
+            self.epochs[-1][1].append(now())
 
     return BatchTimer()
 
@@ -329,7 +346,7 @@ def run_worker(spec: dict) -> dict:
     ----------
     spec
         ``model`` (one of ``CELL_MODELS``), ``data`` (``.h5mu``), ``threads``, ``seed``, ``batch_size``,
-        ``warmup_epochs``, ``epochs``, ``skip_batches``; for NETWORKVI with the GO encoder ``obo``, ``gaf``,
+        ``warmup_epochs``, ``epochs``, ``skip_batches``, ``accelerator`` (``"cpu"`` or ``"cuda"``); for NETWORKVI with the GO encoder ``obo``, ``gaf``,
         ``interactions`` and ``depth``.
 
     Returns
@@ -350,7 +367,9 @@ def run_worker(spec: dict) -> dict:
     load = os.getloadavg()[0]
     rss_start = rss_mb()
     mdata = mudata.read_h5mu(spec["data"])
+    cuda = spec.get("accelerator", "cpu") == "cuda"
     result = {"cells": mdata.n_obs, "threads": torch.get_num_threads(), "load_start": load}
+    result["device"] = device_name("cuda" if cuda else "cpu")
     result["rss_imports_mb"] = rss_start
     result["rss_data_mb"] = rss_mb() - rss_start
     train_kwargs = {
@@ -360,6 +379,8 @@ def run_worker(spec: dict) -> dict:
         "early_stopping": False,
         "enable_progress_bar": False,
     }
+    if cuda:
+        train_kwargs.update(accelerator="gpu", devices=1)
     if spec["model"].startswith("networkvi"):
         nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODALITIES)
         settings = _settings(spec)
@@ -392,9 +413,10 @@ def run_worker(spec: dict) -> dict:
         result["construct_s"] = time.perf_counter() - start
     result["parameters"] = sum(p.numel() for p in model.module.parameters() if p.requires_grad)
     result["rss_before_train_mb"] = rss_mb()
-    timer = _batch_timer()
+    timer = _batch_timer(cuda)
     model.train(callbacks=[timer], **train_kwargs)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
     result["load_end"] = os.getloadavg()[0]
     n_train = len(model.train_indices)
     batch = spec["batch_size"]
@@ -519,12 +541,16 @@ def _header(title: str, args: argparse.Namespace, frame) -> str:
     import torch
 
     dates = sorted(set(frame["date"].astype(str))) if "date" in frame else []
+    where = f"{int(frame['threads'].max())} thread(s) per model"
+    if args.accelerator == "cuda":
+        gpus = sorted(set(frame["device"].astype(str))) if "device" in frame else ["?"]
+        where = f"training on one GPU: {', '.join(gpus)}; {where} on the CPU side"
     loads = f"{frame['load_start'].min():.1f}-{frame['load_end'].max():.1f}" if "load_start" in frame else "?"
     return (
         f"# {title}\n\n"
         f"Generated by `{' '.join(['python benchmarks/scaling.py', *args.argv])}`; measured {', '.join(dates)} on "
         f"{platform.machine()} ({os.cpu_count()} cores, {cpu_name()}), Python {platform.python_version()}, torch "
-        f"{torch.__version__} ({int(frame['threads'].max())} thread(s) per model), scvi-tools {scvi.__version__}. "
+        f"{torch.__version__} ({where}), scvi-tools {scvi.__version__}. "
         f"Load average (1 min) during the runs: {loads}. Every model in its own subprocess; batch size "
         f"{args.batch_size}. See the docstring of `benchmarks/scaling.py` for the protocol.\n\n"
     )
@@ -600,6 +626,11 @@ def write_cells_md(path: Path, frame, args: argparse.Namespace) -> None:
                 ),
             }
         )
+        if args.accelerator == "cuda":  # torch's peak allocation on the GPU (the RSS columns are the host's)
+            memory[-1]["peak GPU MiB NETWORKVI / TOTALVI / dense"] = " / ".join(
+                _fmt(get(row, "peak_gpu_mb"), 0) for row in (nvi, tot, dense)
+            )
+            memory[-1]["peak GPU ratio"] = f"**{_fmt(get(nvi, 'peak_gpu_mb') / get(tot, 'peak_gpu_mb'))}**"
     text = _header("Scaling over cells: NETWORKVI vs TOTALVI", args, frame)
     text += "Training speed:\n\n" + md_table(pd.DataFrame(speed)) + "\n\n"
     text += "Memory:\n\n" + md_table(pd.DataFrame(memory)) + "\n\n"
@@ -697,10 +728,16 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------- axes
 
 
+def _suffix(args: argparse.Namespace) -> str:
+    """File-name suffix of the results: none on the CPU (the original tables), ``_cuda`` on a GPU."""
+    return "" if args.accelerator == "cpu" else f"_{args.accelerator}"
+
+
 def _common_spec(args: argparse.Namespace) -> dict:
     return {
         "threads": args.threads,
         "seed": args.seed,
+        "accelerator": args.accelerator,
         "batch_size": args.batch_size,
         "skip_batches": args.skip_batches,
     }
@@ -720,7 +757,7 @@ def run_cells_axis(args: argparse.Namespace) -> None:
     args
         The parsed command line.
     """
-    csv = args.out_dir / "scaling_cells.csv"
+    csv = args.out_dir / f"scaling_cells{_suffix(args)}.csv"
     source = {}
 
     def source_fn():
@@ -772,7 +809,7 @@ def run_go_axis(args: argparse.Namespace) -> None:
     args
         The parsed command line.
     """
-    csv = args.out_dir / "scaling_go.csv"
+    csv = args.out_dir / f"scaling_go{_suffix(args)}.csv"
     data = ensure_dataset(
         args.work_dir / f"go_{args.go_cells}_seed{args.seed}.h5mu",
         lambda: load_training_cells(args.data_dir),
@@ -826,6 +863,9 @@ def main() -> None:
     parser.add_argument("--skip-batches", type=int, default=20, help="warm-up batches of large sets")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads per model")
+    parser.add_argument(
+        "--accelerator", choices=("cpu", "cuda"), default="cpu", help="cuda: train on one GPU (*_cuda.csv / .md)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--human-go", type=Path, default=HUMAN_GO)
@@ -842,6 +882,11 @@ def main() -> None:
         args.result.write_text(json.dumps(run_worker(json.loads(args.worker))))
         return
 
+    if args.accelerator == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--accelerator cuda: torch sees no CUDA device.")
     needed = ("cite_bmmc_5k.h5ad", "go-basic.obo", "ensembl2go.gaf", "gene_interactions.csv")
     missing = [name for name in needed if not (args.data_dir / name).is_file()]
     if missing:
