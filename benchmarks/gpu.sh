@@ -9,7 +9,8 @@
 #   .devdata/  the tutorial files train_throughput.py reads, xz-compressed (*.xz) with SHA256SUMS of the originals,
 #              unpacked to /tmp/nvi-data
 #
-# Both folders are ignored by git (.git/info/exclude) and travel with the working tree when named in carry.
+# Both folders are ignored by git (.git/info/exclude), are built by `bash benchmarks/gpu_pack.sh` and travel with the
+# working tree when named in carry.
 #   .devdata/registry-multiome.tar.xz: the resource cache entry of the tutorial Multiome data (file + verified stamp),
 #              extracted into $SCVI_NETWORKVI_DATA_DIR with the GO files above for benchmarks/integration.py
 #
@@ -27,7 +28,8 @@
 #
 # NVI_PLAN (default "bs128 multiome bs1024 cpu") picks the benchmark steps and their order: bsN = train_throughput.py
 # on CUDA at batch size N, multiome = the integration runs above, scaling = benchmarks/scaling.py --axes cells
-# --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), cpu = all CPU cores.
+# --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), scaling-go = its GO axis
+# (tutorial and, where .devdata has it, the full human GAF; depths 2-4), cpu = all CPU cores.
 # A step that would start with under 15 s left before the deadline is skipped, so put the important ones first.
 #
 # Overrides (environment): NVI_MULTIOME_SEEDS ("0 1 2"), NVI_MULTIOME_EPOCHS (50), NVI_MULTIOME_STEP_S (150),
@@ -206,6 +208,14 @@ scaling() {
         --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
 }
 
+scaling_go() {
+    # the full human GO + GAF come with .devdata where gpu_pack.sh found them (else only the tutorial GAF runs)
+    local gafs=tutorial
+    [[ -f $DATA/go-2022-07-01.obo && -f $DATA/ensembl2go-human-2022.gaf ]] && gafs="tutorial full"
+    python3 benchmarks/scaling.py --axes go --accelerator cuda --gafs $gafs --threads 4 --data-dir "$DATA" \
+        --human-go "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
+}
+
 benchmark() {
     local json=$1
     shift
@@ -214,7 +224,7 @@ benchmark() {
 
 export OUT DATA SITE PYTHONUNBUFFERED
 export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES
-export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling
+export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go
 
 main() {
     echo "benchmarks/gpu.sh: $(date -u +%FT%TZ) on $(hostname)," \
@@ -252,6 +262,7 @@ main() {
                 fi
                 ;;
             scaling) step "scaling cuda" "$SCALING_STEP_S" scaling ;;
+            scaling-go) step "scaling go cuda" "$SCALING_STEP_S" scaling_go ;;
             cpu)
                 step "cpu $CPU_THREADS threads" "$CPU_STEP_S" benchmark "cpu_${CPU_THREADS}threads.json" \
                     --accelerator cpu --epochs "$CPU_EPOCHS" --threads "$CPU_THREADS"
