@@ -185,8 +185,8 @@ print(f"label transfer accuracy on site1: {np.mean(predicted == truth):.3f} "
         "md",
         """How far to trust this: the transferred labels are right for most confident cells and for far fewer of the rest.
 On the same split with 50 reference epochs, `benchmarks/query_mapping.py` measures NETWORKVI (GO encoder) at
-accuracy 0.59 / macro-F1 0.32 against TOTALVI + scArches at 0.70 / 0.44 with the same kNN label transfer, and
-NETWORKVI's dense encoder at 0.69 / 0.39 (one seed; the docs' results page has the table). Filter on
+accuracy 0.60 / macro-F1 0.34 against TOTALVI + scArches at 0.71 / 0.41 with the same kNN label transfer, and
+NETWORKVI's dense encoder at 0.70 / 0.40 (means of 3 seeds; the docs' results page has the table). Filter on
 `cell_type_confidence` before using the predictions.""",
     ),
     (
