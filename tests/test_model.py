@@ -172,6 +172,19 @@ def test_default_sizes_and_the_originals_heuristic():
     assert _networkvi._layer_sizes({"rna": 1000, "atac": 600}, "sqrt", "sqrt") == (24, 4)
 
 
+def test_unknown_chain_width_is_a_model_setting():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    widths = {}
+    for size in (12, 7):
+        wiring = nvi.NETWORKVI(mdata, unknown_size=size, **GO_KW).wirings_["rna"]
+        widths[size] = set(wiring.term_size[wiring.term_kind == "unknown"].tolist())
+        assert set(wiring.term_size[wiring.term_kind == "go"].tolist()) == {6}  # GO terms keep go_size
+    assert widths == {12: {12}, 7: {7}}  # the second model did not reuse the first one's cached wiring
+    with pytest.raises(ValueError, match="unknown_size must be a positive integer"):
+        nvi.NETWORKVI(mdata, unknown_size=0, **GO_KW)
+
+
 @pytest.mark.parametrize("warmup", [True, False])
 def test_modality_penalty_follows_the_kl_warmup(warmup):
     mdata = read(CITE)
