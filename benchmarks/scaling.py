@@ -56,7 +56,8 @@ Usage (about 11 minutes for everything with one thread per model on a 2-core AMD
 ``.h5mu`` takes 300 MB in ``--work-dir``)::
 
     python benchmarks/scaling.py [--axes cells go] [--sizes 1000 5000 20000 100000] [--depths 2 3 4]
-        [--gafs tutorial full] [--threads 1] [--accelerator cpu] [--out-dir benchmarks/results] [--work-dir /tmp/nvi-scaling]
+        [--gafs tutorial full] [--threads 1] [--accelerator cpu] [--out-dir benchmarks/results]
+        [--work-dir /tmp/nvi-scaling] [--summarize]
 
 Smoke run::
 
@@ -359,8 +360,8 @@ def run_worker(spec: dict) -> dict:
     ----------
     spec
         ``model`` (one of ``CELL_MODELS``), ``data`` (``.h5mu``), ``threads``, ``seed``, ``batch_size``,
-        ``warmup_epochs``, ``epochs``, ``skip_batches``, ``accelerator`` (``"cpu"`` or ``"cuda"``); for NETWORKVI with the GO encoder ``obo``, ``gaf``,
-        ``interactions`` and ``depth``.
+        ``warmup_epochs``, ``epochs``, ``skip_batches``, ``accelerator`` (``"cpu"`` or ``"cuda"``); for NETWORKVI
+        with the GO encoder ``obo``, ``gaf``, ``interactions`` and ``depth``.
 
     Returns
     -------
