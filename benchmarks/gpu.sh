@@ -21,8 +21,8 @@
 # Writes to $OUT (default benchmarks/_out/gpu): gpu_log.txt (everything printed), gpu_bs128.json, gpu_bs1024.json,
 # cpu_<N>threads.json (train_throughput.py --json), multiome_latents.tar (benchmarks/integration.py --train-only on
 # CUDA: the Multiome runs' latents, scored afterwards where scib-metrics is installed with
-# `python benchmarks/integration.py --datasets multiome --latents-dir DIR`). Each step runs under `timeout`, cut to what is left of an
-# overall deadline (NVI_DEADLINE_S, default 470 s) so that the script ends within about 8 minutes; a failed step
+# `python benchmarks/integration.py --datasets multiome --latents-dir DIR`). Each step runs under `timeout`, cut to
+# what is left of an overall deadline (NVI_DEADLINE_S, default 470 s) so that the script ends within about 8 minutes; a failed step
 # does not stop the later ones (the benchmark steps are skipped only when the packages cannot be imported).
 # Exit status 0 when every step passed, else 1; the last lines of the log list each step's status.
 #
@@ -131,7 +131,8 @@ EOF
 }
 
 seed_registry() {
-    # the resource cache benchmarks/integration.py reads (offline): GO files from $DATA, the Multiome entry from .devdata
+    # the resource cache benchmarks/integration.py reads (offline): GO files from $DATA, the Multiome entry from
+    # .devdata
     local cache=$SCVI_NETWORKVI_DATA_DIR
     mkdir -p "$cache/go-basic" "$cache/ensembl2go-tutorial" "$cache/k562-contact-domains" || return 1
     cp "$DATA/go-basic.obo" "$cache/go-basic/go-basic.obo" &&

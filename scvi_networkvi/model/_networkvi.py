@@ -82,8 +82,8 @@ class NETWORKVI(
         Neurons per node of the UNKNOWN chain, the path of the genes without annotation (12, the original's). With a
         sparse GAF most genes take this path (the tutorial's leaves 94 % of the multiome ATAC gene nodes
         unannotated), and each of its neurons costs one weight per gene-node neuron on that path. A wider chain did
-        not embed the tutorial multiome data better (ATAC-latent kNN-15 accuracy over seeds: 0.35-0.44 with 12,
-        0.36-0.44 with 64, 0.37-0.39 with 32, 0.24 with 256; see the changelog).
+        not embed the tutorial multiome data better (ATAC-latent kNN-15 accuracy: 0.35-0.44 with 12 over 3 seeds,
+        0.37-0.39 with 32 and 0.36-0.44 with 64 over 2, 0.24 with 256; see the changelog).
     gene_layer
         ``"interaction"`` (gene nodes + gene–gene layers when ``interactions`` is given), ``"standard"``, ``"none"``.
     n_interaction_layers

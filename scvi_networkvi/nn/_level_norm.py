@@ -11,8 +11,8 @@ class LevelBatchNorm(nn.Module):
 
     A GO term sums hundreds to thousands of non-negative gene-node activations. Without normalisation that sum is
     dominated by how much the cell expresses overall, so after training the top GO node becomes rank one and the
-    encoder's posterior collapses onto the prior (tutorial multiome: spread of the ATAC posterior means 0.0001). Centring each
-    level keeps the between-cell differences that carry cell identity. ``torch.nn.BatchNorm1d`` expects
+    encoder's posterior collapses onto the prior (tutorial multiome: spread of the ATAC posterior means 0.0001).
+    Centring each level keeps the between-cell differences that carry cell identity. ``torch.nn.BatchNorm1d`` expects
     cells x neurons; the GO network runs neurons x cells, and transposing every level costs a copy each way.
 
     Parameters
