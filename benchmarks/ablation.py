@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mosaic import knn_cv_accuracy, load_paired  # the sibling script (on sys.path)
 
 logger = logging.getLogger("benchmarks.ablation")
 OUT = Path(__file__).parent / "results" / "ablation_multiome.csv"
@@ -76,28 +77,6 @@ KEYS = ["variant", "seed", "epochs", "n_cells"]
 LATENTS = ("joint", "rna", "atac")
 
 
-def load_cells(n_cells: int):
-    """The fixed random subset of the tutorial multiome set that every run trains on."""
-    import scvi_networkvi as nvi
-
-    mdata = nvi.datasets.tutorial_multiome()
-    if n_cells < mdata.n_obs:
-        rng = np.random.default_rng(0)
-        mdata = mdata[np.sort(rng.choice(mdata.n_obs, n_cells, replace=False))].copy()
-    return mdata
-
-
-def knn_accuracy(latent: np.ndarray, labels: np.ndarray) -> float:
-    """3-fold stratified cross-validated kNN-15 accuracy (labels with fewer than 3 cells left out)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    counts = pd.Series(labels).value_counts()
-    keep = np.isin(labels, counts.index[counts >= 3])
-    folds = StratifiedKFold(3, shuffle=True, random_state=0)
-    return float(cross_val_score(KNeighborsClassifier(15), latent[keep], labels[keep], cv=folds).mean())
-
-
 def run_one(variant: str, seed: int, epochs: int, n_cells: int) -> dict:
     """Train one variant with one seed in this (worker) process; its row of the CSV."""
     import scvi
@@ -110,7 +89,7 @@ def run_one(variant: str, seed: int, epochs: int, n_cells: int) -> dict:
     logging.getLogger("lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(1)
-    mdata = load_cells(n_cells)
+    mdata = load_paired("multiome", n_cells, seed=0)  # the same cells for every run
     labels = mdata["rna"].obs["cell_type"].astype(str).to_numpy()
     modalities = {"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
     train_kwargs = {"max_epochs": epochs, "lr": 4e-3, "early_stopping": False, "accelerator": "cpu"}
@@ -130,7 +109,7 @@ def run_one(variant: str, seed: int, epochs: int, n_cells: int) -> dict:
     row = {"variant": variant, "seed": seed, "epochs": epochs, "n_cells": mdata.n_obs}
     row["train_s"] = time.perf_counter() - start
     for latent in LATENTS:
-        row[f"knn_{latent}"] = knn_accuracy(model.get_latent_representation(modality=names[latent]), labels)
+        row[f"knn_{latent}"] = knn_cv_accuracy(model.get_latent_representation(modality=names[latent]), labels)
     history = model.history
     for key in ("reconstruction_loss_train", "kl_local_train"):
         row[key] = float(history[key].iloc[-1, 0]) if key in history else float("nan")
