@@ -29,7 +29,9 @@
 # NVI_PLAN (default "bs128 multiome bs1024 cpu") picks the benchmark steps and their order: bsN = train_throughput.py
 # on CUDA at batch size N, multiome = the integration runs above, scaling = benchmarks/scaling.py --axes cells
 # --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), scaling-go = its GO axis
-# (tutorial and, where .devdata has it, the full human GAF; depths 2-4), cpu = all CPU cores.
+# (tutorial and, where .devdata has it, the full human GAF; depths 2-4), importances = benchmarks/importances.py
+# --device cuda (tutorial GAF: probes on the GPU against the CPU in the same run), importances-full = the same with
+# the full human GO + GAF (where .devdata has them), cpu = all CPU cores.
 # A step that would start with under 15 s left before the deadline is skipped, so put the important ones first.
 #
 # Overrides (environment): NVI_MULTIOME_SEEDS ("0 1 2"), NVI_MULTIOME_EPOCHS (50), NVI_MULTIOME_STEP_S (150),
@@ -217,6 +219,13 @@ scaling_go() {
         --human-go "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
 }
 
+importances() {
+    # $1 = tutorial | full; logs the probe times on CUDA and on 4 CPU threads, their ratio and the AUROC agreement
+    local go=()
+    [[ $1 == full ]] && go=(--go "$DATA/go-2022-07-01.obo" --annotations "$DATA/ensembl2go-human-2022.gaf")
+    python3 benchmarks/importances.py --device cuda --threads 4 --epochs 3 --sample 100 --data-dir "$DATA" "${go[@]}"
+}
+
 benchmark() {
     local json=$1
     shift
@@ -225,7 +234,8 @@ benchmark() {
 
 export OUT DATA SITE PYTHONUNBUFFERED
 export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES
-export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go
+export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go \
+    importances
 
 main() {
     echo "benchmarks/gpu.sh: $(date -u +%FT%TZ) on $(hostname)," \
@@ -264,6 +274,8 @@ main() {
                 ;;
             scaling) step "scaling cuda" "$SCALING_STEP_S" scaling ;;
             scaling-go) step "scaling go cuda" "$SCALING_STEP_S" scaling_go ;;
+            importances) step "importances cuda" "$CPU_STEP_S" importances tutorial ;;
+            importances-full) step "importances full GO cuda" "$SCALING_STEP_S" importances full ;;
             cpu)
                 step "cpu $CPU_THREADS threads" "$CPU_STEP_S" benchmark "cpu_${CPU_THREADS}threads.json" \
                     --accelerator cpu --epochs "$CPU_EPOCHS" --threads "$CPU_THREADS"

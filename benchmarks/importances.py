@@ -17,11 +17,14 @@ Measured in one process:
   sampled and extrapolated the same way.
 
     python benchmarks/importances.py [--epochs 3] [--sample 300] [--threads N] [--data-dir DIR]
-        [--go OBO --annotations GAF] [--depth L]
+        [--go OBO --annotations GAF] [--depth L] [--device cuda]
 
 ``--go`` / ``--annotations``: another GO release and GAF, e.g. the full human GO of ``get_human_go.sh``
 (``~/.cache/nvi-human-go/go-2022-07-01.obo`` and ``ensembl2go-human-2022.gaf``), for the timing with thousands of
 GO nodes instead of the tutorial's few dozen; ``--depth``: GO depth ``L`` (``n_layers_encoder``, the tutorial's 2).
+``--device cuda``: train and run the activation pass on the GPU and fit the probes there (``get_importances(...,
+device="cuda")``); the probe step is then also timed on the CPU in the same run, and the ratio and the largest
+AUROC difference between the two tables are printed.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ DATA = Path.home() / ".cache" / "nvi-tutorial-data"
 
 
 def tutorial_model(
-    data_dir: Path, epochs: int, go: Path | None = None, annotations: Path | None = None, depth: int = 2
+    data_dir: Path,
+    epochs: int,
+    go: Path | None = None,
+    annotations: Path | None = None,
+    depth: int = 2,
+    accelerator: str = "cpu",
 ):
     import anndata
     import scvi
@@ -65,7 +73,7 @@ def tutorial_model(
         encode_covariates=True,
         n_layers_encoder=depth,
     )
-    model.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False)
+    model.train(max_epochs=epochs, accelerator=accelerator, enable_progress_bar=False)
     return model, mdata
 
 
@@ -114,6 +122,7 @@ def main() -> None:
     parser.add_argument("--go", type=Path, default=None, help="OBO file (default: the tutorial's go-basic)")
     parser.add_argument("--annotations", type=Path, default=None, help="GAF (default: the tutorial's subsampled GAF)")
     parser.add_argument("--depth", type=int, default=2, help="GO depth (n_layers_encoder)")
+    parser.add_argument("--device", default="cpu", help="where the model runs and the probes are fitted (cpu, cuda)")
     args = parser.parse_args()
     if (args.go is None) != (args.annotations is None):
         parser.error("--go and --annotations go together (a GAF is read against the GO release it was made for).")
@@ -124,33 +133,60 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from scvi_networkvi.interpret import capture_activations
     from scvi_networkvi.interpret._importances import design_probes, importance_table
+    from scvi_networkvi.interpret._logistic import probe_device
 
-    model, mdata = tutorial_model(args.data_dir, args.epochs, args.go, args.annotations, args.depth)
+    device = probe_device(args.device)  # fail on an unusable device before training
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    model, mdata = tutorial_model(args.data_dir, args.epochs, args.go, args.annotations, args.depth, accelerator)
     start = time.perf_counter()
     activations = capture_activations(model, mdata)
     t_capture = time.perf_counter() - start
-    start = time.perf_counter()
-    design = design_probes(
-        model,
-        mdata,
-        activations,
-        groupby="cell_type",
-        targets=None,
-        reference="rest",
-        groups=None,
-        restrict=None,
-        cells_with=None,
-        node_types=("go_term",),
-        gene_groups=None,
-        heldout_size=0.3,
-        seed=0,
-        C=1.0,
-        class_weight="balanced",
-        min_cells=5,
-        level=0.95,
-    )
-    table = importance_table(design, activations)
-    t_probes = time.perf_counter() - start
+
+    def probe_step(on: torch.device):
+        """design + probes (``compute_importances`` minus the activation pass) on ``on``; table and seconds."""
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        design = design_probes(
+            model,
+            mdata,
+            activations,
+            groupby="cell_type",
+            targets=None,
+            reference="rest",
+            groups=None,
+            restrict=None,
+            cells_with=None,
+            node_types=("go_term",),
+            gene_groups=None,
+            heldout_size=0.3,
+            seed=0,
+            C=1.0,
+            class_weight="balanced",
+            min_cells=5,
+            level=0.95,
+            device=on,
+        )
+        table = importance_table(design, activations)
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+        return design, table, time.perf_counter() - start
+
+    if device.type == "cuda":
+        probe_step(device)  # warm-up: CUDA context, cuSOLVER / cuBLAS handles
+    design, table, t_probes = probe_step(device)
+    if device.type != "cpu":
+        _, cpu_table, t_cpu = probe_step(torch.device("cpu"))
+        logger.info(
+            "probes on %s: %.2f s, on the CPU (%d threads): %.2f s, CPU / %s = %.2fx; largest AUROC difference %.1e",
+            device,
+            t_probes,
+            torch.get_num_threads(),
+            t_cpu,
+            device,
+            t_cpu / t_probes,
+            float((table["auroc"] - cpu_table["auroc"]).abs().max()),
+        )
     reference = sklearn_reference(design, activations, args.sample, seed=0)
     n_pairs = len(table)
     logger.info(
@@ -175,7 +211,7 @@ def main() -> None:
         table["phenotype"].nunique(),
     )
     logger.info("activation pass: %.2f s", t_capture)
-    logger.info("probes (all GO nodes x all cell types, after the activation pass): %.2f s", t_probes)
+    logger.info("probes on %s (all GO nodes x all cell types, after the activation pass): %.2f s", device, t_probes)
     for name in ("LogisticRegressionCV (original)", "LogisticRegression (same objective)"):
         per_pair = reference[name]
         total = per_pair * reference["pairs"]

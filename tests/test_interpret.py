@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import scvi_networkvi as nvi
-from scvi_networkvi.interpret import capture_activations, importance_matrix
+from scvi_networkvi.interpret import capture_activations, fit_logistic, importance_matrix
 from scvi_networkvi.interpret._nodes import node_table, read_gene_groups
 from scvi_networkvi.interpret._phenotypes import categorical_labels, define_phenotypes, stratified_split
 
@@ -185,6 +185,60 @@ def test_bad_requests_fail_before_anything_is_stored(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         model.get_importances(**kwargs)
     assert set(model.adata.uns) == uns_before
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu9", "is not a torch device"),
+        ("mps", "need float64"),
+        ("meta", "probes run on 'cpu' or 'cuda'"),
+        pytest.param(
+            "cuda", "no CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+        ),
+    ],
+)
+def test_unusable_probe_device_fails_before_the_inference_pass(model, monkeypatch, device, message):
+    import scvi_networkvi.interpret._importances as importances_module
+    import scvi_networkvi.interpret._perturb as perturb_module
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the inference pass ran before the device was checked")
+
+    monkeypatch.setattr(importances_module, "capture_activations", no_pass)
+    monkeypatch.setattr(perturb_module, "capture_activations", no_pass)
+    with pytest.raises(ValueError, match=message):
+        model.get_importances(groupby="cell_type", device=device)
+    genes = [str(model.adata["rna"].var_names[0])]
+    with pytest.raises(ValueError, match=message):
+        model.get_perturbation_importances(genes=genes, groupby="cell_type", device=device)
+
+
+def test_probes_are_fitted_on_the_requested_device(model, importances, monkeypatch):
+    import scvi_networkvi.interpret._probe as probe_module
+
+    seen = []
+
+    def recording_fit(*args, **kwargs):
+        seen.append(kwargs["device"])
+        return fit_logistic(*args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "fit_logistic", recording_fit)
+    table = model.get_importances(groupby="cell_type", key_added=None, seed=0, device="cpu")
+    pd.testing.assert_frame_equal(table, importances)
+    assert seen and all(d == torch.device("cpu") for d in seen)
+    seen.clear()
+    genes = [str(model.adata["rna"].var_names[0])]
+    kwargs = {"targets": list(model.adata.obs["cell_type"].cat.categories)[:1], "key_added": None}
+    model.get_perturbation_importances(genes=genes, groupby="cell_type", device=torch.device("cpu"), **kwargs)
+    assert len(seen) >= 2 and all(d == torch.device("cpu") for d in seen)  # probes before and after (refit)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_probes_on_a_gpu_give_the_cpu_table(model, importances):
+    table = model.get_importances(groupby="cell_type", key_added=None, seed=0, device="cuda")
+    np.testing.assert_allclose(table["auroc"], importances["auroc"], atol=1e-6)
+    pd.testing.assert_series_equal(table["node_id"], importances["node_id"])
 
 
 def test_too_few_cells_skips_a_phenotype_with_a_warning(model, caplog):

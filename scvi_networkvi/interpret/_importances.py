@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ._activations import Activations, ModalityActivations, capture_activations, resolve_roles
 from ._auroc import benjamini_hochberg
+from ._logistic import probe_device
 from ._nodes import NODE_COLUMNS, GeneGroups, NodeTable, node_table, read_gene_groups
 from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
@@ -61,6 +63,7 @@ class ProbeDesign:
     min_cells: int
     level: float
     seed: int
+    device: torch.device = torch.device("cpu")  # where the probes are fitted
 
 
 def design_probes(
@@ -82,6 +85,7 @@ def design_probes(
     class_weight: str | None,
     min_cells: int,
     level: float,
+    device: torch.device | None = None,
 ) -> ProbeDesign:
     """Validate the request and fix cells, split, phenotypes and nodes."""
     mdata = adata
@@ -135,6 +139,7 @@ def design_probes(
         min_cells=min_cells,
         level=level,
         seed=seed,
+        device=probe_device(device),
     )
 
 
@@ -212,6 +217,7 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
             C=design.C,
             class_weight=design.class_weight,
             level=design.level,
+            device=design.device,
         )
         for position, frame in enumerate(node_rows(design, acts, cells.usable)):
             frame["auroc"] = stats.auroc[:, position]
@@ -271,6 +277,7 @@ def compute_importances(
     level: float = 0.95,
     seed: int | None = None,
     batch_size: int = 256,
+    device: str | torch.device | None = None,
     save_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
@@ -284,6 +291,7 @@ def compute_importances(
     adata = model._validate_anndata(adata)
     categorical_labels(adata, groupby)  # fail on a bad groupby before the inference pass
     resolve_roles(model, modalities)
+    device = probe_device(device)
     if class_weight not in (None, "balanced"):
         raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
     if C <= 0:
@@ -314,6 +322,7 @@ def compute_importances(
         class_weight=class_weight,
         min_cells=min_cells,
         level=level,
+        device=device,
     )
     result = importance_table(design, activations)
     result.attrs["networkvi"] = {"groupby": groupby, "heldout_size": heldout_size, "seed": seed, "C": C}

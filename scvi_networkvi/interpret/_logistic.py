@@ -110,6 +110,36 @@ class LogisticFit:
 # helpers
 
 
+def probe_device(device: str | torch.device | None) -> torch.device:
+    """The torch device probes are fitted on: ``None`` is the CPU; an unusable device raises before any work.
+
+    Raises
+    ------
+    ValueError
+        For a string torch cannot parse, a CUDA device when CUDA is unavailable or the index does not exist, or a
+        device without float64 support (MPS): the probes are fitted in float64.
+    """
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device: use 'cpu', 'cuda' or 'cuda:N'.") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} asks for CUDA, but torch sees no CUDA GPU here: use device='cpu'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ... "
+                f"cuda:{torch.cuda.device_count() - 1})."
+            )
+    elif dev.type == "mps":
+        raise ValueError("device='mps' cannot fit the probes (they need float64, which MPS lacks): use 'cpu'.")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={device!r}: probes run on 'cpu' or 'cuda' devices.")
+    return dev
+
+
 def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x.detach()

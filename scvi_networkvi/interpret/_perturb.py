@@ -15,6 +15,7 @@ from scvi_networkvi.module import DATA_KEYS
 from ._activations import capture_activations, resolve_roles
 from ._auroc import benjamini_hochberg
 from ._importances import NodeType, design_probes, modality_cells, node_rows
+from ._logistic import probe_device
 from ._nodes import NODE_COLUMNS
 from ._phenotypes import categorical_labels
 from ._probe import change_probes
@@ -127,6 +128,7 @@ def compute_perturbation(
     level: float = 0.95,
     seed: int | None = None,
     batch_size: int = 256,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Per perturbation, node and phenotype: held-out AUROC before and after zeroing genes, and the change.
 
@@ -139,6 +141,7 @@ def compute_perturbation(
     adata = model._validate_anndata(adata)
     categorical_labels(adata, groupby)
     plans = resolve_perturbations(model, genes, perturb_modalities)
+    device = probe_device(device)
     if modalities is None:  # probe the wired modalities whose features some perturbation changes
         touched = {role for plan in plans.values() for role in plan}
         wired = resolve_roles(model, None)
@@ -169,6 +172,7 @@ def compute_perturbation(
         class_weight=class_weight,
         min_cells=min_cells,
         level=level,
+        device=device,
     )
     frames = []
     for name, plan in plans.items():
@@ -194,6 +198,7 @@ def compute_perturbation(
                 class_weight=class_weight,
                 level=level,
                 refit=refit,
+                device=design.device,
             )
             for position, frame in enumerate(node_rows(design, acts, cells.usable)):
                 frame.insert(0, "perturbation", name)

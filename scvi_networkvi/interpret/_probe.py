@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.stats import norm
 
 from ._auroc import auroc, delong, delong_paired
@@ -94,12 +95,17 @@ def sample_weights(case: np.ndarray, control: np.ndarray, class_weight: str | No
 
 
 def fitted_scores(
-    x_fit: np.ndarray, x_eval: np.ndarray, targets: Targets, C: float, class_weight: str | None
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    targets: Targets,
+    C: float,
+    class_weight: str | None,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, object]:
-    """Fit ``k x p`` probes on standardised ``x_fit``; decision values ``(k, p, n)`` on both splits and the fit."""
+    """Fit ``k x p`` probes on standardised ``x_fit`` (on ``device``); decision values ``(k, p, n)`` on both splits."""
     x_fit, x_eval = standardise(x_fit, x_eval)
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
-    fit = fit_logistic(x_fit, targets.case_fit.astype(np.float64), C=C, sample_weight=weights)
+    fit = fit_logistic(x_fit, targets.case_fit.astype(np.float64), C=C, sample_weight=weights, device=device)
     return tied(decision_function(fit, x_fit)), tied(decision_function(fit, x_eval)), fit
 
 
@@ -122,6 +128,7 @@ def fit_probes(
     C: float,
     class_weight: str | None,
     level: float,
+    device: torch.device | None = None,
 ) -> ProbeStats:
     """Fit and score every node's probes; AUROC statistics per node and phenotype."""
     k, p = len(table.frame), targets.n_phenotypes
@@ -129,7 +136,7 @@ def fit_probes(
     for source, positions in node_chunks(table, len(fit_rows) + len(eval_rows)):
         x_fit = gather(matrices[source], table, positions, fit_rows)
         x_eval = gather(matrices[source], table, positions, eval_rows)
-        scores_fit, scores_eval, _ = fitted_scores(x_fit, x_eval, targets, C, class_weight)
+        scores_fit, scores_eval, _ = fitted_scores(x_fit, x_eval, targets, C, class_weight, device)
         for j in range(p):
             held = targets.case_eval[j] | targets.control_eval[j]
             stats = delong(scores_eval[:, j, held], targets.case_eval[j, held], level=level)
@@ -172,6 +179,7 @@ def change_probes(
     class_weight: str | None,
     level: float,
     refit: bool,
+    device: torch.device | None = None,
 ) -> ChangeStats:
     """Held-out AUROC of every node's probe before and after a perturbation, and the paired change.
 
@@ -185,9 +193,9 @@ def change_probes(
         x_eval = gather(before[source], table, positions, eval_rows)
         y_fit = gather(after[source], table, positions, fit_rows)
         y_eval = gather(after[source], table, positions, eval_rows)
-        _, scores_before, fit = fitted_scores(x_fit, x_eval, targets, C, class_weight)
+        _, scores_before, fit = fitted_scores(x_fit, x_eval, targets, C, class_weight, device)
         if refit:
-            _, scores_after, _ = fitted_scores(y_fit, y_eval, targets, C, class_weight)
+            _, scores_after, _ = fitted_scores(y_fit, y_eval, targets, C, class_weight, device)
         else:
             _, y_eval_std = _standardise_like(x_fit, y_eval)
             scores_after = tied(decision_function(fit, y_eval_std))

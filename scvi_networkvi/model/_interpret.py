@@ -33,6 +33,7 @@ class NetworkVIInterpretMixin:
         level: float = 0.95,
         seed: int | None = None,
         batch_size: int = 256,
+        device: str | None = None,
         key_added: str | None = "networkvi_importances",
         save_path: str | os.PathLike | None = None,
     ) -> pd.DataFrame:
@@ -81,7 +82,10 @@ class NetworkVIInterpretMixin:
         seed
             Seed of the split (default ``scvi.settings.seed``); the same seed gives the same table.
         batch_size
-            Cells per inference minibatch.
+            Cells per inference minibatch (the inference pass runs on the model's device).
+        device
+            Torch device the probes are fitted on (float64 batched Newton): ``None`` or ``"cpu"`` (default), or
+            ``"cuda"`` / ``"cuda:N"``. Independent of where the model is; an unusable device raises before any work.
         key_added
             Store the table in ``adata.uns[key_added]`` (``None``: do not store).
         save_path
@@ -119,6 +123,7 @@ class NetworkVIInterpretMixin:
             level=level,
             seed=seed,
             batch_size=batch_size,
+            device=device,
             save_path=save_path,
         )
         if key_added is not None:
@@ -147,6 +152,7 @@ class NetworkVIInterpretMixin:
         level: float = 0.95,
         seed: int | None = None,
         batch_size: int = 256,
+        device: str | None = None,
         key_added: str | None = "networkvi_perturbation",
         save_path: str | os.PathLike | None = None,
     ) -> pd.DataFrame:
@@ -166,7 +172,7 @@ class NetworkVIInterpretMixin:
             Modalities whose features are zeroed (default: every modality measuring the gene).
         modalities
             Modalities whose nodes are probed (default: the perturbed GO-wired ones).
-        groupby, targets, reference, groups, restrict, node_types, indices, heldout_size, C, class_weight, min_cells, level, seed, batch_size
+        groupby, targets, reference, groups, restrict, node_types, indices, heldout_size, C, class_weight, min_cells, level, seed, batch_size, device
             As in :meth:`get_importances` (``node_types`` without gene groups).
         refit
             Refit the probes on perturbed cells (default) or reuse the unperturbed ones.
@@ -204,6 +210,7 @@ class NetworkVIInterpretMixin:
             level=level,
             seed=seed,
             batch_size=batch_size,
+            device=device,
         )
         if save_path is not None:
             write_table(table, save_path)

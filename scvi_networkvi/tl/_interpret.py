@@ -70,7 +70,7 @@ def importances(
     seed
         Seed of the held-out split (default ``scvi.settings.seed``).
     **kwargs
-        Further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``heldout_size``, ``C``, ``restrict``,
+        Further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``heldout_size``, ``C``, ``restrict``, ``device``,
         ``gene_groups``, ``save_path``...).
 
     Returns
