@@ -117,7 +117,7 @@ def probe_device(device: str | torch.device | None) -> torch.device:
     ------
     ValueError
         For a string torch cannot parse, a CUDA device when CUDA is unavailable or the index does not exist, or a
-        device without float64 support (MPS): the probes are fitted in float64.
+        device without float64 support (MPS: the probes are fitted in float64), or any other device type.
     """
     if device is None:
         return torch.device("cpu")

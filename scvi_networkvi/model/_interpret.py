@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import torch
 
 
 class NetworkVIInterpretMixin:
@@ -33,7 +36,7 @@ class NetworkVIInterpretMixin:
         level: float = 0.95,
         seed: int | None = None,
         batch_size: int = 256,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         key_added: str | None = "networkvi_importances",
         save_path: str | os.PathLike | None = None,
     ) -> pd.DataFrame:
@@ -152,7 +155,7 @@ class NetworkVIInterpretMixin:
         level: float = 0.95,
         seed: int | None = None,
         batch_size: int = 256,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         key_added: str | None = "networkvi_perturbation",
         save_path: str | os.PathLike | None = None,
     ) -> pd.DataFrame:
