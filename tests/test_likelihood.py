@@ -9,7 +9,7 @@ import torch
 from scvi.distributions import ZeroInflatedNegativeBinomial
 from torch.distributions import NegativeBinomial
 
-from scvi_networkvi.module._likelihood import nb_log_prob, zinb_log_prob
+from scvi_networkvi.module._likelihood import log_gamma_ratio, nb_log_prob, zinb_log_prob
 
 
 def _params(seed: int = 0, n: int = 64, genes: int = 50):
@@ -59,3 +59,24 @@ def test_zinb_is_a_distribution_over_counts():
     assert probs.sum().item() == pytest.approx(1.0, abs=1e-7)  # eps = 1e-8 inside the logs
     nb_zero = nb_log_prob(counts[:1], mu, theta).exp().item()
     assert probs[0].item() > nb_zero
+
+
+@pytest.mark.parametrize("theta_shape", ["row", "full", "samples"])
+def test_log_gamma_ratio_sparse_path_equals_dense_formula(theta_shape):
+    """The CPU path computes on non-zero counts only; values and theta gradients equal the dense formula."""
+    x, _, theta, _ = _params(3)
+    if theta_shape == "row":
+        theta = theta.detach().view(1, -1).requires_grad_()
+    elif theta_shape == "full":
+        theta = (theta.detach() * torch.linspace(0.5, 2.0, x.shape[0], dtype=theta.dtype).view(-1, 1)).requires_grad_()
+    else:  # a leading samples axis broadcasts against the counts: computed densely
+        theta = theta.detach().expand(3, *x.shape).clone().requires_grad_()
+    ours = log_gamma_ratio(x, theta)
+    dense = torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+    assert ours.shape == dense.shape
+    torch.testing.assert_close(ours, dense, rtol=1e-12, atol=1e-12)
+    assert bool((ours[..., x == 0] == 0).all())  # exactly zero where there are no counts
+    weights = torch.rand(dense.shape, generator=torch.Generator().manual_seed(0), dtype=dense.dtype)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), theta)
+    (grad_dense,) = torch.autograd.grad((dense * weights).sum(), theta)
+    torch.testing.assert_close(grad_ours, grad_dense, rtol=1e-10, atol=1e-10)
