@@ -162,3 +162,25 @@ def use_registry(monkeypatch: pytest.MonkeyPatch):
         return registry
 
     return install
+
+
+@pytest.fixture(scope="session")
+def example_sites():
+    """Factory: the embedded example's cells from the given sites, as a new MuData whose ``Site`` holds plain strings.
+
+    Plain strings, so that a site left out is not a registered batch category.
+    """
+    import mudata as md
+
+    import scvi_networkvi as nvi
+
+    full = nvi.datasets.example()
+
+    def make(sites) -> md.MuData:
+        keep = full["rna"].obs["Site"].isin(sites).to_numpy()
+        mdata = md.MuData({mod: full[mod][keep].copy() for mod in full.mod})
+        for mod in mdata.mod:
+            mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
+        return mdata
+
+    return make

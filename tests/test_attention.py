@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mudata as md
 import numpy as np
 import pytest
 import scvi
@@ -60,24 +59,15 @@ def offline_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
 
 
-def sites(names) -> md.MuData:
-    full = nvi.datasets.example()
-    keep = full["rna"].obs["Site"].isin(names).to_numpy()
-    mdata = md.MuData({mod: full[mod][keep].copy() for mod in full.mod})
-    for mod in mdata.mod:
-        mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
-    return mdata
-
-
 def build(mdata, **kwargs):
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
     res = nvi.datasets.example_resources()
     return nvi.NETWORKVI(mdata, go=res["go"], annotations=res["annotations"], gene_size=3, go_size=2, **kwargs)
 
 
-def test_model_with_covariate_attention_trains_and_maps_queries(offline_cache, tmp_path):
+def test_model_with_covariate_attention_trains_and_maps_queries(offline_cache, tmp_path, example_sites):
     scvi.settings.seed = 0
-    model = build(sites(["site2", "site3"]), encode_covariates=True, covariate_attention="all")
+    model = build(example_sites(["site2", "site3"]), encode_covariates=True, covariate_attention="all")
     encoder = model.module.encoders["rna"]
     assert encoder.gene_attention is not None
     n_levels = len(encoder.go_network.levels)
@@ -86,7 +76,7 @@ def test_model_with_covariate_attention_trains_and_maps_queries(offline_cache, t
     assert np.isfinite(model.get_latent_representation()).all()
     ref_key = encoder.go_network.attention["1"].key.detach().clone()  # one-hot: site2, site3
 
-    query = sites(["site4"])
+    query = example_sites(["site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, model)
     query_model = nvi.NETWORKVI.load_query_data(query, model)
     query_key = query_model.module.encoders["rna"].go_network.attention["1"].key
@@ -98,8 +88,8 @@ def test_model_with_covariate_attention_trains_and_maps_queries(offline_cache, t
     assert np.isfinite(query_model.get_latent_representation()).all()
 
 
-def test_covariate_attention_needs_encoded_covariates(offline_cache):
+def test_covariate_attention_needs_encoded_covariates(offline_cache, example_sites):
     with pytest.raises(ValueError, match="encode_covariates=True"):
-        build(sites(["site2", "site3"]), covariate_attention="go")
+        build(example_sites(["site2", "site3"]), covariate_attention="go")
     with pytest.raises(ValueError, match="covariate_attention must be"):
-        build(sites(["site2", "site3"]), encode_covariates=True, covariate_attention="deep")
+        build(example_sites(["site2", "site3"]), encode_covariates=True, covariate_attention="deep")

@@ -24,19 +24,10 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
 
 
-def subset(sites) -> md.MuData:
-    full = nvi.datasets.example()
-    keep = full["rna"].obs["Site"].isin(sites).to_numpy()
-    mdata = md.MuData({mod: full[mod][keep].copy() for mod in full.mod})
-    for mod in mdata.mod:
-        mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
-    return mdata
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, example_sites):
     scvi.settings.seed = 0
-    mdata = subset(["site2", "site3"])
+    mdata = example_sites(["site2", "site3"])
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
     model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2, encode_covariates=True)
     model.train(max_epochs=15, accelerator="cpu", enable_progress_bar=False, lr=3e-3)
@@ -46,9 +37,9 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("from_path", [False, True])
-def test_unseen_batch_maps_onto_the_reference(reference, from_path):
+def test_unseen_batch_maps_onto_the_reference(reference, from_path, example_sites):
     ref_model, path = reference
-    query = subset(["site4"])
+    query = example_sites(["site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, path if from_path else ref_model)
     scvi.settings.seed = 1  # the query's new weights and its training do not depend on the tests run before
     model = nvi.NETWORKVI.load_query_data(query, path if from_path else ref_model)
@@ -67,7 +58,7 @@ def test_unseen_batch_maps_onto_the_reference(reference, from_path):
     clf = KNeighborsClassifier(15).fit(ref_latent, ref_model.adata["rna"].obs["cell_type"].astype(str).to_numpy())
     truth = query["rna"].obs["cell_type"].astype(str).to_numpy()
     accuracy = float((clf.predict(latent) == truth).mean())
-    as_reference = subset(["site4"])
+    as_reference = example_sites(["site4"])
     as_reference["rna"].obs["Site"] = "site3"
     baseline = float((clf.predict(ref_model.get_latent_representation(as_reference)) == truth).mean())
     majority = query["rna"].obs["cell_type"].value_counts(normalize=True).iloc[0]
@@ -75,9 +66,9 @@ def test_unseen_batch_maps_onto_the_reference(reference, from_path):
     assert accuracy > baseline - 0.1
 
 
-def test_seen_and_unseen_batches_together(reference):
+def test_seen_and_unseen_batches_together(reference, example_sites):
     ref_model, _ = reference
-    query = subset(["site3", "site4"])
+    query = example_sites(["site3", "site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
     model = nvi.NETWORKVI.load_query_data(query, ref_model)
     assert model.summary_stats.n_batch == 3
@@ -85,9 +76,9 @@ def test_seen_and_unseen_batches_together(reference):
     assert np.isfinite(model.get_latent_representation()).all()
 
 
-def test_reference_cells_decode_as_before_until_the_query_trains(reference):
+def test_reference_cells_decode_as_before_until_the_query_trains(reference, example_sites):
     ref_model, _ = reference
-    query = subset(["site3", "site4"])
+    query = example_sites(["site3", "site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
     model = nvi.NETWORKVI.load_query_data(query, ref_model)
     ref_cells = np.flatnonzero(query["rna"].obs["Site"].to_numpy() == "site3")
@@ -98,32 +89,32 @@ def test_reference_cells_decode_as_before_until_the_query_trains(reference):
     np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-7)
 
 
-def test_query_errors(reference):
+def test_query_errors(reference, example_sites):
     ref_model, _ = reference
-    full = subset(["site4"])
+    full = example_sites(["site4"])
     query = md.MuData({"rna": full["rna"][:, ::-1].copy(), "prot": full["prot"].copy()})
     with pytest.raises(ValueError, match="prepare_query_mudata"):
         nvi.NETWORKVI.load_query_data(query, ref_model)  # features in another order: not prepared yet
     nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
     assert list(query["rna"].var_names) == list(ref_model.adata["rna"].var_names)
-    renamed = subset(["site4"])
+    renamed = example_sites(["site4"])
     renamed["prot"].var_names = [f"x{i}" for i in range(renamed["prot"].n_vars)]
     with pytest.raises(ValueError, match="shares no feature"):
         nvi.NETWORKVI.prepare_query_mudata(renamed, ref_model)
     with pytest.raises(ValueError, match="site4"):
-        ref_model.get_latent_representation(subset(["site4"]))  # a batch the model never saw
+        ref_model.get_latent_representation(example_sites(["site4"]))  # a batch the model never saw
 
 
-def test_query_warns_when_the_encoders_ignore_the_batch(reference):
+def test_query_warns_when_the_encoders_ignore_the_batch(reference, example_sites):
     ref_model, _ = reference
-    mdata = subset(["site2", "site3"])
+    mdata = example_sites(["site2", "site3"])
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
     plain = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)  # encode_covariates=False: zero-shot mapping
-    query = subset(["site4"])
+    query = example_sites(["site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, plain)
     with pytest.warns(UserWarning, match="encode_covariates=False"):
         nvi.NETWORKVI.load_query_data(query, plain)
-    query = subset(["site4"])
+    query = example_sites(["site4"])
     nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

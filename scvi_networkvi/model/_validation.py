@@ -52,3 +52,25 @@ def layer_matrix(adata, layer: str | None, where: str):
     if layer not in adata.layers:
         raise ValueError(f"{where} has no layer {layer!r}; available layers: {list(adata.layers)}.")
     return adata.layers[layer]
+
+
+def check_continuous_covariates(obs, keys, where: str) -> None:
+    """Raise a ValueError if a continuous covariate column of ``obs`` is missing, not numeric, NaN or infinite."""
+    for key in [keys] if isinstance(keys, str) else list(keys or []):
+        if key not in obs.columns:
+            raise ValueError(
+                f"continuous_covariate_keys: {key!r} is not a column of {where} (columns: {list(obs.columns)[:8]})."
+            )
+        column = obs[key]
+        if column.dtype.kind not in "biuf":
+            raise ValueError(
+                f"Continuous covariate {key!r} in {where} has dtype {column.dtype}, not numbers. Convert it "
+                "(e.g. pd.to_numeric), or register it with categorical_covariate_keys if it is a category."
+            )
+        values = column.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"Continuous covariate {key!r} in {where} has {int(bad.sum())} NaN or infinite values. Fill them "
+                "(e.g. with the column's median) or drop those cells before setup_mudata."
+            )

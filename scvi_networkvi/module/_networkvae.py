@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -49,6 +49,10 @@ class NetworkVAE(BaseModuleClass):
         Depth of dense encoders and of the decoders.
     n_continuous_cov, n_cats_per_cov
         Extra covariates.
+    continuous_covariate_stats
+        ``(location, scale)`` per continuous covariate: the module reads ``(value - location) / scale`` wherever it
+        uses them (encoders, attention, decoders). Kept as buffers, so a saved or query model reuses the reference's.
+        ``None``: the raw values (location 0, scale 1).
     dropout_rate
         Encoder dropout.
     gene_likelihood
@@ -93,6 +97,7 @@ class NetworkVAE(BaseModuleClass):
         n_layers_encoder: int = 2,
         n_layers_decoder: int = 2,
         n_continuous_cov: int = 0,
+        continuous_covariate_stats: tuple[Sequence[float], Sequence[float]] | None = None,
         n_cats_per_cov: Iterable[int] | None = None,
         dropout_rate: float = 0.1,
         gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
@@ -136,6 +141,16 @@ class NetworkVAE(BaseModuleClass):
         cat_list = [n_batch, *list(n_cats_per_cov or [])]
         self.n_cats_per_cov = list(n_cats_per_cov or [])
         encoder_cats = cat_list if encode_covariates else None
+        if n_continuous_cov:
+            loc, scale = continuous_covariate_stats or ([0.0] * n_continuous_cov, [1.0] * n_continuous_cov)
+            loc, scale = torch.as_tensor(loc, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
+            if loc.shape != (n_continuous_cov,) or scale.shape != (n_continuous_cov,) or not bool((scale > 0).all()):
+                raise ValueError(
+                    f"continuous_covariate_stats must be (location, scale) with {n_continuous_cov} entries each and "
+                    "positive scales."
+                )
+            self.register_buffer("continuous_covariate_loc", loc)
+            self.register_buffer("continuous_covariate_scale", scale)
         encoder_cont = n_continuous_cov if encode_covariates else 0
         wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
 
@@ -241,6 +256,9 @@ class NetworkVAE(BaseModuleClass):
         batch = tensors[REGISTRY_KEYS.BATCH_KEY]
         cat = tensors.get(REGISTRY_KEYS.CAT_COVS_KEY)
         cont = tensors.get(REGISTRY_KEYS.CONT_COVS_KEY)
+        if cont is not None:
+            loc, scale = self.continuous_covariate_loc, self.continuous_covariate_scale
+            cont = (cont.to(loc.device) - loc) / scale
         return batch, cat, cont
 
     def _masks(self, tensors: dict[str, torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
