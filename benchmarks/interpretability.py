@@ -1,6 +1,6 @@
 """Do GO-term importances mean something? Top terms per cell type, the in-sample gap, planted-signal recovery.
 
-Three parts (``--parts``), each writing its tables to ``--out-dir`` (default ``benchmarks/results/``):
+Four parts (``--parts``), each writing its tables to ``--out-dir`` (default ``benchmarks/results/``):
 
 ``top`` - top GO terms per cell type (``interpretability_top_terms.csv`` / ``.md``).
     Data: the NetworkVI tutorial CITE-seq set (``nvi.datasets.tutorial_cite()``: 5000 bone-marrow cells, ``rna``
@@ -25,6 +25,14 @@ Three parts (``--parts``), each writing its tables to ``--out-dir`` (default ``b
     of the two lists, mean of both AUROCs over the in-sample top 10). The original NetworkVI reports in-sample
     AUROCs as its headline numbers: this is how much that inflates them.
 
+``size`` - does importance follow term size? (``interpretability_size.md``), from the same models.
+    ``get_importances(..., null_sets=--null-sets)`` adds each GO term's size- and width-matched reference (random
+    sets of as many annotated genes, their gene-node activations summarised in the term's width by PCA, probed on
+    the same split). Over all ranked GO terms x cell types: Spearman correlation of the held-out AUROC with the
+    term's gene count, and of its excess over the reference (``auroc - auroc_null``); the share of pairs with
+    ``pval_null <= 0.05``; per cell type the top 10 by AUROC: their median gene count next to all terms', how many
+    beat their reference, and how many stay in the top 10 when ranked by the excess instead.
+
 ``planted`` - planted-signal recovery (``interpretability_planted.csv`` / ``.md``).
     The design of ``tests/test_interpret_planted.py``, repeated over ``--plant-seeds`` and several planted term
     pairs: real counts (the 600-cell starter ``$NVI_SHARED_DATA/bmmc_cite_starter.h5mu``, default
@@ -41,7 +49,8 @@ Three parts (``--parts``), each writing its tables to ``--out-dir`` (default ``b
 
 Usage (one command, everything; ~15-25 min on 2 busy cores)::
 
-    python benchmarks/interpretability.py [--parts top gap planted] [--epochs 50] [--seeds 0] [--n-cells N]
+    python benchmarks/interpretability.py [--parts top gap size planted] [--epochs 50] [--seeds 0] [--n-cells N]
+        [--null-sets 100]
         [--plant-seeds 0 1 2] [--n-pairs 2] [--planted-epochs 40] [--threads N] [--out-dir benchmarks/results]
 
 Small smoke run::
@@ -193,7 +202,8 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
     )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    table = model.get_importances(groupby="cell_type", key_added=None, seed=seed)
+    null_sets = args.null_sets if "size" in args.parts else 0
+    table = model.get_importances(groupby="cell_type", key_added=None, seed=seed, null_sets=null_sets)
     probe_s = time.perf_counter() - start
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
@@ -295,8 +305,36 @@ def gap_stats(table: pd.DataFrame, top: int = 10) -> dict[str, float]:
     }
 
 
+def size_stats(table: pd.DataFrame, top: int = 10) -> dict[str, float]:
+    """How the held-out AUROC and its excess over the size-matched reference follow the GO terms' gene counts."""
+    go = table[(table["kind"] == "go") & table["auroc"].notna() & table["auroc_null"].notna()].copy()
+    go["excess"] = go["auroc"] - go["auroc_null"]
+    size_top, size_all, beat_top, kept = [], [], [], []
+    for _, sub in go.groupby(["modality", "phenotype"], observed=True):
+        if len(sub) < top:
+            continue
+        by_auroc = sub.sort_values(["auroc", "node_id"], ascending=[False, True]).head(top)
+        by_excess = sub.sort_values(["excess", "node_id"], ascending=[False, True]).head(top)
+        size_top.append(by_auroc["n_genes"].median())
+        size_all.append(sub["n_genes"].median())
+        beat_top.append((by_auroc["pval_null"] <= 0.05).mean())
+        kept.append(len(set(by_auroc["node_id"]) & set(by_excess["node_id"])) / top)
+    return {
+        "pairs (term x cell type)": len(go),
+        "Spearman(auroc, n_genes)": go["auroc"].corr(go["n_genes"], method="spearman"),
+        "Spearman(auroc - auroc_null, n_genes)": go["excess"].corr(go["n_genes"], method="spearman"),
+        "mean auroc_null": go["auroc_null"].mean(),
+        "fraction pval_null <= 0.05": (go["pval_null"] <= 0.05).mean(),
+        f"top-{top} by auroc: median n_genes (mean over cell types)": np.mean(size_top),
+        "all ranked terms: median n_genes (mean over cell types)": np.mean(size_all),
+        f"top-{top} by auroc: fraction with pval_null <= 0.05": np.mean(beat_top),
+        f"top-{top} overlap, auroc vs excess ranking (mean)": np.mean(kept),
+        "cell types compared": len(kept),
+    }
+
+
 def run_top_and_gap(args: argparse.Namespace) -> None:
-    long_frames, summaries, gaps, runs = [], [], [], []
+    long_frames, summaries, gaps, sizes, examples, runs = [], [], [], [], [], []
     for seed in args.seeds:
         table, counts, info = train_tutorial_model(args, seed)
         runs.append(info)
@@ -321,10 +359,30 @@ def run_top_and_gap(args: argparse.Namespace) -> None:
                 stats = gap_stats(sub)
                 gaps.append({"seed": seed, "modality": modality, **stats})
                 logger.info("seed %d gap (%s): %s", seed, modality, {k: round(float(v), 3) for k, v in stats.items()})
+        if "size" in args.parts:
+            for modality, sub in [("all", table), *table.groupby("modality", observed=True)]:
+                stats = size_stats(sub)
+                sizes.append({"seed": seed, "modality": modality, **stats})
+                logger.info("seed %d size (%s): %s", seed, modality, {k: round(float(v), 3) for k, v in stats.items()})
+            go = table[(table["kind"] == "go") & (table["modality"] == "rna") & table["phenotype"].isin(EXPECTED)]
+            for cell_type, sub in go.groupby("phenotype", observed=True):
+                head = sub.sort_values(["rank", "node_id"]).head(args.top_k)
+                examples.append(
+                    {
+                        "seed": seed,
+                        "cell_type": cell_type,
+                        f"top {args.top_k} (rna): auroc / auroc_null / pval_null, n_genes": "; ".join(
+                            f"{r.name} ({r.auroc:.2f} / {r.auroc_null:.2f} / {r.pval_null:.2f}, {r.n_genes})"
+                            for r in head.itertuples(index=False)
+                        ),
+                    }
+                )
     settings = (
         f"Data: tutorial CITE-seq ({runs[0]['n_cells']} cells), batch key `Site`. GO `{args.go}`, annotations "
         f"`{args.gaf}`, interactions `{args.interactions}`; `gene_size=5, go_size=2`, {args.epochs} epochs, CPU. "
-        "Importances: `get_importances(groupby='cell_type')`, one-vs-rest, 30 % held out, GO terms only "
+        "Importances: `get_importances(groupby='cell_type'"
+        + (f", null_sets={args.null_sets}" if "size" in args.parts else "")
+        + ")`, one-vs-rest, 30 % held out, GO terms only "
         "(root / UNKNOWN nodes excluded). Runs: "
         + "; ".join(
             f"seed {r['seed']}: train {r['train_s']:.0f} s, importances {r['importances_s']:.0f} s" for r in runs
@@ -398,6 +456,25 @@ def run_top_and_gap(args: argparse.Namespace) -> None:
         )
         (args.out_dir / "interpretability_gap.md").write_text(text)
         logger.info("wrote %s", args.out_dir / "interpretability_gap.md")
+    if "size" in args.parts:
+        wide = pd.DataFrame(sizes).set_index(["seed", "modality"]).T
+        wide.columns = [f"seed {s}, {m}" for s, m in wide.columns]
+        wide = wide.map(lambda v: f"{v:.3f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}")
+        wide.insert(0, "statistic", wide.index)
+        text = header("Does GO-term importance follow term size?", args, settings) + (
+            "All ranked GO terms x all tested cell types (one-vs-rest). `auroc_null`: mean held-out AUROC of "
+            f"{args.null_sets} random sets of as many annotated genes as the term (sizes within a factor 1.2 share "
+            "their draws), their gene-node activations summarised in the term's width by PCA on the fitting cells; "
+            "`pval_null`: share of random sets at least as good, `(1 + count) / (1 + sets)`. Excess = `auroc - "
+            "auroc_null`. Top-10 overlap: per cell type, shared terms between the 10 best by AUROC and the 10 best "
+            "by excess, divided by 10.\n\n"
+            + md_table(wide)
+            + "\n\n## Top terms of well-known cell types (RNA), with their reference\n\n"
+            + md_table(pd.DataFrame(examples))
+            + "\n"
+        )
+        (args.out_dir / "interpretability_size.md").write_text(text)
+        logger.info("wrote %s", args.out_dir / "interpretability_size.md")
 
 
 # --------------------------------------------------------------------------------------------- part 3
@@ -587,7 +664,9 @@ def run_planted(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", choices=["top", "gap", "planted"], default=["top", "gap", "planted"])
+    parts = ["top", "gap", "size", "planted"]
+    parser.add_argument("--parts", nargs="+", choices=parts, default=parts)
+    parser.add_argument("--null-sets", type=int, default=100, help="random gene sets per term size (part size)")
     parser.add_argument("--epochs", type=int, default=50, help="training epochs of the tutorial model (parts 1, 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one tutorial model per seed")
     parser.add_argument("--n-cells", type=int, default=None, help="seeded subsample of the tutorial cells")
@@ -614,7 +693,7 @@ def main(argv: list[str] | None = None) -> None:
 
     logger.info("scvi_networkvi from %s", Path(scvi_networkvi.__file__).parent)
     start = time.perf_counter()
-    if {"top", "gap"} & set(args.parts):
+    if {"top", "gap", "size"} & set(args.parts):
         run_top_and_gap(args)
     if "planted" in args.parts:
         if not args.starter.is_file():

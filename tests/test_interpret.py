@@ -234,6 +234,47 @@ def test_probes_are_fitted_on_the_requested_device(model, importances, monkeypat
     assert len(seen) >= 2 and all(d == torch.device("cpu") for d in seen)  # probes before and after (refit)
 
 
+def test_size_matched_reference_of_go_terms(model, importances):
+    """``null_sets`` adds a reference per GO term and changes nothing else; the default leaves it empty.
+
+    (Seeding and what the reference detects: ``test_interpret_null.py``.)
+    """
+    assert importances[["auroc_null", "pval_null"]].isna().all().all()
+    cell_types = list(model.adata.obs["cell_type"].cat.categories)[:2]
+    kwargs = {"groupby": "cell_type", "targets": cell_types, "modalities": "rna", "key_added": None, "seed": 0}
+    table = model.get_importances(null_sets=9, **kwargs)
+    rna = importances["modality"] == "rna"
+    same = importances[rna & importances["phenotype"].isin(cell_types)].reset_index(drop=True)
+    np.testing.assert_array_equal(table["auroc"], same["auroc"])  # the reference does not touch the term probes
+    go = table["kind"] == "go"
+    assert table.loc[~go, ["auroc_null", "pval_null"]].isna().all().all()  # root, UNKNOWN: structural, no reference
+    assert table.loc[go, "auroc_null"].between(0, 1).all()
+    counts = table.loc[go, "pval_null"].to_numpy() * 10 - 1  # (1 + random sets at least as good) / (1 + 9)
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+    assert ((counts >= 0) & (counts <= 9)).all()
+    assert table.attrs["networkvi"]["null_sets"] == 9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"null_sets": -1}, "non-negative integer"),
+        ({"null_sets": 2.5}, "non-negative integer"),
+        ({"null_sets": True}, "non-negative integer"),
+        ({"null_sets": 5, "node_types": ("gene",)}, "reference for GO terms"),
+    ],
+)
+def test_bad_null_sets_fail_before_the_inference_pass(model, monkeypatch, kwargs, message):
+    import scvi_networkvi.interpret._importances as importances_module
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the inference pass ran before null_sets was checked")
+
+    monkeypatch.setattr(importances_module, "capture_activations", no_pass)
+    with pytest.raises(ValueError, match=message):
+        model.get_importances(groupby="cell_type", key_added=None, **kwargs)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_probes_on_a_gpu_give_the_cpu_table(model, importances):
     table = model.get_importances(groupby="cell_type", key_added=None, seed=0, device="cuda")

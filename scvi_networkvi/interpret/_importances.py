@@ -17,6 +17,7 @@ from ._activations import Activations, ModalityActivations, capture_activations,
 from ._auroc import benjamini_hochberg
 from ._logistic import probe_device
 from ._nodes import NODE_COLUMNS, GeneGroups, NodeTable, node_table, read_gene_groups
+from ._null import null_probes
 from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
 
@@ -36,6 +37,8 @@ IMPORTANCE_COLUMNS = [
     "pval",
     "qval",
     "rank",
+    "auroc_null",
+    "pval_null",
     "auroc_fit",
     "n_cells_fit",
     "n_cells_heldout",
@@ -64,6 +67,7 @@ class ProbeDesign:
     level: float
     seed: int
     device: torch.device = torch.device("cpu")  # where the probes are fitted
+    null_sets: int = 0  # random gene sets per GO-term size for the size- and width-matched reference
 
 
 def design_probes(
@@ -86,8 +90,10 @@ def design_probes(
     min_cells: int,
     level: float,
     device: torch.device | None = None,
+    null_sets: int = 0,
 ) -> ProbeDesign:
     """Validate the request and fix cells, split, phenotypes and nodes."""
+    check_null_sets(null_sets, node_types)
     mdata = adata
     cells = activations.obs_names
     labels = categorical_labels(mdata, groupby).reindex(cells)
@@ -112,8 +118,8 @@ def design_probes(
     named_groups = read_gene_groups(gene_groups) if gene_groups is not None else None
     nodes = {}
     for role, acts in activations.modalities.items():
-        if {"gene", "gene_group"} & set(node_types) and acts.genes is None:
-            raise ValueError(f"Gene nodes of {role!r} need activations captured with genes=True.")
+        if ({"gene", "gene_group"} & set(node_types) or null_sets) and acts.genes is None:
+            raise ValueError(f"Gene nodes (and null_sets) of {role!r} need activations captured with genes=True.")
         feature_names = np.asarray(model.adata[acts.modality].var_names)
         nodes[role] = node_table(
             acts.wiring,
@@ -140,7 +146,18 @@ def design_probes(
         level=level,
         seed=seed,
         device=probe_device(device),
+        null_sets=null_sets,
     )
+
+
+def check_null_sets(null_sets: int, node_types: Sequence[str]) -> None:
+    """Raise a ValueError for an unusable ``null_sets`` (before the inference pass)."""
+    if isinstance(null_sets, bool) or not isinstance(null_sets, int | np.integer) or null_sets < 0:
+        raise ValueError(
+            f"null_sets must be a non-negative integer (random gene sets per term size), got {null_sets!r}."
+        )
+    if null_sets and "go_term" not in node_types:
+        raise ValueError("null_sets is a reference for GO terms: add 'go_term' to node_types or set null_sets=0.")
 
 
 @dataclass(frozen=True)
@@ -219,12 +236,15 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
             level=design.level,
             device=design.device,
         )
+        null = term_reference(design, acts, cells, stats)
         for position, frame in enumerate(node_rows(design, acts, cells.usable)):
             frame["auroc"] = stats.auroc[:, position]
             frame["auroc_low"] = stats.low[:, position]
             frame["auroc_high"] = stats.high[:, position]
             frame["pval"] = stats.pval[:, position]
             frame["auroc_fit"] = stats.auroc_fit[:, position]
+            frame["auroc_null"] = null[0][:, position]
+            frame["pval_null"] = null[1][:, position]
             frame["n_cells_fit"] = int(stats.n_fit[position])
             frame["n_cells_heldout"] = int(stats.n_eval[position])
             frame["n_cases_heldout"] = int(stats.n_cases_eval[position])
@@ -235,6 +255,37 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
             "lower min_cells, use more cells or coarser labels."
         )
     return finish_table(pd.concat(frames, ignore_index=True))
+
+
+def term_reference(
+    design: ProbeDesign, acts: ModalityActivations, cells: ModalityCells, stats: ProbeStats
+) -> tuple[np.ndarray, np.ndarray]:
+    """``auroc_null`` and ``pval_null`` per node and usable phenotype: GO terms (kind ``go``) only, else NaN."""
+    frame = design.nodes[acts.role].frame
+    shape = (len(frame), len(cells.usable))
+    auroc_null, pval_null = np.full(shape, np.nan), np.full(shape, np.nan)
+    terms = np.flatnonzero((frame["kind"] == "go").to_numpy())
+    if not design.null_sets or not len(terms):
+        return auroc_null, pval_null
+    pool = np.flatnonzero(acts.wiring.gene_annotated & ~acts.wiring.gene_placeholder)
+    reference = null_probes(
+        acts.genes,
+        acts.wiring.gene_size,
+        pool,
+        frame["n_genes"].to_numpy()[terms],
+        frame["width"].to_numpy()[terms],
+        stats.auroc[terms],
+        cells.fit_rows,
+        cells.eval_rows,
+        cells.targets,
+        n_sets=design.null_sets,
+        C=design.C,
+        class_weight=design.class_weight,
+        seed=design.seed,
+        device=design.device,
+    )
+    auroc_null[terms], pval_null[terms] = reference.auroc_null, reference.pval_null
+    return auroc_null, pval_null
 
 
 def finish_table(result: pd.DataFrame) -> pd.DataFrame:
@@ -278,6 +329,7 @@ def compute_importances(
     seed: int | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    null_sets: int = 0,
     save_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
@@ -300,7 +352,8 @@ def compute_importances(
         raise ValueError(
             f"min_cells must be at least 2 (a DeLong interval needs two cells per class), got {min_cells}."
         )
-    want_genes = bool({"gene", "gene_group"} & set(node_types))
+    check_null_sets(null_sets, node_types)
+    want_genes = bool({"gene", "gene_group"} & set(node_types)) or bool(null_sets)
     activations = capture_activations(
         model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size
     )
@@ -323,9 +376,16 @@ def compute_importances(
         min_cells=min_cells,
         level=level,
         device=device,
+        null_sets=null_sets,
     )
     result = importance_table(design, activations)
-    result.attrs["networkvi"] = {"groupby": groupby, "heldout_size": heldout_size, "seed": seed, "C": C}
+    result.attrs["networkvi"] = {
+        "groupby": groupby,
+        "heldout_size": heldout_size,
+        "seed": seed,
+        "C": C,
+        "null_sets": null_sets,
+    }
     if save_path is not None:
         write_table(result, save_path)
     return result

@@ -71,7 +71,7 @@ def importances(
         Seed of the held-out split (default ``scvi.settings.seed``).
     **kwargs
         Further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``heldout_size``, ``C``, ``restrict``, ``device``,
-        ``gene_groups``, ``save_path``...).
+        ``null_sets``, ``gene_groups``, ``save_path``...).
 
     Returns
     -------

@@ -1,0 +1,92 @@
+"""The size- and width-matched reference of GO-term probes (random gene sets through the gene layer), on synthetic
+gene-node activations where it is known which genes carry the phenotype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scvi_networkvi.interpret._null import SIZE_BIN_RATIO, null_probes, size_bins
+from scvi_networkvi.interpret._probe import Targets
+
+GENE_SIZE = 2
+
+
+def synthetic(n_cells: int = 400, n_genes: int = 200, signal_genes: int = 5, seed: int = 0):
+    """Gene-node activations in which only the first ``signal_genes`` genes shift with the phenotype."""
+    rng = np.random.default_rng(seed)
+    case = np.zeros(n_cells, dtype=bool)
+    case[: n_cells // 2] = True
+    genes = rng.normal(size=(n_cells, n_genes * GENE_SIZE))
+    genes[case, : signal_genes * GENE_SIZE] += 1.5
+    heldout = rng.permutation(n_cells) < n_cells * 0.3
+    fit_rows, eval_rows = np.flatnonzero(~heldout), np.flatnonzero(heldout)
+    targets = Targets(
+        case_fit=case[fit_rows][None],
+        control_fit=~case[fit_rows][None],
+        case_eval=case[eval_rows][None],
+        control_eval=~case[eval_rows][None],
+    )
+    return genes.astype(np.float32), fit_rows, eval_rows, targets
+
+
+def reference(genes, pool, observed, fit_rows, eval_rows, targets, n_sets=40, seed=0, sizes=(5, 5)):
+    return null_probes(
+        genes,
+        GENE_SIZE,
+        pool,
+        np.asarray(sizes),
+        np.full(len(sizes), 2),
+        np.asarray(observed, dtype=float).reshape(len(sizes), 1),
+        fit_rows,
+        eval_rows,
+        targets,
+        n_sets=n_sets,
+        C=1.0,
+        class_weight="balanced",
+        seed=seed,
+    )
+
+
+def test_a_term_beating_random_gene_sets_of_its_size_gets_a_small_p_value():
+    genes, fit_rows, eval_rows, targets = synthetic()  # the 5 signal genes' own summary scores 1.0
+    null = reference(genes, np.arange(200), [0.99, 0.55], fit_rows, eval_rows, targets)
+    assert 0.45 < null.auroc_null[0, 0] < 0.7  # 5 random genes of 200 rarely hold a signal gene
+    assert null.auroc_null[0, 0] == null.auroc_null[1, 0]  # same size and width: same draws
+    assert null.pval_null[0, 0] <= 3 / 41
+    assert null.pval_null[1, 0] >= 0.2
+    assert set(np.round(null.pval_null.ravel() * 41, 6)) <= {float(c) for c in range(1, 42)}
+
+
+def test_when_any_gene_set_of_the_size_separates_the_phenotype_the_term_is_not_special():
+    """Drawn only from signal genes, random sets score as well as the term: size, not the genes, explains it."""
+    genes, fit_rows, eval_rows, targets = synthetic(n_genes=60, signal_genes=60)
+    null = reference(genes, np.arange(60), [0.95, 0.95], fit_rows, eval_rows, targets)
+    assert null.auroc_null[0, 0] > 0.95
+    assert null.pval_null[0, 0] > 0.5
+
+
+def test_reference_is_seeded_and_larger_terms_get_larger_random_sets():
+    genes, fit_rows, eval_rows, targets = synthetic(n_genes=60, signal_genes=3)
+    first = reference(genes, np.arange(60), [0.9, 0.9], fit_rows, eval_rows, targets, sizes=(2, 40))
+    again = reference(genes, np.arange(60), [0.9, 0.9], fit_rows, eval_rows, targets, sizes=(2, 40))
+    np.testing.assert_array_equal(first.auroc_null, again.auroc_null)
+    other = reference(genes, np.arange(60), [0.9, 0.9], fit_rows, eval_rows, targets, sizes=(2, 40), seed=1)
+    assert not np.array_equal(first.auroc_null, other.auroc_null)
+    assert first.auroc_null[1, 0] > first.auroc_null[0, 0]  # 40 of 60 genes nearly always include signal genes
+
+
+def test_nan_observed_aurocs_and_empty_pools_give_nan():
+    genes, fit_rows, eval_rows, targets = synthetic()
+    null = reference(genes, np.arange(60), [np.nan, 0.9], fit_rows, eval_rows, targets, n_sets=5)
+    assert np.isnan(null.pval_null[0, 0]) and np.isfinite(null.pval_null[1, 0])
+    empty = reference(genes, np.arange(0), [0.9, 0.9], fit_rows, eval_rows, targets, n_sets=5)
+    assert np.isnan(empty.auroc_null).all() and np.isnan(empty.pval_null).all()
+
+
+@pytest.mark.parametrize("sizes", [np.arange(1, 3000), np.array([1, 2, 5, 26, 27, 152, 169, 20000])])
+def test_size_bins_stay_within_the_ratio(sizes):
+    bins = size_bins(sizes)
+    assert (bins >= 1).all()
+    assert (np.abs(np.log(bins / sizes)) <= np.log(SIZE_BIN_RATIO) + 1e-9).all()
+    assert (np.diff(bins[np.argsort(sizes)]) >= 0).all()  # monotone: a larger term never gets a smaller reference
