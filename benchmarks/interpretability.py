@@ -463,8 +463,8 @@ def run_top_and_gap(args: argparse.Namespace) -> None:
         wide.insert(0, "statistic", wide.index)
         text = header("Does GO-term importance follow term size?", args, settings) + (
             "All ranked GO terms x all tested cell types (one-vs-rest). `auroc_null`: mean held-out AUROC of "
-            f"{args.null_sets} random sets of as many annotated genes as the term (sizes within a factor 1.2 share "
-            "their draws), their gene-node activations summarised in the term's width by PCA on the fitting cells; "
+            f"{args.null_sets} random sets of as many annotated genes as the term (log-spaced size bins of ratio 1.5 "
+            "share their draws), their gene-node activations summarised in the term's width by PCA on fitting cells; "
             "`pval_null`: share of random sets at least as good, `(1 + count) / (1 + sets)`. Excess = `auroc - "
             "auroc_null`. Top-10 overlap: per cell type, shared terms between the 10 best by AUROC and the 10 best "
             "by excess, divided by 10.\n\n"

@@ -3,7 +3,7 @@
 A GO term's node summarises the gene-node activations of its ``n_genes`` genes in ``width`` neurons; a term with
 many genes can separate a cell type well without its genes being special. The reference for a term draws random
 sets of as many annotated genes from the same modality, summarises their gene-node activations (the same trained
-gene layer the term reads) in ``width`` dimensions by PCA on the fitting cells, and fits the same probe on the same
+gene layer the term reads) in ``width`` dimensions by PCA on fitting cells, and fits the same probe on the same
 split. The term's held-out AUROC is then compared with those of the random sets.
 """
 
@@ -16,10 +16,14 @@ import torch
 from sklearn.decomposition import PCA
 
 from ._auroc import auroc
-from ._probe import Targets, fitted_scores, standardise
+from ._probe import Targets, fitted_scores
 
-#: Term sizes within this factor of each other share their random draws (log-spaced bins).
-SIZE_BIN_RATIO = 1.2
+#: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
+#: the bin's geometric middle (within a factor ``sqrt(r)`` = 1.22 of every size in it).
+SIZE_BIN_RATIO = 1.5
+#: The standardisation and PCA of a random set are fitted on at most this many (seeded) fitting cells; every cell is
+#: then projected.
+PCA_CELLS = 500
 
 
 @dataclass(frozen=True)
@@ -38,22 +42,35 @@ def size_bins(sizes: np.ndarray, ratio: float = SIZE_BIN_RATIO) -> np.ndarray:
 
 
 def random_set_features(
-    genes: np.ndarray,
+    neurons: np.ndarray,
     gene_size: int,
     members: np.ndarray,
     width: int,
     fit_rows: np.ndarray,
     eval_rows: np.ndarray,
+    pca_rows: np.ndarray,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``width``-dimensional PCA summary (fitted on the fitting cells) of the gene-node neurons of ``members``."""
-    columns = (members[:, None] * gene_size + np.arange(gene_size)).reshape(-1)
-    x_fit = np.asarray(genes[np.ix_(fit_rows, columns)], dtype=np.float64)[None]
-    x_eval = np.asarray(genes[np.ix_(eval_rows, columns)], dtype=np.float64)[None]
-    x_fit, x_eval = (x[0] for x in standardise(x_fit, x_eval))
-    n_components = min(width, x_fit.shape[0], x_fit.shape[1])
-    pca = PCA(n_components=n_components, random_state=seed)
-    z_fit, z_eval = pca.fit_transform(x_fit), pca.transform(x_eval)
+    """``width``-dimensional PCA summary of the gene-node neurons of ``members``, on the fitting and held-out cells.
+
+    ``neurons`` is feature-major (``(n_genes * gene_size, cells)``, float32: a set's neurons are contiguous row
+    copies). The neurons are standardised by their mean and deviation over the fitting cells ``pca_rows`` (constant
+    ones become 0), and the PCA (randomised, two power iterations) is fitted on the same cells.
+    """
+    rows = (members[:, None] * gene_size + np.arange(gene_size)).reshape(-1)
+    x = neurons[rows]  # (set neurons, cells)
+    sample = x[:, pca_rows]
+    mean = sample.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    std = sample.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    scale = np.where(std > 1e-6, 1.0 / np.where(std > 1e-6, std, 1.0), 0.0).astype(np.float32)
+    n_components = min(width, len(pca_rows), len(rows))
+    pca = PCA(n_components=n_components, iterated_power=2, n_oversamples=4, random_state=seed)
+    pca.fit(((sample - mean) * scale).T)
+    # project every cell without materialising its standardised neurons: z = components @ ((x - mean) * scale - m)
+    weights = (pca.components_ * scale.T).astype(np.float32)  # (components, set neurons)
+    offset = weights @ mean + (pca.components_ @ pca.mean_[:, None]).astype(np.float32)
+    z = (weights @ x - offset).T.astype(np.float64)  # (cells, components)
+    z_fit, z_eval = z[fit_rows], z[eval_rows]
     if n_components < width:  # fewer neurons than the term is wide: the missing dimensions carry nothing
         pad = width - n_components
         z_fit, z_eval = np.pad(z_fit, ((0, 0), (0, pad))), np.pad(z_eval, ((0, 0), (0, pad)))
@@ -100,11 +117,20 @@ def null_probes(
     if len(pool) == 0 or k == 0:
         return out
     binned = np.minimum(size_bins(sizes), len(pool))
+    neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)  # feature-major: a set is row copies
+    pca_rows = np.sort(np.random.default_rng([seed, 0]).permutation(fit_rows)[:PCA_CELLS])
     for size, width in sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True))):
         rng = np.random.default_rng([seed, size, width])
         summaries = [
             random_set_features(
-                genes, gene_size, rng.choice(pool, size=size, replace=False), width, fit_rows, eval_rows, seed
+                neurons,
+                gene_size,
+                rng.choice(pool, size=size, replace=False),
+                width,
+                fit_rows,
+                eval_rows,
+                pca_rows,
+                seed,
             )
             for _ in range(n_sets)
         ]

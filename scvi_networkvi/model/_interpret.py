@@ -91,10 +91,11 @@ class NetworkVIInterpretMixin:
             Torch device the probes are fitted on (float64 batched Newton): ``None`` or ``"cpu"`` (default), or
             ``"cuda"`` / ``"cuda:N"``. Independent of where the model is; an unusable device raises before any work.
         null_sets
-            Size- and width-matched reference for GO terms (``kind == "go"``): per term size (log-spaced bins, sizes
-            within a factor 1.2 share their draws) ``null_sets`` random sets of as many annotated genes of the
-            modality; their gene-node activations (the gene layer the term reads) are summarised in ``width``
-            dimensions by PCA on the fitting cells and probed like the term. ``0`` (default): no reference. 100 sets
+            Size- and width-matched reference for GO terms (``kind == "go"``): per term size (log-spaced bins of
+            ratio 1.5; a bin's draws have its geometric middle size, within a factor 1.22 of each term's)
+            ``null_sets`` random sets of as many annotated genes of the modality; their gene-node activations (the
+            gene layer the term reads) are summarised in ``width`` dimensions by PCA (fitted on up to 1000 of the
+            fitting cells) and probed like the term. ``0`` (default): no reference. 100 sets
             resolve p-values down to 0.01 and cost about ``null_sets`` probes per size bin and phenotype.
         key_added
             Store the table in ``adata.uns[key_added]`` (``None``: do not store).
