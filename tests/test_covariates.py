@@ -119,3 +119,16 @@ def test_bad_continuous_covariates_are_rejected_before_registration(value, messa
     with pytest.raises(ValueError, match=message):
         nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", continuous_covariate_keys=KEYS, modalities=MODS)
     assert (set(mdata.uns), set(mdata["rna"].uns), list(obs.columns)) == before
+
+
+@pytest.mark.parametrize(
+    "stats", [([0.0, 0.0], [1.0, 0.0]), ([0.0], [1.0]), ([0.0, 0.0], [1.0, -2.0])], ids=["zero", "short", "negative"]
+)
+def test_module_refuses_unusable_covariate_statistics(stats):
+    from scvi_networkvi.module import NetworkVAE
+
+    with pytest.raises(ValueError, match="positive scales"):
+        NetworkVAE({"rna": 10}, n_continuous_cov=2, continuous_covariate_stats=stats)
+    module = NetworkVAE({"rna": 10}, n_continuous_cov=2)  # no statistics: raw values
+    assert module.continuous_covariate_loc.tolist() == [0.0, 0.0]
+    assert module.continuous_covariate_scale.tolist() == [1.0, 1.0]
