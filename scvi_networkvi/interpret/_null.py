@@ -55,11 +55,13 @@ def random_set_features(
 
     ``neurons`` is feature-major (``(n_genes * gene_size, cells)``, float32: a set's neurons are contiguous row
     copies). The neurons are standardised by their mean and deviation over the fitting cells ``pca_rows`` (constant
-    ones become 0), and the PCA (randomised, two power iterations) is fitted on the same cells.
+    ones become 0), and scikit-learn's PCA (its automatic solver; two power iterations where that is randomised) is
+    fitted on the same cells.
     """
     rows = (members[:, None] * gene_size + np.arange(gene_size)).reshape(-1)
     x = neurons[rows]  # (set neurons, cells)
     sample = x[:, pca_rows]
+    # _probe.standardise expects cell-major (k, n, w) blocks; transposing every set would copy it twice more
     mean = sample.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
     std = sample.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
     scale = np.where(std > 1e-6, 1.0 / np.where(std > 1e-6, std, 1.0), 0.0).astype(np.float32)

@@ -94,7 +94,7 @@ class NetworkVIInterpretMixin:
             Size- and width-matched reference for GO terms (``kind == "go"``): per term size (log-spaced bins of
             ratio 1.5; a bin's draws have its geometric middle size, within a factor 1.22 of each term's)
             ``null_sets`` random sets of as many annotated genes of the modality; their gene-node activations (the
-            gene layer the term reads) are summarised in ``width`` dimensions by PCA (fitted on up to 1000 of the
+            gene layer the term reads) are summarised in ``width`` dimensions by PCA (fitted on up to 500 seeded
             fitting cells) and probed like the term. The random sets' summaries are not trained while the term's
             neurons are: beating the reference takes the term's size out of its importance, it does not prove that
             its genes are special. ``0`` (default): no reference. 100 sets
