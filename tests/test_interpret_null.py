@@ -30,7 +30,7 @@ def synthetic(n_cells: int = 400, n_genes: int = 200, signal_genes: int = 5, see
     return genes.astype(np.float32), fit_rows, eval_rows, targets
 
 
-def reference(genes, pool, observed, fit_rows, eval_rows, targets, n_sets=40, seed=0, sizes=(5, 5)):
+def reference(genes, pool, observed, fit_rows, eval_rows, targets, n_sets=40, seed=0, sizes=(5, 5), own_sets=None):
     return null_probes(
         genes,
         GENE_SIZE,
@@ -45,6 +45,7 @@ def reference(genes, pool, observed, fit_rows, eval_rows, targets, n_sets=40, se
         C=1.0,
         class_weight="balanced",
         seed=seed,
+        own_sets=own_sets,
     )
 
 
@@ -91,3 +92,37 @@ def test_size_bins_stay_within_the_ratio(sizes):
     # within sqrt(ratio) of the term's size (the bin's geometric middle), up to rounding to whole genes
     assert (np.abs(np.log(bins / sizes)) <= 0.5 * np.log(SIZE_BIN_RATIO) + np.log1p(0.5 / sizes) + 1e-9).all()
     assert (np.diff(bins[np.argsort(sizes)]) >= 0).all()  # monotone: a larger term never gets a smaller reference
+
+
+def test_a_terms_own_gene_set_is_tested_like_the_random_sets():
+    """The signal genes' own set beats random sets of its size; a set of other genes does not; the null is the
+    same with or without the own sets (they are probed after it, in the same batch)."""
+    genes, fit_rows, eval_rows, targets = synthetic()
+    own = [np.arange(5), np.arange(100, 105)]
+    args = (genes, np.arange(200), [0.99, 0.55], fit_rows, eval_rows, targets)
+    with_sets = reference(*args, own_sets=own)
+    without = reference(*args)
+    np.testing.assert_array_equal(with_sets.auroc_null, without.auroc_null)
+    np.testing.assert_array_equal(with_sets.pval_null, without.pval_null)
+    assert np.isnan(without.auroc_set).all() and np.isnan(without.pval_set).all()
+    assert with_sets.auroc_set[0, 0] > 0.95 and with_sets.pval_set[0, 0] <= 1 / 41 + 1e-12
+    assert 0.3 < with_sets.auroc_set[1, 0] < 0.7 and with_sets.pval_set[1, 0] >= 0.2
+    counts = with_sets.pval_set.ravel() * 41
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+
+
+def test_own_set_of_a_signal_rich_gene_pool_is_not_special():
+    """When every gene carries the signal, the term's own genes are no better than any other set of its size."""
+    genes, fit_rows, eval_rows, targets = synthetic(n_genes=60, signal_genes=60)
+    null = reference(genes, np.arange(60), [0.95], fit_rows, eval_rows, targets, sizes=(5,), own_sets=[np.arange(5)])
+    assert null.auroc_set[0, 0] > 0.9
+    assert null.pval_set[0, 0] > 0.05
+
+
+def test_own_sets_need_one_set_per_term_and_empty_sets_give_nan():
+    genes, fit_rows, eval_rows, targets = synthetic()
+    args = (genes, np.arange(200), [0.9, 0.9], fit_rows, eval_rows, targets)
+    with pytest.raises(ValueError, match="one gene set per term"):
+        reference(*args, n_sets=5, own_sets=[np.arange(5)])
+    null = reference(*args, n_sets=5, own_sets=[np.arange(5), np.zeros(0, dtype=np.int64)])
+    assert np.isfinite(null.auroc_set[0, 0]) and np.isnan(null.auroc_set[1, 0]) and np.isnan(null.pval_set[1, 0])

@@ -161,6 +161,20 @@ def test_term_gene_counts_include_descendants():
     assert counts[ROOT] == len(GENES)
 
 
+def test_term_gene_sets_include_descendants_and_match_the_counts():
+    w = tiny()
+    reach = w.term_genes()
+    assert reach.shape == (w.n_genes, w.n_terms)
+    np.testing.assert_array_equal(np.diff(reach.indptr), w.term_n_genes)
+
+    def genes_of(term: str) -> set[str]:
+        return {str(g) for g in w.gene_ids[reach[:, list(w.term_ids).index(term)].indices]}
+
+    assert genes_of(C) == {"g1", "g2", "g3"}  # g1 direct; g2 through E; g3 through F -> E
+    assert genes_of(A) == {"g1", "g2", "g3", "g8"}  # C's genes and D's
+    assert genes_of(ROOT) == set(GENES)
+
+
 def test_feature_to_gene_blocks():
     ids = ["g1", "['g2', 'g3']", None, float("nan"), "g1", ["g5", "g8"], "g8"]
     w = tiny(ids, feature_names=[f"f{i}" for i in range(7)])

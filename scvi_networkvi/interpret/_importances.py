@@ -39,6 +39,8 @@ IMPORTANCE_COLUMNS = [
     "rank",
     "auroc_null",
     "pval_null",
+    "auroc_set",
+    "pval_set",
     "auroc_fit",
     "n_cells_fit",
     "n_cells_heldout",
@@ -243,8 +245,8 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
             frame["auroc_high"] = stats.high[:, position]
             frame["pval"] = stats.pval[:, position]
             frame["auroc_fit"] = stats.auroc_fit[:, position]
-            frame["auroc_null"] = null[0][:, position]
-            frame["pval_null"] = null[1][:, position]
+            for column, values in null.items():
+                frame[column] = values[:, position]
             frame["n_cells_fit"] = int(stats.n_fit[position])
             frame["n_cells_heldout"] = int(stats.n_eval[position])
             frame["n_cases_heldout"] = int(stats.n_cases_eval[position])
@@ -257,17 +259,27 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
     return finish_table(pd.concat(frames, ignore_index=True))
 
 
+REFERENCE_COLUMNS = ("auroc_null", "pval_null", "auroc_set", "pval_set")
+
+
 def term_reference(
     design: ProbeDesign, acts: ModalityActivations, cells: ModalityCells, stats: ProbeStats
-) -> tuple[np.ndarray, np.ndarray]:
-    """``auroc_null`` and ``pval_null`` per node and usable phenotype: GO terms (kind ``go``) only, else NaN."""
+) -> dict[str, np.ndarray]:
+    """The reference columns (:data:`REFERENCE_COLUMNS`) per node and usable phenotype.
+
+    Filled for GO terms (kind ``go``) with ``null_sets``; NaN elsewhere.
+    """
     frame = design.nodes[acts.role].frame
     shape = (len(frame), len(cells.usable))
-    auroc_null, pval_null = np.full(shape, np.nan), np.full(shape, np.nan)
+    columns = {name: np.full(shape, np.nan) for name in REFERENCE_COLUMNS}
     terms = np.flatnonzero((frame["kind"] == "go").to_numpy())
     if not design.null_sets or not len(terms):
-        return auroc_null, pval_null
-    pool = np.flatnonzero(acts.wiring.gene_annotated & ~acts.wiring.gene_placeholder)
+        return columns
+    wiring = acts.wiring
+    pool = np.flatnonzero(wiring.gene_annotated & ~wiring.gene_placeholder)
+    reach = wiring.term_genes()
+    term_index = {str(t): i for i, t in enumerate(wiring.term_ids)}
+    own_sets = [reach[:, term_index[node]].indices for node in frame["node_id"].to_numpy()[terms]]
     reference = null_probes(
         acts.genes,
         acts.wiring.gene_size,
@@ -283,9 +295,11 @@ def term_reference(
         class_weight=design.class_weight,
         seed=design.seed,
         device=design.device,
+        own_sets=own_sets,
     )
-    auroc_null[terms], pval_null[terms] = reference.auroc_null, reference.pval_null
-    return auroc_null, pval_null
+    for name in REFERENCE_COLUMNS:
+        columns[name][terms] = getattr(reference, name)
+    return columns
 
 
 def finish_table(result: pd.DataFrame) -> pd.DataFrame:

@@ -5,10 +5,15 @@ many genes can separate a cell type well without its genes being special. The re
 sets of as many annotated genes from the same modality, summarises their gene-node activations (the same trained
 gene layer the term reads) in ``width`` dimensions by PCA on fitting cells, and fits the same probe on the same
 split. The term's held-out AUROC is then compared with those of the random sets.
+
+The random sets' summaries are untrained while the term's neurons were trained. For a like-with-like test the
+term's own genes are summarised and probed exactly as the random sets are: whether the term's gene set separates the
+phenotype better than random gene sets of its size, in the trained gene layer's representation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +33,17 @@ PCA_CELLS = 500
 
 @dataclass(frozen=True)
 class NullStats:
-    """Per term and phenotype (``(k, p)``): mean held-out AUROC of the random gene sets and the empirical p-value."""
+    """Per term and phenotype (``(k, p)``): the reference and the gene-set test.
+
+    ``auroc_null`` / ``pval_null``: the random gene sets' mean held-out AUROC and the term's empirical p-value
+    against them; ``auroc_set`` / ``pval_set``: the held-out AUROC of the term's own gene set summarised like the
+    random sets, and its empirical p-value against them (NaN where the term's gene set was not given).
+    """
 
     auroc_null: np.ndarray
     pval_null: np.ndarray
+    auroc_set: np.ndarray
+    pval_set: np.ndarray
 
 
 def size_bins(sizes: np.ndarray, ratio: float = SIZE_BIN_RATIO) -> np.ndarray:
@@ -95,6 +107,7 @@ def null_probes(
     class_weight: str | None,
     seed: int,
     device: torch.device | None = None,
+    own_sets: Sequence[np.ndarray] | None = None,
 ) -> NullStats:
     """Reference AUROCs for terms of ``sizes`` genes and ``widths`` neurons, and p-values of their ``observed`` ones.
 
@@ -108,44 +121,50 @@ def null_probes(
         Per term: number of genes, number of neurons, held-out AUROC per phenotype ``(k, p)``.
     n_sets
         Random gene sets per (size bin, width).
+    own_sets
+        Per term, its own gene-node indices (``None``: no gene-set test). Summarised and probed like the random sets.
 
     Returns
     -------
     ``auroc_null``: the mean held-out AUROC of the random sets; ``pval_null``: ``(1 + #{random >= observed}) /
-    (1 + n_sets)``, one-sided.
+    (1 + n_sets)``, one-sided; ``auroc_set``: the held-out AUROC of the term's own gene set; ``pval_set``: ``(1 +
+    #{random >= auroc_set}) / (1 + n_sets)``.
     """
     k, p = observed.shape
-    out = NullStats(np.full((k, p), np.nan), np.full((k, p), np.nan))
+    out = NullStats(*(np.full((k, p), np.nan) for _ in range(4)))
     if len(pool) == 0 or k == 0:
         return out
+    if own_sets is not None and len(own_sets) != k:
+        raise ValueError(f"own_sets must hold one gene set per term ({k}), got {len(own_sets)}.")
     binned = np.minimum(size_bins(sizes), len(pool))
     neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)  # feature-major: a set is row copies
     pca_rows = np.sort(np.random.default_rng([seed, 0]).permutation(fit_rows)[:PCA_CELLS])
     for size, width in sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True))):
+        terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))
         rng = np.random.default_rng([seed, size, width])
+        members = [rng.choice(pool, size=size, replace=False) for _ in range(n_sets)]
+        own = [] if own_sets is None else [t for t in terms if len(own_sets[t])]
+        members += [np.asarray(own_sets[t], dtype=np.int64) for t in own]  # probed in the same batch, after the null
         summaries = [
-            random_set_features(
-                neurons,
-                gene_size,
-                rng.choice(pool, size=size, replace=False),
-                width,
-                fit_rows,
-                eval_rows,
-                pca_rows,
-                seed,
-            )
-            for _ in range(n_sets)
+            random_set_features(neurons, gene_size, m, width, fit_rows, eval_rows, pca_rows, seed) for m in members
         ]
-        z_fit = np.stack([s[0] for s in summaries])  # (n_sets, n_fit, width)
+        z_fit = np.stack([s[0] for s in summaries])  # (sets, n_fit, width)
         z_eval = np.stack([s[1] for s in summaries])
         _, scores_eval, _ = fitted_scores(z_fit, z_eval, targets, C, class_weight, device)
-        null = np.full((n_sets, p), np.nan)
+        held_auroc = np.full((len(members), p), np.nan)
         for j in range(p):
             held = targets.case_eval[j] | targets.control_eval[j]
-            null[:, j] = auroc(scores_eval[:, j, held], targets.case_eval[j, held])
-        terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))
+            held_auroc[:, j] = auroc(scores_eval[:, j, held], targets.case_eval[j, held])
+        null = held_auroc[:n_sets]
         out.auroc_null[terms] = null.mean(0)
-        exceed = (null[None, :, :] >= observed[terms][:, None, :] - 1e-12).sum(1)  # (terms, p)
-        pval = (1.0 + exceed) / (1.0 + n_sets)
-        out.pval_null[terms] = np.where(np.isnan(observed[terms]), np.nan, pval)
+        out.pval_null[terms] = _exceedance(null, observed[terms], n_sets)
+        if own:
+            out.auroc_set[own] = held_auroc[n_sets:]
+            out.pval_set[own] = _exceedance(null, out.auroc_set[own], n_sets)
     return out
+
+
+def _exceedance(null: np.ndarray, observed: np.ndarray, n_sets: int) -> np.ndarray:
+    """``(1 + #{null >= observed}) / (1 + n_sets)`` per row of ``observed`` ``(terms, p)``; NaN where it is NaN."""
+    exceed = (null[None, :, :] >= observed[:, None, :] - 1e-12).sum(1)
+    return np.where(np.isnan(observed), np.nan, (1.0 + exceed) / (1.0 + n_sets))

@@ -97,8 +97,10 @@ class NetworkVIInterpretMixin:
             gene layer the term reads) are summarised in ``width`` dimensions by PCA (fitted on up to 500 seeded
             fitting cells) and probed like the term. The random sets' summaries are not trained while the term's
             neurons are: beating the reference takes the term's size out of its importance, it does not prove that
-            its genes are special. ``0`` (default): no reference. 100 sets
-            resolve p-values down to 0.01 and cost about ``null_sets`` probes per size bin and phenotype.
+            its genes are special. For that, the term's own genes are summarised and probed exactly like the random
+            sets (``auroc_set``, ``pval_set``): a like-with-like test of its gene set against random sets of its
+            size. ``0`` (default): no reference. 100 sets resolve p-values down to 0.01 and cost about
+            ``null_sets`` probes per size bin and phenotype, plus one per GO term and phenotype.
         key_added
             Store the table in ``adata.uns[key_added]`` (``None``: do not store).
         save_path
@@ -113,7 +115,9 @@ class NetworkVIInterpretMixin:
         phenotype), ``rank`` (among GO terms, structural nodes unranked), ``auroc_null`` (mean held-out AUROC of the
         term's random gene sets; NaN without ``null_sets`` and for other nodes), ``pval_null`` (share of random sets
         scoring at least the term's AUROC, ``(1 + count) / (1 + null_sets)``: small when the term beats gene sets of
-        its size and width), ``auroc_fit`` (in-sample, optimistic), ``n_cells_fit``, ``n_cells_heldout``,
+        its size and width), ``auroc_set`` (held-out AUROC of the term's own genes summarised like the random sets),
+        ``pval_set`` (share of random sets scoring at least ``auroc_set``: small when the term's genes separate the
+        phenotype better than random genes of the same number), ``auroc_fit`` (in-sample, optimistic), ``n_cells_fit``, ``n_cells_heldout``,
         ``n_cases_heldout``.
         """
         from scvi_networkvi.interpret import compute_importances

@@ -22,6 +22,7 @@ from ._annotations import normalize_gene_id, read_gaf
 from ._config import WiringConfig
 from ._interactions import read_interactions
 from ._ontology import Ontology, read_obo
+from ._reach import propagate_up
 from ._wiring import WIRING_FORMAT_VERSION, Wiring
 
 logger = logging.getLogger(__name__)
@@ -114,23 +115,6 @@ class _Graph:
         return keep
 
 
-def _propagate_down_up(incidence: sp.csr_matrix, child: np.ndarray, parent: np.ndarray, depth: np.ndarray):
-    """Genes reaching each term directly or through descendants: the incidence (genes x terms) OR-ed up the DAG.
-
-    Works level by level from the deepest: a term's descendants are all deeper, so its column is final when its
-    level is pushed up to the parents.
-    """
-    matrix = incidence.tocsc().astype(np.float32)
-    n = incidence.shape[1]
-    for level in sorted(set(depth[child].tolist()), reverse=True):
-        sel = depth[child] == level
-        up = sp.csr_matrix((np.ones(int(sel.sum()), np.float32), (child[sel], parent[sel])), shape=(n, n))
-        matrix = matrix + matrix @ up
-        matrix.data[:] = 1.0
-    matrix.eliminate_zeros()
-    return matrix.tocsc()
-
-
 # ---- one modality ----------------------------------------------------------------------------------------------------
 def _gene_nodes(feature_ids: list[list[str]], feature_names: Sequence[str] | None):
     """Gene nodes in order of first appearance; every feature without an id gets its own placeholder node."""
@@ -215,7 +199,7 @@ def _compile_modality(
             )
         removed |= closure & ~graph.ancestors_closure(allowed)
     if config.min_genes is not None or config.max_genes is not None:
-        counts = np.asarray((_propagate_down_up(annotation, graph.child, graph.parent, graph.depth) > 0).sum(axis=0))
+        counts = np.asarray((propagate_up(annotation, graph.child, graph.parent, graph.depth) > 0).sum(axis=0))
         counts = counts.ravel()
         if config.min_genes is not None:
             removed |= closure & (counts < config.min_genes)
@@ -300,7 +284,7 @@ def _compile_modality(
         (np.ones(gene_term_arr.shape[1], np.float32), (gene_term_arr[0], gene_term_arr[1])),
         shape=(n_genes, len(order)),
     )
-    reach = _propagate_down_up(incidence, term_term_arr[0], term_term_arr[1], term_depth_arr)
+    reach = propagate_up(incidence, term_term_arr[0], term_term_arr[1], term_depth_arr)
     term_n_genes = np.diff(reach.indptr).astype(np.int64)
 
     gene_edges, gene_edge_scores = _gene_edges(gene_index, gene_placeholder, interactions)

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+
+from ._reach import propagate_up
 
 #: Bumped whenever the meaning or layout of the arrays changes; part of every cache key.
 WIRING_FORMAT_VERSION = 1
@@ -146,6 +149,17 @@ class Wiring:
     def root_index(self) -> int:
         """Index of the top node."""
         return self.n_terms - 1
+
+    def term_genes(self) -> sp.csc_matrix:
+        """``(n_genes, n_terms)`` 0/1 matrix: the gene nodes that reach each term, directly or through descendants.
+
+        Column sums are :attr:`term_n_genes`; ``term_genes()[:, t].indices`` are the gene-node indices of term ``t``.
+        """
+        incidence = sp.csr_matrix(
+            (np.ones(self.gene_term.shape[1], np.float32), (self.gene_term[0], self.gene_term[1])),
+            shape=(self.n_genes, self.n_terms),
+        )
+        return propagate_up(incidence, self.term_term[0], self.term_term[1], self.term_depth)
 
     def term_frame(self) -> pd.DataFrame:
         """One row per kept term: id, name, depth, kind, neurons, genes."""
