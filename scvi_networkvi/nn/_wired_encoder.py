@@ -51,7 +51,11 @@ def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32
     bits = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]  # uniform on [-2**31, 2**31)
     mask = torch.empty(tuple(shape), dtype=dtype)
     threshold = min(round(p * 2**32) - 2**31, 2**31 - 1)  # within int32
-    return torch.ge(torch.from_numpy(bits).view(mask.shape), threshold, out=mask)
+    if dtype == torch.bfloat16:  # no numpy counterpart
+        return torch.ge(torch.from_numpy(bits).view(mask.shape), threshold, out=mask)
+    # numpy casts the comparison into the float mask in cache-sized chunks; torch.ge(out=float) makes two full copies
+    np.greater_equal(bits, threshold, out=mask.numpy().reshape(-1), casting="unsafe")
+    return mask
 
 
 class WideDropout(nn.Dropout):
