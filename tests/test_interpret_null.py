@@ -3,6 +3,8 @@ gene-node activations where it is known which genes carry the phenotype."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,16 @@ def test_own_sets_need_one_set_per_term_and_empty_sets_give_nan():
         reference(*args, n_sets=5, own_sets=[np.arange(5)])
     null = reference(*args, n_sets=5, own_sets=[np.arange(5), np.zeros(0, dtype=np.int64)])
     assert np.isfinite(null.auroc_set[0, 0]) and np.isnan(null.auroc_set[1, 0]) and np.isnan(null.pval_set[1, 0])
+
+
+def test_a_set_of_constant_neurons_summarises_to_zeros_without_warnings():
+    """Genes silent on the fitting cells give constant neurons: no PCA (it would divide by a zero variance)."""
+    genes, fit_rows, eval_rows, targets = synthetic()
+    genes[:, 10 * GENE_SIZE : 15 * GENE_SIZE] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        null = reference(
+            genes, np.arange(200), [0.9], fit_rows, eval_rows, targets, sizes=(5,), own_sets=[np.arange(10, 15)]
+        )
+    assert null.auroc_set[0, 0] == 0.5
+    assert null.pval_set[0, 0] > 0.5

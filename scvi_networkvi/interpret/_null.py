@@ -77,6 +77,8 @@ def random_set_features(
     mean = sample.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
     std = sample.std(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
     scale = np.where(std > 1e-6, 1.0 / np.where(std > 1e-6, std, 1.0), 0.0).astype(np.float32)
+    if not scale.any():  # every neuron constant on the fitting cells (e.g. genes silent there): nothing to summarise
+        return np.zeros((len(fit_rows), width)), np.zeros((len(eval_rows), width))
     n_components = min(width, len(pca_rows), len(rows))
     pca = PCA(n_components=n_components, iterated_power=2, n_oversamples=4, random_state=seed)
     pca.fit(((sample - mean) * scale).T)
