@@ -117,8 +117,9 @@ class NetworkVIInterpretMixin:
         scoring at least the term's AUROC, ``(1 + count) / (1 + null_sets)``: small when the term beats gene sets of
         its size and width), ``auroc_set`` (held-out AUROC of the term's own genes summarised like the random sets),
         ``pval_set`` (share of random sets scoring at least ``auroc_set``: small when the term's genes separate the
-        phenotype better than random genes of the same number), ``auroc_fit`` (in-sample, optimistic), ``n_cells_fit``, ``n_cells_heldout``,
-        ``n_cases_heldout``.
+        phenotype better than random genes of the same number; one test per term and phenotype, so correct for
+        multiple testing across terms and raise ``null_sets`` for finer p-values), ``auroc_fit`` (in-sample,
+        optimistic), ``n_cells_fit``, ``n_cells_heldout``, ``n_cases_heldout``.
         """
         from scvi_networkvi.interpret import compute_importances
 
