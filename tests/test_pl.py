@@ -111,12 +111,32 @@ def test_importance_heatmap_options(analysed, tmp_path):
         ({"modality": "atac"}, "not in the table"),
         ({"top": 0}, "top must be"),
         ({"key": "networkvi_perturbation", "value": "auroc"}, "lacks columns"),
+        ({"mark": "pval_set"}, "null_sets=100"),
+        ({"mark": "name"}, "numeric column"),
+        ({"mark": "absent"}, "lacks columns"),
     ],
 )
 def test_importance_heatmap_errors(analysed, kwargs, message):
     mdata = analysed[0]
     with pytest.raises(ValueError, match=message):
         nvi.pl.importances(mdata, show=False, **kwargs)
+
+
+def test_importance_heatmap_stars_the_gene_set_test(analysed):
+    """``mark="pval_set"`` stars the cells whose term's own genes beat the random gene sets, nowhere else."""
+    mdata, model, types, _ = analysed
+    table = nvi.tl.importances(
+        mdata, model, groupby="cell_type", targets=types[:2], modalities="rna", null_sets=9, seed=0, key_added=None
+    )
+    ax = nvi.pl.importances(table, top=None, mark="pval_set", alpha=0.15, show=False)
+    go = table[table["kind"] == "go"]
+    rows = [next(n for n in go["name"].unique() if shorten(n) == r) for r in tick_texts(ax.get_yticklabels())]
+    by_cell = go.set_index(["name", "phenotype"])
+    pvals = np.array([[by_cell.loc[(r, t), "pval_set"] for t in types[:2]] for r in rows])
+    assert ((pvals < 0.15).any()) and not (pvals < 0.15).all()  # 9 sets: p = 0.1 possible, and not for all terms
+    stars = [c for c in ax.collections if c.get_gid() == "significance"]
+    assert {(int(y), int(x)) for x, y in stars[0].get_offsets()} == {tuple(ix) for ix in np.argwhere(pvals < 0.15)}
+    assert ax.get_legend().get_texts()[0].get_text() == "pval_set < 0.15"
 
 
 # ---- perturbation --------------------------------------------------------------------------------------------------

@@ -36,14 +36,24 @@ def _select(table: pd.DataFrame, *, modality: str | None, phenotypes: Sequence[s
     return rows
 
 
+def _check_mark(table: pd.DataFrame, mark: str) -> None:
+    """Raise a ValueError when the starred column is not numeric or holds nothing for GO terms."""
+    if not pd.api.types.is_numeric_dtype(table[mark]):
+        raise ValueError(f"mark must name a numeric column such as 'qval' or 'pval_set', got {mark!r}.")
+    if not table.loc[table["kind"].astype(str) == "go", mark].notna().any():
+        if mark in ("pval_set", "pval_null"):
+            raise ValueError(f"Column {mark!r} is empty: compute the importances with null_sets=100 (or more).")
+        raise ValueError(f"Column {mark!r} holds no values for GO terms: mark another column.")
+
+
 def _matrices(
-    rows: pd.DataFrame, value: str, column: pd.Series, column_order: Sequence[str]
+    rows: pd.DataFrame, value: str, column: pd.Series, column_order: Sequence[str], mark: str = "qval"
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """``value`` and ``qval`` as (modality, node) x column matrices, and each row's display label."""
+    """``value`` and ``mark`` (the starred column) as (modality, node) x column matrices, and each row's label."""
     frame = rows.assign(_column=column.to_numpy(), modality=rows["modality"].astype(str))
     index = ["modality", "node_id"]
     values = frame.pivot_table(index=index, columns="_column", values=value, aggfunc="first", observed=True)
-    qvals = frame.pivot_table(index=index, columns="_column", values="qval", aggfunc="first", observed=True)
+    qvals = frame.pivot_table(index=index, columns="_column", values=mark, aggfunc="first", observed=True)
     values = values.reindex(columns=list(column_order))
     qvals = qvals.reindex(index=values.index, columns=values.columns)
     names = frame.drop_duplicates(index).set_index(index)["name"].astype(str).reindex(values.index)
@@ -67,6 +77,7 @@ def _draw(
     title: str | None,
     ax: Axes | None,
     figsize: tuple[float, float] | None,
+    mark_label: str = "q",
 ) -> Axes:
     n_rows, n_cols = values.shape
     longest = max((len(s) for s in labels), default=10)
@@ -95,7 +106,7 @@ def _draw(
             c="black",
             edgecolors="white",
             linewidths=0.4,
-            label=f"q < {alpha:g}",
+            label=f"{mark_label} < {alpha:g}",
             gid="significance",
         )
         ax.legend(loc="lower left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize="small", handletextpad=0.2)
@@ -127,6 +138,7 @@ def importances(
     modality: str | None = None,
     value: str = "auroc",
     alpha: float = 0.05,
+    mark: str = "qval",
     cmap: str = "viridis",
     vmin: float | None = 0.5,
     vmax: float | None = 1.0,
@@ -153,7 +165,11 @@ def importances(
     value
         Column shown (``"auroc"``; ``"auroc_fit"`` for in-sample numbers).
     alpha
-        A star marks cells with ``qval < alpha`` (Benjamini–Hochberg).
+        A star marks cells whose ``mark`` column is below ``alpha``.
+    mark
+        Column the stars read: ``"qval"`` (Benjamini–Hochberg q-value of the probe, default), ``"pval_set"`` (the
+        term's own genes beat random gene sets of its size) or ``"pval_null"`` (the term beats that reference); the
+        last two need importances computed with ``null_sets``.
     cmap, vmin, vmax
         Colour map and its limits (AUROC 0.5 is chance).
     title
@@ -171,13 +187,14 @@ def importances(
     -------
     The Axes, or ``None`` when shown.
     """
-    table = stored_table(mdata, key, [*_NODE_COLUMNS, value, "qval"], "nvi.tl.importances")
+    table = stored_table(mdata, key, [*_NODE_COLUMNS, value, mark], "nvi.tl.importances")
+    _check_mark(table, mark)
     rows = _select(table, modality=modality, phenotypes=phenotypes)
     if phenotypes is None:
         order = list(dict.fromkeys(rows["phenotype"].astype(str)))
     else:
         order = [phenotypes] if isinstance(phenotypes, str) else list(phenotypes)
-    values, qvals, labels = _matrices(rows, value, rows["phenotype"].astype(str), order)
+    values, qvals, labels = _matrices(rows, value, rows["phenotype"].astype(str), order, mark)
     values = _top_rows(values, top, by_magnitude=False)
     label = "held-out AUROC" if value == "auroc" else value
     return finish(
@@ -193,6 +210,7 @@ def importances(
             title=title,
             ax=ax,
             figsize=figsize,
+            mark_label="q" if mark == "qval" else mark,
         ),
         show,
         save,
