@@ -141,3 +141,23 @@ def test_a_set_of_constant_neurons_summarises_to_zeros_without_warnings():
         )
     assert null.auroc_set[0, 0] == 0.5
     assert null.pval_set[0, 0] > 0.5
+
+
+def test_dense_and_sparse_projections_agree_with_the_direct_summary(monkeypatch):
+    """Large sets share one dense product, small ones a sparse one: both equal ``weights @ neurons[rows] - offset``."""
+    from scvi_networkvi.interpret import _null
+
+    rng = np.random.default_rng(3)
+    neurons = rng.normal(size=(60 * GENE_SIZE, 300)).astype(np.float32)
+    pca_neurons = np.ascontiguousarray(neurons[:, ::3])
+    sets = [rng.choice(60, size, replace=False) for size in (1, 4, 30, 50)]
+    projections = [_null.fit_set_projection(pca_neurons, GENE_SIZE, m, 2, seed=0) for m in sets]
+    projections.append(None)
+    expected = np.zeros((len(projections), 300, 2))
+    for i, p in enumerate(projections[:-1]):
+        c = len(p.weights)
+        expected[i, :, :c] = (p.weights.astype(np.float64) @ neurons[p.rows] - p.offset).T
+    assert len(projections[0].weights) == 2  # one gene of two neurons: two components
+    for share in (1, 25, 10**6):  # all sparse, mixed, all dense
+        monkeypatch.setattr(_null, "DENSE_SHARE", share)
+        np.testing.assert_allclose(_null.project_sets(neurons, projections, 2), expected, atol=1e-4)
