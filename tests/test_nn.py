@@ -334,6 +334,8 @@ def test_keep_mask_is_bernoulli_and_seeded_by_torch():
     assert torch.equal(keep_mask((500, 400), 0.1), mask)
     assert not torch.equal(keep_mask((500, 400), 0.1), mask)
     assert keep_mask((3,), 0.5, torch.float64).dtype == torch.float64
+    half = keep_mask((40, 50), 0.5, torch.bfloat16)  # no numpy dtype: torch's comparison writes it
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) == {0.0, 1.0}
     assert keep_mask((7, 1), 1e-12).all() and not keep_mask((7, 1), 1 - 1e-12).any()
 
 

@@ -282,7 +282,7 @@ def term_reference(
     own_sets = [reach[:, term_index[node]].indices for node in frame["node_id"].to_numpy()[terms]]
     reference = null_probes(
         acts.genes,
-        acts.wiring.gene_size,
+        wiring.gene_size,
         pool,
         frame["n_genes"].to_numpy()[terms],
         frame["width"].to_numpy()[terms],

@@ -22,7 +22,7 @@ from ._annotations import normalize_gene_id, read_gaf
 from ._config import WiringConfig
 from ._interactions import read_interactions
 from ._ontology import Ontology, read_obo
-from ._reach import propagate_up
+from ._reach import propagate_up, term_reach
 from ._wiring import WIRING_FORMAT_VERSION, Wiring
 
 logger = logging.getLogger(__name__)
@@ -280,11 +280,7 @@ def _compile_modality(
     root_size = config.root_size or min(128, math.isqrt(len(feature_ids)))
     size_of = {"go": config.term_size, "unknown": config.unknown_size, "root": max(1, root_size)}
     term_size = np.array([size_of[k] for k in term_kind_arr], dtype=np.int64)
-    incidence = sp.csr_matrix(
-        (np.ones(gene_term_arr.shape[1], np.float32), (gene_term_arr[0], gene_term_arr[1])),
-        shape=(n_genes, len(order)),
-    )
-    reach = propagate_up(incidence, term_term_arr[0], term_term_arr[1], term_depth_arr)
+    reach = term_reach(gene_term_arr, term_term_arr, term_depth_arr, n_genes)
     term_n_genes = np.diff(reach.indptr).astype(np.int64)
 
     gene_edges, gene_edge_scores = _gene_edges(gene_index, gene_placeholder, interactions)

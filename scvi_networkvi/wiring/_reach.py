@@ -22,3 +22,14 @@ def propagate_up(incidence: sp.spmatrix, child: np.ndarray, parent: np.ndarray, 
         matrix.data[:] = 1.0
     matrix.eliminate_zeros()
     return matrix.tocsc()
+
+
+def term_reach(gene_term: np.ndarray, term_term: np.ndarray, term_depth: np.ndarray, n_genes: int) -> sp.csc_matrix:
+    """``(n_genes, n_terms)`` 0/1 matrix of the genes reaching each term.
+
+    From a wiring's ``(2, k)`` gene -> term and ``(2, m)`` child -> parent connections (see :func:`propagate_up`).
+    """
+    incidence = sp.csr_matrix(
+        (np.ones(gene_term.shape[1], np.float32), (gene_term[0], gene_term[1])), shape=(n_genes, len(term_depth))
+    )
+    return propagate_up(incidence, term_term[0], term_term[1], term_depth)

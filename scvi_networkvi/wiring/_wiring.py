@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._reach import propagate_up
+from ._reach import term_reach
 
 #: Bumped whenever the meaning or layout of the arrays changes; part of every cache key.
 WIRING_FORMAT_VERSION = 1
@@ -155,11 +155,7 @@ class Wiring:
 
         Column sums are :attr:`term_n_genes`; ``term_genes()[:, t].indices`` are the gene-node indices of term ``t``.
         """
-        incidence = sp.csr_matrix(
-            (np.ones(self.gene_term.shape[1], np.float32), (self.gene_term[0], self.gene_term[1])),
-            shape=(self.n_genes, self.n_terms),
-        )
-        return propagate_up(incidence, self.term_term[0], self.term_term[1], self.term_depth)
+        return term_reach(self.gene_term, self.term_term, self.term_depth, self.n_genes)
 
     def term_frame(self) -> pd.DataFrame:
         """One row per kept term: id, name, depth, kind, neurons, genes."""
