@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -182,5 +183,31 @@ def example_sites():
         for mod in mdata.mod:
             mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
         return mdata
+
+    return make
+
+
+@pytest.fixture
+def tiny_wiring():
+    """Factory: the wiring of the given feature ids on the tiny test GO, GAF and interaction table (not cached).
+
+    Gene nodes of 3 neurons, GO terms of 2, a root of 5, depth at most 3.
+    """
+    from scvi_networkvi.wiring import compile_wiring
+
+    data = Path(__file__).parent / "data"
+
+    def make(ids):
+        return compile_wiring(
+            ids,
+            go=data / "tiny.obo",
+            annotations=data / "tiny.gaf",
+            interactions=data / "tiny_interactions.csv",
+            max_depth=3,
+            gene_size=3,
+            term_size=2,
+            root_size=5,
+            cache=False,
+        )
 
     return make

@@ -16,7 +16,6 @@ from scvi_networkvi.nn._wired_encoder import (
     _TwoPathBlockLayer,
     keep_mask,
 )
-from scvi_networkvi.wiring import compile_wiring
 
 DATA = Path(__file__).parent / "data"
 GENES = ["g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10"]
@@ -29,19 +28,8 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def wiring():
-    ids = [*GENES, "['g1', 'g8']", None]
-    return compile_wiring(
-        ids,
-        go=DATA / "tiny.obo",
-        annotations=DATA / "tiny.gaf",
-        interactions=DATA / "tiny_interactions.csv",
-        max_depth=3,
-        gene_size=3,
-        term_size=2,
-        root_size=5,
-        cache=False,
-    )
+def wiring(tiny_wiring):
+    return tiny_wiring([*GENES, "['g1', 'g8']", None])
 
 
 def reference_mask(in_sizes, out_sizes, connections):

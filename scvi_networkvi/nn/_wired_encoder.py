@@ -17,6 +17,7 @@ from scvi_networkvi.wiring import Wiring
 
 from ._attention import CovariateAttention, covariate_vector, covariate_width
 from ._block_sparse import BlockSparseLinear
+from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction
 from ._level_norm import LevelBatchNorm
 
 GeneLayerType = Literal["none", "standard", "interaction"]
@@ -38,7 +39,7 @@ def _activate(activation: nn.Module, y: torch.Tensor) -> torch.Tensor:
 
 
 def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A CPU tensor of 0/1 (``dtype``), each element 1 independently with probability ``1 - p`` (``0 < p < 1``).
+    """A CPU tensor of 0/1 (``dtype``, e.g. float or ``torch.uint8``), each element 1 independently with probability ``1 - p`` (``0 < p < 1``).
 
     torch's CPU generator (Mersenne Twister) produces one 32-bit draw per element serially and costs more than the
     whole layer that the mask drops out. The draws here come from numpy's PCG64, 64 bits at a time, seeded with one
@@ -375,6 +376,44 @@ class GeneLayer(nn.Module):
         """Gene-node activations ``(n, n_genes * gene_size)`` from the features ``(n, n_features)``."""
         return self.forward_t(x.t()).t().contiguous()
 
+    def forward_t_with(self, xt: torch.Tensor, interaction: InteractionLayer) -> torch.Tensor | None:
+        """Run this layer and then ``interaction`` as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
+
+        ``None`` (the caller runs the two layers) unless: one feature per gene, ReLU in both layers, ``xt`` a
+        float32 / float64 CPU tensor that needs no gradient, of the parameters' dtype. The same dropout mask as
+        :meth:`forward_t` is drawn for the same seed.
+        """
+        layer, linear = self.layer, interaction.linear
+        rows = layer._single_rows
+        if (
+            rows is None
+            or type(layer.activation) is not nn.ReLU
+            or type(interaction.activation) is not nn.ReLU
+            or len(linear.weights) != 1
+            or linear.bias is None
+            or xt.device.type != "cpu"
+            or xt.requires_grad
+            or xt.dtype not in (torch.float32, torch.float64)
+            or linear.weights[0].dtype != xt.dtype
+        ):
+            return None
+        _, weight = layer.linear.single_input_blocks()
+        n_genes = len(rows)
+        size = weight.shape[1]
+        if linear.groups[0] != (size, size) or linear.n_out != n_genes * size:
+            return None
+        if interaction.edge_plan is None:
+            interaction.edge_plan = EdgePlan.from_connections(linear.connections, n_genes)
+        bias = layer.linear.bias.view(2 * n_genes, size, 1)
+        w1, w2, b1, b2 = weight[:n_genes], weight[n_genes:], bias[:n_genes], bias[n_genes:]
+        mask, scale = None, 1.0
+        if self.dropout.active(xt):
+            mask = keep_mask((n_genes, size, xt.shape[1]), self.dropout.p, torch.uint8).numpy()
+            scale = 1.0 / (1.0 - self.dropout.p)
+        return FusedGeneInteraction.apply(
+            xt, rows.numpy(), w1, b1, w2, b2, mask, scale, linear.weights[0], linear.bias, interaction.edge_plan
+        )
+
     def forward_t(self, xt: torch.Tensor) -> torch.Tensor:
         """Feature-major: ``(n_features, n)`` -> ``(n_genes * gene_size, n)``."""
         if self.dropout.active(xt) and self.layer.fuses_dropout:  # same mask, applied inside the layer's kernel
@@ -390,6 +429,7 @@ class InteractionLayer(nn.Module):
         sizes = np.full(wiring.n_genes, wiring.gene_size)
         self.linear = BlockSparseLinear(sizes, sizes, wiring.gene_edges)
         self.activation = activation_module(activation)
+        self.edge_plan: EdgePlan | None = None  # built on first use by GeneLayer.forward_t_with
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``act(W h + b) + h`` over the gene nodes, ``(n, n_genes * gene_size)``."""
@@ -585,6 +625,8 @@ class WiredEncoder(nn.Module):
         )
         # Parameter-free tap on the gene-node activations that feed the GO network, ``(n_genes * gene_size, n)``.
         self.gene_tap = nn.Identity() if self.gene_layer is not None else None
+        #: run the gene layer and the first interaction layer as one CPU kernel where it applies (see GeneLayer)
+        self.fuse_gene_layers = True
         n_hidden = self.go_network.n_output
         self.inject_covariates = inject_covariates
         if inject_covariates:
@@ -612,11 +654,18 @@ class WiredEncoder(nn.Module):
         # block-sparse layers gather and write far faster than column slivers (see BlockSparseLinear).
         h = x.t().contiguous()
         u = covariate_vector(self.n_cat_list, cat_list, cont) if self.n_cat_list or cont is not None else None
+        interaction_layers = list(self.interaction_layers)
         if self.gene_layer is not None:
-            h = self.gene_layer.forward_t(h)
+            fused = None
+            if self.fuse_gene_layers and interaction_layers and self.gene_attention is None:
+                fused = self.gene_layer.forward_t_with(h, interaction_layers[0])
+            if fused is None:
+                h = self.gene_layer.forward_t(h)
+            else:
+                h, interaction_layers = fused, interaction_layers[1:]
         if self.gene_attention is not None:
             h = self.gene_attention(h.t(), u).t().contiguous()
-        for layer in self.interaction_layers:
+        for layer in interaction_layers:
             h = layer.forward_t(h)
         if self.gene_tap is not None:
             h = self.gene_tap(h)

@@ -1,0 +1,171 @@
+"""The fused CPU kernel for the gene layer + first interaction layer equals the two torch layers it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scvi_networkvi.nn import WiredEncoder
+from scvi_networkvi.nn._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+
+GENES = [f"g{i}" for i in range(1, 11)]  # the tiny GAF's genes
+
+
+@pytest.fixture
+def wiring(tiny_wiring):
+    """One feature per gene (as RNA), with gene-gene edges beside the self loops."""
+    torch.manual_seed(0)
+    wiring = tiny_wiring(GENES)
+    assert wiring.gene_edges.shape[1] > wiring.n_genes
+    return wiring
+
+
+def run(encoder, x, cats, fuse: bool, seed: int = 5):
+    encoder.fuse_gene_layers = fuse
+    encoder.zero_grad()
+    torch.manual_seed(seed)
+    hidden = encoder.hidden(x, *cats)
+    g = torch.linspace(-1.0, 1.0, hidden.numel(), dtype=hidden.dtype).view_as(hidden)
+    (hidden * g).sum().backward()
+    return hidden.detach(), {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n_interaction_layers", [1, 2])
+def test_fused_kernel_equals_the_torch_layers(wiring, train, n_interaction_layers, monkeypatch):
+    """Same output and parameter gradients (float64), same dropout mask for the same seed, in training and eval."""
+    calls = []
+    apply = FusedGeneInteraction.apply
+    monkeypatch.setattr(FusedGeneInteraction, "apply", lambda *a: calls.append(1) or apply(*a))
+    encoder = WiredEncoder(
+        wiring,
+        n_latent=3,
+        gene_layer="interaction",
+        n_interaction_layers=n_interaction_layers,
+        dropout_rate=0.3,
+        n_cat_list=[2],
+        inject_covariates=True,
+    ).double()
+    encoder.train(train)
+    x = torch.rand(11, wiring.n_features, dtype=torch.float64) * 4
+    cats = (torch.randint(0, 2, (11, 1)),)
+    reference, reference_grads = run(encoder, x, cats, fuse=False)
+    assert not calls
+    fused, fused_grads = run(encoder, x, cats, fuse=True)
+    assert len(calls) == 1
+    torch.testing.assert_close(fused, reference, rtol=1e-12, atol=1e-12)
+    assert fused_grads.keys() == reference_grads.keys()
+    assert any(name.startswith("interaction_layers.0.") for name in fused_grads)
+    for name, grad in reference_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-10, atol=1e-12, msg=name)
+    if train:  # dropout really acted (a different seed gives another output)
+        other, _ = run(encoder, x, cats, fuse=True, seed=6)
+        assert not torch.allclose(other, fused)
+
+
+def random_problem(seed, n_genes=6, size=3, n_cells=7, n_features=8, dropout=0.0):
+    """A gene layer (one feature per gene, some features unused) and random edges, not all genes self-looped."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    pairs = {(int(a), int(b)) for a, b in rng.integers(0, n_genes, (2, 2 * n_genes)).T}
+    pairs |= {(g, g) for g in range(0, n_genes, 2)}
+    connections = np.array(sorted(pairs)).T
+    double = {"dtype": torch.float64}
+    x = torch.rand(n_features, n_cells, **double) * 3 - 1
+    params = [torch.randn(n_genes, size, 1, **double, requires_grad=True) for _ in range(4)]
+    weight = torch.randn(connections.shape[1], size, size, **double, requires_grad=True)
+    bias = torch.randn(n_genes * size, **double, requires_grad=True)
+    rows = rng.permutation(n_features)[:n_genes].astype(np.int64)
+    mask = (rng.random((n_genes, size, n_cells)) >= dropout).astype(np.uint8) if dropout else None
+    return x, rows, params, weight, bias, connections, mask
+
+
+def reference_layers(x, rows, params, weight, bias, connections, mask, scale):
+    """The two layers written plainly (row blocks of size neurons per gene)."""
+    w1, b1, w2, b2 = params
+    xg = x[torch.as_tensor(rows)].unsqueeze(1)  # (genes, 1, cells)
+    h = torch.relu(w1 * xg + b1) + (w2 * xg + b2)
+    if mask is not None:
+        h = h * torch.as_tensor(mask, dtype=h.dtype) * scale
+    n_genes, size, n = h.shape
+    pre = bias.view(n_genes, size, 1).expand(n_genes, size, n)
+    contributions = [torch.zeros(size, n, dtype=h.dtype) for _ in range(n_genes)]
+    for e, (s, d) in enumerate(connections.T):
+        contributions[d] = contributions[d] + weight[e].T @ h[s]
+    pre = pre + torch.stack(contributions)
+    return (torch.relu(pre) + h).reshape(n_genes * size, n)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_fused_kernel_gradients(dropout):
+    """Numerical gradients (float64) and a plain reference, with and without a dropout mask."""
+    x, rows, params, weight, bias, connections, mask = random_problem(1, dropout=dropout)
+    scale = 1.0 / (1.0 - dropout)
+    plan = EdgePlan.from_connections(connections, len(rows))
+
+    def fused(w1, b1, w2, b2, weight, bias):
+        return FusedGeneInteraction.apply(x, rows, w1, b1, w2, b2, mask, scale, weight, bias, plan)
+
+    inputs = (*params, weight, bias)
+    assert torch.autograd.gradcheck(fused, inputs)
+    out = fused(*inputs)
+    expected = reference_layers(x, rows, params, weight, bias, connections, mask, scale)
+    torch.testing.assert_close(out, expected)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(expected, inputs, g), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_kernel_is_deterministic_and_skips_frozen_parameters():
+    x, rows, params, weight, bias, connections, _ = random_problem(2)
+    plan = EdgePlan.from_connections(connections, len(rows))
+    params = [p.float().detach().requires_grad_(k % 2 == 0) for k, p in enumerate(params)]
+    weight = weight.float().detach().requires_grad_()
+    bias = bias.float().detach()  # frozen
+    x = x.float()
+    results = []
+    for _ in range(2):
+        out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+        grads = torch.autograd.grad(out.square().sum(), [params[0], params[2], weight])
+        results.append((out, *grads))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+    out.sum().backward()
+    assert params[1].grad is None and params[3].grad is None and bias.grad is None
+    assert weight.grad is not None and params[0].grad is not None
+
+
+def test_edge_plan_lists_each_connection_once_per_direction():
+    connections = np.array([[0, 0, 1, 2, 2], [0, 2, 2, 1, 2]])
+    plan = EdgePlan.from_connections(connections, 4)
+    assert plan.in_ptr.tolist() == [0, 1, 2, 5, 5]  # gene 3 has no inputs
+    assert plan.in_src.tolist() == [0, 2, 0, 1, 2]
+    assert connections[:, plan.in_edge].tolist() == [plan.in_src.tolist(), [0, 1, 2, 2, 2]]
+    assert plan.out_ptr.tolist() == [0, 2, 3, 5, 5]
+    assert connections[:, plan.out_edge].tolist() == [[0, 0, 1, 2, 2], plan.out_dst.tolist()]
+
+
+def test_fused_kernel_applies_only_where_it_is_exact(wiring, tiny_wiring):
+    encoder = WiredEncoder(wiring, n_latent=2, gene_layer="interaction")
+    gene_layer, interaction = encoder.gene_layer, encoder.interaction_layers[0]
+    xt = torch.rand(wiring.n_features, 4)
+    assert gene_layer.forward_t_with(xt, interaction) is not None
+    assert gene_layer.forward_t_with(xt.clone().requires_grad_(), interaction) is None  # input gradient: torch
+    assert gene_layer.forward_t_with(xt.double(), interaction) is None  # dtype differs from the parameters
+    leaky = WiredEncoder(wiring, n_latent=2, gene_layer="interaction", activation="leaky_relu")
+    assert leaky.gene_layer.forward_t_with(xt, leaky.interaction_layers[0]) is None
+    several = tiny_wiring([*GENES, "['g1', 'g8']"])  # g1 and g8 read two features each
+    multi = WiredEncoder(several, n_latent=2, gene_layer="interaction")
+    assert multi.gene_layer.forward_t_with(torch.rand(several.n_features, 4), multi.interaction_layers[0]) is None
+
+
+def test_gene_attention_keeps_the_torch_layers(wiring, monkeypatch):
+    """Covariate attention sits between the gene layer and the interaction layer: nothing to fuse."""
+    monkeypatch.setattr(FusedGeneInteraction, "apply", lambda *a: pytest.fail("fused despite gene attention"))
+    encoder = WiredEncoder(
+        wiring, n_latent=2, gene_layer="interaction", n_cat_list=[2], covariate_attention="genes"
+    ).train()
+    q_m, _, _ = encoder(torch.rand(5, wiring.n_features), torch.randint(0, 2, (5, 1)))
+    assert q_m.shape == (5, 2)
