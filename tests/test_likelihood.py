@@ -9,7 +9,13 @@ import torch
 from scvi.distributions import ZeroInflatedNegativeBinomial
 from torch.distributions import NegativeBinomial
 
-from scvi_networkvi.module._likelihood import log_gamma_ratio, nb_log_prob, zinb_log_prob
+from scvi_networkvi.module._likelihood import (
+    log_gamma_ratio,
+    nb_log_prob,
+    nb_log_prob_cells,
+    zinb_log_prob,
+    zinb_log_prob_cells,
+)
 
 
 def _params(seed: int = 0, n: int = 64, genes: int = 50):
@@ -80,3 +86,35 @@ def test_log_gamma_ratio_sparse_path_equals_dense_formula(theta_shape):
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), theta)
     (grad_dense,) = torch.autograd.grad((dense * weights).sum(), theta)
     torch.testing.assert_close(grad_ours, grad_dense, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "nb"])
+@pytest.mark.parametrize("seed", [0, 4])
+def test_per_cell_sums_equal_the_summed_elementwise_likelihood(likelihood, seed):
+    """The non-zero-only per-cell form: same values and gradients, also for a cell without counts and samples."""
+    x, mu, theta, logits = _params(seed)
+    x[3] = 0.0  # a cell without counts
+    if likelihood == "zinb":
+        ours, reference = zinb_log_prob_cells(x, mu, theta, logits), zinb_log_prob(x, mu, theta, logits).sum(-1)
+        params = (mu, theta, logits)
+    else:
+        ours, reference = nb_log_prob_cells(x, mu, theta), nb_log_prob(x, mu, theta).sum(-1)
+        params = (mu, theta)
+    assert ours.shape == (x.shape[0],)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-10)
+    weights = torch.linspace(0.5, 1.5, x.shape[0], dtype=x.dtype)
+    for a, b in zip(
+        torch.autograd.grad((ours * weights).sum(), params),
+        torch.autograd.grad((reference * weights).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # a leading samples axis (posterior samples of mu) takes the dense form
+    mu_samples = mu.detach().expand(2, *mu.shape) * torch.tensor([1.0, 2.0], dtype=mu.dtype).view(2, 1, 1)
+    if likelihood == "zinb":
+        samples = zinb_log_prob_cells(x, mu_samples, theta, logits.expand(2, *x.shape))
+        expected = zinb_log_prob(x, mu_samples, theta, logits.expand(2, *x.shape)).sum(-1)
+    else:
+        samples, expected = nb_log_prob_cells(x, mu_samples, theta), nb_log_prob(x, mu_samples, theta).sum(-1)
+    assert samples.shape == (2, x.shape[0])
+    torch.testing.assert_close(samples, expected)

@@ -19,7 +19,7 @@ from torch.distributions import Normal, Poisson, kl_divergence
 from scvi_networkvi.nn import WiredEncoder
 from scvi_networkvi.wiring import Wiring
 
-from ._likelihood import nb_log_prob, zinb_log_prob
+from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells
 from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
 
 #: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
@@ -413,12 +413,12 @@ class NetworkVAE(BaseModuleClass):
             x = data["rna"]
             rate, theta = generative_outputs["px_rate"], generative_outputs["px_r"]
             if self.gene_likelihood == "zinb":
-                log_prob = zinb_log_prob(x, rate, theta, generative_outputs["px_dropout"])
+                log_prob = zinb_log_prob_cells(x, rate, theta, generative_outputs["px_dropout"])
             elif self.gene_likelihood == "nb":
-                log_prob = nb_log_prob(x, rate, theta)
+                log_prob = nb_log_prob_cells(x, rate, theta)
             else:
-                log_prob = Poisson(rate).log_prob(x)
-            losses["rna"] = -log_prob.sum(-1)
+                log_prob = Poisson(rate).log_prob(x).sum(-1)
+            losses["rna"] = -log_prob
         if "protein" in self.modalities:
             py_ = generative_outputs["py_"]
             dist = NegativeBinomialMixture(
