@@ -544,3 +544,27 @@ def test_go_network_normalises_every_level_or_none(wiring):
 def test_level_batch_norm_rejects_invalid_settings(kwargs):
     with pytest.raises(ValueError, match="LevelBatchNorm needs"):
         LevelBatchNorm(**kwargs)
+
+
+def test_go_levels_above_the_first_return_sparse_input_gradients_that_sum_to_the_dense_one(wiring, monkeypatch):
+    """Levels above the first hand autograd the gene rows they read as a sparse gradient (CPU): same sum as dense."""
+    network = GONetwork(wiring, np.full(wiring.n_genes, wiring.gene_size), wiring.gene_term).double()
+    flags = [level.linear.sparse_first_part_grad for level in network.levels]
+    assert len(flags) > 1 and flags == [False] + [True] * (len(flags) - 1)
+    reads_genes = [level.linear.n_in > wiring.n_genes * wiring.gene_size for level in network.levels[1:]]
+    assert any(reads_genes)  # some level above the first reads gene rows beside the deeper terms
+    h = torch.rand(wiring.n_genes * wiring.gene_size, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(network.n_output, 7, dtype=torch.float64)
+    made = []
+    sparse_coo_tensor = torch.sparse_coo_tensor
+    monkeypatch.setattr(torch, "sparse_coo_tensor", lambda *a, **k: made.append(1) or sparse_coo_tensor(*a, **k))
+    grads = []
+    for flag in (True, False):
+        for level in network.levels[1:]:
+            level.linear.sparse_first_part_grad = flag
+        made.clear()
+        (grad,) = torch.autograd.grad((network.forward_t(h) * weights).sum(), h)
+        assert grad.layout == torch.strided
+        assert bool(made) == flag
+        grads.append(grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)

@@ -195,6 +195,11 @@ class BlockSparseLinear(nn.Module):
         self._dense.sort(key=lambda group: (not group.whole_in, not group.all_out, group.index))
         self._part_index: dict[tuple, list] = {}
         self.dense = not self._kernel_groups
+        #: On CPU, return the input gradient of the first input part (given as row blocks) as a sparse tensor of the
+        #: rows the dense groups read, when no whole-input group writes it densely. Only for a caller that knows
+        #: another reader of that part produces a dense gradient (a GO level above the first reading the gene nodes),
+        #: so that autograd's sum is dense again: a zero-filled full-size gradient costs more than the product.
+        self.sparse_first_part_grad = False
 
         # Kernel plans. With one kernel group each row is written by one bucket (bias folded in) and only the
         # buckets added after the self-loop bucket accumulate; with several groups every bucket accumulates.
@@ -474,6 +479,7 @@ class _DenseGroupsFunction(torch.autograd.Function):
         need_bias = ctx.needs_input_grad[2 + n_parts]
         g = grad_out.contiguous()
         grad_parts: list[torch.Tensor | None] = [None] * n_parts  # parts no group reads get no gradient at all
+        sparse_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
         grad_weights = []
         needs = ctx.needs_input_grad[3 + n_parts :]
         for group, x, w, needed in zip(layer._dense, inputs, matrices, needs, strict=True):
@@ -494,10 +500,21 @@ class _DenseGroupsFunction(torch.autograd.Function):
             else:
                 start = 0
                 for k, local, _ in _part_pieces(layer, ctx.part_rows, group.index, g.device):
+                    piece = grad_x[start : start + len(local)]
+                    start += len(local)
+                    if k == 0 and grad_parts[0] is None and layer.sparse_first_part_grad and g.device.type == "cpu":
+                        sparse_rows.append((local, piece))
+                        continue
                     if grad_parts[k] is None:
                         grad_parts[k] = g.new_zeros(ctx.part_rows[k], g.shape[1])
-                    grad_parts[k].index_add_(0, local, grad_x[start : start + len(local)])
-                    start += len(local)
+                    grad_parts[k].index_add_(0, local, piece)
+        if sparse_rows:  # rows of a wide first part: autograd adds them into the dense gradient another reader makes
+            grad_parts[0] = torch.sparse_coo_tensor(
+                torch.cat([local for local, _ in sparse_rows]).unsqueeze(0),
+                torch.cat([piece for _, piece in sparse_rows]),
+                (ctx.part_rows[0], g.shape[1]),
+                check_invariants=False,
+            )
         grad_bias = g.sum(1) if need_bias else None
         return None, None, *grad_parts, grad_bias, *grad_weights
 

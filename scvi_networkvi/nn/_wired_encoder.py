@@ -498,7 +498,12 @@ class GONetwork(nn.Module):
                 ],
                 axis=1,
             )
-            self.levels.append(_TwoPathBlockLayer(in_sizes, out_sizes, connections, activation, linear_path))
+            level = _TwoPathBlockLayer(in_sizes, out_sizes, connections, activation, linear_path)
+            if not self.levels:
+                first_reads_inputs = from_inputs.shape[1] > 0
+            # The first level's input gradient is dense; the input rows read by the levels above add to it sparsely.
+            level.linear.sparse_first_part_grad = bool(self.levels) and first_reads_inputs
+            self.levels.append(level)
             self.level_depths.append(depth)
             self.level_slices.append((int(term_offset[terms.start]), int(term_offset[terms.stop])))
         self.n_output = int(wiring.term_size[-1])
