@@ -322,9 +322,17 @@ def test_keep_mask_is_bernoulli_and_seeded_by_torch():
     assert torch.equal(keep_mask((500, 400), 0.1), mask)
     assert not torch.equal(keep_mask((500, 400), 0.1), mask)
     assert keep_mask((3,), 0.5, torch.float64).dtype == torch.float64
-    half = keep_mask((40, 50), 0.5, torch.bfloat16)  # no numpy dtype: torch's comparison writes it
+    half = keep_mask((40, 50), 0.5, torch.bfloat16)  # no numba dtype: drawn as float32, then converted
     assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) == {0.0, 1.0}
     assert keep_mask((7, 1), 1e-12).all() and not keep_mask((7, 1), 1 - 1e-12).any()
+    torch.manual_seed(3)
+    odd = keep_mask((301, 257), 0.2, torch.uint8)  # odd size: the middle element draws alone
+    assert odd.dtype == torch.uint8 and abs(odd.float().mean().item() - 0.8) < 0.01
+    torch.manual_seed(3)
+    assert torch.equal(keep_mask((301, 257), 0.2, torch.float64), odd.double())  # same draws whatever the dtype
+    flat = odd.double().reshape(-1)
+    middle = (flat.numel() + 1) // 2  # the two halves of one 64-bit draw feed elements k and k + middle
+    assert abs(torch.corrcoef(torch.stack([flat[: middle - 1], flat[middle:]]))[0, 1].item()) < 0.02
 
 
 def test_gene_layer_fuses_dropout_without_changing_it():

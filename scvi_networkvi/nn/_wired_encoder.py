@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -18,6 +17,7 @@ from scvi_networkvi.wiring import Wiring
 from ._attention import CovariateAttention, covariate_vector, covariate_width
 from ._block_sparse import BlockSparseLinear
 from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+from ._keep_mask import keep_mask
 from ._level_norm import LevelBatchNorm
 
 GeneLayerType = Literal["none", "standard", "interaction"]
@@ -36,27 +36,6 @@ def activation_module(name: str) -> nn.Module:
 def _activate(activation: nn.Module, y: torch.Tensor) -> torch.Tensor:
     """``activation(y)``, in place for ReLU: ``y`` is a fresh product nothing else reads (one less full-size write)."""
     return torch.relu_(y) if type(activation) is nn.ReLU else activation(y)
-
-
-def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A CPU tensor of 0/1 (``dtype``, e.g. float or ``torch.uint8``), each element 1 independently with probability ``1 - p`` (``0 < p < 1``).
-
-    torch's CPU generator (Mersenne Twister) produces one 32-bit draw per element serially and costs more than the
-    whole layer that the mask drops out. The draws here come from numpy's PCG64, 64 bits at a time, seeded with one
-    draw from torch's generator, so ``torch.manual_seed`` still fixes every mask. Each 32-bit half is compared with
-    ``round(p * 2**32)``: the drop probability is ``p`` to within ``2**-32`` (torch's own ``bernoulli_`` resolves
-    ``2**-24``), written straight into the float mask.
-    """
-    n = math.prod(shape)
-    seed = int(torch.randint(0, 2**62, ()).item())
-    bits = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]  # uniform on [-2**31, 2**31)
-    mask = torch.empty(tuple(shape), dtype=dtype)
-    threshold = min(round(p * 2**32) - 2**31, 2**31 - 1)  # within int32
-    if dtype == torch.bfloat16:  # no numpy counterpart
-        return torch.ge(torch.from_numpy(bits).view(mask.shape), threshold, out=mask)
-    # numpy casts the comparison into the float mask in cache-sized chunks; torch.ge(out=float) makes two full copies
-    np.greater_equal(bits, threshold, out=mask.numpy().reshape(-1), casting="unsafe")
-    return mask
 
 
 class WideDropout(nn.Dropout):
