@@ -169,3 +169,13 @@ def test_gene_attention_keeps_the_torch_layers(wiring, monkeypatch):
     ).train()
     q_m, _, _ = encoder(torch.rand(5, wiring.n_features), torch.randint(0, 2, (5, 1)))
     assert q_m.shape == (5, 2)
+
+
+def test_changing_the_weight_in_place_before_backward_raises():
+    x, rows, params, weight, bias, connections, _ = random_problem(4)
+    plan = EdgePlan.from_connections(connections, len(rows))
+    out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+    with torch.no_grad():
+        weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

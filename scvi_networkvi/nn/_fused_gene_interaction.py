@@ -194,8 +194,8 @@ class FusedGeneInteraction(torch.autograd.Function):
         gene = [(t.detach() * scale).reshape(n_genes, b).contiguous().numpy() for t in (w1, b1, w2, b2)]
         has_mask = mask is not None
         mask = mask if has_mask else np.ones((1, 1, 1), dtype=np.uint8)
-        x = xt.detach().contiguous().numpy()
-        w = weight.detach().contiguous().numpy()
+        x_saved, w_saved = xt.detach().contiguous(), weight.detach().contiguous()  # share the inputs' version counters
+        x, w = x_saved.numpy(), w_saved.numpy()
         zero = x.dtype.type(0)
         out = torch.empty(n_genes * b, n, dtype=xt.dtype)
         positive = np.empty((n_genes * b, n), dtype=np.bool_)
@@ -203,15 +203,16 @@ class FusedGeneInteraction(torch.autograd.Function):
             x, rows, *gene, mask, has_mask, w, bias.detach().contiguous().numpy(),
             plan.in_ptr, plan.in_src, plan.in_edge, out.numpy(), positive, zero,
         )  # fmt: skip
-        # saved as tensors (numpy views, no copies) so that autograd frees them after the backward pass
-        ctx.save_for_backward(*(torch.from_numpy(a) for a in (x, *gene, mask, w, positive)))
+        # Saved as tensors (numpy views, no copies) so that autograd frees them after the backward pass; the input and
+        # the weight as detached views, so that changing either in place before the backward pass raises as usual.
+        ctx.save_for_backward(x_saved, w_saved, *(torch.from_numpy(a) for a in (*gene, mask, positive)))
         ctx.rows, ctx.has_mask, ctx.plan, ctx.scale = rows, has_mask, plan, scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, *gene, mask, w, positive = (t.numpy() for t in ctx.saved_tensors)
+        x, w, *gene, mask, positive = (t.numpy() for t in ctx.saved_tensors)
         plan = ctx.plan
         n_genes, b = gene[0].shape
         grads = [np.empty((n_genes, b), dtype=x.dtype) for _ in range(4)]
