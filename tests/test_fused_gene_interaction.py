@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scvi_networkvi.nn import WiredEncoder
-from scvi_networkvi.nn._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+from scvi_networkvi.nn._fused_gene_interaction import EdgePlan, FusedGeneInteraction, GenePlan
 
 GENES = [f"g{i}" for i in range(1, 11)]  # the tiny GAF's genes
 
@@ -33,8 +33,12 @@ def run(encoder, x, cats, fuse: bool, seed: int = 5):
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("n_interaction_layers", [1, 2])
-def test_fused_kernel_equals_the_torch_layers(wiring, train, n_interaction_layers, monkeypatch):
-    """Same output and parameter gradients (float64), same dropout mask for the same seed, in training and eval."""
+@pytest.mark.parametrize("extra_ids", [[], ["['g1', 'g8']", None]], ids=["one-feature-per-gene", "several-features"])
+def test_fused_kernel_equals_the_torch_layers(tiny_wiring, train, n_interaction_layers, extra_ids, monkeypatch):
+    """Same output and parameter gradients (float64), same dropout mask for the same seed, in training and eval; with
+    one feature per gene (RNA) and with genes reading several features (a feature mapped to g1 and g8)."""
+    torch.manual_seed(0)
+    wiring = tiny_wiring([*GENES, *extra_ids])
     calls = []
     apply = FusedGeneInteraction.apply
     monkeypatch.setattr(FusedGeneInteraction, "apply", lambda *a: calls.append(1) or apply(*a))
@@ -64,31 +68,57 @@ def test_fused_kernel_equals_the_torch_layers(wiring, train, n_interaction_layer
         assert not torch.allclose(other, fused)
 
 
-def random_problem(seed, n_genes=6, size=3, n_cells=7, n_features=8, dropout=0.0):
-    """A gene layer (one feature per gene, some features unused) and random edges, not all genes self-looped."""
+def random_problem(seed, n_genes=6, size=3, n_cells=7, n_features=8, dropout=0.0, features_per_gene=(1,)):
+    """A gene layer (features per gene drawn from ``features_per_gene``, some features unused) and random edges, not
+    all genes self-looped. Returns the inputs of FusedGeneInteraction after ``x``: genes, w1, b1, w2, b2, mask."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     pairs = {(int(a), int(b)) for a, b in rng.integers(0, n_genes, (2, 2 * n_genes)).T}
     pairs |= {(g, g) for g in range(0, n_genes, 2)}
     connections = np.array(sorted(pairs)).T
+    counts = rng.choice(features_per_gene, n_genes)
+    feature_gene = (
+        np.array(
+            sorted({(int(f), g) for g, k in enumerate(counts) for f in rng.choice(n_features, k, replace=False)}),
+            dtype=np.int64,
+        )
+        .reshape(-1, 2)
+        .T
+    )
+    # the layer's two-path connections: (feature, gene) then (feature, gene + n_genes), in parameter order
+    layer_connections = np.unique(
+        np.concatenate([feature_gene, feature_gene + np.array([[0], [n_genes]])], axis=1), axis=1
+    )
+    genes = GenePlan.from_connections(layer_connections, n_genes)
     double = {"dtype": torch.float64}
     x = torch.rand(n_features, n_cells, **double) * 3 - 1
-    params = [torch.randn(n_genes, size, 1, **double, requires_grad=True) for _ in range(4)]
+    n_entries = len(genes.src)
+    params = [
+        torch.randn(n_entries, size, **double, requires_grad=True),
+        torch.randn(n_genes, size, **double, requires_grad=True),
+        torch.randn(n_entries, size, **double, requires_grad=True),
+        torch.randn(n_genes, size, **double, requires_grad=True),
+    ]
     weight = torch.randn(connections.shape[1], size, size, **double, requires_grad=True)
     bias = torch.randn(n_genes * size, **double, requires_grad=True)
-    rows = rng.permutation(n_features)[:n_genes].astype(np.int64)
     mask = (rng.random((n_genes, size, n_cells)) >= dropout).astype(np.uint8) if dropout else None
-    return x, rows, params, weight, bias, connections, mask
+    return x, genes, params, weight, bias, connections, mask
 
 
-def reference_layers(x, rows, params, weight, bias, connections, mask, scale):
+def reference_layers(x, genes, params, weight, bias, connections, mask, scale):
     """The two layers written plainly (row blocks of size neurons per gene)."""
     w1, b1, w2, b2 = params
-    xg = x[torch.as_tensor(rows)].unsqueeze(1)  # (genes, 1, cells)
-    h = torch.relu(w1 * xg + b1) + (w2 * xg + b2)
+    n_genes, size = b1.shape
+    n = x.shape[1]
+    h = []
+    for g in range(n_genes):
+        entries = range(genes.ptr[g], genes.ptr[g + 1])
+        path1 = b1[g][:, None] + sum((w1[p][:, None] * x[genes.src[p]] for p in entries), torch.zeros(size, n))
+        path2 = b2[g][:, None] + sum((w2[p][:, None] * x[genes.src[p]] for p in entries), torch.zeros(size, n))
+        h.append(torch.relu(path1) + path2)
+    h = torch.stack(h)
     if mask is not None:
         h = h * torch.as_tensor(mask, dtype=h.dtype) * scale
-    n_genes, size, n = h.shape
     pre = bias.view(n_genes, size, 1).expand(n_genes, size, n)
     contributions = [torch.zeros(size, n, dtype=h.dtype) for _ in range(n_genes)]
     for e, (s, d) in enumerate(connections.T):
@@ -98,40 +128,61 @@ def reference_layers(x, rows, params, weight, bias, connections, mask, scale):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.4])
-def test_fused_kernel_gradients(dropout):
-    """Numerical gradients (float64) and a plain reference, with and without a dropout mask."""
-    x, rows, params, weight, bias, connections, mask = random_problem(1, dropout=dropout)
+@pytest.mark.parametrize("features_per_gene", [(1,), (0, 1, 3)])
+def test_fused_kernel_gradients(dropout, features_per_gene):
+    """Numerical gradients (float64) and a plain reference, with and without a dropout mask, for one feature per gene
+    (RNA) and for none, one or several (ATAC peaks)."""
+    x, genes, params, weight, bias, connections, mask = random_problem(
+        1, dropout=dropout, features_per_gene=features_per_gene
+    )
+    assert (np.diff(genes.ptr) == 1).all() == (features_per_gene == (1,))
     scale = 1.0 / (1.0 - dropout)
-    plan = EdgePlan.from_connections(connections, len(rows))
+    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
 
     def fused(w1, b1, w2, b2, weight, bias):
-        return FusedGeneInteraction.apply(x, rows, w1, b1, w2, b2, mask, scale, weight, bias, plan)
+        return FusedGeneInteraction.apply(x, genes, w1, b1, w2, b2, mask, scale, weight, bias, plan)
 
     inputs = (*params, weight, bias)
     assert torch.autograd.gradcheck(fused, inputs)
     out = fused(*inputs)
-    expected = reference_layers(x, rows, params, weight, bias, connections, mask, scale)
+    expected = reference_layers(x, genes, params, weight, bias, connections, mask, scale)
     torch.testing.assert_close(out, expected)
     g = torch.randn_like(out)
     for a, b in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(expected, inputs, g), strict=True):
         torch.testing.assert_close(a, b)
 
 
+def test_gene_plan_groups_each_genes_features_and_pairs_the_paths():
+    # features 0-3, genes 0-2 (gene 1 reads features 0 and 3, gene 2 none); path-2 copies are blocks 3-5
+    feature_gene = np.array([[0, 0, 1, 3], [0, 1, 0, 1]])
+    connections = np.unique(np.concatenate([feature_gene, feature_gene + np.array([[0], [3]])], axis=1), axis=1)
+    plan = GenePlan.from_connections(connections, 3)
+    assert plan.ptr.tolist() == [0, 2, 4, 4]
+    assert plan.src.tolist() == [0, 1, 0, 3]
+    assert connections[1, plan.edge1.numpy()].tolist() == [0, 0, 1, 1]
+    assert (connections[:, plan.edge2.numpy()] - np.array([[0], [3]])).tolist() == connections[
+        :, plan.edge1.numpy()
+    ].tolist()
+    different = connections.copy()
+    different[0, -1] = 2  # the second path of gene 1 reads feature 2 instead of 3
+    assert GenePlan.from_connections(different, 3) is None
+
+
 def test_fused_kernel_is_deterministic_and_skips_frozen_parameters():
-    x, rows, params, weight, bias, connections, _ = random_problem(2)
-    plan = EdgePlan.from_connections(connections, len(rows))
+    x, genes, params, weight, bias, connections, _ = random_problem(2, features_per_gene=(1, 2))
+    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
     params = [p.float().detach().requires_grad_(k % 2 == 0) for k, p in enumerate(params)]
     weight = weight.float().detach().requires_grad_()
     bias = bias.float().detach()  # frozen
     x = x.float()
     results = []
     for _ in range(2):
-        out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+        out = FusedGeneInteraction.apply(x, genes, *params, None, 1.0, weight, bias, plan)
         grads = torch.autograd.grad(out.square().sum(), [params[0], params[2], weight])
         results.append((out, *grads))
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
-    out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+    out = FusedGeneInteraction.apply(x, genes, *params, None, 1.0, weight, bias, plan)
     out.sum().backward()
     assert params[1].grad is None and params[3].grad is None and bias.grad is None
     assert weight.grad is not None and params[0].grad is not None
@@ -156,9 +207,11 @@ def test_fused_kernel_applies_only_where_it_is_exact(wiring, tiny_wiring):
     assert gene_layer.forward_t_with(xt.double(), interaction) is None  # dtype differs from the parameters
     leaky = WiredEncoder(wiring, n_latent=2, gene_layer="interaction", activation="leaky_relu")
     assert leaky.gene_layer.forward_t_with(xt, leaky.interaction_layers[0]) is None
+    one_path = WiredEncoder(wiring, n_latent=2, gene_layer="interaction", linear_path=False)
+    assert one_path.gene_layer.forward_t_with(xt, one_path.interaction_layers[0]) is None
     several = tiny_wiring([*GENES, "['g1', 'g8']"])  # g1 and g8 read two features each
     multi = WiredEncoder(several, n_latent=2, gene_layer="interaction")
-    assert multi.gene_layer.forward_t_with(torch.rand(several.n_features, 4), multi.interaction_layers[0]) is None
+    assert multi.gene_layer.forward_t_with(torch.rand(several.n_features, 4), multi.interaction_layers[0]) is not None
 
 
 def test_gene_attention_keeps_the_torch_layers(wiring, monkeypatch):
@@ -172,9 +225,9 @@ def test_gene_attention_keeps_the_torch_layers(wiring, monkeypatch):
 
 
 def test_changing_the_weight_in_place_before_backward_raises():
-    x, rows, params, weight, bias, connections, _ = random_problem(4)
-    plan = EdgePlan.from_connections(connections, len(rows))
-    out = FusedGeneInteraction.apply(x, rows, *params, None, 1.0, weight, bias, plan)
+    x, genes, params, weight, bias, connections, _ = random_problem(4)
+    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
+    out = FusedGeneInteraction.apply(x, genes, *params, None, 1.0, weight, bias, plan)
     with torch.no_grad():
         weight.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):

@@ -1,11 +1,12 @@
-"""The RNA gene layer and its interaction layer as one CPU kernel (numba), for the wiring's common case.
+"""The gene layer and its interaction layer as one CPU kernel (numba).
 
-When every gene node reads one feature (RNA), the gene layer is elementwise: gene ``g``'s ``b`` neurons are
-``h_g = mask * (relu(w1 x + b1) + w2 x + b2)`` of its feature's row ``x``. The interaction layer that follows is
-``relu(sum_e W_e h_src(e) + bias) + h``. Written as separate torch operations, the two layers pass over
-``(genes * b, cells)`` tensors (10 MB for 4000 genes, 5 neurons, 128 cells) about twenty times per step: gene
-activations, dropout, gathers, the product, the ReLU, the skip connection, and as many again for the gradients.
-Here each gene's block (``b x cells``, a few KB) is computed where it is needed and stays in the L1 cache:
+The gene layer's ``b`` neurons of gene ``g`` are ``h_g = mask * (relu(sum_f w1_f x_f + b1) + sum_f w2_f x_f + b2)``
+over the features ``f`` it reads (one per gene for RNA, the linked peaks for ATAC). The interaction layer that
+follows is ``relu(sum_e W_e h_src(e) + bias) + h``. Written as separate torch operations, the two layers pass over
+``(genes * b, cells)`` tensors (10 MB for 4000 genes, 5 neurons, 128 cells; 43 MB for the tutorial ATAC's 16,979
+genes) about twenty times per step: gene activations, dropout, gathers, the product, the ReLU, the skip connection,
+and as many again for the gradients. Here each gene's block (``b x cells``, a few KB) is computed where it is needed
+and stays in the L1 cache:
 
 - forward: per output gene, the source genes' blocks are recomputed from their feature rows (cheaper than reading
   them back from memory) and multiplied into an accumulator; the output and its ReLU pattern (one byte per entry)
@@ -17,7 +18,7 @@ Here each gene's block (``b x cells``, a few KB) is computed where it is needed 
 Written by hand because no torch operation fuses these steps on CPU (``torch.compile`` was tried and was slower, see
 benchmarks/README.md); numba is already installed with scanpy and scvi-tools. :meth:`GeneLayer.forward_t_with
 <scvi_networkvi.nn.GeneLayer.forward_t_with>` decides when the kernel applies and otherwise leaves the work to the torch
-layers (GPU tensors, other activations, several features per gene, inputs that need a gradient).
+layers (GPU tensors, other activations, inputs that need a gradient).
 """
 
 from __future__ import annotations
@@ -35,24 +36,49 @@ _FAST = {"reassoc", "contract"}
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
-def _gene_block(x, rows, w1, b1, w2, b2, mask, has_mask, g, out, zero):
-    """Gene ``g``'s neurons for every cell into ``out`` ``(b, n)``."""
+def _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, out, pre, zero):
+    """Gene ``g``'s neurons for every cell into ``out`` ``(b, n)``, its first path's pre-activation into ``pre``."""
     n = x.shape[1]
-    r = rows[g]
-    for j in range(w1.shape[1]):
-        a1, c1, a2, c2 = w1[g, j], b1[g, j], w2[g, j], b2[g, j]
+    b = b1.shape[1]
+    start, stop = gene_ptr[g], gene_ptr[g + 1]
+    if stop - start == 1:  # one feature (RNA): one pass
+        r = gene_src[start]
+        for j in range(b):
+            a1, c1, a2, c2 = w1[start, j], b1[g, j], w2[start, j], b2[g, j]
+            for c in range(n):
+                v = x[r, c]
+                p1 = a1 * v + c1
+                pre[j, c] = p1
+                value = max(p1, zero) + (a2 * v + c2)
+                out[j, c] = value * mask[g, j, c] if has_mask else value
+        return
+    for j in range(b):
         for c in range(n):
-            v = x[r, c]
-            value = max(a1 * v + c1, zero) + (a2 * v + c2)
+            pre[j, c] = b1[g, j]
+            out[j, c] = b2[g, j]
+    for p in range(start, stop):  # several features (ATAC peaks of a gene), or none
+        r = gene_src[p]
+        for j in range(b):
+            a1, a2 = w1[p, j], w2[p, j]
+            for c in range(n):
+                v = x[r, c]
+                pre[j, c] += a1 * v
+                out[j, c] += a2 * v
+    for j in range(b):
+        for c in range(n):
+            value = max(pre[j, c], zero) + out[j, c]
             out[j, c] = value * mask[g, j, c] if has_mask else value
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
-def _forward(x, rows, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out, positive, zero):
+def _forward(
+    x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out, positive, zero
+):
     """Interaction output ``out`` and its ReLU pattern ``positive``, output gene by output gene."""
-    n_genes, b = w1.shape
+    n_genes, b = b1.shape
     n = x.shape[1]
     h = np.empty((b, n), dtype=x.dtype)
+    pre = np.empty((b, n), dtype=x.dtype)
     acc = np.empty((b, n), dtype=x.dtype)
     for g in range(n_genes):
         for o in range(b):
@@ -61,13 +87,13 @@ def _forward(x, rows, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_s
                 acc[o, c] = bias_o
         for p in range(in_ptr[g], in_ptr[g + 1]):
             s, e = in_src[p], in_edge[p]
-            _gene_block(x, rows, w1, b1, w2, b2, mask, has_mask, s, h, zero)
+            _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
             for o in range(b):
                 for i in range(b):
                     w = weight[e, i, o]
                     for c in range(n):
                         acc[o, c] += w * h[i, c]
-        _gene_block(x, rows, w1, b1, w2, b2, mask, has_mask, g, h, zero)  # the skip connection
+        _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, h, pre, zero)  # the skip connection
         for o in range(b):
             r = g * b + o
             for c in range(n):
@@ -81,7 +107,8 @@ def _forward(x, rows, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_s
 def _backward(
     grad,
     x,
-    rows,
+    gene_ptr,
+    gene_src,
     w1,
     b1,
     w2,
@@ -102,7 +129,7 @@ def _backward(
     zero,
 ):
     """Parameter gradients from the output gradient ``grad``, source gene by source gene."""
-    n_genes, b = w1.shape
+    n_genes, b = b1.shape
     n = x.shape[1]
     for r in range(n_genes * b):  # bias of the interaction product: its gradient behind the ReLU
         total = zero
@@ -110,10 +137,12 @@ def _backward(
             total += grad[r, c] if positive[r, c] else zero
         grad_bias[r] = total
     h = np.empty((b, n), dtype=x.dtype)
+    pre = np.empty((b, n), dtype=x.dtype)
     grad_h = np.empty((b, n), dtype=x.dtype)
-    grad_pre = np.empty((b, n), dtype=x.dtype)
+    grad_product = np.empty((b, n), dtype=x.dtype)
+    grad_path1 = np.empty((b, n), dtype=x.dtype)
     for s in range(n_genes):
-        _gene_block(x, rows, w1, b1, w2, b2, mask, has_mask, s, h, zero)
+        _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
         for i in range(b):  # the skip connection's gradient
             for c in range(n):
                 grad_h[i, c] = grad[s * b + i, c]
@@ -122,28 +151,64 @@ def _backward(
             for o in range(b):
                 r = d * b + o
                 for c in range(n):
-                    grad_pre[o, c] = grad[r, c] if positive[r, c] else zero
+                    grad_product[o, c] = grad[r, c] if positive[r, c] else zero
             for i in range(b):
                 for o in range(b):
                     w = weight[e, i, o]
                     total = zero
                     for c in range(n):
-                        total += grad_pre[o, c] * h[i, c]
-                        grad_h[i, c] += w * grad_pre[o, c]
+                        total += grad_product[o, c] * h[i, c]
+                        grad_h[i, c] += w * grad_product[o, c]
                     grad_weight[e, i, o] = total
-        r = rows[s]
-        for j in range(b):  # the gene layer: grad_h through dropout and the two paths
-            a1, c1 = w1[s, j], b1[s, j]
-            sw1 = sb1 = sw2 = sb2 = zero
+        for j in range(b):  # the gene layer: grad_h through dropout (in place), then the first path's ReLU
+            sb1 = sb2 = zero
             for c in range(n):
-                v = x[r, c]
                 gj = grad_h[j, c] * mask[s, j, c] if has_mask else grad_h[j, c]
-                on = gj if a1 * v + c1 > zero else zero
-                sw1 += on * v
+                on = gj if pre[j, c] > zero else zero
+                grad_h[j, c] = gj
+                grad_path1[j, c] = on
                 sb1 += on
-                sw2 += gj * v
                 sb2 += gj
-            grad_w1[s, j], grad_b1[s, j], grad_w2[s, j], grad_b2[s, j] = sw1, sb1, sw2, sb2
+            grad_b1[s, j], grad_b2[s, j] = sb1, sb2
+        for p in range(gene_ptr[s], gene_ptr[s + 1]):
+            r = gene_src[p]
+            for j in range(b):
+                sw1 = sw2 = zero
+                for c in range(n):
+                    v = x[r, c]
+                    sw1 += grad_path1[j, c] * v
+                    sw2 += grad_h[j, c] * v
+                grad_w1[p, j], grad_w2[p, j] = sw1, sw2
+
+
+class GenePlan(NamedTuple):
+    """The gene layer's inputs per gene, a compressed list: gene ``g`` reads features ``src[ptr[g]:ptr[g + 1]]``.
+
+    ``edge1`` / ``edge2``: for every entry the row of its first / second path's weights in the layer's
+    ``(connections, 1, b)`` parameter (torch int64, for a differentiable ``index_select``).
+    """
+
+    ptr: np.ndarray
+    src: np.ndarray
+    edge1: torch.Tensor
+    edge2: torch.Tensor
+
+    @classmethod
+    def from_connections(cls, connections: np.ndarray, n_genes: int) -> GenePlan | None:
+        """The plan of a two-path layer's ``(2, e)`` (feature, output block) connections, or ``None``.
+
+        Connections in parameter order; blocks ``[0, n_genes)`` are the first path, their copies
+        ``[n_genes, 2 n_genes)`` the second. ``None`` unless both paths read the same features.
+        """
+        src, dst = (np.asarray(row, dtype=np.int64) for row in connections)
+        first, second = np.flatnonzero(dst < n_genes), np.flatnonzero(dst >= n_genes)
+        # both in (feature, block) order: the paths share their structure iff the pairs agree entry by entry
+        if not (np.array_equal(src[first], src[second]) and np.array_equal(dst[first], dst[second] - n_genes)):
+            return None
+        order = first[np.argsort(dst[first], kind="stable")]  # entries grouped by gene
+        partner = second[np.searchsorted(first, order)]
+        ptr = np.searchsorted(dst[order], np.arange(n_genes + 1)).astype(np.int64)
+        return cls(ptr, np.ascontiguousarray(src[order]), torch.as_tensor(order), torch.as_tensor(partner))
 
 
 class EdgePlan(NamedTuple):
@@ -178,20 +243,21 @@ class EdgePlan(NamedTuple):
 
 
 class FusedGeneInteraction(torch.autograd.Function):
-    """Gene layer (one feature per gene, two paths, ReLU, optional dropout) + ReLU interaction layer with skip.
+    """Two-path ReLU gene layer (optional dropout) + ReLU interaction layer with its skip connection, on CPU.
 
-    Inputs: ``xt`` ``(n_features, n)`` (no gradient), ``rows`` (each gene's feature row, numpy), ``w1, b1, w2, b2``
-    ``(genes, b, 1)`` (the gene layer's paths), ``mask`` (numpy uint8 ``(genes, b, n)`` keep mask or ``None``),
-    ``scale`` (dropout's ``1 / (1 - p)``), the interaction ``weight`` ``(e, b, b)`` and ``bias`` ``(genes * b,)``,
-    its :class:`EdgePlan`. Returns ``(genes * b, n)``, feature-major. Differentiable once, in the parameters.
+    Inputs: ``xt`` ``(n_features, n)`` (no gradient); ``genes``, the :class:`GenePlan`; ``w1``, ``w2``
+    ``(entries, b)`` (the two paths' weights of every (gene, feature) entry) and ``b1``, ``b2`` ``(genes, b)``;
+    ``mask``, a numpy uint8 ``(genes, b, n)`` keep mask or ``None``; ``scale``, dropout's ``1 / (1 - p)``; the
+    interaction ``weight`` ``(e, b, b)`` and ``bias`` ``(genes * b,)``; ``edges``, its :class:`EdgePlan`. Returns
+    ``(genes * b, n)``, feature-major. Differentiable once, in the parameters.
     """
 
     @staticmethod
-    def forward(ctx, xt, rows, w1, b1, w2, b2, mask, scale, weight, bias, plan: EdgePlan):
-        n_genes, b = w1.shape[0], w1.shape[1]
+    def forward(ctx, xt, genes: GenePlan, w1, b1, w2, b2, mask, scale, weight, bias, edges: EdgePlan):
+        n_genes, b = b1.shape
         n = xt.shape[1]
         # dropout's scale folded into the gene layer (relu(s a) = s relu(a) for s > 0): the mask is then 0 / 1
-        gene = [(t.detach() * scale).reshape(n_genes, b).contiguous().numpy() for t in (w1, b1, w2, b2)]
+        gene = [(t.detach() * scale).contiguous().numpy() for t in (w1, b1, w2, b2)]
         has_mask = mask is not None
         mask = mask if has_mask else np.ones((1, 1, 1), dtype=np.uint8)
         x_saved, w_saved = xt.detach().contiguous(), weight.detach().contiguous()  # share the inputs' version counters
@@ -200,31 +266,29 @@ class FusedGeneInteraction(torch.autograd.Function):
         out = torch.empty(n_genes * b, n, dtype=xt.dtype)
         positive = np.empty((n_genes * b, n), dtype=np.bool_)
         _forward(
-            x, rows, *gene, mask, has_mask, w, bias.detach().contiguous().numpy(),
-            plan.in_ptr, plan.in_src, plan.in_edge, out.numpy(), positive, zero,
+            x, genes.ptr, genes.src, *gene, mask, has_mask, w, bias.detach().contiguous().numpy(),
+            edges.in_ptr, edges.in_src, edges.in_edge, out.numpy(), positive, zero,
         )  # fmt: skip
         # Saved as tensors (numpy views, no copies) so that autograd frees them after the backward pass; the input and
         # the weight as detached views, so that changing either in place before the backward pass raises as usual.
         ctx.save_for_backward(x_saved, w_saved, *(torch.from_numpy(a) for a in (*gene, mask, positive)))
-        ctx.rows, ctx.has_mask, ctx.plan, ctx.scale = rows, has_mask, plan, scale
+        ctx.genes, ctx.has_mask, ctx.edges, ctx.scale = genes, has_mask, edges, scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         x, w, *gene, mask, positive = (t.numpy() for t in ctx.saved_tensors)
-        plan = ctx.plan
-        n_genes, b = gene[0].shape
-        grads = [np.empty((n_genes, b), dtype=x.dtype) for _ in range(4)]
+        genes, edges = ctx.genes, ctx.edges
+        grads = [np.empty_like(t) for t in gene]
         grad_weight = np.empty_like(w)
-        grad_bias = np.empty(n_genes * b, dtype=x.dtype)
+        grad_bias = np.empty(positive.shape[0], dtype=x.dtype)
         _backward(
-            grad.contiguous().numpy(), x, ctx.rows, *gene, mask, ctx.has_mask, w,
-            positive, plan.out_ptr, plan.out_dst, plan.out_edge, *grads, grad_weight, grad_bias, x.dtype.type(0),
+            grad.contiguous().numpy(), x, genes.ptr, genes.src, *gene, mask, ctx.has_mask, w, positive,
+            edges.out_ptr, edges.out_dst, edges.out_edge, *grads, grad_weight, grad_bias, x.dtype.type(0),
         )  # fmt: skip
-        gene_grads = [torch.from_numpy(g).mul_(ctx.scale).view(n_genes, b, 1) for g in grads]
         needs = ctx.needs_input_grad
-        gene_grads = [g if needs[2 + k] else None for k, g in enumerate(gene_grads)]
+        gene_grads = [torch.from_numpy(g).mul_(ctx.scale) if needs[2 + k] else None for k, g in enumerate(grads)]
         return (
             None, None, *gene_grads, None, None,
             torch.from_numpy(grad_weight) if needs[8] else None,

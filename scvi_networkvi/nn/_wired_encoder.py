@@ -16,7 +16,7 @@ from scvi_networkvi.wiring import Wiring
 
 from ._attention import CovariateAttention, covariate_vector, covariate_width
 from ._block_sparse import BlockSparseLinear
-from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction, GenePlan
 from ._keep_mask import keep_mask
 from ._level_norm import LevelBatchNorm
 
@@ -350,6 +350,7 @@ class GeneLayer(nn.Module):
             linear_path,
         )
         self.dropout = WideDropout(dropout_rate)
+        self.gene_plan: GenePlan | bool | None = None  # built on first use by forward_t_with (False: not fusable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Gene-node activations ``(n, n_genes * gene_size)`` from the features ``(n, n_features)``."""
@@ -358,16 +359,19 @@ class GeneLayer(nn.Module):
     def forward_t_with(self, xt: torch.Tensor, interaction: InteractionLayer) -> torch.Tensor | None:
         """Run this layer and then ``interaction`` as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
 
-        ``None`` (the caller runs the two layers) unless: one feature per gene, ReLU in both layers, ``xt`` a
-        float32 / float64 CPU tensor that needs no gradient, of the parameters' dtype. The same dropout mask as
-        :meth:`forward_t` is drawn for the same seed.
+        ``None`` (the caller runs the two layers) unless: the two-path layer of single features (one or several per
+        gene), ReLU in both layers, ``xt`` a float32 / float64 CPU tensor that needs no gradient, of the parameters'
+        dtype. The same dropout mask as :meth:`forward_t` is drawn for the same seed.
         """
         layer, linear = self.layer, interaction.linear
-        rows = layer._single_rows
+        gene_linear = layer.linear
         if (
-            rows is None
+            not layer.linear_path
             or type(layer.activation) is not nn.ReLU
             or type(interaction.activation) is not nn.ReLU
+            or len(gene_linear.weights) != 1
+            or gene_linear.groups[0][0] != 1
+            or gene_linear.bias is None
             or len(linear.weights) != 1
             or linear.bias is None
             or xt.device.type != "cpu"
@@ -376,21 +380,25 @@ class GeneLayer(nn.Module):
             or linear.weights[0].dtype != xt.dtype
         ):
             return None
-        _, weight = layer.linear.single_input_blocks()
-        n_genes = len(rows)
-        size = weight.shape[1]
+        size = gene_linear.groups[0][1]
+        n_genes = layer.n_out // size
         if linear.groups[0] != (size, size) or linear.n_out != n_genes * size:
+            return None
+        if self.gene_plan is None:
+            self.gene_plan = GenePlan.from_connections(gene_linear.connections, n_genes) or False
+        if self.gene_plan is False:  # the two paths read different features
             return None
         if interaction.edge_plan is None:
             interaction.edge_plan = EdgePlan.from_connections(linear.connections, n_genes)
-        bias = layer.linear.bias.view(2 * n_genes, size, 1)
-        w1, w2, b1, b2 = weight[:n_genes], weight[n_genes:], bias[:n_genes], bias[n_genes:]
+        flat = gene_linear.weights[0].reshape(-1, size)
+        w1, w2 = flat.index_select(0, self.gene_plan.edge1), flat.index_select(0, self.gene_plan.edge2)
+        b1, b2 = gene_linear.bias.view(2, n_genes, size).unbind(0)
         mask, scale = None, 1.0
         if self.dropout.active(xt):
             mask = keep_mask((n_genes, size, xt.shape[1]), self.dropout.p, torch.uint8).numpy()
             scale = 1.0 / (1.0 - self.dropout.p)
         return FusedGeneInteraction.apply(
-            xt, rows.numpy(), w1, b1, w2, b2, mask, scale, linear.weights[0], linear.bias, interaction.edge_plan
+            xt, self.gene_plan, w1, b1, w2, b2, mask, scale, linear.weights[0], linear.bias, interaction.edge_plan
         )
 
     def forward_t(self, xt: torch.Tensor) -> torch.Tensor:
