@@ -36,22 +36,26 @@ _FAST = {"reassoc", "contract"}
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _one_feature_block(x, r, p, w1, b1, w2, b2, mask, has_mask, g, out, zero):
+    """Gene ``g``'s neurons into ``out`` when it reads one feature (row ``r`` of ``x``, weights ``p``): one pass."""
+    n = x.shape[1]
+    for j in range(b1.shape[1]):
+        a1, c1, a2, c2 = w1[p, j], b1[g, j], w2[p, j], b2[g, j]
+        for c in range(n):
+            v = x[r, c]
+            value = max(a1 * v + c1, zero) + (a2 * v + c2)
+            out[j, c] = value * mask[g, j, c] if has_mask else value
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
 def _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, out, pre, zero):
-    """Gene ``g``'s neurons for every cell into ``out`` ``(b, n)``, its first path's pre-activation into ``pre``."""
+    """Gene ``g``'s neurons for every cell into ``out`` ``(b, n)``, its first path's pre-activation into ``pre``.
+
+    Any number of features; the callers take :func:`_one_feature_block` for genes with one (short calls inline).
+    """
     n = x.shape[1]
     b = b1.shape[1]
     start, stop = gene_ptr[g], gene_ptr[g + 1]
-    if stop - start == 1:  # one feature (RNA): one pass
-        r = gene_src[start]
-        for j in range(b):
-            a1, c1, a2, c2 = w1[start, j], b1[g, j], w2[start, j], b2[g, j]
-            for c in range(n):
-                v = x[r, c]
-                p1 = a1 * v + c1
-                pre[j, c] = p1
-                value = max(p1, zero) + (a2 * v + c2)
-                out[j, c] = value * mask[g, j, c] if has_mask else value
-        return
     for j in range(b):
         for c in range(n):
             pre[j, c] = b1[g, j]
@@ -87,13 +91,19 @@ def _forward(
                 acc[o, c] = bias_o
         for p in range(in_ptr[g], in_ptr[g + 1]):
             s, e = in_src[p], in_edge[p]
-            _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
+            if gene_ptr[s + 1] - gene_ptr[s] == 1:  # one feature (RNA): the short call, which LLVM inlines
+                _one_feature_block(x, gene_src[gene_ptr[s]], gene_ptr[s], w1, b1, w2, b2, mask, has_mask, s, h, zero)
+            else:
+                _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
             for o in range(b):
                 for i in range(b):
                     w = weight[e, i, o]
                     for c in range(n):
                         acc[o, c] += w * h[i, c]
-        _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, h, pre, zero)  # the skip connection
+        if gene_ptr[g + 1] - gene_ptr[g] == 1:  # the skip connection
+            _one_feature_block(x, gene_src[gene_ptr[g]], gene_ptr[g], w1, b1, w2, b2, mask, has_mask, g, h, zero)
+        else:
+            _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, h, pre, zero)
         for o in range(b):
             r = g * b + o
             for c in range(n):
@@ -142,7 +152,10 @@ def _backward(
     grad_product = np.empty((b, n), dtype=x.dtype)
     grad_path1 = np.empty((b, n), dtype=x.dtype)
     for s in range(n_genes):
-        _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
+        if gene_ptr[s + 1] - gene_ptr[s] == 1:
+            _one_feature_block(x, gene_src[gene_ptr[s]], gene_ptr[s], w1, b1, w2, b2, mask, has_mask, s, h, zero)
+        else:
+            _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, s, h, pre, zero)
         for i in range(b):  # the skip connection's gradient
             for c in range(n):
                 grad_h[i, c] = grad[s * b + i, c]
@@ -160,6 +173,22 @@ def _backward(
                         total += grad_product[o, c] * h[i, c]
                         grad_h[i, c] += w * grad_product[o, c]
                     grad_weight[e, i, o] = total
+        start, stop = gene_ptr[s], gene_ptr[s + 1]
+        if stop - start == 1:  # one feature (RNA): every sum in one pass, the pre-activation recomputed
+            r = gene_src[start]
+            for j in range(b):
+                a1, c1 = w1[start, j], b1[s, j]
+                sw1 = sb1 = sw2 = sb2 = zero
+                for c in range(n):
+                    v = x[r, c]
+                    gj = grad_h[j, c] * mask[s, j, c] if has_mask else grad_h[j, c]
+                    on = gj if a1 * v + c1 > zero else zero
+                    sw1 += on * v
+                    sb1 += on
+                    sw2 += gj * v
+                    sb2 += gj
+                grad_w1[start, j], grad_b1[s, j], grad_w2[start, j], grad_b2[s, j] = sw1, sb1, sw2, sb2
+            continue
         for j in range(b):  # the gene layer: grad_h through dropout (in place), then the first path's ReLU
             sb1 = sb2 = zero
             for c in range(n):
@@ -170,7 +199,7 @@ def _backward(
                 sb1 += on
                 sb2 += gj
             grad_b1[s, j], grad_b2[s, j] = sb1, sb2
-        for p in range(gene_ptr[s], gene_ptr[s + 1]):
+        for p in range(start, stop):
             r = gene_src[p]
             for j in range(b):
                 sw1 = sw2 = zero
