@@ -232,3 +232,33 @@ def test_changing_the_weight_in_place_before_backward_raises():
         weight.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features_per_gene", [(1,), (0, 1, 3)])
+def test_torch_threads_give_the_serial_kernels_result_bit_for_bit(dtype, features_per_gene, monkeypatch):
+    """Genes are split into chunks for torch's CPU threads; every chunk computes exactly what the serial loop does."""
+    from scvi_networkvi.nn import _torch_threads as threads
+
+    x, genes, params, weight, bias, connections, mask = random_problem(
+        3, n_genes=60, size=4, n_cells=33, n_features=70, dropout=0.3, features_per_gene=features_per_gene
+    )
+    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
+    inputs = [t.detach().to(dtype).requires_grad_() for t in (*params, weight, bias)]
+    runs, team_run = [], threads.run
+    monkeypatch.setattr(threads, "run", lambda *a: runs.append(1) or team_run(*a))
+    results = {}
+    before = torch.get_num_threads()
+    try:
+        for n_threads in (2, 1):
+            torch.set_num_threads(n_threads)
+            w1, b1, w2, b2, w, b = inputs
+            out = FusedGeneInteraction.apply(x.to(dtype), genes, w1, b1, w2, b2, mask, 1 / 0.7, w, b, plan)
+            grads = torch.autograd.grad(out, inputs, torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
+            results[n_threads] = (out, *grads)
+    finally:
+        torch.set_num_threads(before)
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        assert len(runs) == 2  # forward and backward went to the team with two threads, not with one
+    for a, b in zip(results[2], results[1], strict=True):
+        assert torch.equal(a, b)

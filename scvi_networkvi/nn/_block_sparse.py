@@ -493,7 +493,8 @@ class _DenseGroupsFunction(torch.autograd.Function):
                 continue
             grad_x = torch.mm(w.t(), rows)
             if group.whole_in and grad_parts[0] is None:  # whole-input groups come first
-                grad_parts = list(grad_x.split(ctx.part_rows))
+                # one part: the tensor itself, not a view of it, so that autograd may add other gradients in place
+                grad_parts = [grad_x] if n_parts == 1 else list(grad_x.split(ctx.part_rows))
             elif group.whole_in:
                 for part, piece in zip(grad_parts, grad_x.split(ctx.part_rows), strict=True):
                     part.add_(piece)

@@ -15,6 +15,10 @@ and stays in the L1 cache:
   a small buffer, from which the gene layer's weight gradients follow directly. The features are data, so no
   gradient is written back to them.
 
+Genes are independent in both passes (each writes its own rows and weight gradients), so with several torch CPU
+threads they are split into chunks that torch's own OpenMP team computes (:mod:`._torch_threads`); the result is the
+same for every thread count.
+
 Written by hand because no torch operation fuses these steps on CPU (``torch.compile`` was tried and was slower, see
 benchmarks/README.md); numba is already installed with scanpy and scvi-tools. :meth:`GeneLayer.forward_t_with
 <scvi_networkvi.nn.GeneLayer.forward_t_with>` decides when the kernel applies and otherwise leaves the work to the torch
@@ -23,12 +27,16 @@ layers (GPU tensors, other activations, inputs that need a gradient).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numba
 import numpy as np
 import torch
+from numba import types
 from torch.autograd.function import once_differentiable
+
+from . import _torch_threads as threads
 
 # Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
 # Every kernel takes ``zero`` of the data's dtype: a literal 0.0 is float64 in numba and would widen float32 arithmetic.
@@ -76,7 +84,25 @@ def _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, out, p
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
 def _forward(
-    x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out, positive, zero
+    x,
+    gene_ptr,
+    gene_src,
+    w1,
+    b1,
+    w2,
+    b2,
+    mask,
+    has_mask,
+    weight,
+    bias,
+    in_ptr,
+    in_src,
+    in_edge,
+    out,
+    positive,
+    zero,
+    g0,
+    g1,
 ):
     """Interaction output ``out`` and its ReLU pattern ``positive``, output gene by output gene."""
     n_genes, b = b1.shape
@@ -84,7 +110,7 @@ def _forward(
     h = np.empty((b, n), dtype=x.dtype)
     pre = np.empty((b, n), dtype=x.dtype)
     acc = np.empty((b, n), dtype=x.dtype)
-    for g in range(n_genes):
+    for g in range(g0, g1):
         for o in range(b):
             bias_o = bias[g * b + o]
             for c in range(n):
@@ -137,11 +163,13 @@ def _backward(
     grad_weight,
     grad_bias,
     zero,
+    g0,
+    g1,
 ):
     """Parameter gradients from the output gradient ``grad``, source gene by source gene."""
     n_genes, b = b1.shape
     n = x.shape[1]
-    for r in range(n_genes * b):  # bias of the interaction product: its gradient behind the ReLU
+    for r in range(g0 * b, g1 * b):  # bias of the interaction product: its gradient behind the ReLU
         total = zero
         for c in range(n):
             total += grad[r, c] if positive[r, c] else zero
@@ -151,7 +179,7 @@ def _backward(
     grad_h = np.empty((b, n), dtype=x.dtype)
     grad_product = np.empty((b, n), dtype=x.dtype)
     grad_path1 = np.empty((b, n), dtype=x.dtype)
-    for s in range(n_genes):
+    for s in range(g0, g1):
         if gene_ptr[s + 1] - gene_ptr[s] == 1:
             _one_feature_block(x, gene_src[gene_ptr[s]], gene_ptr[s], w1, b1, w2, b2, mask, has_mask, s, h, zero)
         else:
@@ -208,6 +236,95 @@ def _backward(
                     sw1 += grad_path1[j, c] * v
                     sw2 += grad_h[j, c] * v
                 grad_w1[p, j], grad_w2[p, j] = sw1, sw2
+
+
+# The arrays each team worker reads from its job, in argument order: (dtype, ndim); "f" is the data's float dtype.
+_FORWARD_ARRAYS = (
+    ("f", 2), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2), (np.uint8, 3), ("f", 3),
+    ("f", 1), (np.int64, 1), (np.int64, 1), (np.int64, 1), ("f", 2), (np.bool_, 2),
+)  # fmt: skip
+_BACKWARD_ARRAYS = (
+    ("f", 2), ("f", 2), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2), (np.uint8, 3),
+    ("f", 3), (np.bool_, 2), (np.int64, 1), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2),
+    ("f", 3), ("f", 1),
+)  # fmt: skip
+
+
+def _job_layout(layout, dtype):
+    """The readers of a job's arrays and the word where each descriptor starts, then the first scalar's word."""
+    readers = tuple(threads.array_reader(dtype if kind == "f" else kind, ndim) for kind, ndim in layout)
+    words = tuple(threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS * k for k in range(len(layout) + 1))
+    return readers, words
+
+
+@functools.cache
+def _team_workers(dtype: type):
+    """``cfunc`` versions of :func:`_forward` and :func:`_backward` for ``dtype``, run by torch's CPU threads.
+
+    Built on first use (a ``cfunc`` compiles where it is defined; the compiled code is cached on disk). Each takes
+    gene ranges from its job until none is left; the job's only scalar is ``has_mask``.
+    """
+    zero = dtype(0)
+    (x_, gp_, gs_, w1_, b1_, w2_, b2_, mask_, weight_, bias_, ip_, is_, ie_, out_, pos_), f = _job_layout(
+        _FORWARD_ARRAYS, dtype
+    )
+
+    @numba.cfunc(types.void(types.voidptr), cache=True, fastmath=_FAST)
+    def forward_worker(data):
+        x, gene_ptr, gene_src = x_(data, f[0]), gp_(data, f[1]), gs_(data, f[2])
+        w1, b1, w2, b2 = w1_(data, f[3]), b1_(data, f[4]), w2_(data, f[5]), b2_(data, f[6])
+        mask, weight, bias = mask_(data, f[7]), weight_(data, f[8]), bias_(data, f[9])
+        in_ptr, in_src, in_edge = ip_(data, f[10]), is_(data, f[11]), ie_(data, f[12])
+        out, positive = out_(data, f[13]), pos_(data, f[14])
+        has_mask = threads.scalar(data, f[15]) != 0
+        while True:
+            start, stop = threads.next_chunk(data)
+            if start < 0:
+                return
+            _forward(
+                x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out,
+                positive, zero, start, stop,
+            )  # fmt: skip
+
+    readers, g = _job_layout(_BACKWARD_ARRAYS, dtype)
+    (grad_, x_, gp_, gs_, w1_, b1_, w2_, b2_, mask_, weight_, pos_, op_, od_, oe_) = readers[:14]
+    (gw1_, gb1_, gw2_, gb2_, gweight_, gbias_) = readers[14:]
+
+    @numba.cfunc(types.void(types.voidptr), cache=True, fastmath=_FAST)
+    def backward_worker(data):
+        grad, x, gene_ptr, gene_src = grad_(data, g[0]), x_(data, g[1]), gp_(data, g[2]), gs_(data, g[3])
+        w1, b1, w2, b2 = w1_(data, g[4]), b1_(data, g[5]), w2_(data, g[6]), b2_(data, g[7])
+        mask, weight, positive = mask_(data, g[8]), weight_(data, g[9]), pos_(data, g[10])
+        out_ptr, out_dst, out_edge = op_(data, g[11]), od_(data, g[12]), oe_(data, g[13])
+        grad_w1, grad_b1, grad_w2, grad_b2 = gw1_(data, g[14]), gb1_(data, g[15]), gw2_(data, g[16]), gb2_(data, g[17])
+        grad_weight, grad_bias = gweight_(data, g[18]), gbias_(data, g[19])
+        has_mask = threads.scalar(data, g[20]) != 0
+        while True:
+            start, stop = threads.next_chunk(data)
+            if start < 0:
+                return
+            _backward(
+                grad, x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, positive, out_ptr, out_dst,
+                out_edge, grad_w1, grad_b1, grad_w2, grad_b2, grad_weight, grad_bias, zero, start, stop,
+            )  # fmt: skip
+
+    return forward_worker, backward_worker
+
+
+def _run_by_gene(kernel: str, arrays: list, has_mask: bool, per_gene_cost: np.ndarray) -> None:
+    """Run ``_forward`` / ``_backward`` over every gene: on torch's CPU threads when it has several, else here."""
+    team = threads.team_size()
+    if team > 1:
+        worker = _team_workers(arrays[0].dtype.type)[0 if kernel == "forward" else 1]
+        # a few chunks per thread: genes differ in their edge counts, the chunk counter evens out the rest
+        bounds = threads.chunk_bounds(per_gene_cost, 4 * team)
+        threads.run(worker, threads.describe(arrays, [int(has_mask)], bounds), team)
+        return
+    n_genes = per_gene_cost.shape[0]
+    if kernel == "forward":
+        _forward(*arrays[:8], has_mask, *arrays[8:], arrays[0].dtype.type(0), 0, n_genes)
+    else:
+        _backward(*arrays[:9], has_mask, *arrays[9:], arrays[0].dtype.type(0), 0, n_genes)
 
 
 class GenePlan(NamedTuple):
@@ -291,12 +408,16 @@ class FusedGeneInteraction(torch.autograd.Function):
         mask = mask if has_mask else np.ones((1, 1, 1), dtype=np.uint8)
         x_saved, w_saved = xt.detach().contiguous(), weight.detach().contiguous()  # share the inputs' version counters
         x, w = x_saved.numpy(), w_saved.numpy()
-        zero = x.dtype.type(0)
         out = torch.empty(n_genes * b, n, dtype=xt.dtype)
         positive = np.empty((n_genes * b, n), dtype=np.bool_)
-        _forward(
-            x, genes.ptr, genes.src, *gene, mask, has_mask, w, bias.detach().contiguous().numpy(),
-            edges.in_ptr, edges.in_src, edges.in_edge, out.numpy(), positive, zero,
+        _run_by_gene(
+            "forward",
+            [
+                x, genes.ptr, genes.src, *gene, mask, w, bias.detach().contiguous().numpy(),
+                edges.in_ptr, edges.in_src, edges.in_edge, out.numpy(), positive,
+            ],
+            has_mask,
+            np.diff(edges.in_ptr) + 1,
         )  # fmt: skip
         # Saved as tensors (numpy views, no copies) so that autograd frees them after the backward pass; the input and
         # the weight as detached views, so that changing either in place before the backward pass raises as usual.
@@ -312,9 +433,14 @@ class FusedGeneInteraction(torch.autograd.Function):
         grads = [np.empty_like(t) for t in gene]
         grad_weight = np.empty_like(w)
         grad_bias = np.empty(positive.shape[0], dtype=x.dtype)
-        _backward(
-            grad.contiguous().numpy(), x, genes.ptr, genes.src, *gene, mask, ctx.has_mask, w, positive,
-            edges.out_ptr, edges.out_dst, edges.out_edge, *grads, grad_weight, grad_bias, x.dtype.type(0),
+        _run_by_gene(
+            "backward",
+            [
+                grad.contiguous().numpy(), x, genes.ptr, genes.src, *gene, mask, w, positive,
+                edges.out_ptr, edges.out_dst, edges.out_edge, *grads, grad_weight, grad_bias,
+            ],
+            ctx.has_mask,
+            np.diff(edges.out_ptr) + 1,
         )  # fmt: skip
         needs = ctx.needs_input_grad
         gene_grads = [torch.from_numpy(g).mul_(ctx.scale) if needs[2 + k] else None for k, g in enumerate(grads)]
