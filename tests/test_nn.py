@@ -335,6 +335,28 @@ def test_keep_mask_is_bernoulli_and_seeded_by_torch():
     assert abs(torch.corrcoef(torch.stack([flat[: middle - 1], flat[middle:]]))[0, 1].item()) < 0.02
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_keep_mask_is_the_same_for_every_thread_count(dtype, monkeypatch):
+    """Large masks are drawn in chunks by torch's threads; the draws depend on the seed and position only."""
+    from scvi_networkvi.nn import _torch_threads as threads
+
+    runs, team_run = [], threads.run
+    monkeypatch.setattr(threads, "run", lambda *a: runs.append(1) or team_run(*a))
+    shape = (521, 3, 171)  # odd size above the team's minimum: the middle element falls to the last chunk
+    before, masks = torch.get_num_threads(), []
+    try:
+        for n_threads in (2, 1):
+            torch.set_num_threads(n_threads)
+            torch.manual_seed(11)
+            masks.append(keep_mask(shape, 0.3, dtype))
+    finally:
+        torch.set_num_threads(before)
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        assert runs == [1]  # drawn by the team with two threads, here with one
+    assert torch.equal(masks[0], masks[1])
+    assert abs(masks[0].float().mean().item() - 0.7) < 0.005
+
+
 def test_gene_layer_fuses_dropout_without_changing_it():
     """The fused elementwise gene layer + dropout equals the layer followed by WideDropout: same mask, gradients."""
     sizes = np.ones(9, dtype=np.int64)

@@ -6,16 +6,21 @@ the mask is written directly: SplitMix64's output function (Steele, Lea & Flood 
 generators and passes BigCrush as a counter-based generator) applied to ``seed + (k + 1) * golden_gamma`` gives 64
 bits for elements ``k`` and ``k + ceil(n / 2)``. The seed is one draw from torch's generator, so ``torch.manual_seed``
 fixes every mask. A 4000 x 5 x 128 mask (the tutorial's gene layer) takes 2.5 ms on one core of a 2-core Xeon VM,
-3.5 ms with PCG64.
+3.5 ms with PCG64. Large masks are drawn in chunks by torch's CPU threads (:mod:`._torch_threads`); every element
+depends only on the seed and its position, so the mask is the same for every thread count.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numba
 import numpy as np
 import torch
+from numba import types
+
+from . import _torch_threads as threads
 
 _GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -32,21 +37,57 @@ def _mix(seed, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw(seed, threshold, out):
+def _draw(seed, threshold, out, start, stop):
     """Elements ``k`` and ``k + ceil(n / 2)`` of ``out`` from the lower and upper 32 bits of output ``k``.
 
-    1 where the bits are at least ``threshold``, else 0.
+    For ``k`` in ``[start, stop)``, ``stop <= n // 2``; the range that ends at ``n // 2`` also writes the middle
+    element of an odd ``n``. 1 where the bits are at least ``threshold``, else 0.
     """
     n = out.shape[0]
     half = n - n // 2
     t = np.uint64(threshold)
     low = np.uint64(0xFFFFFFFF)
-    for k in range(n // 2):  # both halves used: no branch in the loop (it vectorises)
+    for k in range(start, stop):  # both halves used: no branch in the loop (it vectorises)
         z = _mix(seed, k)
         out[k] = (z & low) >= t
         out[k + half] = (z >> np.uint64(32)) >= t
-    if half > n // 2:  # odd n: the middle element has no partner
+    if stop == n // 2 and half > n // 2:  # odd n: the middle element has no partner
         out[half - 1] = (_mix(seed, half - 1) & low) >= t
+
+
+@functools.cache
+def _team_worker(dtype: type):
+    """:func:`_draw` as a ``cfunc`` for torch's CPU threads (:mod:`._torch_threads`); job: ``out``, seed, threshold."""
+    read_out = threads.array_reader(dtype, 1)
+    scalars = threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS
+
+    @numba.cfunc(types.void(types.voidptr), cache=True)
+    def draw_worker(data):
+        out = read_out(data, threads.HEADER_WORDS)
+        seed, threshold = np.uint64(threads.scalar(data, scalars)), threads.scalar(data, scalars + 1)
+        while True:
+            start, stop = threads.next_chunk(data)
+            if start < 0:
+                return
+            _draw(seed, threshold, out, start, stop)
+
+    return draw_worker
+
+
+# Masks smaller than this are drawn on one thread: handing them to the team costs more than it saves.
+_TEAM_MIN_ELEMENTS = 1 << 18
+
+
+def _draw_all(seed: np.uint64, threshold: int, out: np.ndarray) -> None:
+    """Fill the flat ``out``: on torch's CPU threads when it is large and there are several, else here."""
+    pairs = out.shape[0] // 2
+    team = threads.team_size()
+    if team == 1 or out.shape[0] < _TEAM_MIN_ELEMENTS:
+        _draw(seed, threshold, out, 0, pairs)
+        return
+    bounds = np.linspace(0, pairs, 4 * team + 1).astype(np.int64)
+    scalars = [int(np.array(seed, dtype=np.uint64).view(np.int64)), threshold]
+    threads.run(_team_worker(out.dtype.type), threads.describe([out], scalars, bounds), team)
 
 
 def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -59,5 +100,5 @@ def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32
     threshold = min(round(p * 2**32), 2**32)
     target_dtype = torch.float32 if dtype == torch.bfloat16 else dtype  # numba has no bfloat16
     mask = torch.empty(tuple(shape), dtype=target_dtype)
-    _draw(seed, threshold, mask.numpy().reshape(-1))
+    _draw_all(seed, threshold, mask.numpy().reshape(-1))
     return mask.to(dtype)
