@@ -21,12 +21,13 @@ def two_threads():
 
 def test_chunk_bounds_cover_every_item_once_with_balanced_cost():
     cost = np.array([1, 1, 1, 1, 10, 1, 1, 1, 1, 1, 1, 10], dtype=np.int64)
-    bounds = threads.chunk_bounds(cost, 4)
+    bounds = threads.chunk_bounds(np.concatenate([[0], np.cumsum(cost)]), 4)
     assert bounds[0] == 0 and bounds[-1] == len(cost)
     assert (np.diff(bounds) > 0).all() and len(bounds) <= 5
     totals = np.add.reduceat(cost, bounds[:-1])
     assert totals.max() <= 2 * cost.sum() / 4  # no chunk holds more than twice its share
-    assert threads.chunk_bounds(np.ones(3, dtype=np.int64), 8).tolist() == [0, 1, 2, 3]  # never empty chunks
+    assert threads.chunk_bounds(np.arange(4), 8).tolist() == [0, 1, 2, 3]  # never empty chunks
+    assert threads.chunk_bounds(np.array([5, 7, 9]), 2).tolist() == [0, 1, 2]  # the cost need not start at 0
 
 
 def test_describe_lays_out_arrays_and_scalars_and_refuses_strided_arrays():
@@ -62,7 +63,7 @@ def _count_visits(data):
 def test_the_team_takes_every_chunk_exactly_once(two_threads):
     assert threads.team_size() == 2  # torch's OpenMP runtime was found (no silent fall back to one thread)
     counts = np.zeros(1000, dtype=np.int64)
-    bounds = threads.chunk_bounds(np.ones(1000), 64)
+    bounds = threads.chunk_bounds(np.arange(1001), 64)
     job = threads.describe([counts], [], bounds)
     for _ in range(50):  # a chunk taken twice or never would show as a count off by one
         threads.run(_count_visits, job, 2)

@@ -311,17 +311,19 @@ def _team_workers(dtype: type):
     return forward_worker, backward_worker
 
 
-def _run_by_gene(kernel: str, arrays: list, has_mask: bool, per_gene_cost: np.ndarray) -> None:
-    """Run ``_forward`` / ``_backward`` over every gene: on torch's CPU threads when it has several, else here."""
-    team = threads.team_size()
+def _run_by_gene(kernel: str, arrays: list, has_mask: bool, edge_ptr: np.ndarray, n_outputs: int) -> None:
+    """Run ``_forward`` / ``_backward`` over every gene: on torch's CPU threads when it has several, else here.
+
+    ``edge_ptr``: the compressed list the kernel walks per gene (its cost is one per gene and one per edge).
+    """
+    n_genes = edge_ptr.shape[0] - 1
+    team = threads.team_size() if n_outputs >= threads.MIN_TEAM_ELEMENTS else 1
     if team > 1:
         worker = _team_workers(arrays[0].dtype.type)[0 if kernel == "forward" else 1]
         # a few chunks per thread: genes differ in their edge counts, the chunk counter evens out the rest
-        bounds = threads.chunk_bounds(per_gene_cost, 4 * team)
+        bounds = threads.chunk_bounds(edge_ptr + np.arange(n_genes + 1), 4 * team)
         threads.run(worker, threads.describe(arrays, [int(has_mask)], bounds), team)
-        return
-    n_genes = per_gene_cost.shape[0]
-    if kernel == "forward":
+    elif kernel == "forward":
         _forward(*arrays[:8], has_mask, *arrays[8:], arrays[0].dtype.type(0), 0, n_genes)
     else:
         _backward(*arrays[:9], has_mask, *arrays[9:], arrays[0].dtype.type(0), 0, n_genes)
@@ -417,7 +419,8 @@ class FusedGeneInteraction(torch.autograd.Function):
                 edges.in_ptr, edges.in_src, edges.in_edge, out.numpy(), positive,
             ],
             has_mask,
-            np.diff(edges.in_ptr) + 1,
+            edges.in_ptr,
+            out.numel(),
         )  # fmt: skip
         # Saved as tensors (numpy views, no copies) so that autograd frees them after the backward pass; the input and
         # the weight as detached views, so that changing either in place before the backward pass raises as usual.
@@ -440,7 +443,8 @@ class FusedGeneInteraction(torch.autograd.Function):
                 edges.out_ptr, edges.out_dst, edges.out_edge, *grads, grad_weight, grad_bias,
             ],
             ctx.has_mask,
-            np.diff(edges.out_ptr) + 1,
+            edges.out_ptr,
+            grad.numel(),
         )  # fmt: skip
         needs = ctx.needs_input_grad
         gene_grads = [torch.from_numpy(g).mul_(ctx.scale) if needs[2 + k] else None for k, g in enumerate(grads)]

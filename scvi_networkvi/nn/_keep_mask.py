@@ -74,15 +74,11 @@ def _team_worker(dtype: type):
     return draw_worker
 
 
-# Masks smaller than this are drawn on one thread: handing them to the team costs more than it saves.
-_TEAM_MIN_ELEMENTS = 1 << 18
-
-
 def _draw_all(seed: np.uint64, threshold: int, out: np.ndarray) -> None:
     """Fill the flat ``out``: on torch's CPU threads when it is large and there are several, else here."""
     pairs = out.shape[0] // 2
     team = threads.team_size()
-    if team == 1 or out.shape[0] < _TEAM_MIN_ELEMENTS:
+    if team == 1 or out.shape[0] < threads.MIN_TEAM_ELEMENTS:
         _draw(seed, threshold, out, 0, pairs)
         return
     bounds = np.linspace(0, pairs, 4 * team + 1).astype(np.int64)

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 # (address and up to three sizes), then the scalars.
 HEADER_WORDS = 3
 DESCRIPTOR_WORDS = 4
+# Kernels writing fewer elements run on the calling thread: handing them to the team costs more than it saves.
+MIN_TEAM_ELEMENTS = 1 << 18
 
 
 @intrinsic
@@ -133,11 +135,16 @@ def team_size() -> int:
     return threads if threads > 1 and _gomp_parallel() is not None else 1
 
 
-def chunk_bounds(cost: np.ndarray, n_chunks: int) -> np.ndarray:
-    """Bounds ``[0, ..., len(cost)]`` of at most ``n_chunks`` consecutive ranges of about equal total ``cost``."""
-    total = np.concatenate([[0], np.cumsum(cost, dtype=np.float64)])
-    bounds = np.searchsorted(total, np.linspace(0.0, total[-1], n_chunks + 1))
-    bounds[0], bounds[-1] = 0, len(cost)
+def chunk_bounds(cumulative_cost: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Bounds ``[0, ..., n]`` of at most ``n_chunks`` consecutive ranges of ``n`` items of about equal cost.
+
+    ``cumulative_cost``: ``n + 1`` non-decreasing values, the cost of items ``[0, i)`` at ``i`` (e.g. a compressed
+    list's pointer array plus ``arange(n + 1)`` for a cost of one per item and one per entry).
+    """
+    n = len(cumulative_cost) - 1
+    targets = np.linspace(cumulative_cost[0], cumulative_cost[-1], n_chunks + 1)
+    bounds = np.searchsorted(cumulative_cost, targets)
+    bounds[0], bounds[-1] = 0, n
     return np.unique(bounds).astype(np.int64)
 
 
@@ -147,12 +154,12 @@ def describe(arrays: Sequence[np.ndarray], scalars: Sequence[int], bounds: np.nd
     The caller keeps ``arrays`` and ``bounds`` alive until :func:`run` returns (the job holds raw addresses).
     """
     job = np.zeros(HEADER_WORDS + DESCRIPTOR_WORDS * len(arrays) + len(scalars), dtype=np.int64)
-    job[1], job[2] = len(bounds) - 1, bounds.ctypes.data
+    job[1], job[2] = len(bounds) - 1, bounds.__array_interface__["data"][0]
     for k, array in enumerate(arrays):
         if not array.flags.c_contiguous or array.ndim >= DESCRIPTOR_WORDS:
             raise ValueError(f"describe: array {k} must be C-contiguous with at most 3 dimensions.")
         start = HEADER_WORDS + DESCRIPTOR_WORDS * k
-        job[start] = array.ctypes.data
+        job[start] = array.__array_interface__["data"][0]
         job[start + 1 : start + 1 + array.ndim] = array.shape
     job[HEADER_WORDS + DESCRIPTOR_WORDS * len(arrays) :] = scalars
     return job
