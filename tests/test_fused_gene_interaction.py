@@ -263,3 +263,15 @@ def test_torch_threads_give_the_serial_kernels_result_bit_for_bit(dtype, feature
         assert len(runs) == 2  # forward and backward went to the team with two threads, not with one
     for a, b in zip(results[2], results[1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_team_workers_come_from_numbas_disk_cache():
+    """Closure variables would change numba's cache key in every process (a recompile of about 1.5 s and one more
+    cache file each time): the workers must have none, and a second definition must load the first one's code."""
+    from scvi_networkvi.nn import _fused_gene_interaction as fused
+    from scvi_networkvi.nn import _keep_mask
+
+    workers = [*fused._team_workers(np.float32), _keep_mask._team_worker(np.uint8)]
+    assert all(worker._pyfunc.__closure__ is None for worker in workers)
+    fused._team_workers.cache_clear()
+    assert all(worker.cache_hits == 1 for worker in fused._team_workers(np.float32))

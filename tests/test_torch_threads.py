@@ -43,12 +43,9 @@ def test_describe_lays_out_arrays_and_scalars_and_refuses_strided_arrays():
         threads.describe([a[:, ::2]], [], bounds)
 
 
-_read_counts = threads.array_reader(np.int64, 1)
-
-
 @numba.cfunc(types.void(types.voidptr))
 def _count_visits(data):
-    counts = _read_counts(data, threads.HEADER_WORDS)
+    counts = threads.array_at(data, threads.HEADER_WORDS, np.int64(0), 1)
     while True:
         start, stop = threads.next_chunk(data)
         if start < 0:

@@ -238,77 +238,86 @@ def _backward(
                 grad_w1[p, j], grad_w2[p, j] = sw1, sw2
 
 
-# The arrays each team worker reads from its job, in argument order: (dtype, ndim); "f" is the data's float dtype.
-_FORWARD_ARRAYS = (
-    ("f", 2), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2), (np.uint8, 3), ("f", 3),
-    ("f", 1), (np.int64, 1), (np.int64, 1), (np.int64, 1), ("f", 2), (np.bool_, 2),
-)  # fmt: skip
-_BACKWARD_ARRAYS = (
-    ("f", 2), ("f", 2), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2), (np.uint8, 3),
-    ("f", 3), (np.bool_, 2), (np.int64, 1), (np.int64, 1), (np.int64, 1), ("f", 2), ("f", 2), ("f", 2), ("f", 2),
-    ("f", 3), ("f", 1),
-)  # fmt: skip
+# Job layouts of the team workers: the arrays in the kernels' argument order, then ``has_mask``.
+_WORD = tuple(threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS * k for k in range(21))
 
 
-def _job_layout(layout, dtype):
-    """The readers of a job's arrays and the word where each descriptor starts, then the first scalar's word."""
-    readers = tuple(threads.array_reader(dtype if kind == "f" else kind, ndim) for kind, ndim in layout)
-    words = tuple(threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS * k for k in range(len(layout) + 1))
-    return readers, words
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _forward_job(data, zero):
+    """:func:`_forward` over the gene chunks of a job, for one thread of the team (``zero``: the float dtype)."""
+    at, i64, w = threads.array_at, np.int64(0), _WORD
+    x, gene_ptr, gene_src = at(data, w[0], zero, 2), at(data, w[1], i64, 1), at(data, w[2], i64, 1)
+    w1, b1, w2, b2 = at(data, w[3], zero, 2), at(data, w[4], zero, 2), at(data, w[5], zero, 2), at(data, w[6], zero, 2)
+    mask, weight, bias = at(data, w[7], np.uint8(0), 3), at(data, w[8], zero, 3), at(data, w[9], zero, 1)
+    in_ptr, in_src, in_edge = at(data, w[10], i64, 1), at(data, w[11], i64, 1), at(data, w[12], i64, 1)
+    out, positive = at(data, w[13], zero, 2), at(data, w[14], np.bool_(False), 2)
+    has_mask = threads.word(data, w[15]) != 0
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _forward(
+            x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out,
+            positive, zero, start, stop,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _backward_job(data, zero):
+    """:func:`_backward` over the gene chunks of a job, for one thread of the team."""
+    at, i64, w = threads.array_at, np.int64(0), _WORD
+    grad, x, gene_ptr, gene_src = (
+        at(data, w[0], zero, 2),
+        at(data, w[1], zero, 2),
+        at(data, w[2], i64, 1),
+        at(data, w[3], i64, 1),
+    )
+    w1, b1, w2, b2 = at(data, w[4], zero, 2), at(data, w[5], zero, 2), at(data, w[6], zero, 2), at(data, w[7], zero, 2)
+    mask, weight, positive = at(data, w[8], np.uint8(0), 3), at(data, w[9], zero, 3), at(data, w[10], np.bool_(0), 2)
+    out_ptr, out_dst, out_edge = at(data, w[11], i64, 1), at(data, w[12], i64, 1), at(data, w[13], i64, 1)
+    grad_w1, grad_b1 = at(data, w[14], zero, 2), at(data, w[15], zero, 2)
+    grad_w2, grad_b2 = at(data, w[16], zero, 2), at(data, w[17], zero, 2)
+    grad_weight, grad_bias = at(data, w[18], zero, 3), at(data, w[19], zero, 1)
+    has_mask = threads.word(data, w[20]) != 0
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _backward(
+            grad, x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, positive, out_ptr, out_dst,
+            out_edge, grad_w1, grad_b1, grad_w2, grad_b2, grad_weight, grad_bias, zero, start, stop,
+        )  # fmt: skip
 
 
 @functools.cache
 def _team_workers(dtype: type):
-    """``cfunc`` versions of :func:`_forward` and :func:`_backward` for ``dtype``, run by torch's CPU threads.
+    """The ``(forward, backward)`` team workers for float ``dtype``.
 
-    Built on first use (a ``cfunc`` compiles where it is defined; the compiled code is cached on disk). Each takes
-    gene ranges from its job until none is left; the job's only scalar is ``has_mask``.
+    A ``cfunc`` compiles where it is defined, so these are defined on first use; they have no closure variables, so
+    numba's disk cache finds them again in the next process.
     """
-    zero = dtype(0)
-    (x_, gp_, gs_, w1_, b1_, w2_, b2_, mask_, weight_, bias_, ip_, is_, ie_, out_, pos_), f = _job_layout(
-        _FORWARD_ARRAYS, dtype
-    )
+    signature = types.void(types.voidptr)
+    if dtype is np.float32:
 
-    @numba.cfunc(types.void(types.voidptr), cache=True, fastmath=_FAST)
-    def forward_worker(data):
-        x, gene_ptr, gene_src = x_(data, f[0]), gp_(data, f[1]), gs_(data, f[2])
-        w1, b1, w2, b2 = w1_(data, f[3]), b1_(data, f[4]), w2_(data, f[5]), b2_(data, f[6])
-        mask, weight, bias = mask_(data, f[7]), weight_(data, f[8]), bias_(data, f[9])
-        in_ptr, in_src, in_edge = ip_(data, f[10]), is_(data, f[11]), ie_(data, f[12])
-        out, positive = out_(data, f[13]), pos_(data, f[14])
-        has_mask = threads.scalar(data, f[15]) != 0
-        while True:
-            start, stop = threads.next_chunk(data)
-            if start < 0:
-                return
-            _forward(
-                x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, bias, in_ptr, in_src, in_edge, out,
-                positive, zero, start, stop,
-            )  # fmt: skip
+        @numba.cfunc(signature, cache=True)
+        def forward_float32(data):
+            _forward_job(data, np.float32(0))
 
-    readers, g = _job_layout(_BACKWARD_ARRAYS, dtype)
-    (grad_, x_, gp_, gs_, w1_, b1_, w2_, b2_, mask_, weight_, pos_, op_, od_, oe_) = readers[:14]
-    (gw1_, gb1_, gw2_, gb2_, gweight_, gbias_) = readers[14:]
+        @numba.cfunc(signature, cache=True)
+        def backward_float32(data):
+            _backward_job(data, np.float32(0))
 
-    @numba.cfunc(types.void(types.voidptr), cache=True, fastmath=_FAST)
-    def backward_worker(data):
-        grad, x, gene_ptr, gene_src = grad_(data, g[0]), x_(data, g[1]), gp_(data, g[2]), gs_(data, g[3])
-        w1, b1, w2, b2 = w1_(data, g[4]), b1_(data, g[5]), w2_(data, g[6]), b2_(data, g[7])
-        mask, weight, positive = mask_(data, g[8]), weight_(data, g[9]), pos_(data, g[10])
-        out_ptr, out_dst, out_edge = op_(data, g[11]), od_(data, g[12]), oe_(data, g[13])
-        grad_w1, grad_b1, grad_w2, grad_b2 = gw1_(data, g[14]), gb1_(data, g[15]), gw2_(data, g[16]), gb2_(data, g[17])
-        grad_weight, grad_bias = gweight_(data, g[18]), gbias_(data, g[19])
-        has_mask = threads.scalar(data, g[20]) != 0
-        while True:
-            start, stop = threads.next_chunk(data)
-            if start < 0:
-                return
-            _backward(
-                grad, x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, weight, positive, out_ptr, out_dst,
-                out_edge, grad_w1, grad_b1, grad_w2, grad_b2, grad_weight, grad_bias, zero, start, stop,
-            )  # fmt: skip
+        return forward_float32, backward_float32
 
-    return forward_worker, backward_worker
+    @numba.cfunc(signature, cache=True)
+    def forward_float64(data):
+        _forward_job(data, np.float64(0))
+
+    @numba.cfunc(signature, cache=True)
+    def backward_float64(data):
+        _backward_job(data, np.float64(0))
+
+    return forward_float64, backward_float64
 
 
 def _run_by_gene(kernel: str, arrays: list, has_mask: bool, edge_ptr: np.ndarray, n_outputs: int) -> None:

@@ -55,35 +55,61 @@ def _draw(seed, threshold, out, start, stop):
         out[half - 1] = (_mix(seed, half - 1) & low) >= t
 
 
+@numba.njit(cache=True, nogil=True)
+def _draw_job(data, like):
+    """:func:`_draw` over the chunks of a job (``out`` of ``like``'s dtype, then seed and threshold)."""
+    out = threads.array_at(data, threads.HEADER_WORDS, like, 1)
+    scalars = threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS
+    seed, threshold = np.uint64(threads.word(data, scalars)), threads.word(data, scalars + 1)
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _draw(seed, threshold, out, start, stop)
+
+
 @functools.cache
 def _team_worker(dtype: type):
-    """:func:`_draw` as a ``cfunc`` for torch's CPU threads (:mod:`._torch_threads`); job: ``out``, seed, threshold."""
-    read_out = threads.array_reader(dtype, 1)
-    scalars = threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS
+    """:func:`_draw_job` as a ``cfunc`` for ``dtype``: uint8, float32 or float64, ``None`` for others.
 
-    @numba.cfunc(types.void(types.voidptr), cache=True)
-    def draw_worker(data):
-        out = read_out(data, threads.HEADER_WORDS)
-        seed, threshold = np.uint64(threads.scalar(data, scalars)), threads.scalar(data, scalars + 1)
-        while True:
-            start, stop = threads.next_chunk(data)
-            if start < 0:
-                return
-            _draw(seed, threshold, out, start, stop)
+    Defined on first use, without closure variables, like the fused kernel's workers.
+    """
+    signature = types.void(types.voidptr)
+    if dtype is np.uint8:
 
-    return draw_worker
+        @numba.cfunc(signature, cache=True)
+        def draw_uint8(data):
+            _draw_job(data, np.uint8(0))
+
+        return draw_uint8
+    if dtype is np.float32:
+
+        @numba.cfunc(signature, cache=True)
+        def draw_float32(data):
+            _draw_job(data, np.float32(0))
+
+        return draw_float32
+    if dtype is np.float64:
+
+        @numba.cfunc(signature, cache=True)
+        def draw_float64(data):
+            _draw_job(data, np.float64(0))
+
+        return draw_float64
+    return None
 
 
 def _draw_all(seed: np.uint64, threshold: int, out: np.ndarray) -> None:
     """Fill the flat ``out``: on torch's CPU threads when it is large and there are several, else here."""
     pairs = out.shape[0] // 2
-    team = threads.team_size()
-    if team == 1 or out.shape[0] < threads.MIN_TEAM_ELEMENTS:
+    team = threads.team_size() if out.shape[0] >= threads.MIN_TEAM_ELEMENTS else 1
+    worker = _team_worker(out.dtype.type) if team > 1 else None
+    if worker is None:
         _draw(seed, threshold, out, 0, pairs)
         return
     bounds = np.linspace(0, pairs, 4 * team + 1).astype(np.int64)
     scalars = [int(np.array(seed, dtype=np.uint64).view(np.int64)), threshold]
-    threads.run(_team_worker(out.dtype.type), threads.describe([out], scalars, bounds), team)
+    threads.run(worker, threads.describe([out], scalars, bounds), team)
 
 
 def keep_mask(shape: Sequence[int], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:

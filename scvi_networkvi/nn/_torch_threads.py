@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from llvmlite import ir
 from numba import carray, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
+from numba.np.numpy_support import as_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ def _fetch_add(typingctx, address, value):
 
 
 @numba.njit(cache=True, nogil=True)
-def scalar(data, k):
-    """Word ``k`` of the job ``data``."""
+def word(data, k):
+    """Word ``k`` of the job ``data`` (the scalars follow the array descriptors)."""
     return carray(data, (k + 1,), np.int64)[k]
 
 
@@ -89,26 +90,30 @@ def next_chunk(data):
     return bounds[chunk], bounds[chunk + 1]
 
 
-@functools.cache
-def array_reader(dtype: type, ndim: int):
-    """A compiled ``read(data, k)``: the array whose descriptor starts at word ``k`` of the job ``data``."""
+def array_at(data, k, like, ndim):
+    """The array whose descriptor starts at word ``k`` of the job ``data``.
 
-    @numba.njit(cache=True, nogil=True)
-    def read1(data, k):
-        words = carray(data, (k + DESCRIPTOR_WORDS,), np.int64)
-        return carray(_pointer(words[k]), (words[k + 1],), dtype)
+    ``ndim`` (1-3, a literal) dimensions and the dtype of the scalar ``like``. For compiled code only (a numba
+    ``overload``): the dtype and ``ndim`` are fixed where it is called.
+    """
+    raise NotImplementedError("array_at is only available inside numba-compiled code.")
 
-    @numba.njit(cache=True, nogil=True)
-    def read2(data, k):
-        words = carray(data, (k + DESCRIPTOR_WORDS,), np.int64)
-        return carray(_pointer(words[k]), (words[k + 1], words[k + 2]), dtype)
 
-    @numba.njit(cache=True, nogil=True)
-    def read3(data, k):
-        words = carray(data, (k + DESCRIPTOR_WORDS,), np.int64)
-        return carray(_pointer(words[k]), (words[k + 1], words[k + 2], words[k + 3]), dtype)
-
-    return {1: read1, 2: read2, 3: read3}[ndim]
+@overload(array_at, jit_options={"cache": True})
+def _array_at(data, k, like, ndim):
+    dtype = as_dtype(like)
+    rank = getattr(ndim, "literal_value", None)
+    if rank == 1:
+        return lambda data, k, like, ndim: carray(_pointer(word(data, k)), (word(data, k + 1),), dtype)
+    if rank == 2:
+        return lambda data, k, like, ndim: carray(
+            _pointer(word(data, k)), (word(data, k + 1), word(data, k + 2)), dtype
+        )
+    if rank == 3:
+        return lambda data, k, like, ndim: carray(
+            _pointer(word(data, k)), (word(data, k + 1), word(data, k + 2), word(data, k + 3)), dtype
+        )
+    return None
 
 
 @functools.cache
