@@ -71,14 +71,24 @@ def _sparse_ready(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> boo
     return x.device.type == "cpu" and x.dim() == 2 and mu.shape == x.shape and row and theta.shape[-1] == x.shape[1]
 
 
-def _nonzero_terms(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor):
-    """Coordinates of the non-zero counts, the counts, and ``theta``, ``log(theta + mu)`` and the count terms there."""
-    rows, cols = x.nonzero(as_tuple=True)
-    counts, mu_nz, theta_nz = x[rows, cols], mu[rows, cols], theta[0, cols]
+def _nonzero_terms(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, log_theta: torch.Tensor):
+    """Over the non-zero counts: their flat positions and rows, the count terms and ``log NB(0)``.
+
+    ``theta`` and ``log_theta`` (``log(theta + eps)``) are gene rows ``(1, genes)``. Gathers by flat position (one
+    scatter each in the backward pass, not a 2-D index with its accumulating ``index_put``); the three per-gene rows
+    are gathered together.
+    """
+    n_genes = x.shape[1]
+    flat = x.reshape(-1).nonzero().squeeze(1)
+    rows = torch.div(flat, n_genes, rounding_mode="floor")
+    cols = flat - rows * n_genes
+    counts, mu_nz = x.reshape(-1).index_select(0, flat), mu.reshape(-1).index_select(0, flat)
+    per_gene = torch.cat([theta, log_theta, torch.lgamma(theta)]).index_select(1, cols)
+    theta_nz, log_theta_nz, lgamma_theta_nz = per_gene.unbind(0)
     log_theta_mu_nz = torch.log(theta_nz + mu_nz + _EPS)
-    lgamma_ratio = torch.lgamma(counts + theta_nz) - torch.lgamma(theta)[0, cols] - torch.lgamma(counts + 1)
+    lgamma_ratio = torch.lgamma(counts + theta_nz) - lgamma_theta_nz - torch.lgamma(counts + 1)
     count_terms = counts * (torch.log(mu_nz + _EPS) - log_theta_mu_nz) + lgamma_ratio
-    return rows, cols, theta_nz, log_theta_mu_nz, count_terms
+    return flat, rows, count_terms, theta_nz * (log_theta_nz - log_theta_mu_nz)
 
 
 def nb_log_prob_cells(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -86,8 +96,9 @@ def nb_log_prob_cells(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) ->
     if not _sparse_ready(x, mu, theta):
         return nb_log_prob(x, mu, theta).sum(-1)
     theta = theta.view(1, -1)
-    log_p_zero = theta * (torch.log(theta + _EPS) - torch.log(theta + mu + _EPS))  # every count's NB(0) term
-    rows, _, _, _, count_terms = _nonzero_terms(x, mu, theta)
+    log_theta = torch.log(theta + _EPS)
+    log_p_zero = theta * (log_theta - torch.log(theta + mu + _EPS))  # every count's NB(0) term
+    _, rows, count_terms, _ = _nonzero_terms(x, mu, theta, log_theta)
     return log_p_zero.sum(-1).index_add(0, rows, count_terms)
 
 
@@ -97,16 +108,16 @@ def zinb_log_prob_cells(
     """``zinb_log_prob(x, mu, theta, zi_logits).sum(-1)``, on CPU without a dense pass for the non-zero branch.
 
     With ``d = log NB(0) - logit`` the zero branch is ``softplus(d)`` and the non-zero one ``d + count terms``. As
-    ``d - softplus(d) = -softplus(-d)``, the sum over a cell is ``sum softplus(d)`` over every gene plus, over the
-    non-zero counts only, ``count terms - softplus(-d)``; ``d`` there is recomputed from the gathered inputs. The
-    dense passes left are ``d`` and two softplus (scRNA-seq counts are ~90 % zeros).
+    ``d - softplus(d) = -softplus(-d) = logsigmoid(d)``, the sum over a cell is ``sum softplus(d)`` over every gene
+    plus, over the non-zero counts only, ``count terms + logsigmoid(d)``; ``d`` there is recomputed from the gathered
+    inputs. The dense passes left are ``d``, a softplus and a logsigmoid (scRNA-seq counts are ~90 % zeros).
     """
     if not (_sparse_ready(x, mu, theta) and zi_logits.shape == x.shape):
         return zinb_log_prob(x, mu, theta, zi_logits).sum(-1)
     theta = theta.view(1, -1)
     log_theta = torch.log(theta + _EPS)
     d = theta * (log_theta - torch.log(theta + mu + _EPS)) - zi_logits
-    dense = F.softplus(d) - F.softplus(-zi_logits)
-    rows, cols, theta_nz, log_theta_mu_nz, count_terms = _nonzero_terms(x, mu, theta)
-    d_nz = theta_nz * (log_theta[0, cols] - log_theta_mu_nz) - zi_logits[rows, cols]
-    return dense.sum(-1).index_add(0, rows, count_terms - F.softplus(-d_nz))
+    dense = F.softplus(d) + F.logsigmoid(zi_logits)  # logsigmoid(z) = -softplus(-z), without the negation pass
+    flat, rows, count_terms, log_nb_zero_nz = _nonzero_terms(x, mu, theta, log_theta)
+    d_nz = log_nb_zero_nz - zi_logits.reshape(-1).index_select(0, flat)
+    return dense.sum(-1).index_add(0, rows, count_terms + F.logsigmoid(d_nz))
