@@ -598,3 +598,15 @@ def test_go_levels_above_the_first_return_sparse_input_gradients_that_sum_to_the
         assert bool(made) == flag
         grads.append(grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
+def test_transposed_equals_contiguous_transpose_with_gradient():
+    from scvi_networkvi.nn._wired_encoder import transposed
+
+    x = torch.randn(7, 130, requires_grad=True)
+    out = transposed(x)
+    assert out.is_contiguous() and out.shape == (130, 7)
+    assert torch.equal(out, x.t().contiguous())
+    g = torch.randn(130, 7)
+    (grad,) = torch.autograd.grad(out, x, g)
+    assert torch.equal(grad, g.t())
