@@ -132,3 +132,19 @@ def test_module_refuses_unusable_covariate_statistics(stats):
     module = NetworkVAE({"rna": 10}, n_continuous_cov=2)  # no statistics: raw values
     assert module.continuous_covariate_loc.tolist() == [0.0, 0.0]
     assert module.continuous_covariate_scale.tolist() == [1.0, 1.0]
+
+
+def test_module_dropouts_use_the_fast_cpu_mask():
+    """scvi-tools' FCLayers bring plain torch Dropout (decoders, covariate layers): replaced, same rates, same effect."""
+    from scvi_networkvi.module import NetworkVAE
+    from scvi_networkvi.nn._wired_encoder import WideDropout
+
+    module = NetworkVAE({"rna": 10, "protein": 4}, n_batch=2, dropout_rate=0.3)
+    dropouts = [m for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(type(m) is WideDropout for m in dropouts)
+    assert {m.p for m in dropouts if m.p > 0} == {0.3, 0.1}  # the protein decoder keeps its own fixed 0.1
+    layer = next(m for m in dropouts if m.p == 0.3).train()
+    torch.manual_seed(0)
+    y = layer(torch.ones(200, 50))
+    assert torch.allclose(y.unique(), torch.tensor([0.0, 1 / 0.7]))
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.03
