@@ -275,3 +275,10 @@ def test_team_workers_come_from_numbas_disk_cache():
     assert all(worker._pyfunc.__closure__ is None for worker in workers)
     fused._team_workers.cache_clear()
     assert all(worker.cache_hits == 1 for worker in fused._team_workers(np.float32))
+
+
+def test_team_workers_exist_for_float32_and_float64_only():
+    from scvi_networkvi.nn import _fused_gene_interaction as fused
+
+    assert fused._team_workers(np.float16) is None  # other float types keep the serial kernels
+    assert len(fused._team_workers(np.float64)) == 2

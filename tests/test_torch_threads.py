@@ -41,6 +41,8 @@ def test_describe_lays_out_arrays_and_scalars_and_refuses_strided_arrays():
     assert job[-1] == 7
     with pytest.raises(ValueError, match="C-contiguous"):
         threads.describe([a[:, ::2]], [], bounds)
+    with pytest.raises(ValueError, match="int64"):
+        threads.describe([a], [], bounds.astype(np.int32))
 
 
 @numba.cfunc(types.void(types.voidptr))

@@ -291,7 +291,7 @@ def _backward_job(data, zero):
 
 @functools.cache
 def _team_workers(dtype: type):
-    """The ``(forward, backward)`` team workers for float ``dtype``.
+    """The ``(forward, backward)`` team workers for float32 or float64 ``dtype``, else ``None``.
 
     A ``cfunc`` compiles where it is defined, so these are defined on first use; they have no closure variables, so
     numba's disk cache finds them again in the next process.
@@ -308,6 +308,8 @@ def _team_workers(dtype: type):
             _backward_job(data, np.float32(0))
 
         return forward_float32, backward_float32
+    if dtype is not np.float64:
+        return None  # another float type: the serial kernels
 
     @numba.cfunc(signature, cache=True)
     def forward_float64(data):
@@ -327,11 +329,11 @@ def _run_by_gene(kernel: str, arrays: list, has_mask: bool, edge_ptr: np.ndarray
     """
     n_genes = edge_ptr.shape[0] - 1
     team = threads.team_size() if n_outputs >= threads.MIN_TEAM_ELEMENTS else 1
-    if team > 1:
-        worker = _team_workers(arrays[0].dtype.type)[0 if kernel == "forward" else 1]
+    workers = _team_workers(arrays[0].dtype.type) if team > 1 else None
+    if workers is not None:
         # a few chunks per thread: genes differ in their edge counts, the chunk counter evens out the rest
         bounds = threads.chunk_bounds(edge_ptr + np.arange(n_genes + 1), 4 * team)
-        threads.run(worker, threads.describe(arrays, [int(has_mask)], bounds), team)
+        threads.run(workers[0 if kernel == "forward" else 1], threads.describe(arrays, [int(has_mask)], bounds), team)
     elif kernel == "forward":
         _forward(*arrays[:8], has_mask, *arrays[8:], arrays[0].dtype.type(0), 0, n_genes)
     else:

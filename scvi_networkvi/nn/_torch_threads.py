@@ -158,6 +158,8 @@ def describe(arrays: Sequence[np.ndarray], scalars: Sequence[int], bounds: np.nd
 
     The caller keeps ``arrays`` and ``bounds`` alive until :func:`run` returns (the job holds raw addresses).
     """
+    if bounds.dtype != np.int64 or not bounds.flags.c_contiguous or bounds.ndim != 1:
+        raise ValueError("describe: the chunk bounds must be a contiguous 1-D int64 array.")
     job = np.zeros(HEADER_WORDS + DESCRIPTOR_WORDS * len(arrays) + len(scalars), dtype=np.int64)
     job[1], job[2] = len(bounds) - 1, bounds.__array_interface__["data"][0]
     for k, array in enumerate(arrays):
