@@ -37,7 +37,8 @@
 # Overrides (environment): NVI_MULTIOME_SEEDS ("0 1 2"), NVI_MULTIOME_EPOCHS (50), NVI_MULTIOME_STEP_S (150),
 # NVI_GPU_EPOCHS (5), NVI_CPU_EPOCHS (2), NVI_CPU_THREADS
 # (all cores), NVI_GPU_STEP_S (170), NVI_CPU_STEP_S (150), NVI_SCALING_STEP_S (330), NVI_SCALING_SIZES
-# ("1000 5000 20000 100000"), NVI_DEADLINE_S (470).
+# ("1000 5000 20000 100000"), NVI_SCALING_MODELS ("networkvi totalvi networkvi-dense": the cells axis' models),
+# NVI_DEADLINE_S (470).
 set -u -o pipefail
 
 OUT="${OUT:-benchmarks/_out/gpu}"
@@ -57,6 +58,7 @@ CPU_STEP_S="${NVI_CPU_STEP_S:-150}"
 DEADLINE_S="${NVI_DEADLINE_S:-470}"
 SCALING_STEP_S="${NVI_SCALING_STEP_S:-330}"
 SCALING_SIZES="${NVI_SCALING_SIZES:-1000 5000 20000 100000}"
+SCALING_MODELS="${NVI_SCALING_MODELS:-networkvi totalvi networkvi-dense}"
 MULTIOME_SEEDS="${NVI_MULTIOME_SEEDS:-0 1 2}"
 MULTIOME_EPOCHS="${NVI_MULTIOME_EPOCHS:-50}"
 MULTIOME_STEP_S="${NVI_MULTIOME_STEP_S:-150}"
@@ -207,8 +209,8 @@ EOF
 }
 
 scaling() {
-    python3 benchmarks/scaling.py --axes cells --accelerator cuda --sizes $SCALING_SIZES --threads 4 \
-        --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
+    python3 benchmarks/scaling.py --axes cells --accelerator cuda --sizes $SCALING_SIZES --models $SCALING_MODELS \
+        --threads 4 --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
 }
 
 scaling_go() {
@@ -233,7 +235,7 @@ benchmark() {
 }
 
 export OUT DATA SITE PYTHONUNBUFFERED
-export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES
+export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES SCALING_MODELS
 export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go \
     importances
 
