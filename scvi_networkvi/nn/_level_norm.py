@@ -59,16 +59,19 @@ class LevelBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` (``n_neurons, n_cells``)."""
-        n_cells = x.shape[1]
-        if self.training and n_cells > 1 and not self._frozen:
-            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var * (n_cells / (n_cells - 1)), self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return torch.addcmul(self.bias - mean * scale, x, scale)
+        update = self.training and x.shape[1] > 1 and not self._frozen
+        # torch's batch norm on the (1, neurons, cells) view: statistics per neuron over the cells, the running
+        # statistics updated inside the op (unbiased variance, as here), one autograd node instead of ~10 small ops
+        return torch.nn.functional.batch_norm(
+            x.unsqueeze(0),
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.view(-1),
+            self.bias.view(-1),
+            training=update,
+            momentum=self.momentum,
+            eps=self.eps,
+        ).squeeze(0)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}"
