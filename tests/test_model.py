@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 import scvi
 import torch
+from lightning.pytorch.callbacks import Callback
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -198,12 +199,54 @@ def test_modality_penalty_follows_the_kl_warmup(warmup):
         losses = {w: module.loss(tensors, inference, generative, kl_weight=w) for w in (0.0, 0.5)}
     penalty = losses[0.0].kl_local["kl_divergence_paired"]
     assert (penalty > 0).all()
+    qz = inference["qz"]  # the closed-form KL to the prior equals torch's
+    expected_kl = torch.distributions.kl_divergence(qz, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    np.testing.assert_allclose(losses[0.0].kl_local["kl_divergence_z"], expected_kl, rtol=1e-5, atol=1e-6)
     recon = sum(losses[0.0].reconstruction_loss.values())
     for w, loss in losses.items():
         np.testing.assert_array_equal(loss.kl_local["kl_divergence_paired"], penalty)  # logged unweighted
         kl = loss.kl_local["kl_divergence_z"] + loss.kl_local["kl_divergence_background"]
         expected = recon + w * kl + (w if warmup else 1.0) * penalty
         np.testing.assert_allclose(float(loss.loss), float(expected.mean()), rtol=1e-5)
+
+
+class _EpochCounter(Callback):
+    def __init__(self):
+        self.epochs = 0
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs += 1
+
+
+def test_a_diverged_training_stops_with_an_error_that_names_the_fix():
+    """Distributions skip torch's argument checks (GPU syncs); a non-finite epoch loss is caught at the epoch's end."""
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
+    counter = _EpochCounter()
+    with torch.no_grad():
+        model.module.px_r.fill_(float("nan"))  # every RNA likelihood term is NaN from the first step
+    with pytest.raises(FloatingPointError, match=r"training loss became nan in epoch 0.*Lower the learning rate"):
+        model.train(  # one step per epoch, no validation: the first NaN update is the only one
+            max_epochs=3,
+            accelerator="cpu",
+            enable_progress_bar=False,
+            callbacks=counter,
+            train_size=1.0,
+            early_stopping=False,
+            limit_train_batches=1,
+        )
+    assert counter.epochs == 1  # the user's own callback (passed alone, not in a list) still ran
+
+
+def test_finite_training_passes_the_check_and_keeps_user_callbacks():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    counter = _EpochCounter()
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False, callbacks=[counter])
+    assert counter.epochs == 2
+    assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------

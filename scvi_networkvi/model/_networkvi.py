@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import Callback
 from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManagerValidationCheck, fields
@@ -24,6 +25,7 @@ from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import Wiring, compile_wirings
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
+from ._finite_loss import FiniteLossCheck
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._query import freeze_for_query, transfer_state
@@ -516,6 +518,9 @@ class NETWORKVI(
             "adversarial_classifier": use_adversarial,
         }
         plan.update(plan_kwargs or {})
+        callbacks = trainer_kwargs.get("callbacks") or []
+        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+        trainer_kwargs["callbacks"] = [*callbacks, FiniteLossCheck()]
         if early_stopping:
             trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)

@@ -345,7 +345,7 @@ class NetworkVAE(BaseModuleClass):
             out[f"qz_m_{m}"], out[f"qz_v_{m}"] = q_m, q_v
         means_t, variances_t = torch.stack(means, 1), torch.stack(variances, 1)
         qz_m, qz_v, weights = self.mixer(means_t, variances_t, masks)
-        qz = Normal(qz_m, qz_v.sqrt())
+        qz = Normal(qz_m, qz_v.sqrt(), validate_args=False)
         untransformed_z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
         z = F.softmax(untransformed_z, dim=-1) if self.latent_distribution == "ln" else untransformed_z
         if "rna" in self.modalities:
@@ -419,7 +419,7 @@ class NetworkVAE(BaseModuleClass):
             elif self.gene_likelihood == "nb":
                 log_prob = nb_log_prob_cells(x, rate, theta)
             else:
-                log_prob = Poisson(rate).log_prob(x).sum(-1)
+                log_prob = Poisson(rate, validate_args=False).log_prob(x).sum(-1)
             losses["rna"] = -log_prob
         if "protein" in self.modalities:
             py_ = generative_outputs["py_"]
@@ -443,8 +443,8 @@ class NetworkVAE(BaseModuleClass):
         masks = inference_outputs["masks"]
         recon = self.reconstruction_losses(inference_outputs["data"], inference_outputs, generative_outputs)
         recon = {m: recon[m] * masks[:, self.modalities.index(m)] for m in recon}
-        qz = inference_outputs["qz"]
-        kl_z = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+        qz_m, qz_v = inference_outputs["qz_m"], inference_outputs["qz_v"]
+        kl_z = 0.5 * (qz_m.square() + qz_v - qz_v.log() - 1.0).sum(-1)  # KL(N(m, v) || N(0, 1)), closed form
         penalty = pairwise_penalty(
             inference_outputs["means"], inference_outputs["variances"], masks, self.modality_penalty
         )
@@ -455,10 +455,12 @@ class NetworkVAE(BaseModuleClass):
             n_cols = self.background_pro_alpha.shape[1]
             one_hot = F.one_hot(batch.clamp_max(n_cols - 1), n_cols).float()
             prior = Normal(
-                F.linear(one_hot, self.background_pro_alpha), torch.exp(F.linear(one_hot, self.background_pro_log_beta))
+                F.linear(one_hot, self.background_pro_alpha),
+                torch.exp(F.linear(one_hot, self.background_pro_log_beta)),
+                validate_args=False,
             )
             py_ = generative_outputs["py_"]
-            kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"]), prior).sum(-1)
+            kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"], validate_args=False), prior).sum(-1)
             kl_local["kl_divergence_background"] = kl_back * masks[:, self.modalities.index("protein")]
             extra = kl_local["kl_divergence_background"]
         penalty_weight = kl_weight if self.penalty_warmup else 1.0

@@ -682,7 +682,7 @@ class WiredEncoder(nn.Module):
         h = self.hidden(x, *cat_list, cont=cont)
         q_m = self.mean_encoder(h)
         q_v = torch.exp(self.var_encoder(h)) + self.var_eps
-        return q_m, q_v, Normal(q_m, q_v.sqrt()).rsample()
+        return q_m, q_v, Normal(q_m, q_v.sqrt(), validate_args=False).rsample()
 
 
 def _terms_of(wiring: Wiring, gene: int) -> np.ndarray:
