@@ -249,6 +249,41 @@ def test_finite_training_passes_the_check_and_keeps_user_callbacks():
     assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
 
 
+def test_training_plan_logs_the_same_history_as_scvi_tools_plan_with_one_registration_per_epoch(monkeypatch):
+    """The ELBO metric objects are handed to Lightning once per epoch; every logged value stays scvi-tools' own."""
+    from scvi.train import AdversarialTrainingPlan
+
+    from scvi_networkvi.model._training_plan import NetworkVITrainingPlan
+
+    histories, registrations = {}, []
+    original = AdversarialTrainingPlan.log_dict
+
+    def spy(self, dictionary, *args, **kwargs):
+        if self.training:
+            registrations.append(sorted(dictionary))
+        return original(self, dictionary, *args, **kwargs)
+
+    monkeypatch.setattr(AdversarialTrainingPlan, "log_dict", spy)
+    for plan in (NetworkVITrainingPlan, AdversarialTrainingPlan):
+        mdata = read(CITE)
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+        scvi.settings.seed = 0
+        model = nvi.NETWORKVI(mdata, encoder="dense")
+        monkeypatch.setattr(model, "_training_plan_cls", plan)
+        registrations.clear()
+        model.train(max_epochs=3, accelerator="cpu", enable_progress_bar=False, batch_size=64)
+        histories[plan.__name__] = model.history
+        if plan is NetworkVITrainingPlan:
+            assert len(registrations) == 3  # one per epoch
+            assert registrations[0] == ["elbo_train", "kl_global_train", "kl_local_train", "reconstruction_loss_train"]
+        else:
+            assert len(registrations) > 3 * 5  # scvi-tools' plan logs them in every step
+    ours, reference = histories["NetworkVITrainingPlan"], histories["AdversarialTrainingPlan"]
+    assert sorted(ours) == sorted(reference)
+    for key in reference:
+        np.testing.assert_array_equal(ours[key].to_numpy(), reference[key].to_numpy(), err_msg=key)
+
+
 # ---- bad input ---------------------------------------------------------------------------------------------------
 def snapshot(mdata):
     return set(mdata.uns), set(mdata["rna"].uns), list(mdata["rna"].obs.columns)

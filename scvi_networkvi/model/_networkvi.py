@@ -18,7 +18,6 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManagerValidationCheck, fields
 from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.model.base._save_load import _load_saved_files
-from scvi.train import AdversarialTrainingPlan
 from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import MODALITIES, NetworkVAE
@@ -29,6 +28,7 @@ from ._finite_loss import FiniteLossCheck
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._query import freeze_for_query, transfer_state
+from ._training_plan import NetworkVITrainingPlan
 from ._validation import LAYER_ROLES, check_continuous_covariates, check_counts, layer_matrix
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class NETWORKVI(
     """
 
     _module_cls = NetworkVAE
-    _training_plan_cls = AdversarialTrainingPlan
+    _training_plan_cls = NetworkVITrainingPlan
 
     def __init__(
         self,
@@ -499,7 +499,10 @@ class NETWORKVI(
         accelerator, devices
             Lightning hardware settings (``strategy`` and other Trainer arguments pass through ``trainer_kwargs``).
         plan_kwargs
-            Extra :class:`~scvi.train.AdversarialTrainingPlan` arguments (override the ones above).
+            Extra arguments of the training plan, overriding the ones above: scvi-tools'
+            :class:`~scvi.train.AdversarialTrainingPlan` as
+            :class:`~scvi_networkvi.model.NetworkVITrainingPlan` (its epoch metrics handed to Lightning once per
+            epoch).
         **trainer_kwargs
             Passed to the Lightning Trainer; an unknown name is an error there.
         """
