@@ -335,6 +335,31 @@ def test_keep_mask_is_bernoulli_and_seeded_by_torch():
     assert abs(torch.corrcoef(torch.stack([flat[: middle - 1], flat[middle:]]))[0, 1].item()) < 0.02
 
 
+def test_keep_mask_draws_are_splitmix64_outputs_split_in_two_halves():
+    """Pinned against a plain-Python SplitMix64: element k takes the low 32 bits of output k, k + ceil(n/2) the high."""
+    from scvi_networkvi.nn import _keep_mask
+
+    def splitmix(seed: int, k: int) -> int:
+        full = (1 << 64) - 1
+        z = (seed + (k + 1) * 0x9E3779B97F4A7C15) & full
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & full
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & full
+        return z ^ (z >> 31)
+
+    seed, n, p = 12345, 1001, 0.3
+    threshold = round(p * 2**32)
+    half = n - n // 2
+    expected = np.empty(n, dtype=np.uint8)
+    for k in range(n // 2):
+        z = splitmix(seed, k)
+        expected[k], expected[k + half] = (z & 0xFFFFFFFF) >= threshold, (z >> 32) >= threshold
+    expected[half - 1] = (splitmix(seed, half - 1) & 0xFFFFFFFF) >= threshold  # odd n: the middle element
+    out = np.full(n, 7, dtype=np.uint8)
+    for start, stop in [(0, 123), (123, 400), (400, n // 2)]:  # chunks, as the threads take them
+        _keep_mask._draw(np.uint64(seed), threshold, out, start, stop)
+    np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_keep_mask_is_the_same_for_every_thread_count(dtype, monkeypatch):
     """Large masks are drawn in chunks by torch's threads; the draws depend on the seed and position only."""
