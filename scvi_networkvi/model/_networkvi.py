@@ -499,10 +499,9 @@ class NETWORKVI(
         accelerator, devices
             Lightning hardware settings (``strategy`` and other Trainer arguments pass through ``trainer_kwargs``).
         plan_kwargs
-            Extra arguments of the training plan, overriding the ones above: scvi-tools'
-            :class:`~scvi.train.AdversarialTrainingPlan` as
-            :class:`~scvi_networkvi.model.NetworkVITrainingPlan` (its epoch metrics handed to Lightning once per
-            epoch).
+            Extra arguments of the training plan, :class:`~scvi_networkvi.model.NetworkVITrainingPlan` (scvi-tools'
+            :class:`~scvi.train.AdversarialTrainingPlan` with its epoch metrics handed to Lightning once per epoch),
+            overriding the ones above.
         **trainer_kwargs
             Passed to the Lightning Trainer; an unknown name is an error there.
         """

@@ -18,10 +18,12 @@ class NetworkVITrainingPlan(AdversarialTrainingPlan):
     """
 
     def on_train_epoch_start(self) -> None:
+        """Let the epoch's first training step register the ELBO metrics."""
         self._epoch_metrics_registered = False
         super().on_train_epoch_start()
 
     def log_dict(self, dictionary, *args, **kwargs) -> None:
+        """Lightning's ``log_dict``, skipped for training epoch metrics already registered in this epoch."""
         epoch_metrics = (
             self.training
             and not kwargs.get("on_step", False)
