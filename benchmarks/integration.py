@@ -288,16 +288,24 @@ def versions(scoring: bool = True) -> str:
     return " ".join(f"{k}={v}" for k, v in found.items())
 
 
+def xla_flags(existing: str, threads: int) -> str:
+    """``XLA_FLAGS`` for ``threads``: the user's flags, plus single-threaded Eigen for one thread.
+
+    XLA reads only ``--name=value`` tokens and aborts on anything else, so nothing without the ``--`` prefix may be
+    added (an ``intra_op_parallelism_threads=N`` token made scoring abort with two threads); XLA's CPU client has no
+    flag for its thread count, which with more than one thread stays its own.
+    """
+    flags = existing.split()
+    if threads == 1 and not any(f.startswith("--xla_cpu_multi_thread_eigen") for f in flags):
+        flags.append("--xla_cpu_multi_thread_eigen=false")
+    return " ".join(flags)
+
+
 def set_threads(threads: int) -> None:
     """Thread limits for BLAS/OpenMP and XLA (set before numpy and jax are imported), torch and scvi-tools."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
-        flags += " --xla_cpu_multi_thread_eigen=false"
-    if "intra_op_parallelism_threads" not in flags:
-        flags += f" intra_op_parallelism_threads={threads}"
-    os.environ["XLA_FLAGS"] = flags.strip()
+    os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""), threads)
     import scvi
     import torch
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scvi
 import torch
 from lightning.pytorch.callbacks import Callback
 from mudata import MuData
@@ -27,6 +28,7 @@ from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
+from ._protein_prior import empirical_protein_background
 from ._query import freeze_for_query, transfer_state
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import LAYER_ROLES, check_continuous_covariates, check_counts, layer_matrix
@@ -135,6 +137,10 @@ class NETWORKVI(
         ``"batch"``; kNN cell-type accuracy of the ATAC latent 0.24 -> 0.42).
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
+    empirical_protein_background_prior
+        Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
+        mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
+        with more than 10 proteins (totalVI's rule). ``False``: a random start (the original's).
     region_factors
         Learn per-region accessibility factors.
     """
@@ -180,6 +186,8 @@ class NETWORKVI(
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: Literal["batch", "none"] = "batch",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
+        empirical_protein_background_prior: bool | None = None,
+        batch_centered_input: Sequence[str] = (),
         region_factors: bool = True,
     ):
         super().__init__(mdata)
@@ -266,6 +274,8 @@ class NETWORKVI(
             covariate_attention=covariate_attention,
             go_norm=go_norm,
             protein_dispersion=protein_dispersion,
+            **self._protein_background_init(empirical_protein_background_prior),
+            input_shifts={role: self._batch_means(role) for role in _centered_roles(batch_centered_input, roles)},
             region_factors=region_factors,
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
         )
@@ -284,6 +294,39 @@ class NETWORKVI(
                 params[name] = os.fspath(params[name])
 
     # ---- data ------------------------------------------------------------------------------------------------------
+    def _batch_means(self, role: str) -> np.ndarray:
+        """Mean ``log1p`` count of every feature of a modality within each batch, ``(n_batch, n_features)``."""
+        counts = self.adata_manager.get_from_registry(_FIELD_KEYS[role])
+        counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
+        batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
+        out = np.zeros((max(self.summary_stats.n_batch, 1), counts.shape[1]), dtype=np.float32)
+        for b in range(out.shape[0]):
+            rows = np.flatnonzero(present & (batch == b))
+            if rows.size:
+                block = counts[rows]
+                if hasattr(block, "toarray"):  # sparse: log1p keeps zeros, so the mean is over the stored values
+                    out[b] = np.asarray(block.astype(np.float64).log1p().sum(axis=0)).ravel() / rows.size
+                else:
+                    out[b] = np.log1p(np.asarray(block, dtype=np.float64)).mean(axis=0)
+        return out
+
+    def _protein_background_init(self, empirical: bool | None) -> dict[str, np.ndarray]:
+        """The module's initial protein background prior: empirical per batch (totalVI's) or, empty, random."""
+        if "protein" not in self.modality_roles:
+            return {}
+        n_proteins = self.summary_stats.n_proteins
+        if not (empirical if empirical is not None else n_proteins > 10):
+            return {}
+        counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.PROTEIN_EXP_KEY)
+        counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
+        batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        rows = np.flatnonzero(presence_mask(self.adata, [self.modality_name("protein")])[:, 0] > 0)
+        mean, scale = empirical_protein_background(
+            counts[rows], batch[rows], max(self.summary_stats.n_batch, 1), seed=scvi.settings.seed or 0
+        )
+        return {"protein_background_prior_mean": mean, "protein_background_prior_scale": scale}
+
     def _continuous_covariate_stats(self) -> tuple[list[float], list[float]] | None:
         """Mean and standard deviation (1 where it is 0) of each registered continuous covariate over all cells."""
         if REGISTRY_KEYS.CONT_COVS_KEY not in self.adata_manager.data_registry:
@@ -763,6 +806,15 @@ def _layer_sizes(
     elif n_latent == "sqrt":
         n_latent = max(2, math.isqrt(n_hidden))
     return int(n_hidden), int(n_latent)
+
+
+def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:
+    """The modality roles whose encoder input is batch-centred (``"all"``: every role the data has)."""
+    wanted = list(roles) if value == "all" else [value] if isinstance(value, str) else list(value)
+    unknown = [r for r in wanted if r not in roles]
+    if unknown:
+        raise ValueError(f"batch_centered_input names {unknown}; the model's modality roles are {list(roles)}.")
+    return [r for r in roles if r in wanted]
 
 
 def _n_key(role: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from scvi.train import AdversarialTrainingPlan
 from torchmetrics import Metric
 
@@ -15,12 +16,55 @@ class NetworkVITrainingPlan(AdversarialTrainingPlan):
     several per step); here the first step of an epoch registers them and later steps only update them. The logged
     values (``elbo_train``, ``reconstruction_loss_train``, ``kl_local_train``, ``kl_global_train``) are unchanged.
     Validation and step-level logging are as in scvi-tools.
+
+    Parameters
+    ----------
+    adversarial_modalities
+        The batch classifier also reads every modality's own posterior mean (each on the cells that have the
+        modality), so every encoder, not only their mixture, is trained to hide the batch. ``False``: the joint
+        sample only, as scvi-tools does.
+    **kwargs
+        :class:`~scvi.train.AdversarialTrainingPlan`'s arguments.
     """
+
+    def __init__(self, module, *, adversarial_modalities: bool = False, **kwargs):
+        super().__init__(module, **kwargs)
+        self.adversarial_modalities = adversarial_modalities
+        self._modality_latents: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def on_train_epoch_start(self) -> None:
         """Let the epoch's first training step register the ELBO metrics."""
         self._epoch_metrics_registered = False
         super().on_train_epoch_start()
+
+    def forward(self, *args, **kwargs):
+        """The module's forward pass; keeps the modality posteriors for the classifier of this training step."""
+        outputs = super().forward(*args, **kwargs)
+        if self.adversarial_modalities and self.training and "means" in outputs[0]:
+            self._modality_latents = (outputs[0]["means"], outputs[0]["masks"])
+        return outputs
+
+    def loss_adversarial_classifier(self, z, batch_index, predict_true_class=True):
+        """scvi-tools' classifier loss on ``z``, plus, with ``adversarial_modalities``, on each modality's mean.
+
+        Each modality's term is averaged over the cells that have the modality and weighs as much as the joint term;
+        the classifier's own step (``z`` detached) sees the means detached too.
+        """
+        loss = super().loss_adversarial_classifier(z, batch_index, predict_true_class)
+        if self._modality_latents is None or not self.adversarial_modalities:
+            return loss
+        means, masks = self._modality_latents
+        if not z.requires_grad:
+            means = means.detach()
+        batch = batch_index.reshape(-1)
+        for i in range(means.shape[1]):
+            rows = masks[:, i] > 0
+            if bool(rows.any()):
+                loss = loss + super().loss_adversarial_classifier(means[rows, i], batch[rows, None], predict_true_class)
+        if not predict_true_class:
+            return loss
+        self._modality_latents = None  # the classifier's step is the last use in a training step
+        return loss
 
     def log_dict(self, dictionary, *args, **kwargs) -> None:
         """Lightning's ``log_dict``, skipped for training epoch metrics already registered in this epoch."""

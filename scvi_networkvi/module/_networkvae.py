@@ -77,6 +77,12 @@ class NetworkVAE(BaseModuleClass):
     protein_background_prior
         Add totalVI's KL between the protein background posterior and a learned per-protein, per-batch prior (the
         original creates that prior but never uses it).
+    protein_background_prior_mean, protein_background_prior_scale
+        Initial mean and scale of that prior, ``(n_proteins, n_batch)`` (totalVI's empirical initialisation, see
+        :func:`~scvi_networkvi.model.empirical_protein_background`); ``None``: drawn at random (the original's).
+    input_shifts
+        Role -> ``(n_batch, n_features)`` array subtracted from that encoder's input (``log1p`` counts) for each
+        cell's batch, so that the encoder reads its features centred within the batch; roles not here: not centred.
     region_factors
         Learn a per-region accessibility factor.
     use_size_factor_key
@@ -116,6 +122,9 @@ class NetworkVAE(BaseModuleClass):
         go_norm: Literal["batch", "none"] = "batch",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         protein_background_prior: bool = True,
+        protein_background_prior_mean: Any = None,
+        protein_background_prior_scale: Any = None,
+        input_shifts: Mapping[str, Any] | None = None,
         region_factors: bool = True,
         use_size_factor_key: bool = False,
         use_observed_lib_size: bool = True,
@@ -225,10 +234,20 @@ class NetworkVAE(BaseModuleClass):
                 )
             self.py_r = nn.Parameter(2 * torch.rand(shape))
             if protein_background_prior:
-                self.background_pro_alpha = nn.Parameter(torch.randn(n_proteins, max(n_batch, 1)))
-                self.background_pro_log_beta = nn.Parameter(
-                    torch.clamp(torch.randn(n_proteins, max(n_batch, 1)), -10, 1)
-                )
+                shape = (n_proteins, max(n_batch, 1))
+                if protein_background_prior_mean is not None:
+                    mean = torch.as_tensor(protein_background_prior_mean, dtype=torch.float32)
+                    scale = torch.as_tensor(protein_background_prior_scale, dtype=torch.float32)
+                    if mean.shape != shape or scale.shape != shape or not bool((scale > 0).all()):
+                        raise ValueError(
+                            f"protein_background_prior_mean / _scale must be {shape} arrays (scales > 0), got "
+                            f"{tuple(mean.shape)} / {tuple(scale.shape)}."
+                        )
+                    self.background_pro_alpha = nn.Parameter(mean.clone())
+                    self.background_pro_log_beta = nn.Parameter(scale.log())
+                else:
+                    self.background_pro_alpha = nn.Parameter(torch.randn(shape))
+                    self.background_pro_log_beta = nn.Parameter(torch.clamp(torch.randn(shape), -10, 1))
         if "atac" in self.modalities:
             n_regions = self.n_inputs["atac"]
             self.atac_decoder = DecoderPeakVI(
@@ -251,7 +270,22 @@ class NetworkVAE(BaseModuleClass):
                 use_layer_norm=True,
             )
             self.region_factors = nn.Parameter(torch.zeros(n_regions)) if region_factors else None
+        self.centered_modalities = []
+        for m, shift in (input_shifts or {}).items():
+            shift = torch.as_tensor(shift, dtype=torch.float32)
+            expected = (max(n_batch, 1), self.n_inputs.get(m, 0))
+            if m not in self.modalities or tuple(shift.shape) != expected:
+                raise ValueError(f"input_shifts[{m!r}] must be a {expected} array, got {tuple(shift.shape)}.")
+            self.register_buffer(f"input_shift_{m}", shift)
+            self.centered_modalities.append(m)
         _use_wide_dropout(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for m in self.centered_modalities:
+            key = f"{prefix}input_shift_{m}"
+            if key not in state_dict:  # saved before batch-centred inputs existed: zero shift, the encoder as saved
+                state_dict[key] = torch.zeros_like(getattr(self, f"input_shift_{m}"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- inputs ----------------------------------------------------------------------------------------------------
     def _covariates(self, tensors: dict[str, torch.Tensor]):
@@ -298,6 +332,8 @@ class NetworkVAE(BaseModuleClass):
     # ---- model -----------------------------------------------------------------------------------------------------
     def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
         x_in = torch.log1p(x) if self.log_variational else x
+        if m in self.centered_modalities:
+            x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())
         cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
         encoder = self.encoders[m]
         if isinstance(encoder, WiredEncoder):

@@ -1,0 +1,295 @@
+"""Integration ablation: which setting keeps NETWORKVI's batch correction below TOTALVI's / MULTIVI's.
+
+Each variant is NETWORKVI trained through ``nvi.tl.train`` on the tutorial data of ``integration.py`` (same cells,
+labels, batches, epochs, scib-metrics scoring and PCA reference), with one or more settings changed. A variant name
+is one of ``CHANGES`` or several joined by ``+`` (``adv1+bs256``: both changes at once), so a walk from one
+configuration to the other is a list of names. ``totalvi`` / ``multivi`` (scvi-tools' models with their defaults,
+MULTIVI at learning rate 4e-3 as in ``integration.py``) and ``pca`` are the references of the same run.
+
+Every change is a keyword of ``NETWORKVI`` or of its ``train`` (see ``CHANGES``); the encoder (``dense`` or ``go``,
+the GO encoder with the tutorial resources of ``integration.py``) is chosen with ``--encoder``. The name ``base``
+is the encoder with the settings of the checkout being measured (``--base-settings legacy`` pins the settings of
+the release before this ablation, so that a walk can be re-run after the defaults change).
+
+Rows (one per dataset, encoder, variant, seed) are appended to the CSV at once (default
+``benchmarks/results/integration_ablation.csv``; runs already there are skipped); ``--summarize`` writes the
+markdown table next to it: mean ± sd across seeds and the difference of each variant's mean to ``base``.
+
+    python benchmarks/integration_ablation.py --variants base adv1 totalvi [--encoder dense] [--dataset cite]
+        [--seeds 0] [--epochs 50] [--threads 1] [--out CSV]
+    python benchmarks/integration_ablation.py --summarize [--out CSV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import integration as bench  # the sibling script (on sys.path): data, PCA, scoring, threads
+
+logger = logging.getLogger("benchmarks.integration_ablation")
+OUT = bench.RESULTS / "integration_ablation.csv"
+REFERENCES = ("totalvi", "multivi", "pca")
+
+#: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments). A callable
+#: value is called with the number of cells. The first group moves NETWORKVI's training towards TOTALVI's.
+CHANGES: dict[str, tuple[dict, dict, dict]] = {
+    "base": ({}, {}, {}),
+    # the adversarial batch classifier's weight: scvi-tools' "auto" is 1 - KL weight, so it fades out with the warm-up
+    "adv1": ({}, {}, {"scale_adversarial_loss": 1.0}),
+    "adv-auto": ({}, {}, {"scale_adversarial_loss": "auto"}),
+    # TOTALVI's KL warm-up: 0.75 x n_cells steps (about 200 epochs at batch 256 on 5000 cells)
+    "kl-totalvi": ({}, {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": lambda n: int(0.75 * n)}, {}),
+    "kl-50": ({}, {"n_epochs_kl_warmup": 50, "n_steps_kl_warmup": None}, {}),
+    "bs256": ({}, {"batch_size": 256}, {}),
+    "bs128": ({}, {"batch_size": 128}, {}),
+    "latent20": ({"n_latent": 20}, {}, {}),
+    "latent10": ({"n_latent": 10}, {}, {}),
+    "hidden256": ({"n_hidden": 256}, {}, {}),
+    "wd0": ({}, {"weight_decay": 1e-6}, {"optimizer": "Adam"}),
+    "poe": ({"modality_mixing": "poe"}, {}, {}),
+    "mean": ({"modality_mixing": "mean"}, {}, {}),
+    "no-penalty": ({"modality_penalty": None}, {}, {}),
+    "prior-empirical": ({"empirical_protein_background_prior": True}, {}, {}),
+    "prior-random": ({"empirical_protein_background_prior": False}, {}, {}),
+    "encode-cov": ({"encode_covariates": True}, {}, {}),
+    "deep-cov": ({"deeply_inject_covariates": True}, {}, {}),
+    "dec1": ({"n_layers_decoder": 1}, {}, {}),
+    "adv-mod": ({}, {}, {"adversarial_modalities": True}),
+    "center-prot": ({"batch_centered_input": ("protein",)}, {}, {}),
+    "center-all": ({"batch_centered_input": "all"}, {}, {}),
+    "center-none": ({"batch_centered_input": ()}, {}, {}),
+    "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
+}
+
+#: NETWORKVI's settings before this ablation (the release measured on the results page until 2026-12), for
+#: ``--base-settings legacy``.
+LEGACY = (
+    {"n_latent": 10, "modality_mixing": "mean", "empirical_protein_background_prior": False},
+    {"batch_size": 128, "n_epochs_kl_warmup": 50, "n_steps_kl_warmup": None},
+    {"scale_adversarial_loss": "auto"},
+)
+
+KEY = ("dataset", "encoder", "base_settings", "variant", "seed", "epochs", "n_cells")
+COLUMNS = (
+    *KEY,
+    "epochs_trained",
+    "fit_s",
+    "epoch_s",
+    "knn15_accuracy",
+    "latent_dim",
+    *bench.BIO,
+    *bench.BATCH,
+    *bench.SCORES,
+    "threads",
+    "versions",
+    "finished",
+)
+
+
+def settings(variant: str, n_cells: int, base_settings: str) -> tuple[dict, dict, dict]:
+    """Model, train and plan keyword arguments of a variant (changes applied left to right)."""
+    model, train, plan = ({}, {}, {}) if base_settings == "current" else tuple(dict(d) for d in LEGACY)
+    for name in variant.split("+"):
+        if name not in CHANGES:
+            raise SystemExit(f"unknown change {name!r} in variant {variant!r}; changes: {', '.join(CHANGES)}")
+        for target, change in zip((model, train, plan), CHANGES[name], strict=True):
+            target.update({k: v(n_cells) if callable(v) else v for k, v in change.items()})
+    return model, train, plan
+
+
+def fit_variant(dataset: str, encoder: str, variant: str, mdata, epochs: int, base_settings: str):
+    """Train one variant (or a reference model) on a copy of ``mdata``: latent, epochs trained, epoch seconds."""
+    import scvi
+
+    import scvi_networkvi as nvi
+
+    mdata = mdata.copy()
+    timer = bench._epoch_timer()
+    train = {"early_stopping": False, "enable_progress_bar": False, "callbacks": [timer], "accelerator": "cpu"}
+    if variant in ("totalvi", "multivi"):
+        peer = scvi.model.TOTALVI if variant == "totalvi" else scvi.model.MULTIVI
+        peer.setup_mudata(
+            mdata, batch_key=bench.BATCH_KEY, modalities={**bench.MODALITIES[dataset], "batch_key": "rna"}
+        )
+        trained = peer(mdata)
+        if variant == "multivi":
+            train["lr"] = bench.MULTIVI_LR
+        trained.train(max_epochs=epochs, **train)
+    else:
+        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings)
+        model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
+        resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
+        train.update(train_kwargs)
+        if plan_kwargs:
+            train["plan_kwargs"] = plan_kwargs
+        trained = nvi.tl.train(
+            mdata,
+            batch_key=bench.BATCH_KEY,
+            modalities=bench.MODALITIES[dataset],
+            encoder=encoder,
+            max_epochs=epochs,
+            model_kwargs=model_kwargs,
+            train_kwargs=train,
+            **(resources if encoder == "go" else {}),
+        )
+    history = getattr(trained, "history", None) or {}
+    epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs
+    return trained.get_latent_representation(), epochs_trained, timer.seconds
+
+
+def run(args: argparse.Namespace) -> None:
+    bench.set_threads(args.threads)
+    import scib_metrics
+    import scvi
+
+    bench._quiet()
+    scib_metrics.settings.verbosity = logging.WARNING
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    scvi.settings.verbosity = logging.WARNING
+    stamp = bench.versions()
+    done = {tuple(str(r[k]) for k in KEY) for r in bench.read_rows(args.out)}
+    mdata = bench.load_dataset(args.dataset, args.n_cells, 0)
+    pca = bench.rna_pca(mdata)
+    labels = mdata.obs[bench.LABEL_KEY].astype(str).to_numpy()
+    for seed in args.seeds:
+        for variant in args.variants:
+            reference = variant in REFERENCES
+            row = {
+                "dataset": args.dataset,
+                "encoder": "-" if reference else args.encoder,
+                "base_settings": "-" if reference else args.base_settings,
+                "variant": variant,
+                "seed": seed,
+                "epochs": 0 if variant == "pca" else args.epochs,
+                "n_cells": args.n_cells or "all",
+            }
+            if tuple(str(row[k]) for k in KEY) in done:
+                logger.info("%s seed %d: in %s, skipped", variant, seed, args.out)
+                continue
+            scvi.settings.seed = seed
+            start = time.perf_counter()
+            if variant == "pca":
+                latent, epochs_trained, epoch_s = pca, 0, [0.0]
+            else:
+                latent, epochs_trained, epoch_s = fit_variant(
+                    args.dataset, args.encoder, variant, mdata, args.epochs, args.base_settings
+                )
+            fit_s = time.perf_counter() - start
+            row.update(bench.scib_scores(mdata.obs, latent, pca))
+            row.update(
+                epochs_trained=epochs_trained,
+                fit_s=round(fit_s, 1),
+                epoch_s=round(statistics.median(epoch_s), 3),
+                knn15_accuracy=round(bench.knn_accuracy(latent, labels, seed), 4),
+                latent_dim=latent.shape[1],
+                threads=args.threads,
+                versions=stamp,
+                finished=datetime.now().isoformat(timespec="seconds"),
+            )
+            append(args.out, row)
+            done.add(tuple(str(row[k]) for k in KEY))
+            logger.info(
+                "%s %s seed %d: total %.3f (bio %.3f, batch %.3f), fit %.0f s",
+                args.encoder,
+                variant,
+                seed,
+                row["Total"],
+                row["Bio conservation"],
+                row["Batch correction"],
+                fit_s,
+            )
+
+
+def append(path: Path, row: dict) -> None:
+    """Append one row (several processes may append to the same CSV: one short write each)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def summarize(path: Path, markdown: Path) -> None:
+    """Mean ± sd per (dataset, encoder, base settings, variant) and the difference to that group's ``base``."""
+    import pandas as pd
+
+    table = pd.DataFrame(bench.read_rows(path))
+    if table.empty:
+        raise SystemExit(f"No runs in {path}.")
+    shown = ("Total", "Bio conservation", "Batch correction", "knn15_accuracy", *bench.BIO, *bench.BATCH)
+    table[list(shown)] = table[list(shown)].apply(pd.to_numeric)
+    lines = [
+        "# Integration ablation (scib-metrics)",
+        "",
+        f"`python benchmarks/integration_ablation.py` -> `{path.name}`: mean ± sd across seeds, unscaled scib-metrics "
+        "scores as in `integration.md`; Δ = difference of the variant's mean Total / batch correction to `base` of "
+        "the same encoder and settings. References (TOTALVI, MULTIVI, PCA) trained in the same runs.",
+        "",
+    ]
+    for (dataset, epochs, n_cells), group in table.groupby(["dataset", "epochs", "n_cells"], sort=False):
+        if epochs == "0":
+            continue
+        part = pd.concat([group, table[(table["dataset"] == dataset) & (table["variant"] == "pca")]])
+        lines += [f"## {dataset}, {n_cells} cells, {epochs} epochs", ""]
+        header = ["encoder", "settings", "variant", "seeds", *(s.replace("knn15_accuracy", "kNN-15") for s in shown)]
+        header += ["Δ Total", "Δ batch"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for (encoder, base_settings), runs in part.groupby(["encoder", "base_settings"], sort=False):
+            base = runs[runs["variant"] == "base"]
+            order = list(dict.fromkeys(runs["variant"]))
+            for variant in order:
+                sub = runs[runs["variant"] == variant]
+                cells = [encoder, base_settings, variant, str(len(sub))]
+                cells += [bench._mean_sd(sub[c]) for c in shown]
+                if len(base) and variant != "base" and encoder != "-":
+                    cells += [
+                        f"{sub['Total'].mean() - base['Total'].mean():+.3f}",
+                        f"{sub['Batch correction'].mean() - base['Batch correction'].mean():+.3f}",
+                    ]
+                else:
+                    cells += ["", ""]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    markdown.write_text("\n".join(lines))
+    logger.info("Markdown summary written to %s", markdown)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["base", "totalvi", "pca"])
+    parser.add_argument("--encoder", choices=("dense", "go"), default="dense")
+    parser.add_argument("--base-settings", choices=("current", "legacy"), default="current")
+    parser.add_argument("--dataset", choices=bench.DATASETS, default="cite")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--n-cells", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)
+    if not args.summarize:
+        logger.info("Machine: %s, %d CPUs, %d thread(s)", platform.machine(), os.cpu_count(), args.threads)
+        for variant in args.variants:
+            if variant not in REFERENCES:
+                settings(variant, 1000, args.base_settings)  # unknown names fail before any training
+        run(args)
+    summarize(args.out, args.out.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""How the model keeps the batch out of the latent: batch-centred encoder inputs, totalVI's empirical protein
+background prior and the per-modality adversary; on the embedded real CITE-seq example."""
+
+from __future__ import annotations
+
+import mudata as md
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scvi
+import torch
+from scvi.train import AdversarialTrainingPlan
+
+import scvi_networkvi as nvi
+from scvi_networkvi.model._protein_prior import empirical_protein_background
+from scvi_networkvi.model._training_plan import NetworkVITrainingPlan
+
+MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def example():
+    full = nvi.datasets.example()
+    keep = np.sort(np.random.default_rng(0).choice(full.n_obs, 400, replace=False))
+    return md.MuData({mod: full[mod][keep].copy() for mod in full.mod})
+
+
+def setup(example) -> md.MuData:
+    mdata = example.copy()
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    return mdata
+
+
+# ---- batch-centred encoder input -----------------------------------------------------------------------------------
+def test_batch_means_are_the_log_counts_means_per_batch(example):
+    mdata = setup(example)
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input="all")
+    sites = list(model.adata_manager.get_state_registry("batch").categorical_mapping)
+    site_of_cell = mdata["rna"].obs["Site"].astype(str).to_numpy()
+    for role, mod in (("rna", "rna"), ("protein", "prot")):
+        counts = mdata[mod].X
+        counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+        expected = np.stack([np.log1p(counts[site_of_cell == s]).mean(0) for s in sites])
+        np.testing.assert_allclose(getattr(model.module, f"input_shift_{role}").numpy(), expected, rtol=1e-5)
+
+
+def test_batch_centred_input_is_what_the_encoder_reads(example):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=("protein",))
+    assert model.module.centered_modalities == ["protein"]
+    seen = {}
+    hook = model.module.encoders["protein"].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    tensors = next(iter(model._make_data_loader(mdata, batch_size=50)))
+    model.module.eval()
+    with torch.no_grad():
+        model.module.inference(**model.module._get_inference_input(tensors))
+    hook.remove()
+    batch = tensors["batch"].long().ravel()
+    expected = torch.log1p(tensors["proteins"]) - model.module.input_shift_protein[batch]
+    torch.testing.assert_close(seen["x"], expected)
+
+
+def test_batch_centred_input_names_known_roles(example):
+    mdata = setup(example)
+    with pytest.raises(ValueError, match=r"batch_centered_input names \['atac'\]"):
+        nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=("atac",))
+
+
+def test_state_saved_without_the_shift_loads_as_an_uncentred_encoder(example):
+    mdata = setup(example)
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=("protein",))
+    state = {k: v for k, v in model.module.state_dict().items() if not k.startswith("input_shift_")}
+    model.module.load_state_dict(state)
+    assert torch.count_nonzero(model.module.input_shift_protein) == 0
+
+
+# ---- empirical protein background prior ----------------------------------------------------------------------------
+def test_empirical_background_is_the_lower_mode_per_batch():
+    rng = np.random.default_rng(0)
+    n_proteins = 40
+    background = {0: 5.0, 1: 40.0}  # batch 1 has far more ambient protein
+    cells, batch = [], []
+    for b, level in background.items():
+        for _ in range(150):
+            counts = rng.poisson(level, n_proteins)
+            counts[:10] = rng.poisson(level * 30, 10)  # ten expressed proteins per cell
+            cells.append(counts)
+            batch.append(b)
+    mean, scale = empirical_protein_background(np.array(cells), np.array(batch), n_batch=3, seed=0)
+    assert mean.shape == scale.shape == (n_proteins, 3)
+    assert np.allclose(mean[:, 0], mean[0, 0]) and np.allclose(mean[:, 1], mean[0, 1])  # one value per batch
+    assert abs(mean[0, 0] - np.log1p(5.0)) < 0.25 and abs(mean[0, 1] - np.log1p(40.0)) < 0.25
+    assert (scale[:, :2] > 0).all() and mean[0, 2] == 0.0  # batch 2 has no cells: the neutral prior
+    again = empirical_protein_background(np.array(cells), np.array(batch), n_batch=3, seed=0)
+    np.testing.assert_array_equal(again[0], mean)  # seeded
+    with pytest.raises(ValueError, match="300 cells but batch has 2"):
+        empirical_protein_background(np.array(cells), np.array([0, 1]), n_batch=2)
+
+
+def test_model_starts_the_protein_prior_from_the_data_or_at_random(example):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    empirical = nvi.NETWORKVI(mdata, encoder="dense")  # 134 proteins > 10: empirical, as totalVI
+    random = nvi.NETWORKVI(mdata, encoder="dense", empirical_protein_background_prior=False)
+    alpha = empirical.module.background_pro_alpha.detach()
+    assert torch.allclose(alpha, alpha[:1].expand_as(alpha))  # the same start for every protein of a batch
+    assert not torch.allclose(random.module.background_pro_alpha[:1], random.module.background_pro_alpha[1:2])
+
+
+# ---- adversary on every modality -----------------------------------------------------------------------------------
+def test_modality_adversary_adds_one_term_per_modality(example):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    plans = {
+        flag: NetworkVITrainingPlan(model.module, adversarial_classifier=True, adversarial_modalities=flag)
+        for flag in (False, True)
+    }
+    plans[True].adversarial_classifier.load_state_dict(plans[False].adversarial_classifier.state_dict())
+    tensors = next(iter(model._make_data_loader(mdata, batch_size=64)))
+    model.module.train()
+    losses = {}
+    for flag, plan in plans.items():
+        plan.train()
+        plan.adversarial_classifier.eval()  # no dropout: the same classifier output in every call
+        outputs, _, _ = plan.forward(tensors)
+        losses[flag] = plan.loss_adversarial_classifier(outputs["z"], tensors["batch"].long(), False)
+        expected = AdversarialTrainingPlan.loss_adversarial_classifier(
+            plan, outputs["z"], tensors["batch"].long(), False
+        )
+        if flag:
+            for i in range(2):  # every cell has both modalities here
+                expected = expected + AdversarialTrainingPlan.loss_adversarial_classifier(
+                    plan, outputs["means"][:, i], tensors["batch"].long(), False
+                )
+        torch.testing.assert_close(losses[flag], expected)
+    assert losses[True] > losses[False]
+
+
+def test_modality_adversary_trains(example):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    model.train(
+        max_epochs=2, accelerator="cpu", enable_progress_bar=False, plan_kwargs={"adversarial_modalities": True}
+    )
+    assert np.isfinite(model.get_latent_representation()).all()

@@ -1,0 +1,52 @@
+"""Helpers of the benchmark scripts that decide whether a run can start at all."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def integration():
+    spec = importlib.util.spec_from_file_location("benchmark_integration", ROOT / "benchmarks" / "integration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ablation(integration):
+    sys.modules["integration"] = integration  # the ablation imports its sibling by name
+    spec = importlib.util.spec_from_file_location("benchmark_ablation", ROOT / "benchmarks" / "integration_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_xla_flags_are_all_double_dash_flags(integration, threads):
+    flags = integration.xla_flags("", threads)
+    assert all(token.startswith("--") for token in flags.split())
+    assert ("--xla_cpu_multi_thread_eigen=false" in flags) == (threads == 1)
+
+
+def test_xla_flags_keep_the_users_flags_once(integration):
+    user = "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=true"
+    assert integration.xla_flags(user, 1) == user  # the user's own eigen setting wins, nothing is appended
+    assert integration.xla_flags(integration.xla_flags("", 1), 1) == "--xla_cpu_multi_thread_eigen=false"
+
+
+def test_ablation_variants_compose_left_to_right(ablation):
+    model, train, plan = ablation.settings("adv1+kl-totalvi+latent20", 4000, "current")
+    assert plan == {"scale_adversarial_loss": 1.0}
+    assert train == {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": 3000}
+    assert model == {"n_latent": 20}
+    model, train, plan = ablation.settings("base", 4000, "legacy")
+    assert plan["scale_adversarial_loss"] == "auto" and train["batch_size"] == 128 and model["n_latent"] == 10
+    with pytest.raises(SystemExit, match="unknown change 'nope'"):
+        ablation.settings("adv1+nope", 4000, "current")
