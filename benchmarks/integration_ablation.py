@@ -73,7 +73,12 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
 #: NETWORKVI's settings before this ablation (the release measured on the results page until 2026-12), for
 #: ``--base-settings legacy``.
 LEGACY = (
-    {"n_latent": 10, "modality_mixing": "mean", "empirical_protein_background_prior": False},
+    {
+        "n_latent": 10,
+        "modality_mixing": "mean",
+        "empirical_protein_background_prior": False,
+        "batch_centered_input": (),
+    },
     {"batch_size": 128, "n_epochs_kl_warmup": 50, "n_steps_kl_warmup": None},
     {"scale_adversarial_loss": "auto"},
 )

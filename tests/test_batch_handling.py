@@ -107,8 +107,9 @@ def test_empirical_background_is_the_lower_mode_per_batch():
 def test_model_starts_the_protein_prior_from_the_data_or_at_random(example):
     mdata = setup(example)
     scvi.settings.seed = 0
-    empirical = nvi.NETWORKVI(mdata, encoder="dense")  # 134 proteins > 10: empirical, as totalVI
-    random = nvi.NETWORKVI(mdata, encoder="dense", empirical_protein_background_prior=False)
+    # None: totalVI's rule, empirical with more than 10 proteins (the example has 134)
+    empirical = nvi.NETWORKVI(mdata, encoder="dense", empirical_protein_background_prior=None)
+    random = nvi.NETWORKVI(mdata, encoder="dense")  # the default: a random start, as the original
     alpha = empirical.module.background_pro_alpha.detach()
     assert torch.allclose(alpha, alpha[:1].expand_as(alpha))  # the same start for every protein of a batch
     assert not torch.allclose(random.module.background_pro_alpha[:1], random.module.background_pro_alpha[1:2])
@@ -152,3 +153,27 @@ def test_modality_adversary_trains(example):
         max_epochs=2, accelerator="cpu", enable_progress_bar=False, plan_kwargs={"adversarial_modalities": True}
     )
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_own(example):
+    sites = example["rna"].obs["Site"].astype(str).to_numpy()
+
+    def part(keep):
+        mdata = md.MuData({mod: example[mod][keep].copy() for mod in example.mod})
+        for mod in mdata.mod:
+            mdata[mod].obs["Site"] = mdata[mod].obs["Site"].astype(str)
+        return mdata
+
+    reference = part(sites != "site4")
+    nvi.NETWORKVI.setup_mudata(reference, batch_key="Site", modalities=MODS)
+    scvi.settings.seed = 0
+    ref_model = nvi.NETWORKVI(reference, encoder="dense", encode_covariates=True, batch_centered_input=("protein",))
+    ref_model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    query = part(sites == "site4")
+    nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
+    model = nvi.NETWORKVI.load_query_data(query, ref_model)
+    shift = model.module.input_shift_protein
+    torch.testing.assert_close(shift[:2], ref_model.module.input_shift_protein)
+    counts = query["prot"].X
+    counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    np.testing.assert_allclose(shift[2].numpy(), np.log1p(counts).mean(0), rtol=1e-5)

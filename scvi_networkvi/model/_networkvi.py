@@ -99,12 +99,12 @@ class NETWORKVI(
     latent_distribution
         ``"normal"`` or ``"ln"``.
     modality_mixing
-        ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default), ``"poe"`` (product of experts)
-        or ``"moe"`` (the original's default: a gating network learns the weights). The gate collapsed onto one
-        modality in every run we made (99.7-99.9 % protein on CITE-seq; on a CITE-seq + multiome mosaic 100 %
-        protein for the CITE-seq cells and 94 % RNA for the multiome cells), so the other encoders trained only
-        through the penalty: tutorial CITE-seq, 30 epochs, kNN label transfer to the held-out site 0.47 with
-        ``"moe"`` vs 0.54 with ``"mean"`` (two seeds); on the mosaic, CITE-seq -> multiome transfer 0.17 vs 0.41.
+        ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
+        precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default; this package's
+        default until 2026-12) or ``"moe"`` (the original's default: a gating network learns the weights). The gate
+        collapsed onto one modality in every run we made (99.7-99.9 % protein on CITE-seq; on a CITE-seq + multiome
+        mosaic 100 % protein for the CITE-seq cells and 94 % RNA for the multiome cells), so the other encoders
+        trained only through the penalty. Measured choices are on the results page (integration ablation).
     modality_penalty
         ``"jeffreys"``, ``"mmd"`` or ``None``.
     modality_penalty_warmup
@@ -141,6 +141,15 @@ class NETWORKVI(
         Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
         with more than 10 proteins (totalVI's rule). ``False``: a random start (the original's).
+    batch_centered_input
+        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"protein"`` when the data
+        has proteins) whose encoder reads its ``log1p`` counts
+        minus their mean within the cell's batch (means over the cells the model is built on, saved with it; a query
+        model keeps the reference's for known batches and centres a new batch by its own). The decoders still model
+        the raw counts. Protein panels carry strong per-batch offsets (ambient antibody, staining), which an encoder
+        that reads raw counts passes into the latent, where neither the batch-aware decoders nor the adversary remove
+        them; ``()``: uncentred inputs, as in the original. A model saved before this option existed loads with
+        uncentred inputs, as it was trained.
     region_factors
         Learn per-region accessibility factors.
     """
@@ -174,7 +183,7 @@ class NETWORKVI(
         interaction_cutoff: float | None = None,
         gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
         latent_distribution: Literal["normal", "ln"] = "normal",
-        modality_mixing: Literal["moe", "poe", "mean"] = "mean",
+        modality_mixing: Literal["moe", "poe", "mean"] = "poe",
         modality_penalty: Literal["jeffreys", "mmd"] | None = "jeffreys",
         modality_penalty_warmup: bool = True,
         encode_covariates: bool = False,
@@ -186,8 +195,8 @@ class NETWORKVI(
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: Literal["batch", "none"] = "batch",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
-        empirical_protein_background_prior: bool | None = None,
-        batch_centered_input: Sequence[str] = (),
+        empirical_protein_background_prior: bool | None = False,
+        batch_centered_input: Sequence[str] | Literal["all"] | None = None,
         region_factors: bool = True,
     ):
         super().__init__(mdata)
@@ -808,8 +817,10 @@ def _layer_sizes(
     return int(n_hidden), int(n_latent)
 
 
-def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:
-    """The modality roles whose encoder input is batch-centred (``"all"``: every role the data has)."""
+def _centered_roles(value: Sequence[str] | str | None, roles: Sequence[str]) -> list[str]:
+    """The modality roles whose encoder input is batch-centred (``None``: the protein one, if the data has it)."""
+    if value is None:
+        return [r for r in roles if r == "protein"]
     wanted = list(roles) if value == "all" else [value] if isinstance(value, str) else list(value)
     unknown = [r for r in wanted if r not in roles]
     if unknown:

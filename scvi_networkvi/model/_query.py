@@ -18,6 +18,8 @@ from scvi_networkvi.nn import CovariateAttention, LevelBatchNorm
 
 #: Per-batch parameters of the module: (name, dimension that indexes batches).
 _BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
+#: Buffers ``input_shift_<role>``: the batch means subtracted from an encoder's input, one row per batch.
+_INPUT_SHIFT = "input_shift_"
 
 
 def _one_hot_widths(n_cats: Sequence[int]) -> list[int]:
@@ -94,6 +96,10 @@ def transfer_state(
     query_state = query_module.state_dict()
     new_state = {}
     for key, query_value in query_state.items():
+        is_shift = key.rsplit(".", 1)[-1].startswith(_INPUT_SHIFT)
+        if is_shift and key not in reference_state:  # a reference saved before batch-centred inputs: uncentred
+            new_state[key] = torch.zeros_like(query_value)
+            continue
         if key not in reference_state:
             raise ValueError(f"The reference model has no parameter {key!r}: it was built differently.")
         ref_value = reference_state[key]
@@ -109,6 +115,10 @@ def transfer_state(
                 out[query_pos] = ref_value[ref_pos]
             else:
                 out[query_pos.unsqueeze(1), query_pos] = ref_value[ref_pos.unsqueeze(1), ref_pos]
+            new_state[key] = out
+        elif is_shift and ref_value.dim() == 2 and ref_value.shape[1] == query_value.shape[1]:
+            out = query_value.detach().clone()  # new batches: centred by their own means, computed on the query
+            out[: ref_value.shape[0]] = ref_value
             new_state[key] = out
         elif key.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and ref_value.dim() == 2:
             out = ref_value.mean(dim=1, keepdim=True).expand_as(query_value).clone()  # new batches: reference mean

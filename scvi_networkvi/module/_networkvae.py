@@ -109,7 +109,7 @@ class NetworkVAE(BaseModuleClass):
         dropout_rate: float = 0.1,
         gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
         latent_distribution: Literal["normal", "ln"] = "normal",
-        modality_mixing: MixingType = "mean",
+        modality_mixing: MixingType = "poe",
         modality_penalty: PenaltyType = "jeffreys",
         penalty_warmup: bool = True,
         encode_covariates: bool = False,
