@@ -177,3 +177,13 @@ def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_
     counts = query["prot"].X
     counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
     np.testing.assert_allclose(shift[2].numpy(), np.log1p(counts).mean(0), rtol=1e-5)
+
+
+def test_default_mixing_is_the_product_of_experts_with_proteins_and_the_mean_without(example):
+    mdata = setup(example)
+    assert nvi.NETWORKVI(mdata, encoder="dense").module.mixer.mixing == "poe"
+    assert nvi.NETWORKVI(mdata, encoder="dense", modality_mixing="mean").module.mixer.mixing == "mean"
+    rna_only = example.copy()
+    nvi.NETWORKVI.setup_mudata(rna_only, batch_key="Site", modalities={"rna_layer": "rna", "batch_key": "rna"})
+    model = nvi.NETWORKVI(rna_only, encoder="dense")
+    assert model.module.mixer.mixing == "mean" and model.module.centered_modalities == []
