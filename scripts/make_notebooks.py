@@ -109,7 +109,9 @@ and probe again on the same cells and split: `delta` is the change in held-out A
         "code",
         """change = nvi.tl.perturb(mdata, model, genes=["CD74"], groupby="cell_type")
 go_terms = change[change["kind"] == "go"]
-go_terms.sort_values("delta").head(8)[["phenotype", "name", "auroc_before", "auroc_after", "delta", "delta_low", "qval"]]""",
+go_terms.sort_values("delta").head(8)[
+    ["phenotype", "name", "auroc_before", "auroc_after", "delta", "delta_low", "qval"]
+]""",
     ),
     ("code", """nvi.pl.perturbation(mdata, top=15)"""),
     (
