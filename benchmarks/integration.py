@@ -251,17 +251,17 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Append one run to the CSV (header written with the first row)."""
+def append_row(path: Path, row: dict, columns: tuple[str, ...] = COLUMNS) -> None:
+    """Append one run to the CSV (header written with the first row; one short write, so processes may share it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.is_file() or path.stat().st_size == 0
     if not new:
         with path.open(newline="") as fh:
             header = next(csv.reader(fh), [])
-        if tuple(header) != COLUMNS:
+        if tuple(header) != columns:
             raise SystemExit(f"{path} has other columns than this script writes: use another --out.")
     with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerow(row)

@@ -23,7 +23,6 @@ markdown table next to it: mean ± sd across seeds and the difference of each va
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import platform
@@ -200,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
                 versions=stamp,
                 finished=datetime.now().isoformat(timespec="seconds"),
             )
-            append(args.out, row)
+            bench.append_row(args.out, row, COLUMNS)
             done.add(tuple(str(row[k]) for k in KEY))
             logger.info(
                 "%s %s seed %d: total %.3f (bio %.3f, batch %.3f), fit %.0f s",
@@ -212,19 +211,6 @@ def run(args: argparse.Namespace) -> None:
                 row["Batch correction"],
                 fit_s,
             )
-
-
-def append(path: Path, row: dict) -> None:
-    """Append one row (several processes may append to the same CSV: one short write each)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def summarize(path: Path, markdown: Path) -> None:

@@ -211,3 +211,23 @@ def tiny_wiring():
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Factory: import a script of the repository (``benchmarks/x.py``, ``scripts/x.py``) as a module by its path."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+
+    def load(relative: str, name: str | None = None):
+        path = root / relative
+        name = name or path.stem
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # scripts that import their siblings by name find this one
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -12,7 +12,7 @@ import torch
 from scvi.train import AdversarialTrainingPlan
 
 import scvi_networkvi as nvi
-from scvi_networkvi.model._protein_prior import empirical_protein_background
+from scvi_networkvi.model import empirical_protein_background
 from scvi_networkvi.model._training_plan import NetworkVITrainingPlan
 
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}

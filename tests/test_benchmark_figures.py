@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,11 +14,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def figures():
-    spec = importlib.util.spec_from_file_location("benchmark_figures", ROOT / "benchmarks" / "figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def figures(load_script):
+    return load_script("benchmarks/figures.py", "benchmark_figures")
 
 
 @pytest.fixture(scope="module")

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def integration(load_script):
+    return load_script("benchmarks/integration.py", "integration")  # the name the ablation imports it by
 
 
 @pytest.fixture(scope="module")
-def integration():
-    spec = importlib.util.spec_from_file_location("benchmark_integration", ROOT / "benchmarks" / "integration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def ablation(integration):
-    sys.modules["integration"] = integration  # the ablation imports its sibling by name
-    spec = importlib.util.spec_from_file_location("benchmark_ablation", ROOT / "benchmarks" / "integration_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ablation(integration, load_script):
+    return load_script("benchmarks/integration_ablation.py")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])

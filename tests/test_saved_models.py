@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
@@ -21,11 +20,8 @@ SAVED = sorted((ROOT / "tests" / "data").glob("saved_model_*"))
 
 
 @pytest.fixture(scope="module")
-def make_saved_model():
-    spec = importlib.util.spec_from_file_location("make_saved_model", ROOT / "scripts" / "make_saved_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def make_saved_model(load_script):
+    return load_script("scripts/make_saved_model.py")
 
 
 @pytest.fixture(autouse=True)
