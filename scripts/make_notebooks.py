@@ -297,10 +297,24 @@ def build(name: str, cells: list[tuple[str, str]], timeout: int = 3600) -> Path:
     NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()
+    clean_outputs(nb)
     path = NOTEBOOKS / f"{name}.ipynb"
     nbformat.write(nb, path)
     logging.getLogger(__name__).info("%s executed in %.0f s", path, time.perf_counter() - start)
     return path
+
+
+#: Stream-output lines that are a library's advertising, not the notebook's output (Lightning's "Tip" line).
+ADVERTISING = ("\N{ELECTRIC LIGHT BULB} Tip:",)
+
+
+def clean_outputs(nb) -> None:
+    """Drop advertising lines from the stream outputs of an executed notebook (in place)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                lines = output["text"].splitlines(keepends=True)
+                output["text"] = "".join(line for line in lines if not any(ad in line for ad in ADVERTISING))
 
 
 def main() -> None:
@@ -308,11 +322,18 @@ def main() -> None:
     parser.add_argument(
         "names", nargs="*", default=list(BOOKS), help=f"notebooks to build (default all: {list(BOOKS)})"
     )
+    parser.add_argument("--clean-only", action="store_true", help="only clean the stored notebooks' outputs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     NOTEBOOKS.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        build(name, BOOKS[name])
+        if args.clean_only:
+            path = NOTEBOOKS / f"{name}.ipynb"
+            nb = nbformat.read(path, as_version=4)
+            clean_outputs(nb)
+            nbformat.write(nb, path)
+        else:
+            build(name, BOOKS[name])
 
 
 if __name__ == "__main__":
