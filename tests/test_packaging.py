@@ -117,7 +117,7 @@ def check_recipe(pyproject: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     context = {key: str(value) for key, value in raw.get("context", {}).items()}
     recipe = render(raw, context)
 
-    # the version source: the PyPI sdist of the version the recipe names
+    # the version source: the project's release archive of the version the recipe names (on its source host)
     version = Version(context["version"])
     pyproject_version = Version(project["version"])
     if raw["package"]["version"] != "${{ version }}" or Version(recipe["package"]["version"]) != version:
@@ -127,15 +127,14 @@ def check_recipe(pyproject: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     if Version(pyproject_version.base_version) != version:
         problems.append(f"recipe version {version} is not the release of pyproject's {pyproject_version}")
     source = raw["source"]
-    name = canonicalize_name(project["name"])
-    sdist = f"{name.replace('-', '_')}-${{{{ version }}}}.tar.gz"
-    if source.get("url") != f"https://pypi.org/packages/source/{name[0]}/{name}/{sdist}":
-        problems.append(f"source.url {source.get('url')!r} is not the PyPI sdist templated on the version")
+    repository = project["urls"]["Source"].rstrip("/")
+    if source.get("url") != f"{repository}/archive/refs/tags/v${{{{ version }}}}.tar.gz":
+        problems.append(f"source.url {source.get('url')!r} is not the release archive of {repository} for the version")
     released = not (pyproject_version.is_prerelease or pyproject_version.is_devrelease)
     if released and not re.fullmatch(r"[0-9a-f]{64}", str(source.get("sha256", ""))):
         problems.append(f"{pyproject_version} is a release: source.sha256 must be its sdist's sha256")
     if not released and "sha256" in source:
-        problems.append(f"{pyproject_version} is not on PyPI: a source.sha256 cannot be real yet")
+        problems.append(f"{pyproject_version} is not released: a source.sha256 cannot be real yet")
 
     # noarch python, built by pip from the declared backend
     build = recipe.get("build", {})
