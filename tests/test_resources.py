@@ -527,7 +527,7 @@ def test_archive_member_problems_are_reported(loopback_server, tmp_path, sdist):
 def test_registry_validation():
     with pytest.raises(ValueError, match="kind must be one of"):
         Registry.from_toml('[x]\nkind = "movie"\nurl = "http://127.0.0.1/x"\nfilename = "x"\n')
-    with pytest.raises(ValueError, match="needs a url or an archive"):
+    with pytest.raises(ValueError, match="needs a url, an archive"):
         Registry.from_toml('[x]\nkind = "obo"\nfilename = "x"\n')
     with pytest.raises(ValueError, match="unknown archive resource 'nowhere'"):
         Registry.from_toml('[x]\nkind = "obo"\narchive = "nowhere"\nmember = "a"\nfilename = "x"\n')
@@ -663,7 +663,7 @@ def test_list_packaged_registry(resource_env):
         assert row["kind"] in KINDS, name
         assert row["path"].startswith(str(resource_env)), name
     for res in default_registry().values():
-        assert res.url.startswith("https://") or (res.archive and res.member), res.name
+        assert res.url.startswith("https://") or (res.archive and res.member) or "==" in (res.package or ""), res.name
         assert res.licence and res.description and res.release, res.name
         if res.sha256 is not None:
             assert re.fullmatch(r"[0-9a-f]{64}", res.sha256), res.name
@@ -710,3 +710,48 @@ def test_cache_dir_honours_the_environment(tmp_path, monkeypatch):
         assert cache_dir() == tmp_path / "xdg" / "scvi_networkvi"
     else:
         assert cache_dir().name == "scvi_networkvi"
+
+
+def test_package_resource_is_fetched_with_pip_by_name_and_version(resource_env, monkeypatch):
+    """A resource that lives on the package index is fetched by its pinned requirement, checked against its sha256."""
+    import subprocess
+
+    from scvi_networkvi.resources import ResourceIntegrityError
+    from scvi_networkvi.resources._registry import Registry
+    from scvi_networkvi.resources._store import ResourceStore as Store
+
+    body = b"an sdist"
+    registry = Registry.from_toml(
+        f"""
+        [pkg]
+        kind = "archive"
+        release = "1.0"
+        package = "somepkg==1.0"
+        sha256 = "{hashlib.sha256(body).hexdigest()}"
+        filename = "somepkg-1.0.tar.gz"
+        """
+    )
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        (dest / "somepkg-1.0.tar.gz").write_bytes(served)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    served = body
+    path = Store(registry).fetch("pkg")
+    assert path.read_bytes() == body
+    assert calls[0][1:4] == ["-m", "pip", "download"] and calls[0][-1] == "somepkg==1.0"
+    assert "--no-binary" in calls[0] and not any("://" in part for part in calls[0])
+    Store(registry).fetch("pkg")
+    assert len(calls) == 1  # cached
+
+    served = b"another file"
+    other = resource_env / "other"
+    with pytest.raises(ResourceIntegrityError, match="not the registry's"):
+        Store(registry, root=other).fetch("pkg")
+    assert not (other / "pkg" / "somepkg-1.0.tar.gz").exists()
+    with pytest.raises(ValueError, match="must pin a version"):
+        Registry.from_toml('[p]\nkind = "archive"\npackage = "somepkg"\nfilename = "f"\n')

@@ -78,7 +78,7 @@ def list_resources() -> pd.DataFrame:
             "licence": res.licence,
             "size": res.size,
             "sha256": res.sha256,
-            "url": res.url or f"{res.archive}:{res.member}",
+            "url": res.url or (f"pip:{res.package}" if res.package else f"{res.archive}:{res.member}"),
             "cached": store.is_cached(res.name),
             "path": str(store.local_path(res.name)),
         }

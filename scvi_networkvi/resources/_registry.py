@@ -48,6 +48,9 @@ class Resource:
         For resources that are a file inside an archive resource.
     mirrors
         Fallback copies tried when ``url`` cannot be reached.
+    package
+        A source distribution on the Python package index, as a pinned requirement (``"networkvi==0.1.0"``): fetched
+        with pip by name and version (``pip download --no-deps --no-binary :all:``), never by a URL of the index.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Resource:
     archive: str | None = None
     member: str | None = None
     mirrors: tuple[Mirror, ...] = field(default_factory=tuple)
+    package: str | None = None
 
     @property
     def local_filename(self) -> str:
@@ -91,8 +95,12 @@ class Registry(Mapping[str, Resource]):
             kind = entry.get("kind")
             if kind not in KINDS:
                 raise ValueError(f"Resource {name!r}: kind must be one of {KINDS}, got {kind!r}.")
-            if not entry.get("url") and not entry.get("archive"):
-                raise ValueError(f"Resource {name!r} needs a url or an archive + member.")
+            if not entry.get("url") and not entry.get("archive") and not entry.get("package"):
+                raise ValueError(f"Resource {name!r} needs a url, an archive + member or a package.")
+            if entry.get("package") and "==" not in entry["package"]:
+                raise ValueError(
+                    f"Resource {name!r}: package must pin a version (name==version), got {entry['package']!r}."
+                )
             resources[name] = Resource(
                 name=name,
                 kind=kind,
@@ -107,6 +115,7 @@ class Registry(Mapping[str, Resource]):
                 archive=entry.get("archive"),
                 member=entry.get("member"),
                 mirrors=tuple(Mirror(m["archive"], m["member"]) for m in entry.get("mirrors", [])),
+                package=entry.get("package"),
             )
         return cls(resources)
 

