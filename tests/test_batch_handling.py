@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mudata as md
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import scvi
@@ -177,6 +178,35 @@ def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_
     counts = query["prot"].X
     counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
     np.testing.assert_allclose(shift[2].numpy(), np.log1p(counts).mean(0), rtol=1e-5)
+
+
+def test_query_centres_a_batch_category_the_reference_registered_without_cells(example):
+    # Subsetting a MuData keeps the batch column's unused categories: the reference registers the query's site with no
+    # cell (an all-zero row of means); the query's cells must still be centred by their own means, not left uncentred.
+    sites = example["rna"].obs["Site"].astype(str).to_numpy()
+
+    def part(keep):
+        mdata = md.MuData({mod: example[mod][keep].copy() for mod in example.mod})
+        for mod in mdata.mod:
+            mdata[mod].obs["Site"] = pd.Categorical(sites[keep], categories=sorted(set(sites)))
+        return mdata
+
+    reference = part(sites != "site4")
+    nvi.NETWORKVI.setup_mudata(reference, batch_key="Site", modalities=MODS)
+    scvi.settings.seed = 0
+    ref_model = nvi.NETWORKVI(reference, encoder="dense", encode_covariates=True)
+    ref_model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    unused = list(reference["rna"].obs["Site"].cat.categories).index("site4")
+    assert ref_model.summary_stats.n_batch == 3 and not ref_model.module.input_shift_protein[unused].any()
+    query = part(sites == "site4")
+    nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
+    model = nvi.NETWORKVI.load_query_data(query, ref_model)
+    shift = model.module.input_shift_protein
+    counts = query["prot"].X
+    counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    np.testing.assert_allclose(shift[unused].numpy(), np.log1p(counts).mean(0), rtol=1e-5)
+    seen = [i for i in range(3) if i != unused]
+    torch.testing.assert_close(shift[seen], ref_model.module.input_shift_protein[seen])
 
 
 def test_default_mixing_is_the_product_of_experts_with_proteins_and_the_mean_without(example):

@@ -655,11 +655,8 @@ class NETWORKVI(
             built with ``encode_covariates=False`` (the default) has encoders that never see the batch: its query
             latent is then the reference encoder applied as it is (query training adapts the decoders only), and a
             warning says so; build the reference with ``encode_covariates=True`` for encoders that adapt.
-            Batch-centred inputs (``batch_centered_input``) keep the reference's means for known batches and centre a
-            new batch by its own means. With the GO encoder this placed a new site worse than an uncentred reference
-            did (tutorial CITE-seq, site1 as query, one seed: label-transfer accuracy 0.48 vs 0.61; the dense
-            encoder 0.73, TOTALVI 0.70): build a GO reference meant for query mapping with
-            ``batch_centered_input=()``.
+            Batch-centred inputs (``batch_centered_input``) keep the reference's means for the batches it had cells
+            of and centre every other batch (new, or a category the reference registered without cells) by its own.
         accelerator, device
             Where the query model lives.
         """

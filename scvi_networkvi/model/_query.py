@@ -62,6 +62,20 @@ def _attention_positions(ref_cats: Sequence[int], query_cats: Sequence[int], n_c
     return torch.as_tensor(ref_pos, dtype=torch.long), torch.as_tensor(query_pos, dtype=torch.long)
 
 
+def _merge_shifts(reference: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Batch means for the query model: the reference's rows where it had cells, the query's own for the rest.
+
+    A batch category without reference cells (new, or a category of the batch column that the reference's cells do
+    not use, which scvi-tools registers all the same) has an all-zero row in the reference; its cells are centred by
+    their own means, as the reference's batches were.
+    """
+    out = query.detach().clone()
+    n = reference.shape[0]
+    seen = reference.abs().sum(dim=1) > 0
+    out[:n][seen] = reference[seen]
+    return out
+
+
 def transfer_state(
     reference_state: dict[str, torch.Tensor],
     query_module: nn.Module,
@@ -103,7 +117,9 @@ def transfer_state(
         if key not in reference_state:
             raise ValueError(f"The reference model has no parameter {key!r}: it was built differently.")
         ref_value = reference_state[key]
-        if ref_value.shape == query_value.shape:
+        if is_shift and ref_value.dim() == 2 and ref_value.shape[1] == query_value.shape[1]:
+            new_state[key] = _merge_shifts(ref_value, query_value)
+        elif ref_value.shape == query_value.shape:
             new_state[key] = ref_value.clone()
         elif key in fc_weights and ref_value.dim() == 2 and ref_value.shape[0] == query_value.shape[0]:
             new_state[key] = _remap_covariate_columns(ref_value, query_value, ref_cats, query_cats)
@@ -115,10 +131,6 @@ def transfer_state(
                 out[query_pos] = ref_value[ref_pos]
             else:
                 out[query_pos.unsqueeze(1), query_pos] = ref_value[ref_pos.unsqueeze(1), ref_pos]
-            new_state[key] = out
-        elif is_shift and ref_value.dim() == 2 and ref_value.shape[1] == query_value.shape[1]:
-            out = query_value.detach().clone()  # new batches: centred by their own means, computed on the query
-            out[: ref_value.shape[0]] = ref_value
             new_state[key] = out
         elif key.rsplit(".", 1)[-1] in _BATCH_PARAMETERS and ref_value.dim() == 2:
             out = ref_value.mean(dim=1, keepdim=True).expand_as(query_value).clone()  # new batches: reference mean
