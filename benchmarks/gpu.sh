@@ -28,7 +28,9 @@
 #
 # NVI_PLAN (default "bs128 multiome bs1024 cpu") picks the benchmark steps and their order: bsN = train_throughput.py
 # on CUDA at batch size N, multiome = the integration runs above, scaling = benchmarks/scaling.py --axes cells
-# --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), scaling-go = its GO axis
+# --accelerator cuda (1k-100k cells, NETWORKVI / TOTALVI / dense, tables in $OUT/scaling), quality = integration-quality
+# runs in parallel on the GPU (query mapping, CITE-seq + multiome mosaic, CITE-seq at converged budgets; see quality()
+# below; $OUT/quality_*), scaling-go = its GO axis
 # (tutorial and, where .devdata has it, the full human GAF; depths 2-4), importances = benchmarks/importances.py
 # --device cuda (tutorial GAF: probes on the GPU against the CPU in the same run), importances-full = the same with
 # the full human GO + GAF (where .devdata has them), cpu = all CPU cores.
@@ -62,6 +64,8 @@ SCALING_MODELS="${NVI_SCALING_MODELS:-networkvi totalvi networkvi-dense}"
 MULTIOME_SEEDS="${NVI_MULTIOME_SEEDS:-0 1 2}"
 MULTIOME_EPOCHS="${NVI_MULTIOME_EPOCHS:-50}"
 MULTIOME_STEP_S="${NVI_MULTIOME_STEP_S:-150}"
+QUALITY_SEEDS="${NVI_QUALITY_SEEDS:-0 1 2}"
+QUALITY_STEP_S="${NVI_QUALITY_STEP_S:-400}"
 STATUS=()
 FAILED=0
 
@@ -142,8 +146,11 @@ seed_registry() {
     cp "$DATA/go-basic.obo" "$cache/go-basic/go-basic.obo" &&
         cp "$DATA/ensembl2go.gaf" "$cache/ensembl2go-tutorial/ensembl2go.gaf" &&
         cp "$DATA/gene_interactions.csv" "$cache/k562-contact-domains/k562_contact_domains.csv" || return 1
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="tar")' \
-        .devdata/registry-multiome.tar.xz "$cache" || return 1
+    local entry
+    for entry in .devdata/registry-*.tar.xz; do
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="tar")' \
+            "$entry" "$cache" || return 1
+    done
     ls -la "$cache"/*
 }
 
@@ -228,6 +235,56 @@ importances() {
     python3 benchmarks/importances.py --device cuda --threads 4 --epochs 3 --sample 100 --data-dir "$DATA" "${go[@]}"
 }
 
+quality() {
+    # Integration-quality re-measurements, one process per run, all at once on the GPU (each drives it from one CPU
+    # thread): query mapping (query_mapping.py: NETWORKVI, NETWORKVI-dense, TOTALVI), the CITE-seq + multiome mosaic
+    # (mosaic.py --cross: NETWORKVI, NETWORKVI-dense, MULTIVI), each for every seed in QUALITY_SEEDS, and the CITE-seq
+    # models at their converged budgets (integration.py --early-stopping, up to 400 epochs, seed 0; latents only,
+    # scored where scib-metrics is). Rows land in per-run CSVs as runs finish; collect_quality gathers them.
+    local work=/tmp/nvi-quality pids=() seed model rc=0
+    mkdir -p "$work/logs"
+    for seed in $QUALITY_SEEDS; do
+        for model in networkvi networkvi-dense totalvi; do
+            python3 benchmarks/query_mapping.py --ref-epochs 50 --seeds "$seed" --models "$model" --threads 1 \
+                --accelerator gpu --out "$work/qm_${model}_$seed.csv" >"$work/logs/qm_${model}_$seed.log" 2>&1 &
+            pids+=($!)
+        done
+        for model in networkvi networkvi-dense multivi; do
+            python3 benchmarks/mosaic.py --cross --models "$model" --seeds "$seed" --epochs 50 --threads 1 \
+                --accelerator gpu --out "$work/cross_${model}_$seed.csv" >"$work/logs/cross_${model}_$seed.log" 2>&1 &
+            pids+=($!)
+        done
+    done
+    for model in networkvi networkvi-dense peer; do
+        python3 benchmarks/integration.py --datasets cite --models "$model" --seeds 0 --epochs 400 --early-stopping \
+            --accelerator cuda --threads 1 --train-only --latents-dir "$work/latents" \
+            >"$work/logs/converged_$model.log" 2>&1 &
+        pids+=($!)
+    done
+    for model in "${pids[@]}"; do wait "$model" || rc=1; done
+    return "$rc"
+}
+
+collect_quality() {
+    local work=/tmp/nvi-quality
+    python3 - "$work" "$OUT" <<'EOF'
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+work, out = Path(sys.argv[1]), Path(sys.argv[2])
+for prefix, name in (("qm_", "quality_query_mapping.csv"), ("cross_", "quality_mosaic_cross.csv")):
+    parts = [pd.read_csv(f) for f in sorted(work.glob(f"{prefix}*.csv"))]
+    if parts:
+        pd.concat(parts).to_csv(out / name, index=False)
+    print(f"{name}: {sum(len(p) for p in parts)} runs")
+EOF
+    tar -cf "$OUT/quality_latents.tar" -C "$work" latents 2>/dev/null && tar -tvf "$OUT/quality_latents.tar"
+    tar -cf "$OUT/quality_logs.tar" -C "$work" logs 2>/dev/null
+    tail -n 3 "$work"/logs/*.log
+}
+
 benchmark() {
     local json=$1
     shift
@@ -236,8 +293,9 @@ benchmark() {
 
 export OUT DATA SITE PYTHONUNBUFFERED
 export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES SCALING_MODELS
+export QUALITY_SEEDS
 export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go \
-    importances
+    importances quality collect_quality
 
 main() {
     echo "benchmarks/gpu.sh: $(date -u +%FT%TZ) on $(hostname)," \
@@ -272,6 +330,12 @@ main() {
                     # whatever runs finished, even when the step was cut off
                     tar -cf "$OUT/multiome_latents.tar" -C /tmp multiome-latents 2>/dev/null &&
                         tar -tvf "$OUT/multiome_latents.tar"
+                fi
+                ;;
+            quality)
+                if step "seed registry" 60 seed_registry; then
+                    step "quality cuda" "$QUALITY_STEP_S" quality
+                    step "collect quality" 30 collect_quality  # whatever runs finished, even when cut off
                 fi
                 ;;
             scaling) step "scaling cuda" "$SCALING_STEP_S" scaling ;;

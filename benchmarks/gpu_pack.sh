@@ -6,7 +6,8 @@
 #              there; .whl/fallback/ holds typing_extensions for machines whose copy is older than 4.16
 #   .devdata/  the tutorial files (xz-compressed, SHA256SUMS of the originals), the full human GO + GAF where
 #              get_human_go.sh has made them (the GO axis of scaling.py), and the resource-cache entry of the tutorial
-#              multiome data (registry-multiome.tar.xz, for benchmarks/integration.py)
+#              multiome and CITE-seq data (registry-{multiome,cite}.tar.xz, for integration.py, query_mapping.py and
+#              mosaic.py)
 #
 # Run from the repository root on a machine that reaches the package index and has run get_tutorial_data.sh:
 #
@@ -58,9 +59,11 @@ for file in "${files[@]}"; do
     xz -T0 -6 -c "$file" >".devdata/$(basename "$file").xz"
     (cd "$(dirname "$file")" && sha256sum "$(basename "$file")") >>.devdata/SHA256SUMS
 done
-if [[ -d $CACHE/tutorial-multiome ]]; then
-    tar -cJf .devdata/registry-multiome.tar.xz -C "$CACHE" tutorial-multiome
-else
-    echo "no tutorial-multiome entry in $CACHE (load nvi.datasets' multiome data once): multiome step will fail"
-fi
+for entry in multiome cite; do
+    if [[ -d $CACHE/tutorial-$entry ]]; then
+        tar -cJf ".devdata/registry-$entry.tar.xz" -C "$CACHE" "tutorial-$entry"
+    else
+        echo "no tutorial-$entry entry in $CACHE (load nvi.datasets' $entry data once): steps that read it will fail"
+    fi
+done
 echo ".devdata: $(du -sh .devdata | cut -f1); carry both: $(du -shc .whl .devdata | tail -1 | cut -f1) of 64 MiB"

@@ -85,7 +85,7 @@ NETWORKVI_SETTINGS = {
 BIO = ("Isolated labels", "Leiden NMI", "Leiden ARI", "Silhouette label", "cLISI")
 BATCH = ("BRAS", "iLISI", "KBET", "Graph connectivity", "PCR comparison")
 SCORES = ("Bio conservation", "Batch correction", "Total")
-KEY = ("dataset", "model", "seed", "epochs", "n_cells")
+KEY = ("dataset", "model", "seed", "epochs", "n_cells", "early_stopping")
 COLUMNS = (
     *KEY,
     "epochs_trained",
@@ -156,16 +156,17 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu"):
+def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", early_stopping: bool = False):
     """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
-    wall times of the training epochs."""
+    wall times of the training epochs. ``early_stopping``: up to ``epochs``, each model's own early stopping on the
+    validation ELBO (its converged budget)."""
     import scvi
 
     import scvi_networkvi as nvi
 
     mdata = mdata.copy()  # registration writes into the MuData
     timer = _epoch_timer()
-    train = {"early_stopping": False, "enable_progress_bar": False, "callbacks": [timer]}
+    train = {"early_stopping": early_stopping, "enable_progress_bar": False, "callbacks": [timer]}
     train.update({"accelerator": "gpu", "devices": 1} if accelerator == "cuda" else {"accelerator": "cpu"})
     if model in ("networkvi", "networkvi-dense"):
         settings = NETWORKVI_SETTINGS if model == "networkvi" else {"model_kwargs": NETWORKVI_SETTINGS["model_kwargs"]}
@@ -192,7 +193,8 @@ def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu"):
 
 def latent_path(directory: Path, row: dict) -> Path:
     """Where ``--latents-dir`` keeps one run's latent."""
-    return directory / f"{row['dataset']}_{row['model']}_s{row['seed']}_e{row['epochs']}_{row['n_cells']}.npz"
+    budget = f"es{row['epochs']}" if str(row.get("early_stopping")) == "True" else f"e{row['epochs']}"
+    return directory / f"{row['dataset']}_{row['model']}_s{row['seed']}_{budget}_{row['n_cells']}.npz"
 
 
 def device_name(accelerator: str) -> str:
@@ -353,6 +355,7 @@ def run(args: argparse.Namespace) -> None:
                 n_cells = str(args.n_cells) if args.n_cells else "all"
                 row = {"dataset": dataset, "model": model_label(dataset, model), "seed": seed}
                 row.update(epochs=args.epochs if model != "pca" else 0, n_cells=n_cells)
+                row["early_stopping"] = args.early_stopping and model != "pca"
                 if run_key(row) in done:
                     logger.info("%s %s seed %d: in %s, skipped", dataset, row["model"], seed, args.out)
                     continue
@@ -385,7 +388,9 @@ def run(args: argparse.Namespace) -> None:
                         saved,
                     )
                 else:
-                    latent, epochs_trained, epoch_s = fit(dataset, model, mdata, args.epochs, args.accelerator)
+                    latent, epochs_trained, epoch_s = fit(
+                        dataset, model, mdata, args.epochs, args.accelerator, args.early_stopping
+                    )
                 fit_s = time.perf_counter() - start
                 if saved is not None and not saved.is_file():
                     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -464,7 +469,8 @@ def summarize(path: Path, markdown: Path) -> None:
     numeric = [
         c
         for c in COLUMNS
-        if c in table.columns and c not in ("dataset", "model", "n_cells", "threads", "versions", "finished")
+        if c in table.columns
+        and c not in ("dataset", "model", "n_cells", "early_stopping", "threads", "versions", "finished")
     ]
     table[numeric] = table[numeric].apply(pd.to_numeric)
     shown = (*SCORES, "knn15_accuracy", *BIO, *BATCH)
@@ -479,15 +485,19 @@ def summarize(path: Path, markdown: Path) -> None:
     ]
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
+    table["early_stopping"] = table["early_stopping"].astype(str) == "True"
     trained = table[table["model"] != "PCA"]
     for (dataset, n_cells), group in table.groupby(["dataset", "n_cells"], sort=False):
-        budgets = sorted(set(trained.loc[(trained["dataset"] == dataset) & (trained["n_cells"] == n_cells), "epochs"]))
-        for epochs in budgets or [0]:
-            part = group[group["epochs"].isin([epochs, 0])]
+        here = trained[(trained["dataset"] == dataset) & (trained["n_cells"] == n_cells)]
+        budgets = sorted(set(zip(here["epochs"], here["early_stopping"], strict=True)))
+        for epochs, stopped in budgets or [(0, False)]:
+            same = (group["epochs"] == epochs) & (group["early_stopping"] == stopped)
+            part = group[same | (group["epochs"] == 0)]
             out = []
             for model, runs in sorted(part.groupby("model"), key=lambda item: order.get(item[0], 9)):
                 entry = {"model": model, "seeds": len(runs)}
                 entry.update({c: _mean_sd(runs[c]) for c in shown})
+                entry["epochs"] = f"{runs['epochs_trained'].median():.0f}" if model != "PCA" else ""
                 entry["fit s"] = f"{runs['fit_s'].mean():.0f}"
                 entry["s/epoch"] = f"{runs['epoch_s'].mean():.2f}" if model != "PCA" and "epoch_s" in runs else ""
                 entry["metrics s"] = f"{runs['metrics_s'].mean():.0f}"
@@ -497,7 +507,9 @@ def summarize(path: Path, markdown: Path) -> None:
                 )
                 out.append(entry)
             frame = pd.DataFrame(out).set_index("model").rename(columns={"knn15_accuracy": "kNN-15 acc"})
-            title = f"{dataset}, {n_cells} cells, {epochs} epochs"
+            title = f"{dataset}, {n_cells} cells, " + (
+                f"early stopping on the validation ELBO, up to {epochs} epochs" if stopped else f"{epochs} epochs"
+            )
             logger.info("\n%s\n%s", title, frame.to_string())
             lines += [f"## {title}", "", _markdown(frame), ""]
             means = part.groupby("model")["Total"].mean()
@@ -529,6 +541,9 @@ def _markdown(frame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model (early stopping off)")
+    parser.add_argument(
+        "--early-stopping", action="store_true", help="converged budgets: each model's early stopping, up to --epochs"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="scvi.settings.seed of each run")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))

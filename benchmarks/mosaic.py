@@ -135,7 +135,7 @@ def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argpar
     import scvi
 
     other = OTHER[dataset]
-    train_kwargs = {"accelerator": "cpu", "enable_progress_bar": False}
+    train_kwargs = {"accelerator": args.accelerator, "enable_progress_bar": False}
     if args.lr is not None:
         train_kwargs["lr"] = args.lr
     start = time.perf_counter()
@@ -157,6 +157,15 @@ def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argpar
     seconds = time.perf_counter() - start
     latent = pd.DataFrame(latent, index=order).loc[mdata.obs_names].to_numpy()
     return latent, seconds
+
+
+def _machine(accelerator: str) -> str:
+    """The CPU architecture, or the GPU's name where the models trained on one."""
+    if accelerator == "gpu":
+        import torch
+
+        return f"cuda {torch.cuda.get_device_name(0)}"
+    return platform.machine()
 
 
 def mixing_score(latent: np.ndarray, groups: np.ndarray, k: int = 15) -> float:
@@ -234,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
                     latent, seconds = train_model(name, dataset, mdata, groups, args)
                     row = dict(zip(KEYS, (dataset, fraction, name, seed, args.epochs), strict=True))
                     row.update(n_cells=mdata.n_obs, train_s=round(seconds, 1), **evaluate(latent, labels, groups))
-                    row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+                    row.update(threads=torch.get_num_threads(), machine=_machine(args.accelerator), cpus=os.cpu_count())
                     frame = pd.DataFrame([row])
                     frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
                     logger.info("%s", frame.drop(columns=["machine", "cpus"]).round(3).to_string(index=False))
@@ -288,7 +297,7 @@ def run_cross(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n_cells = args.n_cells or 2000
-    train_kwargs = {"accelerator": "cpu", "enable_progress_bar": False}
+    train_kwargs = {"accelerator": args.accelerator, "enable_progress_bar": False}
     if args.lr is not None:
         train_kwargs["lr"] = args.lr
     for seed in args.seeds:
@@ -323,7 +332,7 @@ def run_cross(args: argparse.Namespace) -> None:
             predicted = classifier.predict(latent[~source & common])
             row["transfer_cross_acc"] = float(np.mean(predicted == labels[~source & common]))
             row["transfer_cross_f1"] = float(f1_score(labels[~source & common], predicted, average="macro"))
-            row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+            row.update(threads=torch.get_num_threads(), machine=_machine(args.accelerator), cpus=os.cpu_count())
             frame = pd.DataFrame([row])
             frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
             logger.info("%s", frame.drop(columns=["machine", "cpus"]).round(3).to_string(index=False))
@@ -377,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=4e-3, help="learning rate of every model")
     parser.add_argument("--n-cells", type=int, default=None, help="random subset of cells (quick runs)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="where the models train")
     parser.add_argument("--cross", action="store_true", help="the CITE-seq + multiome mosaic instead of fractions")
     parser.add_argument("--out", type=Path, default=None, help="CSV (default results/mosaic.csv or mosaic_cross.csv)")
     parser.add_argument("--summarize", action="store_true", help="only summarise the CSV")

@@ -24,8 +24,8 @@ Models, each trained on the reference and then mapped onto the query with ``--qu
   scvi-tools reference-mapping tutorials.
 
 Every model keeps its own training defaults otherwise (early stopping, batch size, adversarial batch mixing,
-learning rate); all train on ``accelerator="cpu"``. Label transfer is the same for all three: the classifier of
-``nvi.tl.map_query`` (``nvi.tl.transfer_labels``: kNN with k=15 fitted on the reference cells' joint latent from the
+learning rate); all train on ``--accelerator`` (default ``cpu``). Label transfer is the same for all three: the
+classifier of ``nvi.tl.map_query`` (``nvi.tl.transfer_labels``: kNN with k=15 fitted on the reference cells' joint latent from the
 reference model, predicting the query cells' latent from the query model), so only the latent space differs.
 
 Reported per run (one CSV row, written as soon as the run finishes; a re-run skips rows already in the CSV):
@@ -197,6 +197,7 @@ def mixing(reference_latent: np.ndarray, query_latent: np.ndarray) -> tuple[floa
 def run_one(name: str, seed: int, cite, args: argparse.Namespace) -> dict:
     """Reference training, query mapping and scores of one model and seed."""
     import scvi
+    import torch
 
     reference, query, truth = split(cite, seed, args.n_cells)
     scvi.settings.seed = seed
@@ -225,7 +226,8 @@ def run_one(name: str, seed: int, cite, args: argparse.Namespace) -> dict:
         "ref_epochs_trained": _epochs(model),
         "query_epochs_trained": _epochs(query_model),
         "threads": args.threads,
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs"
+        + (f", cuda {torch.cuda.get_device_name(0)}" if TRAIN["accelerator"] == "gpu" else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     return row
@@ -309,6 +311,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(DEFAULT_MODELS))
     parser.add_argument("--n-cells", type=int, default=None, help="random subsample of the 5000 cells (quick runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="where every model trains")
     parser.add_argument("--out", type=Path, default=RESULTS / "query_mapping.csv", help="CSV, appended and resumed")
     parser.add_argument("--md", type=Path, default=None, help="markdown summary (default: --out with .md)")
     parser.add_argument("--summarize", action="store_true", help="only summarize --out")
@@ -329,6 +332,7 @@ def main() -> None:
     _quiet()
     scvi.settings.verbosity = logging.WARNING
     torch.set_num_threads(args.threads)
+    TRAIN["accelerator"] = args.accelerator
     cite = nvi.datasets.tutorial_cite()
     done = _done(args.out)
     n_cells = min(args.n_cells or cite.n_obs, cite.n_obs)
