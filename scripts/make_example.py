@@ -1,7 +1,8 @@
 """Derive the small real CITE-seq example shipped in ``scvi_networkvi/datasets/example/``.
 
-Inputs are the NetworkVI tutorial files fetched by ``bash /work/shared/scripts/get_tutorial_data.sh [DIR]``
-(default ``~/.cache/nvi-tutorial-data``; every file is sha256-verified by that script):
+Inputs are the NetworkVI tutorial files, by default the registry resources ``tutorial-cite``, ``go-basic``,
+``ensembl2go-tutorial`` and ``k562-contact-domains`` of :mod:`scvi_networkvi.resources` (fetched once,
+sha256-verified, cached), or the files of the same names as below in a folder given as the first argument:
 
 ``cite_bmmc_5k.h5ad``
     NeurIPS 2021 bone-marrow CITE-seq (Luecken et al. 2021, GEO GSE194122, CC-BY-4.0): 5000 cells x 4000 genes
@@ -48,7 +49,7 @@ Derivation (all random choices draw from one ``numpy.random.default_rng(seed)``,
 
 Run it with the oldest supported stack (``.venv311``) so that every supported anndata / mudata can read the file::
 
-    .venv311/bin/python scripts/make_example.py ~/.cache/nvi-tutorial-data
+    .venv311/bin/python scripts/make_example.py
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ logger = logging.getLogger("make_example")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "scvi_networkvi" / "datasets" / "example"
-DEFAULT_DATA = Path("~/.cache/nvi-tutorial-data")
+# Input file name -> the registry resource with that content.
+INPUTS = {
+    "cite_bmmc_5k.h5ad": "tutorial-cite",
+    "go-basic.obo": "go-basic",
+    "ensembl2go.gaf": "ensembl2go-tutorial",
+    "gene_interactions.csv": "k562-contact-domains",
+}
 OBS_COLUMNS = ("cell_type", "Site", "DonorID", "DonorSmoker", "DonorBMI", "DonorAge")
 FILES = ("cite_example.h5mu", "go_slice.obo", "annotations.gaf", "interactions.csv")
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
@@ -332,7 +339,15 @@ def write_interactions_subset(src: Path, dst: Path, ids: set[str]) -> int:
 
 
 # ---- the check -------------------------------------------------------------------------------------------------------
-def verify_slice(features: dict[str, list], names: dict[str, list[str]], data: Path, out: Path) -> dict:
+def verify_slice(
+    features: dict[str, list],
+    names: dict[str, list[str]],
+    full_files: dict[str, Path],
+    slice_files: dict[str, Path],
+    extra: dict[str, dict] | None = None,
+) -> dict:
+    """Check that the slice files compile to exactly the wirings of the full files (``go``, ``annotations`` and
+    ``interactions`` paths) with three settings and the ``extra`` ones (label -> compile_wirings keyword arguments)."""
     from scvi_networkvi.wiring import compile_wirings
 
     settings = {
@@ -343,6 +358,7 @@ def verify_slice(features: dict[str, list], names: dict[str, list[str]], data: P
             "relations": ("is_a", "part_of", "regulates", "negatively_regulates", "positively_regulates"),
             "max_depth": 4,
         },
+        **(extra or {}),
     }
     results = {}
     with tempfile.TemporaryDirectory() as cache:
@@ -351,20 +367,8 @@ def verify_slice(features: dict[str, list], names: dict[str, list[str]], data: P
         try:
             for label, kwargs in settings.items():
                 common = {"feature_names": names, "cache": False, **kwargs}
-                full = compile_wirings(
-                    features,
-                    go=data / "go-basic.obo",
-                    annotations=data / "ensembl2go.gaf",
-                    interactions=data / "gene_interactions.csv",
-                    **common,
-                )
-                sliced = compile_wirings(
-                    features,
-                    go=out / "go_slice.obo",
-                    annotations=out / "annotations.gaf",
-                    interactions=out / "interactions.csv",
-                    **common,
-                )
+                full = compile_wirings(features, **full_files, **common)
+                sliced = compile_wirings(features, **slice_files, **common)
                 for modality in features:
                     a, b = full[modality], sliced[modality]
                     check(
@@ -424,8 +428,7 @@ settings, with `relations=("is_a", "part_of")` and with all namespaces and relat
 ## Regenerate
 
 ```
-bash /work/shared/scripts/get_tutorial_data.sh   # fetches and verifies the tutorial inputs
-{command}
+{command}   # inputs: the registry resources tutorial-cite, go-basic, ensembl2go-tutorial, k562-contact-domains
 ```
 
 Written with {versions}, seed {seed}. The derivation is documented in `scripts/make_example.py`.
@@ -449,7 +452,7 @@ def regenerate_command(args: argparse.Namespace) -> str:
     prefix = Path(sys.prefix)
     python = f"{prefix.name}/bin/python" if prefix.parent == REPO else "python"
     words = [python, "scripts/make_example.py"]
-    if args.data_dir.expanduser().resolve() != DEFAULT_DATA.expanduser().resolve():
+    if args.data_dir is not None:
         words.append(str(args.data_dir))
     defaults = vars(parse_args([]))
     for key, value in vars(args).items():
@@ -463,7 +466,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "data_dir", nargs="?", type=Path, default=DEFAULT_DATA, help=f"tutorial data folder (default {DEFAULT_DATA})"
+        "data_dir", nargs="?", type=Path, default=None, help="folder with the input files (default: the registry's)"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package data)")
     parser.add_argument("--seed", type=int, default=0)
@@ -482,13 +485,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("make_example", "scvi_networkvi"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    data = args.data_dir.expanduser()
+    if args.data_dir is None:
+        from scvi_networkvi.resources import fetch
+
+        files = {name: fetch(resource) for name, resource in INPUTS.items()}
+    else:
+        files = {name: args.data_dir.expanduser() / name for name in INPUTS}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
 
-    cite = ad.read_h5ad(data / "cite_bmmc_5k.h5ad")
-    logger.info("read %s: %d cells x %d genes", data / "cite_bmmc_5k.h5ad", cite.n_obs, cite.n_vars)
+    cite = ad.read_h5ad(files["cite_bmmc_5k.h5ad"])
+    logger.info("read %s: %d cells x %d genes", files["cite_bmmc_5k.h5ad"], cite.n_obs, cite.n_vars)
 
     sites = choose_sites(cite.obs, args.n_sites)
     in_sites = cite.obs["Site"].astype(str).isin(sites).to_numpy()
@@ -498,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     cells = pool[stratified_sample(strata.reset_index(drop=True), args.n_cells, rng)]
     logger.info("sites %s, %d cell types, %d of %d eligible cells", sites, len(types), len(cells), len(pool))
 
-    annotated_ids = gaf_ids(data / "ensembl2go.gaf")
+    annotated_ids = gaf_ids(files["ensembl2go.gaf"])
     gene_ids = cite.var["gene_stable_id"].astype(str).map(normalize_id).to_numpy()
     annotated = np.flatnonzero(np.isin(gene_ids, list(annotated_ids)))
     check(len(annotated) <= args.n_genes, f"{len(annotated)} annotated genes exceed --n-genes {args.n_genes}")
@@ -524,14 +532,24 @@ def main(argv: list[str] | None = None) -> None:
         for genes in parse_feature_gene_ids(list(mdata[modality].var["gene_stable_id"]))
         for gene in genes
     }
-    go_ids = write_gaf_subset(data / "ensembl2go.gaf", out / "annotations.gaf", example_ids)
-    n_terms = write_obo_slice(data / "go-basic.obo", out / "go_slice.obo", go_ids)
-    n_edges = write_interactions_subset(data / "gene_interactions.csv", out / "interactions.csv", example_ids)
+    go_ids = write_gaf_subset(files["ensembl2go.gaf"], out / "annotations.gaf", example_ids)
+    n_terms = write_obo_slice(files["go-basic.obo"], out / "go_slice.obo", go_ids)
+    n_edges = write_interactions_subset(files["gene_interactions.csv"], out / "interactions.csv", example_ids)
     logger.info("GO slice: %d terms (from %d annotated GO ids); %d interaction rows", n_terms, len(go_ids), n_edges)
 
     features = {"rna": list(mdata["rna"].var["gene_stable_id"]), "prot": list(mdata["prot"].var["gene_stable_id"])}
     names = {"rna": list(mdata["rna"].var_names), "prot": list(mdata["prot"].var_names)}
-    wirings = verify_slice(features, names, data, out)
+    full_files = {
+        "go": files["go-basic.obo"],
+        "annotations": files["ensembl2go.gaf"],
+        "interactions": files["gene_interactions.csv"],
+    }
+    slice_files = {
+        "go": out / "go_slice.obo",
+        "annotations": out / "annotations.gaf",
+        "interactions": out / "interactions.csv",
+    }
+    wirings = verify_slice(features, names, full_files, slice_files)
 
     sizes = {name: (out / name).stat().st_size for name in FILES}
     total = sum(sizes.values())

@@ -231,3 +231,21 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def registry_file():
+    """Factory: the path of a registry resource in the session's resource cache, fetched there on first use.
+
+    For slow tests, which may reach the network: the cache is the one the session started with (the user's, or
+    ``$SCVI_NETWORKVI_DATA_DIR``), not the per-test temporary caches that other fixtures set up, so that a resource
+    is downloaded once and reused by later sessions.
+    """
+    from scvi_networkvi.resources import ResourceStore, cache_dir
+
+    store = ResourceStore(root=cache_dir())
+
+    def fetch(name: str) -> Path:
+        return store.fetch(name)
+
+    return fetch

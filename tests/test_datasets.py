@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -13,13 +12,13 @@ import pytest
 import scipy.sparse as sp
 
 from scvi_networkvi.datasets import example, example_resources, tutorial_cite, tutorial_multiome
-from scvi_networkvi.datasets._tutorial import _unscale_counts, multiome_to_mudata
+from scvi_networkvi.datasets._tutorial import _unscale_counts, cite_to_mudata, multiome_to_mudata
 from scvi_networkvi.resources import DATA_DIR_ENV, OFFLINE_ENV
 from scvi_networkvi.wiring import compile_wirings, parse_feature_gene_ids
 
 OBS_COLUMNS = ["cell_type", "Site", "DonorID", "DonorSmoker", "DonorBMI", "DonorAge"]
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "scvi_networkvi" / "datasets" / "example"
-TUTORIAL_DIR = Path(os.environ.get("NVI_TUTORIAL_DATA", "~/.cache/nvi-tutorial-data")).expanduser()
+TEST_DATA = Path(__file__).resolve().parent / "data"  # written by scripts/make_test_data.py
 
 
 @pytest.fixture
@@ -169,23 +168,13 @@ def test_multiome_conversion_on_synthetic_data():
     assert set(np.unique(binary["atac"].X.toarray())) <= {0.0, 1.0}
 
 
-def _seed_cache(cache: Path, resource: str, filename: str) -> None:
-    source = TUTORIAL_DIR / filename
-    if not source.is_file():
-        pytest.skip(f"{source} is not present (run get_tutorial_data.sh to fetch the tutorial data)")
-    (cache / resource).mkdir(parents=True)
-    (cache / resource / filename).symlink_to(source)  # the store verifies its sha256 and then uses it
-
-
-def test_tutorial_cite_from_seeded_cache(offline_cache):
-    _seed_cache(offline_cache, "tutorial-cite", "cite_bmmc_5k.h5ad")
-    mdata = tutorial_cite()
+# ---- the tutorial loaders: samples of the two files in tests/data here, the files of the registry in slow tests ----
+def _check_cite(mdata, n_cells: int) -> None:
     assert set(mdata.mod) == {"rna", "prot"}
-    assert mdata["rna"].shape == (5000, 4000)
-    assert mdata["prot"].shape == (5000, 134)
+    assert mdata["rna"].shape == (n_cells, 4000)
+    assert mdata["prot"].shape == (n_cells, 134)
     for table in (mdata.obs, mdata["rna"].obs, mdata["prot"].obs):
         assert set(OBS_COLUMNS) <= set(table.columns)
-    assert mdata.obs["cell_type"].nunique() == 44 and mdata.obs["Site"].nunique() == 4
     _assert_counts(mdata["rna"].X)
     _assert_counts(mdata["prot"].X)
     assert mdata["rna"].var["gene_stable_id"].astype(str).str.startswith("ENSG").all()
@@ -194,12 +183,10 @@ def test_tutorial_cite_from_seeded_cache(offline_cache):
     assert prot_ids[list(mdata["prot"].var_names).index("CD3")] == ["ENSG00000167286", "ENSG00000198851"]
 
 
-def test_tutorial_multiome_from_seeded_cache(offline_cache):
-    _seed_cache(offline_cache, "tutorial-multiome", "multiome_bmmc_5k.h5ad")
-    mdata = tutorial_multiome()
+def _check_multiome(mdata, n_cells: int, n_peaks: int) -> None:
     assert set(mdata.mod) == {"rna", "atac"}
-    assert mdata["rna"].shape == (5000, 4000)
-    assert mdata["atac"].shape == (5000, 20001)
+    assert mdata["rna"].shape == (n_cells, 4000)
+    assert mdata["atac"].shape == (n_cells, n_peaks)
     rna = mdata["rna"].X
     np.testing.assert_array_equal(rna.data, np.round(rna.data))
     assert rna.data.min() >= 1
@@ -209,6 +196,29 @@ def test_tutorial_multiome_from_seeded_cache(offline_cache):
     assert mdata["rna"].var["gene_stable_id"].astype(str).str.startswith("ENSG").all()
     assert "gene_stable_id" in mdata["atac"].var
     assert {"cell_type", "Site"} <= set(mdata.obs.columns) and "Site" in mdata["atac"].obs
+
+
+def test_tutorial_cite_conversion_on_a_sample_of_the_file():
+    _check_cite(cite_to_mudata(anndata.read_h5ad(TEST_DATA / "tutorial_cite_sample.h5ad")), 50)
+
+
+def test_tutorial_multiome_conversion_on_a_sample_of_the_file():
+    raw = anndata.read_h5ad(TEST_DATA / "tutorial_multiome_sample.h5ad")  # all genes, the peaks of chromosome 1
+    _check_multiome(multiome_to_mudata(raw), 50, n_peaks=2040)
+
+
+@pytest.mark.slow
+def test_tutorial_cite_from_the_registry(monkeypatch):
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)  # fetched once into the resource cache, then read from there
+    mdata = tutorial_cite()
+    _check_cite(mdata, 5000)
+    assert mdata.obs["cell_type"].nunique() == 44 and mdata.obs["Site"].nunique() == 4
+
+
+@pytest.mark.slow
+def test_tutorial_multiome_from_the_registry(monkeypatch):
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)
+    _check_multiome(tutorial_multiome(), 5000, n_peaks=20001)
 
 
 def test_tutorial_offline_without_cache_says_what_to_do(offline_cache):

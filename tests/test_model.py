@@ -1,8 +1,7 @@
-"""NETWORKVI on the real starter subsets (NeurIPS 2021 bone marrow, 2 batches) from ../shared/data."""
+"""NETWORKVI on the real CITE-seq and Multiome subsets of tests/data (NeurIPS 2021 bone marrow, 2 batches)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import anndata
@@ -19,14 +18,12 @@ from sklearn.neighbors import KNeighborsClassifier
 import scvi_networkvi as nvi
 from scvi_networkvi.model import _data, _networkvi
 
-SHARED = Path(os.environ.get("NVI_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
-CITE, MULTIOME = SHARED / "bmmc_cite_starter.h5mu", SHARED / "bmmc_multiome_starter.h5mu"
+DATA = Path(__file__).parent / "data"  # written by scripts/make_test_data.py (tests/data/README.md)
+CITE, MULTIOME = DATA / "bmmc_cite.h5mu", DATA / "bmmc_multiome.h5mu"
 EXAMPLE = nvi.datasets.example_resources()
 CITE_MODS = {"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"}
 MULTIOME_MODS = {"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
 GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactions": EXAMPLE["interactions"]}
-
-pytestmark = pytest.mark.skipif(not CITE.is_file(), reason=f"starter data not found in {SHARED}")
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +61,7 @@ def test_cite_trains_and_separates_cell_types(cite_model):
     assert latent.shape == (600, cite_model.module.n_latent) and np.isfinite(latent).all()
     labels = cite_model.adata["rna"].obs["cell_type"]
     majority = labels.value_counts(normalize=True).iloc[0]
-    assert knn_accuracy(latent, labels) > 2 * majority  # 41 cell types, majority class 15%
+    assert knn_accuracy(latent, labels) > 2 * majority  # 35 cell types, majority class 13%
 
 
 def test_modality_latents_by_role_or_name(cite_model):
@@ -88,7 +85,7 @@ def test_normalized_expression(cite_model):
     assert expr.shape == (600, 2) and (expr.to_numpy() > 0).all()
     full = cite_model.get_normalized_expression(return_numpy=True)
     np.testing.assert_allclose(full.sum(1), 1.0, rtol=1e-4)
-    other = cite_model.get_normalized_expression(gene_list=genes[:1], transform_batch="s1d2")
+    other = cite_model.get_normalized_expression(gene_list=genes[:1], transform_batch="s1d3")
     assert other.shape == (600, 1)
     with pytest.raises(ValueError, match="not a registered batch"):
         cite_model.get_normalized_expression(transform_batch="site9")
@@ -120,8 +117,8 @@ def test_multiome_trains_with_accessibility(tmp_path):
 def test_go_level_batch_norm_keeps_the_encoders_from_collapsing():
     """Without GO-level normalisation the ATAC GO encoder's posterior falls back to the prior (the original's design).
 
-    Measured on this starter (30 epochs, seed 0): spread of the ATAC posterior means 0.47 vs 0.003, kNN cell-type
-    accuracy of the ATAC latent 0.31 vs 0.13.
+    Measured on tests/data/bmmc_multiome.h5mu (30 epochs, seed 0): spread of the ATAC posterior means 1.00 vs 0.058,
+    kNN cell-type accuracy of the ATAC latent 0.38 vs 0.16 (seed 1: 0.97 vs 0.004, 0.35 vs 0.15).
     """
     spread, accuracy = {}, {}
     for norm in ("batch", "none"):
@@ -130,8 +127,8 @@ def test_go_level_batch_norm_keeps_the_encoders_from_collapsing():
         latent = model.get_latent_representation(modality="atac")
         spread[norm] = float(latent.std(0).mean())
         accuracy[norm] = knn_accuracy(latent, mdata["rna"].obs["cell_type"])
-    assert spread["batch"] > 0.1 > 0.05 > spread["none"]
-    assert accuracy["batch"] > accuracy["none"] + 0.08
+    assert spread["batch"] > 0.5 > 0.1 > spread["none"]
+    assert accuracy["batch"] > accuracy["none"] + 0.1
 
 
 def test_seeded_runs_are_identical():

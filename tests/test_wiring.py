@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scvi_networkvi import datasets as nvi_datasets
 from scvi_networkvi.wiring import (
     Wiring,
     WiringConfig,
@@ -32,8 +33,7 @@ ROOT, A, B, C, D, E, F, G, H = (
     "GO:0000007",
     "GO:0000009",
 )
-TUTORIAL = Path(os.environ.get("NVI_TUTORIAL_DATA", Path.home() / ".cache" / "nvi-tutorial-data"))
-HUMAN_GO = Path(os.environ.get("NVI_HUMAN_GO", Path.home() / ".cache" / "nvi-human-go"))
+HUMAN_GAF = Path(os.environ.get("NVI_HUMAN_GO", Path.home() / ".cache" / "nvi-human-go")) / "ensembl2go-human-2022.gaf"
 
 
 @pytest.fixture(autouse=True)
@@ -329,23 +329,29 @@ def test_each_file_is_parsed_once_for_several_modalities(monkeypatch):
 
 
 # ---- real data: the tutorial resources ---------------------------------------------------------------------------
-needs_tutorial = pytest.mark.skipif(
-    not (TUTORIAL / "go-basic.obo").is_file(), reason="tutorial data absent: run get_tutorial_data.sh"
-)
+def tutorial_inputs(source: str, registry_file) -> tuple[Path, dict[str, Path]]:
+    """The tutorial CITE-seq file (its features) and the GO, GAF and interaction files: the slices of the embedded
+    example and tests/data, which compile to the same wirings as the full files (checked by make_test_data.py),
+    or the full registry resources."""
+    if source == "slices":
+        example = nvi_datasets.example_resources()
+        files = {"go": example["go"], "annotations": example["annotations"]}
+        return DATA / "tutorial_cite_sample.h5ad", {**files, "interactions": DATA / "tutorial_interactions.csv"}
+    names = {"go": "go-basic", "annotations": "ensembl2go-tutorial", "interactions": "k562-contact-domains"}
+    return registry_file("tutorial-cite"), {key: registry_file(name) for key, name in names.items()}
 
 
-@needs_tutorial
-def test_tutorial_cite_seq_reproduces_the_original_go_tutorial_figures():
+@pytest.mark.parametrize("source", ["slices", pytest.param("registry", marks=pytest.mark.slow)])
+def test_tutorial_cite_seq_reproduces_the_original_go_tutorial_figures(source, registry_file):
     anndata = pytest.importorskip("anndata")
     import pandas as pd
 
-    adata = anndata.read_h5ad(TUTORIAL / "cite_bmmc_5k.h5ad", backed="r")
+    cite, files = tutorial_inputs(source, registry_file)
+    adata = anndata.read_h5ad(cite, backed="r")
     protein_var = pd.DataFrame(adata.uns["protein_expression"]["var"])
     wirings = compile_wirings(
         {"rna": adata.var["gene_stable_id"].tolist(), "prot": protein_var["gene_stable_id"].tolist()},
-        go=TUTORIAL / "go-basic.obo",
-        annotations=TUTORIAL / "ensembl2go.gaf",
-        interactions=TUTORIAL / "gene_interactions.csv",
+        **files,
         gene_size=5,
         term_size=2,
         root_size=63,
@@ -375,14 +381,14 @@ def test_tutorial_cite_seq_reproduces_the_original_go_tutorial_figures():
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (HUMAN_GO / "ensembl2go-human-2022.gaf").is_file() or not (TUTORIAL / "go-basic.obo").is_file(),
-    reason="full human GO absent: run get_human_go.sh and get_tutorial_data.sh",
+    not HUMAN_GAF.is_file(),
+    reason=f"needs the full human GAF of 2022 keyed by ENSEMBL id ({HUMAN_GAF}; set NVI_HUMAN_GO to its folder): "
+    "no registry resource holds one yet",
 )
-def test_full_human_gaf_against_2025_obo_drops_and_counts_obsolete_ids():
+def test_full_human_gaf_against_2025_obo_drops_and_counts_obsolete_ids(registry_file):
     import pandas as pd
 
-    gaf = HUMAN_GO / "ensembl2go-human-2022.gaf"
-    genes = pd.read_csv(gaf, sep="\t", comment="!", header=None, usecols=[1], dtype=str)[1].unique()
-    w = compile_wiring(genes, go=TUTORIAL / "go-basic.obo", annotations=gaf, max_depth=30, cache=False)
+    genes = pd.read_csv(HUMAN_GAF, sep="\t", comment="!", header=None, usecols=[1], dtype=str)[1].unique()
+    w = compile_wiring(genes, go=registry_file("go-basic"), annotations=HUMAN_GAF, max_depth=30, cache=False)
     assert w.info["dropped_go_ids"] == 729  # 2022 BP ids that the 2025 OBO lacks or marks obsolete
     assert w.n_terms > 10_000 and w.gene_annotated.mean() > 0.85
