@@ -30,6 +30,7 @@ from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
 from ._query import freeze_for_query, transfer_state
+from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import LAYER_ROLES, check_continuous_covariates, check_counts, layer_matrix
 
@@ -581,19 +582,21 @@ class NETWORKVI(
             trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        return super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan,
-            **trainer_kwargs,
-        )
+        quiet = TRAINING_WARNINGS + (QUERY_WARNINGS if getattr(self, "query_", False) else ())
+        with quiet_lightning(quiet):
+            return super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                shuffle_set_split=shuffle_set_split,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan,
+                **trainer_kwargs,
+            )
 
     # ---- query mapping ---------------------------------------------------------------------------------------------
     @staticmethod
