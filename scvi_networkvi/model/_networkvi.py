@@ -551,6 +551,10 @@ class NETWORKVI(
     ):
         """Train with scvi-tools' adversarial training plan and Lightning trainer.
 
+        Lightning's start-up lines (GPU / TPU available, tips) are not shown while this runs; give
+        ``logging.getLogger("lightning.pytorch.utilities.rank_zero")`` a level (INFO) to see them. The progress bar
+        and ``scvi.settings.verbosity`` work as in scvi-tools.
+
         Parameters
         ----------
         max_epochs
