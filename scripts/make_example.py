@@ -30,6 +30,9 @@ Derivation (all random choices draw from one ``numpy.random.default_rng(seed)``,
 5. Proteins: all 134, integer counts (dense), ``gene_stable_id`` kept as given (missing for 5 ADTs), except that
    the tutorial's set literal for CD3 (``"{'ENSG00000167286','ENSG00000198851'}"``) is written in the list form that
    :func:`scvi_networkvi.wiring.parse_feature_gene_ids` reads as several genes (``"['ENSG00000167286', ...]"``).
+   Names as given, except that the 29 antibodies named like one of the source's 4000 genes get the suffix ``_ADT``
+   (``CD4_ADT``; :func:`scvi_networkvi.datasets._tutorial.unique_protein_names`, as ``tutorial_cite()`` names
+   them), so that the MuData's ``var_names`` are unique.
 6. ``cite_example.h5mu``: MuData with modalities ``rna`` (CSR int32 counts, var index = gene symbols, var
    ``gene_stable_id``) and ``prot``; obs ``cell_type``, ``Site``, ``DonorID``, ``DonorSmoker`` (categoricals without
    unused categories), ``DonorBMI``, ``DonorAge`` in the global obs and in each modality's obs; gzip level 9.
@@ -187,6 +190,8 @@ def ids_frame(names: list[str], ids: pd.Series) -> pd.DataFrame:
 
 
 def build_mudata(cite: ad.AnnData, cells: np.ndarray, genes: np.ndarray) -> md.MuData:
+    from scvi_networkvi.datasets._tutorial import unique_protein_names
+
     obs = clean_obs(cite.obs.iloc[cells])
     counts = sp.csr_matrix(cite.X[cells][:, genes])
     check(np.all(counts.data == np.round(counts.data)) and counts.data.min() >= 0, "RNA X is not integer counts")
@@ -202,7 +207,7 @@ def build_mudata(cite: ad.AnnData, cells: np.ndarray, genes: np.ndarray) -> md.M
     prot = ad.AnnData(
         X=np.ascontiguousarray(prot_values.astype(np.int32)),
         obs=obs.copy(),
-        var=ids_frame(prot_var.index.astype(str).tolist(), prot_var["gene_stable_id"]),
+        var=ids_frame(unique_protein_names(prot_var.index, cite.var_names), prot_var["gene_stable_id"]),
     )
     with no_pull():
         mdata = md.MuData({"rna": rna, "prot": prot})
@@ -403,7 +408,7 @@ of the GO slice, the annotations and the interactions for `scvi_networkvi.wiring
 
 | file | what |
 |---|---|
-| `cite_example.h5mu` | MuData: {n_cells} cells; `rna` {n_genes} genes (integer counts, CSR int32; var index gene symbols, var `gene_stable_id` ENSEMBL ids; {n_annotated} genes with an annotation in the tutorial GAF + {n_hvg} most variable others), `prot` {n_prot} ADT proteins (integer counts, dense int32; var `gene_stable_id`, missing for {n_prot_missing}, the list `"['ENSG00000167286', 'ENSG00000198851']"` for CD3); obs `cell_type` ({n_types} types), `Site` ({sites}), `DonorID`, `DonorSmoker`, `DonorBMI`, `DonorAge` |
+| `cite_example.h5mu` | MuData: {n_cells} cells; `rna` {n_genes} genes (integer counts, CSR int32; var index gene symbols, var `gene_stable_id` ENSEMBL ids; {n_annotated} genes with an annotation in the tutorial GAF + {n_hvg} most variable others), `prot` {n_prot} ADT proteins (integer counts, dense int32; var index antibody names, `_ADT` appended to the {n_prot_renamed} named like a gene, e.g. `CD4_ADT`, so that the MuData's var_names are unique; var `gene_stable_id`, missing for {n_prot_missing}, the list `"['ENSG00000167286', 'ENSG00000198851']"` for CD3); obs `cell_type` ({n_types} types), `Site` ({sites}), `DonorID`, `DonorSmoker`, `DonorBMI`, `DonorAge` |
 | `go_slice.obo` | OBO 1.2: the header of GO go-basic release 2025-03-16 and, verbatim, the {n_terms} non-obsolete `[Term]` stanzas annotated to the example's genes/proteins in `annotations.gaf` plus all their ancestors through `is_a` and `relationship` lines, then the `[Typedef]` stanzas |
 | `annotations.gaf` | GAF 2.2: header + the {n_gaf} lines of the tutorial's `ensembl2go.gaf` whose column-2 ENSEMBL id is an example gene or protein |
 | `interactions.csv` | `gene1,gene2,combined_score`: the {n_edges} rows of the tutorial's `gene_interactions.csv` (ENCODE K562 Hi-C contact domains, ENCFF173VDJ) between example genes/proteins |
@@ -566,6 +571,7 @@ def main(argv: list[str] | None = None) -> None:
             "n_hvg": len(hvg),
             "n_prot": mdata["prot"].n_vars,
             "n_prot_missing": int(prot_series.isna().sum()),
+            "n_prot_renamed": int(mdata["prot"].var_names.str.endswith("_ADT").sum()),
             "n_types": len(types),
             "type_list": ", ".join(f"{t} ({int((mdata.obs['cell_type'] == t).sum())})" for t in types),
             "sites": ", ".join(f"{s} ({int((mdata.obs['Site'] == s).sum())})" for s in sites),

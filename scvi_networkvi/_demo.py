@@ -28,11 +28,13 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
     import scvi
 
     import scvi_networkvi as nvi
+    from scvi_networkvi.model._quiet import quiet_lightning
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    scvi.settings.seed = 0
+    with quiet_lightning():  # no "Seed set to 0"
+        scvi.settings.seed = 0
     mdata = nvi.datasets.example()
     mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
     mdata.obs["Site"] = mdata["rna"].obs["Site"].astype("category")

@@ -249,3 +249,47 @@ def registry_file():
         return store.fetch(name)
 
     return fetch
+
+
+#: Lightning's start-up lines that NETWORKVI's calls must not show (tests/test_quiet.py).
+LIGHTNING_CHATTER = ("GPU available", "TPU available", "HPU available", "LOCAL_RANK", "Tip:", "Seed set to", "stopped:")
+
+
+@pytest.fixture
+def noise(recwarn):
+    """What a user would see of NETWORKVI's calls besides their own output, recorded while the test runs.
+
+    ``noise.lines``: the messages of every record that reaches a handler of Lightning's loggers (its start-up lines
+    would); ``noise.warnings()``: the warnings shown with Python's default filters that are not a third party's own
+    deprecation (a DeprecationWarning raised inside a library on its own behalf is hidden by default; one attributed
+    to our code is not).
+    """
+    import logging
+
+    class Noise(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.NOTSET)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+        def warnings(self) -> list[str]:
+            return [
+                f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+                for w in recwarn
+                if not issubclass(w.category, DeprecationWarning) or "scvi_networkvi" in w.filename
+            ]
+
+        def chatter(self) -> list[str]:
+            return [line for line in self.lines if any(text in line for text in LIGHTNING_CHATTER)]
+
+    handler = Noise()
+    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    for log in loggers:
+        log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        for log in loggers:
+            log.removeHandler(handler)

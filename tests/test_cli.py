@@ -16,13 +16,15 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
 
 
-def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys):
+def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys, noise):
     import numpy as np
 
     from scvi_networkvi._demo import run_demo
 
     result = run_demo(tmp_path / "figures", epochs=8, stream=sys.stdout, progress=False)
     out = capsys.readouterr().out
+    assert noise.lines == [] and noise.warnings() == []  # no Lightning start-up lines, no warnings
+    assert out.startswith("Embedded example: 2000 real CITE-seq cells")
     assert "Embedded example: 2000 real CITE-seq cells" in out and "Top 3 GO terms per cell type" in out
     mdata = result["mdata"]
     types = set(mdata.obs["cell_type"].cat.categories)

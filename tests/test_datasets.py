@@ -12,7 +12,12 @@ import pytest
 import scipy.sparse as sp
 
 from scvi_networkvi.datasets import example, example_resources, tutorial_cite, tutorial_multiome
-from scvi_networkvi.datasets._tutorial import _unscale_counts, cite_to_mudata, multiome_to_mudata
+from scvi_networkvi.datasets._tutorial import (
+    _unscale_counts,
+    cite_to_mudata,
+    multiome_to_mudata,
+    unique_protein_names,
+)
 from scvi_networkvi.resources import DATA_DIR_ENV, OFFLINE_ENV
 from scvi_networkvi.wiring import compile_wirings, parse_feature_gene_ids
 
@@ -63,7 +68,14 @@ def test_example_loads_offline_with_promised_contents(offline_cache):
     assert sum(bool(ids) for ids in prot_ids) == 129  # 5 antibodies without a gene id
     assert all(re.fullmatch(r"ENSG\d{11}", gene) for ids in prot_ids for gene in ids)
     assert prot_ids[list(prot.var_names).index("CD3")] == ["ENSG00000167286", "ENSG00000198851"]
-    assert {"CD86", "CD4"} <= set(prot.var_names)
+    assert {"CD86_ADT", "CD4_ADT", "CD274"} <= set(prot.var_names)  # _ADT: the antibodies named like a gene
+    assert mdata.var_names.is_unique
+
+
+def test_example_loads_and_subsets_without_warnings(offline_cache, recwarn):
+    mdata = example()
+    mdata[:100].copy()
+    assert not [str(w.message) for w in recwarn if "not unique" in str(w.message)]
 
 
 def test_example_calls_are_independent(offline_cache):
@@ -181,6 +193,30 @@ def _check_cite(mdata, n_cells: int) -> None:
     assert mdata["prot"].var["gene_stable_id"].isna().sum() == 5
     prot_ids = parse_feature_gene_ids(list(mdata["prot"].var["gene_stable_id"]))
     assert prot_ids[list(mdata["prot"].var_names).index("CD3")] == ["ENSG00000167286", "ENSG00000198851"]
+    assert mdata.var_names.is_unique
+    example_prot = example()["prot"].var_names
+    assert list(mdata["prot"].var_names) == list(example_prot)  # one naming rule for both
+
+
+def test_cite_to_mudata_gives_unique_var_names(recwarn):
+    genes = ["CD4", "LYZ", "CD14"]
+    adata = anndata.AnnData(
+        X=sp.csr_matrix(np.ones((3, 3), dtype=np.float32)),
+        obs=pd.DataFrame({"Site": ["a", "b", "a"]}, index=["c1", "c2", "c3"]),
+        var=pd.DataFrame({"gene_stable_id": ["ENSG1", "ENSG2", "ENSG3"]}, index=genes),
+    )
+    adata.obsm["protein_expression"] = np.ones((3, 2))
+    adata.uns["protein_expression"] = {"var": pd.DataFrame({"gene_stable_id": ["ENSG1", None]}, index=["CD4", "CD3"])}
+    mdata = cite_to_mudata(adata)
+    assert list(mdata["prot"].var_names) == ["CD4_ADT", "CD3"]
+    assert list(mdata["rna"].var_names) == genes and mdata.var_names.is_unique
+    assert not [w for w in recwarn if "not unique" in str(w.message)]
+
+
+def test_unique_protein_names_refuses_a_clash_it_cannot_resolve():
+    assert unique_protein_names(["A", "B"], ["B"]) == ["A", "B_ADT"]
+    with pytest.raises(ValueError, match="B_ADT"):
+        unique_protein_names(["B", "B_ADT"], ["B"])
 
 
 def _check_multiome(mdata, n_cells: int, n_peaks: int) -> None:

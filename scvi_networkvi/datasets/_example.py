@@ -57,7 +57,9 @@ def example() -> mudata.MuData:
       tutorial GAF plus the 348 most variable others; ``var_names`` are gene symbols, ``var['gene_stable_id']`` the
       ENSEMBL gene ids;
     - modality ``prot``: 134 ADT proteins, integer counts (dense, int32); ``var_names`` are the antibody names,
-      ``var['gene_stable_id']`` the ENSEMBL id of the encoding gene (missing for 5 antibodies, e.g. ``HLA-DR``);
+      with ``_ADT`` appended to the 29 named like a gene (``CD4_ADT``), so that the MuData's ``var_names`` are
+      unique; ``var['gene_stable_id']`` the ENSEMBL id of the encoding gene (missing for 5 antibodies, e.g.
+      ``HLA-DR``);
     - ``obs`` (global and per modality): ``cell_type``, ``Site``, ``DonorID``, ``DonorSmoker`` (categorical),
       ``DonorBMI``, ``DonorAge``.
 

@@ -16,6 +16,24 @@ from ._example import _no_pull
 
 _RNA_LABELS = {"gene expression", "gex", "rna"}
 _ATAC_LABELS = {"peaks", "atac"}
+#: Appended to a protein (ADT) name that is also a gene name of the RNA modality (``CD4`` the gene, ``CD4_ADT`` the
+#: antibody), so that the MuData's ``var_names`` are unique across modalities.
+PROTEIN_SUFFIX = "_ADT"
+
+
+def unique_protein_names(proteins, genes) -> list[str]:
+    """The protein names with :data:`PROTEIN_SUFFIX` appended to those that are also gene names.
+
+    The tutorial's CITE-seq data names 29 antibodies like their genes (``CD4``, ``CD14``, ``TIGIT``...); MuData warns
+    about the repeated ``var_names`` on every update. Raises a ValueError if the names are still not unique.
+    """
+    genes = pd.Index(np.asarray(genes, dtype=str))
+    names = [f"{p}{PROTEIN_SUFFIX}" if p in genes else p for p in np.asarray(proteins, dtype=str).tolist()]
+    index = pd.Index(names)
+    if not index.is_unique or index.isin(genes).any():
+        clash = sorted(set(index[index.duplicated() | index.isin(genes)]))
+        raise ValueError(f"Protein names {clash[:5]} are repeated or are gene names even after renaming.")
+    return names
 
 
 def _to_mudata(modalities: Mapping[str, anndata.AnnData], obs: pd.DataFrame) -> mudata.MuData:
@@ -93,7 +111,8 @@ def cite_to_mudata(adata: anndata.AnnData) -> mudata.MuData:
     Returns
     -------
     ``rna``: ``X`` and var as given (without the ``modality`` column); ``prot``: the protein counts, dense, var
-    ``gene_stable_id`` (missing where the tutorial has no id); obs copied to the global obs and both modalities.
+    ``gene_stable_id`` (missing where the tutorial has no id), named as given except that a protein named like a
+    gene gets the suffix ``_ADT`` (:func:`unique_protein_names`); obs copied to the global obs and both modalities.
     """
     if "protein_expression" not in adata.obsm:
         raise ValueError("The CITE-seq AnnData has no obsm['protein_expression'].")
@@ -111,7 +130,7 @@ def cite_to_mudata(adata: anndata.AnnData) -> mudata.MuData:
                 f"({values.shape[1]} proteins)."
             )
     prot_var = _ids_var(pd.DataFrame(prot_var).copy())
-    prot_var.index = prot_var.index.astype(str)
+    prot_var.index = pd.Index(unique_protein_names(prot_var.index, adata.var_names))
     obs = adata.obs.copy()
     rna = anndata.AnnData(X=adata.X.copy(), obs=obs.copy(), var=_ids_var(adata.var.copy()))
     prot = anndata.AnnData(X=np.ascontiguousarray(values), obs=obs.copy(), var=prot_var)
@@ -161,7 +180,8 @@ def tutorial_cite(*, progressbar: bool = False) -> mudata.MuData:
     Returns
     -------
     MuData with ``rna`` (5000 x 4000 raw counts, var ``gene_stable_id`` ENSEMBL ids) and ``prot`` (5000 x 134 ADT
-    counts, var ``gene_stable_id``, missing for 5 antibodies); obs ``cell_type`` (44 labels), ``Site`` (4 sites),
+    counts, var ``gene_stable_id``, missing for 5 antibodies; the 29 antibodies named like a gene end in ``_ADT``,
+    e.g. ``CD4_ADT``); obs ``cell_type`` (44 labels), ``Site`` (4 sites),
     ``DonorID``, ``DonorSmoker``, ``DonorBMI``, ``DonorAge`` in the global obs and in both modalities.
     """
     return cite_to_mudata(_read("tutorial-cite", progressbar))

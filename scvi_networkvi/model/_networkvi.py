@@ -30,8 +30,18 @@ from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
 from ._query import freeze_for_query, transfer_state
+from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
-from ._validation import LAYER_ROLES, check_continuous_covariates, check_counts, layer_matrix
+from ._validation import (
+    LAYER_ROLES,
+    SETUP_MUDATA,
+    Caller,
+    check_categories,
+    check_continuous_covariates,
+    check_counts,
+    layer_matrix,
+    query_caller,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +432,7 @@ class NETWORKVI(
             "batch_key": "rna"}``. At least one of ``rna_layer``, ``protein_layer``, ``atac_layer``.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        caller = kwargs.pop("_caller", SETUP_MUDATA)  # nvi.tl.train, load_query_data: errors in their words
         if modalities is None:
             raise ValueError(
                 'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
@@ -440,7 +451,9 @@ class NETWORKVI(
                 continue
             adata = mdata[mod]
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
-            check_counts(layer_matrix(adata, layers[role], where), where)
+            data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
+            fix = caller.raw_counts_fix(layer_key, data)
+            check_counts(layer_matrix(adata, layers[role], where, fix), where, fix)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
         present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
@@ -463,9 +476,9 @@ class NETWORKVI(
                     continue
                 if mods[name] is not None:
                     raise ValueError(
-                        f"The modalities hold different cells (mosaic data): {name} must be read from the global "
-                        f"mdata.obs, not from modality {mods[name]!r}. Drop {name!r} from modalities (e.g. after "
-                        "mdata.pull_obs())."
+                        f"The modalities hold different cells (mosaic data): {name} {keys!r} must be read from the "
+                        f"global mdata.obs, not from modality {mods[name]!r}. Bring the column there (e.g. "
+                        f"mdata.pull_obs()) and do not name {name!r} in modalities."
                     )
                 missing = [k for k in ([keys] if isinstance(keys, str) else keys) if k not in mdata.obs.columns]
                 if missing:
@@ -473,11 +486,16 @@ class NETWORKVI(
                         f"{name}: {missing} not in the global mdata.obs (columns: {list(mdata.obs.columns)[:8]}). "
                         "Bring them there with mdata.pull_obs() or set them on mdata.obs."
                     )
+        for name, keys in (("batch_key", batch_key), ("categorical_covariate_keys", categorical_covariate_keys)):
+            mod = mods[name]
+            obs, where = (mdata.obs, "mdata.obs") if mod is None else (mdata[mod].obs, f"mdata[{mod!r}].obs")
+            check_categories(obs, keys, name, where, caller)
         cont_mod = mods.continuous_covariate_keys
         check_continuous_covariates(
             mdata[cont_mod].obs if cont_mod is not None else mdata.obs,
             continuous_covariate_keys,
             f"modality {cont_mod!r} obs" if cont_mod is not None else "the global mdata.obs",
+            caller,
         )
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
         anndata_fields = [
@@ -533,6 +551,10 @@ class NETWORKVI(
     ):
         """Train with scvi-tools' adversarial training plan and Lightning trainer.
 
+        Lightning's start-up lines (GPU / TPU available, tips) are not shown while this runs; give
+        ``logging.getLogger("lightning.pytorch.utilities.rank_zero")`` a level (INFO) to see them. The progress bar
+        and ``scvi.settings.verbosity`` work as in scvi-tools.
+
         Parameters
         ----------
         max_epochs
@@ -581,19 +603,21 @@ class NETWORKVI(
             trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        return super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=train_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            batch_size=batch_size,
-            early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan,
-            **trainer_kwargs,
-        )
+        quiet = TRAINING_WARNINGS + (QUERY_WARNINGS if getattr(self, "query_", False) else ())
+        with quiet_lightning(quiet):
+            return super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                shuffle_set_split=shuffle_set_split,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan,
+                **trainer_kwargs,
+            )
 
     # ---- query mapping ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -639,6 +663,7 @@ class NETWORKVI(
         freeze: bool = True,
         accelerator: str = "auto",
         device: int | str = "auto",
+        _caller: Caller | None = None,
     ) -> NETWORKVI:
         """A query model: the reference's weights, with new batches added as new categories.
 
@@ -659,6 +684,8 @@ class NETWORKVI(
             of and centre every other batch (new, or a category the reference registered without cells) by its own.
         accelerator, device
             Where the query model lives.
+        _caller
+            Internal: the function the user called (``nvi.tl.map_query``), which errors about the query name.
         """
         if isinstance(reference_model, str | os.PathLike):
             attr_dict, var_names, ref_state, _ = _load_saved_files(
@@ -685,7 +712,12 @@ class NETWORKVI(
                     "NETWORKVI.prepare_query_mudata(query, reference_model) first."
                 )
         cls.setup_mudata(
-            mdata, source_registry=registry, extend_categories=True, allow_missing_labels=True, **setup_args
+            mdata,
+            source_registry=registry,
+            extend_categories=True,
+            allow_missing_labels=True,
+            _caller=_caller or query_caller("NETWORKVI.load_query_data"),
+            **setup_args,
         )
         params = attr_dict["init_params_"]
         kwargs = {**params.get("non_kwargs", {}), **params.get("kwargs", {})}

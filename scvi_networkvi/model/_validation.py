@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
 #: ``modalities`` keys of ``setup_mudata`` that name a data layer, and the role each gives the modality.
 LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "atac"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The function the user called, so that a check run on its behalf names that function and its arguments.
+
+    ``layer_fix`` tells how to point that function at raw counts; it is formatted with ``layer_key``
+    (``"rna_layer"``), ``role`` (``"rna"``) and ``where`` (the data checked).
+    """
+
+    name: str
+    layer_fix: str
+
+    def raw_counts_fix(self, layer_key: str, where: str) -> str:
+        return self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
+
+
+SETUP_MUDATA = Caller("NETWORKVI.setup_mudata", "pass the layer that holds raw counts (e.g. {layer_key}='counts')")
+
+
+def query_caller(name: str) -> Caller:
+    """A query mapping entry point: the layer is the reference's, so the query's data there must be counts."""
+    return Caller(name, "give the query raw counts in {where}, the data the reference model was registered with")
 
 
 def _values(matrix) -> np.ndarray:
@@ -17,8 +42,11 @@ def _values(matrix) -> np.ndarray:
     return np.asarray(matrix)
 
 
-def check_counts(matrix, where: str) -> None:
-    """Raise a ValueError naming ``where`` if the matrix is empty or not non-negative integer counts."""
+def check_counts(matrix, where: str, fix: str = "pass the layer that holds raw counts") -> None:
+    """Raise a ValueError naming ``where`` if the matrix is empty or not non-negative integer counts.
+
+    ``fix``: how the user points the function they called at raw counts (:meth:`Caller.raw_counts_fix`).
+    """
     shape = matrix.shape
     if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"{where} is empty ({shape[0]} cells x {shape[1]} features).")
@@ -34,27 +62,46 @@ def check_counts(matrix, where: str) -> None:
                 "measured in only some cells, drop those cells from the modality instead of filling with NaN."
             )
     if (values < 0).any():
-        raise ValueError(f"{where} contains negative values: give raw counts, not scaled or log data.")
+        raise ValueError(f"{where} contains negative values: NetworkVI models raw counts; {fix}.")
     if values.dtype.kind == "f" and not np.all(values == np.round(values)):
         example = values[values != np.round(values)][0]
         raise ValueError(
-            f"{where} contains non-integer values (e.g. {example:g}): NetworkVI models raw counts. Use the layer "
-            "with raw counts (e.g. rna_layer='counts'), not normalised or log-transformed data."
+            f"{where} contains non-integer values (e.g. {example:g}), as normalised or log-transformed data do: "
+            f"NetworkVI models raw counts; {fix}."
         )
 
 
-def layer_matrix(adata, layer: str | None, where: str):
+def layer_matrix(adata, layer: str | None, where: str, fix: str = "pass the layer that holds raw counts"):
     """``adata.X`` or ``adata.layers[layer]`` with a clear error for a missing layer."""
     if layer is None:
         if adata.X is None:
-            raise ValueError(f"{where} has no .X; pass the layer holding raw counts.")
+            raise ValueError(f"{where} has no .X; {fix}.")
         return adata.X
     if layer not in adata.layers:
         raise ValueError(f"{where} has no layer {layer!r}; available layers: {list(adata.layers)}.")
     return adata.layers[layer]
 
 
-def check_continuous_covariates(obs, keys, where: str) -> None:
+def check_categories(obs, keys, name: str, where: str, caller: Caller) -> None:
+    """Raise a ValueError if a categorical obs column (batch, categorical covariate) lacks a value for some cells.
+
+    scvi-tools would fail later, when making the column categorical, with a message that names neither the column's
+    missing values nor the fix. ``name`` is the argument as the user knows it (``"batch_key"``), ``where`` the obs
+    table (``"mdata.obs"``). Columns that are not there are left to the other checks.
+    """
+    for key in [keys] if isinstance(keys, str) else list(keys or []):
+        if key not in obs.columns:
+            continue
+        missing = int(obs[key].isna().sum())
+        if missing:
+            raise ValueError(
+                f"{caller.name}: {name} {key!r} has no value (NaN) for {missing} of {len(obs)} cells in "
+                f"{where}[{key!r}]. Fill them (e.g. with a category such as 'unknown') or drop those cells, then call "
+                f"{caller.name} again."
+            )
+
+
+def check_continuous_covariates(obs, keys, where: str, caller: Caller = SETUP_MUDATA) -> None:
     """Raise a ValueError if a continuous covariate column of ``obs`` is missing, not numeric, NaN or infinite."""
     for key in [keys] if isinstance(keys, str) else list(keys or []):
         if key not in obs.columns:
@@ -72,5 +119,5 @@ def check_continuous_covariates(obs, keys, where: str) -> None:
         if bad.any():
             raise ValueError(
                 f"Continuous covariate {key!r} in {where} has {int(bad.sum())} NaN or infinite values. Fill them "
-                "(e.g. with the column's median) or drop those cells before setup_mudata."
+                f"(e.g. with the column's median) or drop those cells before {caller.name}."
             )

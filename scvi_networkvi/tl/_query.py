@@ -12,9 +12,13 @@ import pandas as pd
 from mudata import MuData
 from sklearn.neighbors import KNeighborsClassifier
 
+from scvi_networkvi.model._validation import check_categories, query_caller
+
 from ._utils import check_groupby, check_key, check_model, check_mudata, record, rollback
 
 logger = logging.getLogger(__name__)
+#: Errors raised while the query is registered name map_query.
+CALLER = query_caller("nvi.tl.map_query")
 
 
 def transfer_labels(
@@ -111,13 +115,24 @@ def map_query(
             raise ValueError(
                 f"The query MuData lacks modalities {missing} of the reference (has {list(query_mdata.mod)})."
             )
-        batch_key = model.registry_["setup_args"].get("batch_key")
-        batch_mod = model.registry_["setup_args"]["modalities"].get("batch_key")
+        setup_args = model.registry_["setup_args"]
+        batch_key = setup_args.get("batch_key")
+        batch_mod = setup_args["modalities"].get("batch_key")
         if batch_key is not None:
             obs = query_mdata.obs if batch_mod is None else query_mdata[batch_mod].obs
             if batch_key not in obs.columns:
                 where = "mdata.obs" if batch_mod is None else f"mdata[{batch_mod!r}].obs"
                 raise ValueError(f"The query has no batch column {batch_key!r} in {where}, as the reference has.")
+        for name in ("batch_key", "categorical_covariate_keys"):  # before the query's features are aligned
+            mod = setup_args["modalities"].get(name)
+            if mod is not None and mod not in query_mdata.mod:
+                continue
+            obs, where = (
+                (query_mdata.obs, "query_mdata.obs")
+                if mod is None
+                else (query_mdata[mod].obs, f"query_mdata[{mod!r}].obs")
+            )
+            check_categories(obs, setup_args.get(name), f"the reference's {name}", where, CALLER)
     labels = None
     if groupby is not None:
         labels = check_groupby(model.adata, groupby)
@@ -126,7 +141,7 @@ def map_query(
                 raise ValueError("groupby must not end in '_predicted' / '_confidence'.")
     with rollback(query_mdata):
         NETWORKVI.prepare_query_mudata(query_mdata, model)
-        query_model = NETWORKVI.load_query_data(query_mdata, model, freeze=freeze)
+        query_model = NETWORKVI.load_query_data(query_mdata, model, freeze=freeze, _caller=CALLER)
         query_model.train(max_epochs=max_epochs, **train_kwargs)
         latent = np.asarray(query_model.get_latent_representation())
         if labels is not None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from mudata import MuData
 
-from scvi_networkvi.model._validation import LAYER_ROLES
+from scvi_networkvi.model._validation import LAYER_ROLES, Caller
 
 from ._utils import check_mudata, jsonable, record, rollback
 
@@ -24,6 +24,8 @@ DEFAULT_MODALITY_NAMES = {
     "atac_layer": ("atac", "peaks", "ATAC"),
 }
 _ROLE_KEYS = {role: layer_key for layer_key, role in LAYER_ROLES.items()}
+#: Errors raised by setup_mudata on behalf of nvi.tl.train name train's arguments.
+CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})")
 _MODALITY_KEYS = (
     *LAYER_ROLES,
     "batch_key",
@@ -223,7 +225,7 @@ def train(
     if gene_id_key is not None:
         setup["gene_id_key"] = gene_id_key
     with rollback(mdata):
-        NETWORKVI.setup_mudata(mdata, **setup)
+        NETWORKVI.setup_mudata(mdata, **setup, _caller=CALLER)
         model = NETWORKVI(
             mdata, go=go, annotations=annotations, interactions=interactions, encoder=encoder, **model_kwargs
         )
