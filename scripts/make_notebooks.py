@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -304,17 +305,29 @@ def build(name: str, cells: list[tuple[str, str]], timeout: int = 3600) -> Path:
     return path
 
 
-#: Stream-output lines that are a library's advertising, not the notebook's output (Lightning's "Tip" line).
-ADVERTISING = ("\N{ELECTRIC LIGHT BULB} Tip:",)
+#: Stream-output lines that are no output of the notebook: a library's advertising (Lightning's "Tip" line) and
+#: tqdm's warning that the build machine lacks ipywidgets (with the source line it quotes).
+ADVERTISING = (
+    "\N{ELECTRIC LIGHT BULB} Tip:",
+    "TqdmWarning: IProgress not found",
+    "from .autonotebook import tqdm as notebook_tqdm",
+)
+
+#: Where the build machine installed a package, as warnings print it: stored as ``.../site-packages/``.
+SITE_PACKAGES = re.compile(r"[^\s\"']*/(?:site|dist)-packages/")
 
 
 def clean_outputs(nb) -> None:
-    """Drop advertising lines from the stream outputs of an executed notebook (in place)."""
+    """Drop advertising lines and this machine's install paths from the stream outputs of a notebook (in place)."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 lines = output["text"].splitlines(keepends=True)
-                output["text"] = "".join(line for line in lines if not any(ad in line for ad in ADVERTISING))
+                kept = "".join(line for line in lines if not any(ad in line for ad in ADVERTISING))
+                output["text"] = SITE_PACKAGES.sub(".../site-packages/", kept)
+    for cell in nb.cells:  # a stream emptied of everything is dropped
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if o.get("output_type") != "stream" or o["text"]]
 
 
 def main() -> None:
