@@ -38,6 +38,8 @@ PERTURBATION_COLUMNS = [
     "pval",
     "qval",
     "n_cells_heldout",
+    "auroc_fit_before",
+    "auroc_fit_after",
 ]
 
 
@@ -213,6 +215,8 @@ def compute_perturbation(
                 frame["n_cells_heldout"] = int(
                     cells.targets.case_eval[position].sum() + cells.targets.control_eval[position].sum()
                 )
+                frame["auroc_fit_before"] = stats.fit_before[:, position]
+                frame["auroc_fit_after"] = stats.fit_after[:, position]
                 frames.append(frame)
     if not frames:
         raise ValueError(f"No phenotype has at least {min_cells} cases and controls in both splits.")

@@ -48,7 +48,10 @@ class ProbeStats:
 
 @dataclass(frozen=True)
 class ChangeStats:
-    """Per node and phenotype (``(k, p)``): AUROC before, after, their difference with interval and p-value."""
+    """Per node and phenotype (``(k, p)``): AUROC before, after, their difference with interval and p-value.
+
+    ``fit_before`` / ``fit_after`` are the in-sample AUROCs on the fitting cells (what the original read).
+    """
 
     before: np.ndarray
     after: np.ndarray
@@ -56,6 +59,8 @@ class ChangeStats:
     low: np.ndarray
     high: np.ndarray
     pval: np.ndarray
+    fit_before: np.ndarray
+    fit_after: np.ndarray
 
 
 def node_chunks(table: NodeTable, n_cells: int) -> Iterator[tuple[str, np.ndarray]]:
@@ -184,22 +189,28 @@ def change_probes(
     """Held-out AUROC of every node's probe before and after a perturbation, and the paired change.
 
     ``refit=True`` fits new probes on the perturbed fitting cells (the same cells and split); ``False`` scores the
-    perturbed held-out cells with the unperturbed probes (standardisation included).
+    perturbed held-out cells with the unperturbed probes (standardisation included). The in-sample AUROCs on the
+    fitting cells, before and after, come along for comparison.
     """
     k, p = len(table.frame), targets.n_phenotypes
-    out = {name: np.full((k, p), np.nan) for name in ("before", "after", "delta", "low", "high", "pval")}
+    names = ("before", "after", "delta", "low", "high", "pval", "fit_before", "fit_after")
+    out = {name: np.full((k, p), np.nan) for name in names}
     for source, positions in node_chunks(table, 2 * (len(fit_rows) + len(eval_rows))):
         x_fit = gather(before[source], table, positions, fit_rows)
         x_eval = gather(before[source], table, positions, eval_rows)
         y_fit = gather(after[source], table, positions, fit_rows)
         y_eval = gather(after[source], table, positions, eval_rows)
-        _, scores_before, fit = fitted_scores(x_fit, x_eval, targets, C, class_weight, device)
+        fit_before, scores_before, fit = fitted_scores(x_fit, x_eval, targets, C, class_weight, device)
         if refit:
-            _, scores_after, _ = fitted_scores(y_fit, y_eval, targets, C, class_weight, device)
+            fit_after, scores_after, _ = fitted_scores(y_fit, y_eval, targets, C, class_weight, device)
         else:
-            _, y_eval_std = _standardise_like(x_fit, y_eval)
+            _, y_fit_std, y_eval_std = standardise(x_fit, y_fit, y_eval)
+            fit_after = tied(decision_function(fit, y_fit_std))
             scores_after = tied(decision_function(fit, y_eval_std))
         for j in range(p):
+            member = targets.case_fit[j] | targets.control_fit[j]
+            out["fit_before"][positions, j] = auroc(fit_before[:, j, member], targets.case_fit[j, member])
+            out["fit_after"][positions, j] = auroc(fit_after[:, j, member], targets.case_fit[j, member])
             held = targets.case_eval[j] | targets.control_eval[j]
             change = delong_paired(
                 scores_before[:, j, held], scores_after[:, j, held], targets.case_eval[j, held], level=level
@@ -211,7 +222,3 @@ def change_probes(
             out["high"][positions, j] = change.high
             out["pval"][positions, j] = change.pvalue
     return ChangeStats(**out)
-
-
-def _standardise_like(x_fit: np.ndarray, x_other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return standardise(x_fit, x_other)

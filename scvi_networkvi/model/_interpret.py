@@ -206,7 +206,9 @@ class NetworkVIInterpretMixin:
         One row per perturbation, modality, node and phenotype: ``perturbation``, ``genes``,
         ``perturbed_modalities``, the node columns of :meth:`get_importances`, ``phenotype``, ``reference``,
         ``auroc_before``, ``auroc_after``, ``delta`` (after - before), ``delta_low`` / ``delta_high``, ``pval``
-        (two-sided, paired DeLong), ``qval`` (BH across nodes per perturbation and phenotype), ``n_cells_heldout``.
+        (two-sided, paired DeLong), ``qval`` (BH across nodes per perturbation and phenotype), ``n_cells_heldout``,
+        ``auroc_fit_before`` / ``auroc_fit_after`` (in-sample AUROC on the fitting cells, optimistic: the number the
+        original's perturbation compared).
         """
         from scvi_networkvi.interpret import compute_perturbation, write_table
 
