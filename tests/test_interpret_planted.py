@@ -77,7 +77,7 @@ def planted_table(registry_file):
     )
     # Uncentred protein input, the model this test was calibrated on. With the batch-centred protein input of the
     # 2026-12 defaults (measured on this subset, 2026-12-04) both planted terms still rank in the top 10 % with
-    # q < 0.01 and every significant term holds planted genes, but 9 terms are significant instead of >= 10 (on the
+    # q < 0.01, but 9 terms are significant instead of the >= 10 asserted below (on the
     # earlier starter data the second planted term ranked 16th of 126, outside the top 13): reported on the results
     # page as an open difference.
     model = nvi.NETWORKVI(
