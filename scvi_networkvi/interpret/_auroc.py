@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.special import expit, logit
-from scipy.stats import norm
+from scipy.stats import false_discovery_control, norm, rankdata
 
 __all__ = [
     "DeLongResult",
@@ -26,7 +26,6 @@ __all__ = [
     "benjamini_hochberg",
     "delong",
     "delong_paired",
-    "midrank",
 ]
 
 # Variances below this are rounding noise of components that are all equal (e.g. perfect separation): exactly 0.
@@ -112,30 +111,6 @@ class PairedDeLongResult:
 # ranks and inputs
 
 
-def midrank(a: np.ndarray) -> np.ndarray:
-    """Midranks (1-based, ties get the mean of their ranks) along the last axis; vectorised over leading axes.
-
-    Equals ``scipy.stats.rankdata(a, method="average", axis=-1)`` for finite input.
-    """
-    a = np.asarray(a)
-    n = a.shape[-1]
-    if n == 0:
-        return np.zeros(a.shape)
-    order = np.argsort(a, axis=-1, kind="stable")
-    s = np.take_along_axis(a, order, axis=-1)
-    idx = np.broadcast_to(np.arange(n), s.shape)
-    # A tie group runs from its first to its last sorted position; its midrank is the mean of the two (+1).
-    starts = np.ones(s.shape, dtype=bool)
-    starts[..., 1:] = s[..., 1:] != s[..., :-1]
-    ends = np.ones(s.shape, dtype=bool)
-    ends[..., :-1] = starts[..., 1:]
-    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=-1)
-    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, idx, n - 1), axis=-1), axis=-1), axis=-1)
-    ranks = np.empty(s.shape)
-    np.put_along_axis(ranks, order, 0.5 * (first + last) + 1.0, axis=-1)
-    return ranks
-
-
 def _labels(y, name: str = "y") -> np.ndarray:
     y = np.asarray(y)
     if y.dtype == bool:
@@ -170,8 +145,8 @@ def _counts(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _components(tz: np.ndarray, y: np.ndarray, n1: np.ndarray, n0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``V10`` on positives and ``V01`` on negatives, in one ``(..., n)`` array each (0 on the other class)."""
     # Ranks within a class: the other class is pushed past every score (tz is finite), leaving these ranks intact.
-    tx = midrank(np.where(y, tz, np.inf))
-    ty = midrank(np.where(y, np.inf, tz))
+    tx = rankdata(np.where(y, tz, np.inf), axis=-1)
+    ty = rankdata(np.where(y, np.inf, tz), axis=-1)
     v10 = np.where(y, (tz - tx) / n0[..., None], 0.0)
     v01 = np.where(y, 0.0, 1.0 - (tz - ty) / n1[..., None])
     return v10, v01
@@ -230,7 +205,7 @@ def auroc(scores, y) -> np.ndarray:
     yb = _labels(y)
     shape = np.broadcast_shapes(s.shape, yb.shape)
     # Ranks depend on the scores only: rank before broadcasting against several label vectors.
-    tz = np.broadcast_to(midrank(s), shape)
+    tz = np.broadcast_to(rankdata(s, axis=-1), shape)
     yb = np.broadcast_to(yb, shape)
     n1, n0 = _counts(yb)
     pos_rank_sum = np.where(yb, tz, 0.0).sum(-1)
@@ -270,7 +245,7 @@ def delong(
     s = _scores(scores)
     yb = _labels(y)
     shape = np.broadcast_shapes(s.shape, yb.shape)
-    tz = np.broadcast_to(midrank(s), shape)
+    tz = np.broadcast_to(rankdata(s, axis=-1), shape)
     yb = np.broadcast_to(yb, shape)
     n1, n0 = _counts(yb)
     v10, v01 = _components(tz, yb, n1, n0)
@@ -326,8 +301,8 @@ def delong_paired(scores_a, scores_b, y, *, level: float = 0.95) -> PairedDeLong
     shape = np.broadcast_shapes(sa.shape, sb.shape, yb.shape)
     yb = np.broadcast_to(yb, shape)
     n1, n0 = _counts(yb)
-    va10, va01 = _components(np.broadcast_to(midrank(sa), shape), yb, n1, n0)
-    vb10, vb01 = _components(np.broadcast_to(midrank(sb), shape), yb, n1, n0)
+    va10, va01 = _components(np.broadcast_to(rankdata(sa, axis=-1), shape), yb, n1, n0)
+    vb10, vb01 = _components(np.broadcast_to(rankdata(sb, axis=-1), shape), yb, n1, n0)
     auc_a = va10.sum(-1) / n1
     auc_b = vb10.sum(-1) / n1
     delta = auc_b - auc_a
@@ -367,8 +342,8 @@ def delong_paired(scores_a, scores_b, y, *, level: float = 0.95) -> PairedDeLong
 def benjamini_hochberg(pvals, axis: int | None = -1) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values), NaN-aware and vectorised along ``axis``.
 
-    ``q_(i) = min_{j >= i} p_(j) m / j`` over the ``m`` non-NaN p-values sorted ascending, clipped at 1. NaNs stay NaN
-    and do not count towards ``m``.
+    ``scipy.stats.false_discovery_control(method="bh")`` per family of the non-NaN p-values: NaNs stay NaN and do not
+    count towards the number of tests.
 
     Parameters
     ----------
@@ -389,16 +364,9 @@ def benjamini_hochberg(pvals, axis: int | None = -1) -> np.ndarray:
     if p.ndim == 0:
         return p.copy()
     p = np.moveaxis(p, axis, -1)
-    order = np.argsort(p, axis=-1, kind="stable")  # NaNs sort last
-    ps = np.take_along_axis(p, order, axis=-1)
-    m = (~np.isnan(p)).sum(-1, keepdims=True)
-    rank = np.arange(1, p.shape[-1] + 1)
-    with np.errstate(invalid="ignore"):
-        scaled = ps * m / rank
-    # Running minimum from the largest p-value down; NaNs (at the end) are skipped by fmin.
-    qs = np.flip(np.fmin.accumulate(np.flip(scaled, axis=-1), axis=-1), axis=-1)
-    qs = np.minimum(qs, 1.0)
-    qs = np.where(np.isnan(ps), np.nan, qs)
-    q = np.empty_like(qs)
-    np.put_along_axis(q, order, qs, axis=-1)
+    q = np.full(p.shape, np.nan)
+    for family in np.ndindex(p.shape[:-1]):  # scipy's adjustment refuses NaN: each family's non-NaN values
+        present = ~np.isnan(p[family])
+        if present.any():
+            q[family][present] = false_discovery_control(p[family][present], method="bh")
     return np.moveaxis(q, -1, axis)
