@@ -43,3 +43,5 @@ intersphinx_mapping = (
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme" if __import__("importlib").util.find_spec("sphinx_book_theme") else "alabaster"
 html_title = project_name
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]  # wide tables, long API titles and commands in headings (see the file)
