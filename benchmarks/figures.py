@@ -27,12 +27,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 logger = logging.getLogger("figures")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "docs" / "_static" / "benchmarks"
+
+# The docs' content column is about 7 inches (670 px) wide on a desktop screen: a figure drawn wider is shrunk to fit
+# it, and its small print with it. Two-panel figures are drawn at that width, one-panel ones narrower.
+COLUMN_WIDTH = 7.0
 
 # One colour per model across every figure; the peers share one (TOTALVI on CITE-seq, MULTIVI on multiome).
 COLOURS = {"NETWORKVI": "#1b9e77", "NETWORKVI-dense": "#7570b3", "peer": "#d95f02", "PCA": "#999999"}
@@ -75,7 +80,7 @@ def _bars(ax, frame: pd.DataFrame, models: list[str], metrics: list[str]) -> dic
             means[(model, metric)] = float(values.mean())
             ax.bar(x, values.mean(), width * 0.9, color=colour(model), label=model if j == 0 else None)
             ax.plot([x] * len(values), values, "o", color="black", markersize=2.5)
-    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_xticks(range(len(metrics)), [metric.replace(" ", "\n") for metric in metrics])  # two-word names fit
     ax.grid(axis="y", alpha=0.3)
     return means
 
@@ -85,7 +90,9 @@ def integration(results: Path, out: Path) -> dict:
     frame = read(results, "integration.csv", "python benchmarks/integration.py --datasets cite multiome")
     metrics = ["Bio conservation", "Batch correction", "Total"]
     datasets = [d for d in ("cite", "multiome") if d in set(frame["dataset"])]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(COLUMN_WIDTH / 2 * len(datasets), 3.4), squeeze=False, sharey=True
+    )
     plotted = {}
     for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = frame[frame["dataset"] == dataset]
@@ -120,7 +127,9 @@ def mosaic(results: Path, out: Path) -> dict:
     """Label transfer to the RNA-only cells over the paired fraction; returns the means by (dataset, fraction, model)."""
     frame = read(results, "mosaic.csv", "python benchmarks/mosaic.py --fractions 0.2 0.6")
     datasets = [d for d in ("cite", "multiome") if d in set(frame["dataset"])]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(COLUMN_WIDTH / 2 * len(datasets), 3.2), squeeze=False, sharey=True
+    )
     plotted = {}
     for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = frame[frame["dataset"] == dataset]
@@ -152,7 +161,7 @@ def scaling(results: Path, out: Path) -> dict:
     if (results / "scaling_go_cuda.csv").is_file():
         gpu = read(results, "scaling_go_cuda.csv", "bash benchmarks/gpu.sh")
         go_tables[f"GPU ({str(gpu['device'].iloc[0]).removeprefix('NVIDIA ')})"] = gpu
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.4, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.4))
     plotted = {}
     for model, group in cells.groupby("model", sort=True):
         group = group.sort_values("n_cells")
@@ -173,10 +182,13 @@ def scaling(results: Path, out: Path) -> dict:
             line = right.plot(group["gene_term_rna"], ratio, marker=marker, label=f"{gaf} GAF, {where}")[0]
             for depth, x, y in zip(group["depth"], group["gene_term_rna"], ratio, strict=True):
                 right.annotate(
-                    f"d{depth}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6, color=line.get_color()
+                    f"d{depth}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7, color=line.get_color()
                 )
     right.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     right.set_xlim(left=0)
+    right.xaxis.set_major_formatter(
+        FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
+    )  # 10k, not 10000
     _label(
         right, "gene-term links of the RNA GO network", "cells/s NETWORKVI / TOTALVI", "growth over GO size (d = depth)"
     )
