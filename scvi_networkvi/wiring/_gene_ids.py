@@ -14,6 +14,7 @@ Rules (documented in :func:`detect_gene_ids`):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,6 +66,7 @@ _MOUSE_STYLE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def classify_gene_id(value: str) -> tuple[str | None, str | None]:
     """The ``(id_type, species)`` of one id.
 
@@ -513,7 +515,7 @@ def detect_gene_ids(
     strict
         Raise on ambiguous or unmatched ids (the GO encoder needs them); ``False``: return what is best.
 
-    Rules
+    Notes
     -----
     Candidates: ``var_names``, then the var columns of :data:`GENE_ID_COLUMNS` that exist (protein ``var_names``
     read as antibody names, :func:`antibody_to_symbols`). With ``keys`` the candidate whose ids match the most keys
