@@ -417,7 +417,12 @@ def test_missing_gene_id_column_and_unmatched_ids():
     mdata = read(CITE)
     gene_id_key = {"rna": "modality", "protein": "symbol"}  # columns that hold no ENSEMBL ids
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS, gene_id_key=gene_id_key)
-    with pytest.raises(ValueError, match="has an annotation"):
+    with pytest.raises(ValueError, match="no gene ids of a known type .* modality 'rna'.*var\\['modality'\\]"):
+        nvi.NETWORKVI(mdata, **GO_KW)
+    mdata = read(CITE)
+    gene_id_key = {"protein": "symbol"}  # symbols, while the annotations are keyed by ENSEMBL ids
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS, gene_id_key=gene_id_key)
+    with pytest.raises(ValueError, match="Fewer than 20% of the features of modality 'adt'.*ENSEMBL"):
         nvi.NETWORKVI(mdata, **GO_KW)
 
 

@@ -59,7 +59,7 @@ def feature_positions(model, role: str, genes: Sequence[str]) -> np.ndarray:
         except ValueError:
             ids = None
         if ids is not None:
-            hits |= np.isin(np.asarray(ids).astype(str), list(wanted))
+            hits |= np.array([any(gene in wanted for gene in feature) for feature in ids], dtype=bool)
     return np.flatnonzero(hits)
 
 

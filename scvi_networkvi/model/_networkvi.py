@@ -23,9 +23,11 @@ from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import Wiring, compile_wirings
+from scvi_networkvi.wiring._gene_ids import VAR_NAMES, read_source, symbols_of
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
+from ._gene_ids import detect, report
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -234,6 +236,9 @@ class NETWORKVI(
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
             modality_mixing = "poe" if "protein" in roles else "mean"
         compiled: dict[str, Wiring] = {}
+        #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
+        #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
+        self.gene_ids_: dict[str, dict[str, Any]] | None = None
         if wirings is not None:
             compiled = {r: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for r, w in wirings.items()}
             unknown = [r for r in compiled if r not in roles]
@@ -245,8 +250,12 @@ class NETWORKVI(
                     "encoder='go' needs gene -> GO annotations: pass annotations='ensembl2go-tutorial' (demo, "
                     "subsampled), or the path of a GAF keyed by your features' gene ids; or use encoder='dense'."
                 )
+            detection = self._detect_gene_ids(annotations)
+            report(detection)
+            role_of = {self.modality_name(role): role for role in roles}
+            self.gene_ids_ = {role_of[mod]: source.to_dict() for mod, source in detection.chosen.items()}
             compiled = compile_wirings(
-                self._feature_gene_ids(),
+                {role_of[mod]: source.ids for mod, source in detection.chosen.items()},
                 go=go,
                 annotations=annotations,
                 interactions=interactions,
@@ -373,19 +382,50 @@ class NETWORKVI(
     def _modality(self, role: str):
         return self.adata[self.modality_name(role)]
 
-    def _feature_gene_ids(self) -> dict[str, list]:
-        key = self.adata_manager.registry["setup_args"].get("gene_id_key") or "gene_stable_id"
+    def _detect_gene_ids(self, annotations=None, strict: bool = True):
+        """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``)."""
+        setup = self.adata_manager.registry["setup_args"]
+        return detect(
+            self.adata,
+            {role: self.modality_name(role) for role in self.modality_roles},
+            gene_id_key=setup.get("gene_id_key"),
+            species=setup.get("species"),
+            annotations=annotations,
+            caller=SETUP_MUDATA,
+            strict=strict,
+        )
+
+    def _feature_gene_ids(self) -> dict[str, list[list[str]]]:
+        """Each modality's per-feature gene ids, read from the source chosen when the model was built.
+
+        A model without a recorded choice (built from given wirings, with dense encoders, or saved before the choice
+        was recorded) reads the registered ``gene_id_key`` column, else the source detected from the ids alone.
+        """
+        stored = getattr(self, "gene_ids_", None) or {}
+        species = self.adata_manager.registry["setup_args"].get("species")
+        detection = None
         ids = {}
         for role in self.modality_roles:
-            column = key.get(role, "gene_stable_id") if isinstance(key, Mapping) else key
-            var = self._modality(role).var
-            if column not in var.columns:
-                raise ValueError(
-                    f"Modality {self.modality_name(role)!r} has no var[{column!r}] with the features' gene ids "
-                    f"(columns: {list(var.columns)}). Give setup_mudata(gene_id_key=...) the right column, or use "
-                    "encoder='dense'."
-                )
-            ids[role] = var[column].tolist()
+            modality = self._modality(role)
+            choice = stored.get(role)
+            if choice is not None:
+                known = None
+                if role == "protein" and choice["source"] == VAR_NAMES and "rna" in self.modality_roles:
+                    rna = self._modality("rna")
+                    known = symbols_of(rna.var_names, rna.var)
+                ids[role] = read_source(
+                    modality.var_names,
+                    modality.var,
+                    choice["source"],
+                    protein=role == "protein",
+                    species=species,
+                    antibody_species=choice.get("species"),
+                    known_symbols=known,
+                ).ids
+                continue
+            if detection is None:
+                detection = self._detect_gene_ids(strict=False)
+            ids[role] = detection.chosen[self.modality_name(role)].ids
         return ids
 
     @classmethod
@@ -405,7 +445,8 @@ class NETWORKVI(
         size_factor_key: str | None = None,
         categorical_covariate_keys: list[str] | None = None,
         continuous_covariate_keys: list[str] | None = None,
-        gene_id_key: str | Mapping[str, str] = "gene_stable_id",
+        gene_id_key: str | Mapping[str, str] | None = None,
+        species: Literal["human", "mouse"] | None = None,
         modalities: dict[str, str] | None = None,
         **kwargs,
     ):
@@ -425,14 +466,33 @@ class NETWORKVI(
             obs columns with further covariates. Continuous ones must be finite numbers; the model standardises them
             (``standardize_continuous_covariates``), so raw units such as years or BMI are fine.
         gene_id_key
-            var column with each feature's gene id(s) (ENSEMBL ids for the registered human resources); a mapping
-            role -> column (``{"rna": "gene_ids", "atac": "nearest_gene"}``) for different columns per modality.
+            Where each feature's gene id(s) are: a var column, ``"var_names"``, or a mapping role -> column
+            (``{"rna": "gene_ids", "atac": "nearest_gene"}``; a role left out is detected). ``None``: detected when
+            the model is built with ``encoder="go"``, per modality. The candidates are ``var_names`` and the var
+            columns ``gene_stable_id``, ``gene_ids``, ``gene_id``, ``ensembl_id``, ``ensembl_gene_id``, ``ensembl``,
+            ``gene_symbols``, ``gene_symbol``, ``symbol``, ``gene_name``, ``feature_name``, ``entrez_id``,
+            ``entrez`` (:data:`~scvi_networkvi.wiring.GENE_ID_COLUMNS`); the ids are recognised as ENSEMBL (human
+            ``ENSG...``, mouse ``ENSMUSG...``; version suffixes such as ``.15`` stripped), gene symbols or Entrez
+            ids; a protein modality's ``var_names`` are read as antibody names mapped to gene symbols
+            (:func:`~scvi_networkvi.wiring.antibody_to_symbols`: ``CD3_TotalSeqB`` -> CD3E, CD3D; ``CD45RA`` ->
+            PTPRC; ``HLA-DR`` -> HLA-DRA; the names that map to nothing are listed in one warning). The source whose
+            ids match the most gene ids of the annotations wins (ties: the earlier candidate). The choice is logged
+            in one INFO line and kept with the model (``model.gene_ids_``, saved and loaded with it). Building the
+            model raises a ValueError, before any work, for human and mouse ids mixed in quantity (pass
+            ``species``), for fewer than 20 % of a modality's features matched to the annotations (unless its ids
+            are of the annotations' own type and species, e.g. the tutorial's subsampled annotations: then a
+            warning) and for ids of no known type.
+        species
+            ``"human"`` or ``"mouse"``: keep that species' ENSEMBL ids (the other's are dropped) and map antibody
+            names in its symbol style. ``None``: detected from the ids.
         modalities
             Which modality holds what, scvi-tools style: ``{"rna_layer": "rna", "protein_layer": "prot",
             "batch_key": "rna"}``. At least one of ``rna_layer``, ``protein_layer``, ``atac_layer``.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         caller = kwargs.pop("_caller", SETUP_MUDATA)  # nvi.tl.train, load_query_data: errors in their words
+        if species not in (None, "human", "mouse"):
+            raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
         if modalities is None:
             raise ValueError(
                 'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
@@ -693,7 +753,7 @@ class NETWORKVI(
             )
             ref_state = ref_state.get("model_state_dict", ref_state)
         else:
-            attr_dict = {k: getattr(reference_model, k) for k in ("registry_", "init_params_")}
+            attr_dict = {k: getattr(reference_model, k, None) for k in ("registry_", "init_params_", "gene_ids_")}
             var_names = {
                 reference_model.modality_name(r): reference_model._modality(r).var_names
                 for r in reference_model.modality_roles
@@ -743,6 +803,7 @@ class NETWORKVI(
                     UserWarning,
                     stacklevel=2,
                 )
+        model.gene_ids_ = attr_dict.get("gene_ids_")  # the reference's gene-id sources (None: saved without them)
         model.query_ = True
         model.is_trained_ = False
         model.to_device(device if device != "auto" else ("cuda" if accelerator == "gpu" else "cpu"))

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from mudata import MuData
 
+from scvi_networkvi.model._gene_ids import detect
 from scvi_networkvi.model._validation import LAYER_ROLES, Caller
 
 from ._utils import check_mudata, jsonable, record, rollback
@@ -96,6 +97,7 @@ def train(
     modalities: Mapping[str, str | None] | None = None,
     layers: Mapping[str, str | None] | None = None,
     gene_id_key: str | Mapping[str, str] | None = None,
+    species: Literal["human", "mouse"] | None = None,
     categorical_covariate_keys: Sequence[str] | None = None,
     continuous_covariate_keys: Sequence[str] | None = None,
     go: PathOrName = "go-basic",
@@ -123,8 +125,18 @@ def train(
     layers
         Layer with raw counts per role or modality name (``{"rna": "counts"}``); default ``.X``.
     gene_id_key
-        var column with the features' gene ids (ENSEMBL ids for the registered resources), or a mapping role ->
-        column. Default ``"gene_stable_id"``.
+        Where the features' gene ids are: a var column, ``"var_names"``, or a mapping role -> column. ``None``
+        (default): detected per modality from ``var_names`` and the usual var columns (``gene_stable_id``,
+        ``gene_ids``, ``gene_id``, ``ensembl_id``, ``gene_symbols``, ``symbol``...; ENSEMBL human / mouse ids with
+        version suffixes stripped, gene symbols, Entrez ids, antibody names of a protein panel mapped to gene
+        symbols), choosing the source whose ids match the most genes of ``annotations``: scanpy's layout (symbols as
+        ``var_names``, ENSEMBL ids in ``var["gene_ids"]``) needs no argument. The choice is logged in one INFO line
+        and kept with the model (``model.gene_ids_``). The rules are those of
+        :meth:`~scvi_networkvi.NETWORKVI.setup_mudata`. Mixed human and mouse ids, fewer than 20 % of a modality's
+        features matched to the annotations, or ids of no known type raise a ValueError before anything is done.
+    species
+        ``"human"`` or ``"mouse"``; ``None`` (default): detected from the ids. Needed to keep one species when the
+        data mix human and mouse ids.
     categorical_covariate_keys, continuous_covariate_keys
         Further covariates (obs columns of ``mdata.obs``).
     go
@@ -202,18 +214,17 @@ def train(
         if len(places) > 1:
             raise ValueError(f"{name} must all live in one place (mdata.obs or one modality), found {places}.")
         mods[name] = places.pop() if places else None
-    if encoder == "go":
-        id_key = gene_id_key or "gene_stable_id"
-        for layer_key, role in LAYER_ROLES.items():
-            if layer_key not in mods:
-                continue
-            column = id_key.get(role, "gene_stable_id") if isinstance(id_key, Mapping) else id_key
-            var = mdata[mods[layer_key]].var
-            if column not in var.columns:
-                raise ValueError(
-                    f"Modality {mods[layer_key]!r} has no var[{column!r}] with the features' gene ids (columns: "
-                    f"{list(var.columns)}): pass gene_id_key=, or use encoder='dense'."
-                )
+    if species not in (None, "human", "mouse"):
+        raise ValueError(f"species must be 'human', 'mouse' or None (detect), got {species!r}.")
+    if encoder == "go":  # the gene ids, checked against the annotations before anything changes on mdata
+        detect(
+            mdata,
+            {role: mods[layer_key] for layer_key, role in LAYER_ROLES.items() if layer_key in mods},
+            gene_id_key=gene_id_key,
+            species=species,
+            annotations=annotations,
+            caller=CALLER,
+        )
 
     setup = {
         **layer_args,
@@ -224,6 +235,8 @@ def train(
     }
     if gene_id_key is not None:
         setup["gene_id_key"] = gene_id_key
+    if species is not None:
+        setup["species"] = species
     with rollback(mdata):
         NETWORKVI.setup_mudata(mdata, **setup, _caller=CALLER)
         model = NETWORKVI(

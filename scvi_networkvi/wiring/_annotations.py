@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -91,3 +92,23 @@ def read_gaf(
     tables = [_read_one_gaf(path, evidence_exclude, keep_not, id_column) for path in paths]
     table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
     return table, [sha256_of(path) for path in paths]
+
+
+@functools.lru_cache(maxsize=8)
+def _keys_of(path: str, mtime_ns: int, size: int, id_column: str) -> frozenset[str]:
+    del mtime_ns, size  # part of the cache key only: a changed file is read again
+    table, _ = read_gaf(path, id_column=id_column)
+    return frozenset(table["gene"])
+
+
+def annotation_keys(
+    annotations: str | os.PathLike | Sequence[str | os.PathLike], *, id_column: str = "db_object_id"
+) -> frozenset[str]:
+    """The gene ids (``id_column``, version suffixes stripped) that GAF file(s) annotate; cached per file."""
+    sources = [annotations] if isinstance(annotations, str | os.PathLike) else list(annotations)
+    keys: set[str] = set()
+    for source in sources:
+        path = resolve(source, kind="gaf")
+        stat = os.stat(path)
+        keys |= _keys_of(os.fspath(path), stat.st_mtime_ns, stat.st_size, id_column)
+    return frozenset(keys)
