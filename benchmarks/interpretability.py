@@ -38,8 +38,9 @@ Four parts (``--parts``), each writing its tables to ``--out-dir`` (default ``be
 
 ``planted`` - planted-signal recovery (``interpretability_planted.csv`` / ``.md``).
     The design of ``tests/test_interpret_planted.py``, repeated over ``--plant-seeds`` and several planted term
-    pairs: real counts (the 600-cell starter ``$NVI_SHARED_DATA/bmmc_cite_starter.h5mu``, default
-    ``/work/shared/data``), cells split at random into ``planted`` (35 %), ``decoy`` (35 %) and ``other``; in the
+    pairs: real counts (``--starter``, default ``tests/data/bmmc_cite.h5mu``: 600 cells made from the registry's
+    tutorial data by ``scripts/make_test_data.py``; the stored table was measured on an earlier 600-cell starter
+    file), cells split at random into ``planted`` (35 %), ``decoy`` (35 %) and ``other``; in the
     planted cells the counts of every gene annotated to the two terms are multiplied by ``--factor`` (4). The pairs
     are chosen by the test's rule: depth-2 GO terms of 15-40 genes in the compiled wiring, no gene carrying more
     than half of the term's counts, ordered by their total counts (best expressed first); pair i is candidates
@@ -81,7 +82,7 @@ import pandas as pd
 logger = logging.getLogger("benchmarks.interpretability")
 
 HUMAN_GO = Path(os.environ.get("NVI_HUMAN_GO", Path.home() / ".cache" / "nvi-human-go"))
-SHARED = Path(os.environ.get("NVI_SHARED_DATA", "/work/shared/data"))
+STARTER = Path(__file__).resolve().parents[1] / "tests" / "data" / "bmmc_cite.h5mu"  # scripts/make_test_data.py
 GENERIC_IMMUNE = ("immune", "leukocyte", "lymphocyte", "defense response")
 
 #: Cell type -> (what biology leads one to expect, keywords whose presence in a top term's name counts as a hit).
@@ -175,7 +176,7 @@ def header(title: str, args: argparse.Namespace, extra: str = "") -> str:
         f"{datetime.date.today().isoformat()}, {platform.machine()} ({os.cpu_count()} cores), "
         f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"scvi-tools {scvi.__version__}, scvi_networkvi {getattr(nvi, '__version__', '?')}.\n\n{extra}"
-    )
+    ).replace(str(Path.home()), "~")  # stored results name no machine's home folder
 
 
 # --------------------------------------------------------------------------------------------- parts 1 and 2
@@ -690,7 +691,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--go", type=Path, default=HUMAN_GO / "go-2022-07-01.obo")
     parser.add_argument("--gaf", type=Path, default=HUMAN_GO / "ensembl2go-human-2022.gaf")
     parser.add_argument("--interactions", default="k562-contact-domains")
-    parser.add_argument("--starter", type=Path, default=SHARED / "bmmc_cite_starter.h5mu")
+    parser.add_argument("--starter", type=Path, default=STARTER)
     parser.add_argument("--plant-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-pairs", type=int, default=2, help="planted term pairs")
     parser.add_argument("--planted-epochs", type=int, default=40, help="epochs of each planted model (the test's)")
@@ -713,7 +714,7 @@ def main(argv: list[str] | None = None) -> None:
         run_top_and_gap(args)
     if "planted" in args.parts:
         if not args.starter.is_file():
-            parser.error(f"{args.starter} not found: set NVI_SHARED_DATA or --starter")
+            parser.error(f"{args.starter} not found: run scripts/make_test_data.py or pass --starter")
         run_planted(args)
     logger.info("done in %.0f s", time.perf_counter() - start)
 

@@ -356,7 +356,7 @@ def main() -> None:
             "construct_s": cached,
             "runs": runs,
         }
-        args.json.write_text(json.dumps(summary, indent=1, default=str))
+        args.json.write_text(json.dumps(summary, indent=1, default=str).replace(str(Path.home()), "~"))
         logger.info("Results written to %s", args.json)
 
 
