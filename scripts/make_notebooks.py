@@ -29,22 +29,16 @@ marrow, NeurIPS 2021; 44 cell types, 4 sites), embed, and ask which GO terms tel
 held-out AUROCs, intervals and multiple-testing-corrected p-values. Then knock out a gene in silico and see which
 terms depend on it.
 
-With your own data, start from `mdata = mu.read("my_data.h5mu")`: modalities named `rna` / `prot` (or `adt`) /
+With your own data, start from `mdata = mudata.read_h5mu("my_data.h5mu")`: modalities named `rna` / `prot` (or `adt`) /
 `atac` are found automatically, and each modality's `var["gene_stable_id"]` holds the features' ENSEMBL ids.""",
     ),
     (
         "code",
-        """import logging
-import warnings
-
-import scanpy as sc
+        """import scanpy as sc
 import scvi
 
 import scvi_networkvi as nvi
 
-logging.getLogger("lightning").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message="var_names are not unique")
-warnings.filterwarnings("ignore", category=FutureWarning)
 scvi.settings.seed = 0
 mdata = nvi.datasets.tutorial_cite()  # fetched once from the registry, then cached
 mdata = mdata[(mdata.obs["Site"] != "site1").to_numpy()].copy()  # site1 is the tutorial's query
@@ -251,18 +245,12 @@ loaded model needs none of the resource files.""",
     ),
 ]
 
-SETUP = """import logging
-import warnings
-
-import numpy as np
+SETUP = """import numpy as np
 import scanpy as sc
 import scvi
 
 import scvi_networkvi as nvi
 
-logging.getLogger("lightning").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message="var_names are not unique")
-warnings.filterwarnings("ignore", category=FutureWarning)
 scvi.settings.seed = 0
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
 RESOURCES = {"go": "go-basic", "annotations": "ensembl2go-tutorial", "interactions": "k562-contact-domains"}"""
