@@ -291,7 +291,7 @@ def snapshot(mdata):
     [
         ({"rna_layer": "gex", "batch_key": "rna"}, "does not have"),
         ({"batch_key": "rna"}, "at least one"),
-        ({"rna_layer": "rna", "typo_layer": "adt"}, ""),
+        ({"rna_layer": "rna", "typo_layer": "adt"}, "typo_layer"),
     ],
 )
 def test_wrong_modality_names(mods, message):
