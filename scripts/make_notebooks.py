@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "docs" / "notebooks"
 
@@ -405,6 +404,8 @@ BOOKS = {"go_analysis": GO_ANALYSIS, "query_mapping": QUERY_MAPPING, "mosaic": M
 
 def build(name: str, cells: list[tuple[str, str]], timeout: int = 3600) -> Path:
     """Write notebook ``name`` from ``cells`` and execute it in place."""
+    from nbclient import NotebookClient  # only executing needs a kernel client (doc extra); cleaning does not
+
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src) for kind, src in cells

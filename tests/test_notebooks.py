@@ -51,7 +51,6 @@ def test_notebook_is_stored_executed_and_clean(path):
 
 def test_clean_outputs_drops_noise_and_install_paths():
     pytest.importorskip("nbformat")
-    pytest.importorskip("nbclient")
     spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
