@@ -296,8 +296,10 @@ trainable = [n for n, p in query_model.module.named_parameters() if p.requires_g
 print(f"{len(trainable)} trainable tensors in the query model, e.g. {trainable[:3]}")
 predicted = query.obs["cell_type_predicted"].astype(str).to_numpy()
 confident = query.obs["cell_type_confidence"].to_numpy() >= 0.8
-print(f"label transfer accuracy on site1: {np.mean(predicted == truth):.3f} "
-      f"({np.mean(predicted[confident] == truth[confident]):.3f} on the {confident.mean():.0%} confident cells)")""",
+print(
+    f"label transfer accuracy on site1: {np.mean(predicted == truth):.3f} "
+    f"({np.mean(predicted[confident] == truth[confident]):.3f} on the {confident.mean():.0%} confident cells)"
+)""",
     ),
     (
         "md",
@@ -312,8 +314,7 @@ NETWORKVI's dense encoder at 0.70 / 0.40 (means of 3 seeds; the docs' results pa
         """sc.pp.neighbors(query, use_rep="X_networkvi")
 sc.tl.umap(query)
 query.obs["cell_type_true"] = truth
-sc.pl.umap(query, color=["cell_type_true", "cell_type_predicted", "cell_type_confidence"], ncols=1,
-           legend_fontsize=6)""",
+sc.pl.umap(query, color=["cell_type_true", "cell_type_predicted", "cell_type_confidence"], ncols=1, legend_fontsize=6)""",
     ),
 ]
 

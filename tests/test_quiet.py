@@ -99,8 +99,10 @@ def test_quiet_lightning_restores_levels_and_filters_even_on_error():
 
 
 TRAIN_SCRIPT = """
+import warnings
 import numpy as np
 import scvi_networkvi as nvi
+warnings.filterwarnings("ignore", message="From 0.4 .update", category=FutureWarning)  # mudata 0.3's own notice
 full = nvi.datasets.example()
 mdata = full[np.flatnonzero(full.obs["Site"].isin(["site2", "site3"]).to_numpy())[:120]].copy()
 nvi.tl.train(mdata, batch_key="Site", encoder="dense", max_epochs=1,
