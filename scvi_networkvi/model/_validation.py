@@ -23,6 +23,7 @@ class Caller:
     layer_fix: str
 
     def raw_counts_fix(self, layer_key: str, where: str) -> str:
+        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``."""
         return self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
 
 

@@ -252,18 +252,22 @@ class GeneIdSource:
 
     @property
     def recognised(self) -> float:
+        """Share of the features whose id is of a known type."""
         return self.n_recognised / max(self.n_features, 1)
 
     @property
     def matched(self) -> float | None:
+        """Share of the features found in the annotations (``None`` when no annotations were given)."""
         return None if self.n_matched is None else self.n_matched / max(self.n_features, 1)
 
     @property
     def mixed(self) -> bool:
+        """Whether human and mouse ids both hold a real share of the species-typed ids."""
         typed = self.n_human + self.n_mouse
         return typed > 0 and min(self.n_human, self.n_mouse) >= max(2, MIXED_SHARE * typed)
 
     def describe(self) -> str:
+        """One-line account of the choice, for the log and for error messages."""
         kind = ID_TYPE_NAMES.get(self.id_type or "", "no recognised gene ids")
         if self.id_type == "antibody":
             kind = "antibody names -> gene symbols"
