@@ -27,7 +27,7 @@ from scvi_networkvi.wiring._gene_ids import VAR_NAMES, read_source, symbols_of
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import detect, report
+from ._gene_ids import default_annotations, detect, paired_ontology, report
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -66,10 +66,16 @@ class NETWORKVI(
     mdata
         MuData registered with :meth:`setup_mudata`.
     go
-        GO OBO: registry name (``"go-basic"``, release 2025-03-16) or path.
+        The GO DAG: registry name (``"go-basic"``, release 2025-03-16; ``"GO.db"``, release 2022-07-01) or path of
+        an OBO or GO.db SQLite file. ``None`` (default): the DAG registered with the annotations (``"GO.db"`` for
+        the default annotations, so both come from one GO release), else ``"go-basic"``.
     annotations
-        Gene -> GO annotations keyed by the features' gene ids: registry name(s) (e.g. ``"ensembl2go-tutorial"``)
-        or GAF path(s). Required for ``encoder="go"``.
+        Gene -> GO annotations keyed by the features' gene ids: registry name(s) (``"org.Hs.eg.db"``,
+        ``"org.Mm.eg.db"``, ``"ensembl2go-tutorial"``...) or path(s) of GAF or org.*.eg.db SQLite files. ``None``
+        (default): the full annotations of the species of the features' ids (``species=`` of :meth:`setup_mudata`,
+        else detected): Bioconductor 3.16's ``org.Hs.eg.db`` for human, ``org.Mm.eg.db`` for mouse, which key every
+        gene by ENSEMBL id, Entrez id, symbol and alias symbol (downloaded and cached on first use; see
+        ``python -m scvi_networkvi fetch``).
     interactions
         Optional gene–gene table: registry name (``"k562-contact-domains"``, ``"gm12878-loops"``) or CSV path.
     encoder
@@ -173,7 +179,7 @@ class NETWORKVI(
         self,
         mdata: MuData,
         *,
-        go: PathOrName = "go-basic",
+        go: PathOrName | None = None,
         annotations: PathOrName | Sequence[PathOrName] | None = None,
         interactions: PathOrName | None = None,
         encoder: Literal["go", "dense"] = "go",
@@ -246,10 +252,16 @@ class NETWORKVI(
                 raise ValueError(f"wirings given for roles {unknown} that the data does not have (has {roles}).")
         elif encoder == "go":
             if annotations is None:
-                raise ValueError(
-                    "encoder='go' needs gene -> GO annotations: pass annotations='ensembl2go-tutorial' (demo, "
-                    "subsampled), or the path of a GAF keyed by your features' gene ids; or use encoder='dense'."
+                setup = self.adata_manager.registry["setup_args"]
+                annotations = default_annotations(
+                    self.adata,
+                    {role: self.modality_name(role) for role in roles},
+                    gene_id_key=setup.get("gene_id_key"),
+                    species=setup.get("species"),
+                    caller=SETUP_MUDATA,
                 )
+            if go is None:
+                go = paired_ontology(annotations)
             detection = self._detect_gene_ids(annotations)
             report(detection)
             role_of = {self.modality_name(role): role for role in roles}

@@ -30,6 +30,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _DOWNLOAD_TIMEOUT_S = 60
 
 
+def _find_member(tar: tarfile.TarFile, member: str) -> str:
+    """``member`` if the archive has it, else its one member with the same file name (a moved folder)."""
+    names = tar.getnames()
+    if member in names:
+        return member
+    same_name = [n for n in names if Path(n).name == Path(member).name]
+    if len(same_name) == 1:
+        return same_name[0]
+    raise KeyError(member)
+
+
 class ResourceError(RuntimeError):
     """A resource could not be provided (download failed, hash mismatch, offline without a cached copy)."""
 
@@ -292,7 +303,7 @@ class ResourceStore:
         logger.info("Extracting resource %r from %s", res.name, archive.name)
         try:
             with tarfile.open(archive, "r:*") as tar:
-                member = tar.extractfile(mirror.member)
+                member = tar.extractfile(_find_member(tar, mirror.member))
                 if member is None:
                     raise KeyError(mirror.member)
                 with tempfile.NamedTemporaryFile(dir=download.parent, delete=False, suffix=".part") as tmp:
