@@ -102,10 +102,8 @@ class NETWORKVI(
         Neurons per gene node (``standard_gene_size``) and per GO term (``standard_go_size``).
     unknown_size
         Neurons per node of the UNKNOWN chain, the path of the genes without annotation (12, the original's). With a
-        sparse GAF most genes take this path (the tutorial's leaves 94 % of the multiome ATAC gene nodes
-        unannotated), and each of its neurons costs one weight per gene-node neuron on that path. A wider chain did
-        not embed the tutorial multiome data better (ATAC-latent kNN-15 accuracy: 0.35-0.44 with 12 over 3 seeds,
-        0.37-0.39 with 32 and 0.36-0.44 with 64 over 2, 0.24 with 256; see the changelog).
+        sparse annotation file most genes take this path, and each of its neurons costs one weight per gene-node
+        neuron on that path. Wider chains did not embed better in our measurements (results page, ablation).
     gene_layer
         ``"interaction"`` (gene nodes + gene–gene layers when ``interactions`` is given), ``"standard"``, ``"none"``.
     n_interaction_layers
@@ -120,15 +118,15 @@ class NETWORKVI(
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
         original's default: a gating network learns the weights; it collapsed onto one modality in every run we made,
-        99.7-99.9 % protein on CITE-seq, so the other encoders trained only through the penalty). ``None``: ``"poe"``
-        with a protein modality, else ``"mean"``, the better of the two on the tutorial data (results page,
-        integration ablation, seed 0, GO encoder: CITE-seq scib total 0.650 vs 0.635, multiome 0.659 vs 0.679).
+        the protein modality on CITE-seq, so the other encoders trained only through the penalty).
+        ``None``: ``"poe"`` with a protein modality, else ``"mean"``, the better of the two on the tutorial data
+        (results page, integration ablation).
     modality_penalty
         ``"jeffreys"``, ``"mmd"`` or ``None``.
     modality_penalty_warmup
         Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
-        original's full weight from the first step, which gave a 0.015-0.045 lower kNN cell-type accuracy of the
-        joint latent on the example data (30 epochs, two seeds).
+        original's full weight from the first step, which embedded cell types less well in our measurements
+        (changelog).
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root).
     deeply_inject_covariates
@@ -150,9 +148,8 @@ class NETWORKVI(
         ``"batch"``: batch-normalise every GO level's output (each neuron over the cells of the minibatch; running
         statistics at inference). ``"none"``: the original's un-normalised GO network, whose encoders of large
         modalities collapse: a GO term sums many non-negative gene activations, the top node becomes a function of
-        the cell's total signal alone and the posterior falls back to the prior (tutorial multiome, 1000 cells, 20
-        epochs: spread of the RNA / ATAC posterior means 0.0007 / 0.0001 with ``"none"``, 1.2 / 1.2 with
-        ``"batch"``; kNN cell-type accuracy of the ATAC latent 0.24 -> 0.42).
+        the cell's total signal alone and the posterior falls back to the prior (measured on the tutorial multiome
+        data: results page).
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     empirical_protein_background_prior
