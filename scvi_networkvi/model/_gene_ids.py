@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from mudata import MuData
 
 from scvi_networkvi.resources import default_registry
-from scvi_networkvi.wiring import annotation_keys, detect_gene_ids
-from scvi_networkvi.wiring._gene_ids import Detection
+from scvi_networkvi.wiring import Detection, annotation_keys, detect_gene_ids
 
 from ._validation import Caller
 

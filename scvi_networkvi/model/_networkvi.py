@@ -22,8 +22,7 @@ from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import MODALITIES, NetworkVAE
-from scvi_networkvi.wiring import Wiring, compile_wirings
-from scvi_networkvi.wiring._gene_ids import VAR_NAMES, read_source, symbols_of
+from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
