@@ -65,7 +65,15 @@ def offline() -> bool:
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content."""
+    """Hex sha256 of a file's content.
+
+    A file of the resource cache whose verification stamp still matches its size and modification time is not read
+    again (the store trusts the same check before every use); any other file is hashed.
+    """
+    stamp = _Stamp(Path(path))
+    recorded = stamp.recorded_sha256()
+    if recorded is not None and stamp.matches_file(recorded):
+        return recorded
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 

@@ -93,13 +93,17 @@ def read_gaf(
     if not sources:
         raise ValueError("At least one GAF file is needed for the gene -> GO annotations.")
     paths = [resolve(source, kind=ANNOTATION_KINDS) for source in sources]
+    orgdb = [is_sqlite(path) for path in paths]
     tables = [
         read_orgdb(path, evidence_exclude=evidence_exclude)
-        if is_sqlite(path)
+        if sqlite
         else _read_one_gaf(path, evidence_exclude, keep_not, id_column)
-        for path in paths
+        for path, sqlite in zip(paths, orgdb, strict=True)
     ]
-    table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
+    if len(tables) == 1 and orgdb[0]:
+        table = tables[0]  # already distinct rows; deduplicating 1.9M rows again costs ~2 s
+    else:
+        table = pd.concat(tables, ignore_index=True).drop_duplicates(ignore_index=True)
     return table, [sha256_of(path) for path in paths]
 
 

@@ -5,6 +5,7 @@ No Python library reads these files (they are R packages' data), so the few tabl
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -67,8 +68,16 @@ def read_orgdb(path: str | os.PathLike, *, evidence_exclude: Sequence[str] = ("N
 
     Returns
     -------
-    Distinct rows ``(gene, go_id, namespace)``; ``namespace`` is ``biological_process`` etc.
+    Distinct rows ``(gene, go_id, namespace)``; ``namespace`` is ``biological_process`` etc. The table is read
+    once per version of the file (its size and modification time) and copied for each caller.
     """
+    stat = os.stat(path)
+    return _read_orgdb(os.fspath(path), stat.st_mtime_ns, stat.st_size, tuple(evidence_exclude)).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _read_orgdb(path: str, mtime_ns: int, size: int, evidence_exclude: tuple[str, ...]) -> pd.DataFrame:
+    del mtime_ns, size  # part of the cache key only: a changed file is read again
     try:
         with closing(_connect(path)) as db:
             _require(db, path, ("genes", "gene_info", "alias", "ensembl", "go"), "an org.*.eg.db annotation file")
@@ -92,14 +101,22 @@ def read_orgdb(path: str | os.PathLike, *, evidence_exclude: Sequence[str] = ("N
         ],
         ignore_index=True,
     ).dropna()
+    keys["gene"] = keys["gene"].astype(str).str.strip()
+    keys = keys.drop_duplicates()
+    go = go.drop_duplicates(["_id", "go_id"])  # one row per annotation, whatever its evidence codes
     table = keys.merge(go[["_id", "go_id", "ontology"]], on="_id")
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
-            "gene": table["gene"].astype(str).str.strip().to_numpy(),
+            "gene": table["gene"].to_numpy(),
             "go_id": table["go_id"].astype(str).to_numpy(),
             "namespace": table["ontology"].map(_ASPECTS).to_numpy(),
         }
-    ).drop_duplicates(ignore_index=True)
+    )
+    # Rows are distinct already, except for keys of several genes (an ENSEMBL id of two Entrez genes): only those.
+    shared = table["gene"].isin(keys.loc[keys["gene"].duplicated(), "gene"])
+    if shared.any():
+        table = pd.concat([table.loc[~shared], table.loc[shared].drop_duplicates()], ignore_index=True)
+    return table
 
 
 def read_godb(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str]:
