@@ -335,3 +335,20 @@ def test_annotations_of_another_go_release_are_warned_about(bioc_registry, tmp_p
     with caplog.at_level(logging.WARNING, logger="scvi_networkvi"):
         nvi.tl.train(mdata, batch_key="batch", go=str(obo), max_epochs=1, train_kwargs={"enable_progress_bar": False})
     assert "built on GO release 2022-07-01, the ontology is release 2025-03-16" in caplog.text
+
+
+def test_coverage_is_reported_per_modality_and_low_coverage_is_warned(bioc_registry, caplog):
+    names = [g[1] for g in HUMAN_GENES] + [f"FAKEGENE{i}" for i in range(30)]  # 8 of 38 annotated (21 %)
+    mdata = _mudata(names)
+    with caplog.at_level(logging.INFO, logger="scvi_networkvi"), pytest.warns(UserWarning, match="Only 8 of the 38"):
+        nvi.tl.train(mdata, batch_key="batch", max_epochs=1, train_kwargs={"enable_progress_bar": False})
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Coverage of modality 'rna'"))
+    assert "8 of 38 features annotated (21%), 38 with a usable gene id (100%)" in line
+    assert "GO release 2022-07-01" in line and "org.Hs.eg.db (test)" in line
+
+
+def test_features_without_usable_ids_are_warned_about(bioc_registry):
+    ids = [g[3][0] for g in HUMAN_GENES] + [None, None]  # 2 of 10 features without an id
+    mdata = _mudata([f"feature{i}" for i in range(10)], var={"gene_ids": ids})
+    with pytest.warns(UserWarning, match="2 of the 10 features of modality 'rna' \\(20%\\) have no usable gene id"):
+        nvi.tl.train(mdata, batch_key="batch", max_epochs=1, train_kwargs={"enable_progress_bar": False})

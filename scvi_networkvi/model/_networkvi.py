@@ -26,7 +26,7 @@ from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_sourc
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import default_annotations, detect, paired_ontology, report
+from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -280,6 +280,8 @@ class NETWORKVI(
                 root_size=n_hidden,
                 interaction_cutoff=interaction_cutoff,
             )
+            for role, wiring in compiled.items():
+                report_coverage(self.modality_name(role), wiring, annotations)
         effective_gene_layer = gene_layer
         if gene_layer == "interaction" and not any(w.gene_edges.shape[1] > w.n_genes for w in compiled.values()):
             effective_gene_layer = "standard"  # no table: self loops only would be an identity-like extra layer
