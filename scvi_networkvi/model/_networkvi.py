@@ -31,7 +31,7 @@ from ._gene_ids import detect, report
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
-from ._query import freeze_for_query, transfer_state
+from ._query import align_query_features, freeze_for_query, transfer_state
 from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import (
@@ -686,7 +686,8 @@ class NETWORKVI(
     ):
         """Reorder and zero-pad the query's features to the reference's, per modality (in place).
 
-        Raises a ValueError, before changing anything, when a modality shares no feature with the reference.
+        Raises a ValueError, before changing anything, when a modality shares no feature with the reference; logs
+        one line per modality with the features found and zero-filled, and warns below 80 % found.
         """
         if isinstance(reference_model, str | os.PathLike):
             attr_dict, var_names, _, _ = _load_saved_files(os.fspath(reference_model), load_adata=False)
@@ -708,11 +709,9 @@ class NETWORKVI(
                     f"The query's modality {mod!r} shares no feature with the reference model; check that both use "
                     "the same feature names (e.g. gene symbols vs ENSEMBL ids)."
                 )
-        if isinstance(reference_model, os.PathLike):
-            reference_model = os.fspath(reference_model)  # scvi-tools accepts str paths only
-        return ArchesMixin.prepare_query_mudata(
-            mdata, reference_model, return_reference_var_names=return_reference_var_names, inplace=True
-        )
+        if return_reference_var_names:
+            return {mod: pd.Index(names) for mod, names in var_names.items()}
+        align_query_features(mdata, var_names, [mods[k] for k in LAYER_ROLES if mods.get(k) is not None])
 
     @classmethod
     def load_query_data(
