@@ -40,9 +40,9 @@ from ._validation import (
     Caller,
     check_categories,
     check_continuous_covariates,
-    check_counts,
-    layer_matrix,
+    check_modality,
     query_caller,
+    warn_empty_modality_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -513,7 +513,7 @@ class NETWORKVI(
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
             data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
             fix = caller.raw_counts_fix(layer_key, data)
-            check_counts(layer_matrix(adata, layers[role], where, fix), where, fix)
+            check_modality(adata, layers[role], mod, where, fix, caller)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
         present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
@@ -557,6 +557,7 @@ class NETWORKVI(
             f"modality {cont_mod!r} obs" if cont_mod is not None else "the global mdata.obs",
             caller,
         )
+        warn_empty_modality_cells(mdata, mods, layers, caller)
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
         anndata_fields = [
             batch_field,
