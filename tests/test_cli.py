@@ -38,6 +38,16 @@ def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys, noise):
     for phenotype, _, auroc in result["top_terms"]:
         best[phenotype] = max(best.get(phenotype, 0.0), auroc)
     assert np.median(list(best.values())) > 0.75  # even 8 epochs give informative GO terms
+    # names cut at a word boundary, q-values with the floor the test resolves
+    names = set(mdata.uns["networkvi_importances"]["name"].astype(str))
+    printed = [line[8:56].rstrip() for line in out.splitlines() if line[4:6].strip().isdigit() and line[6] == "."]
+    assert printed
+    for name in printed:
+        cut = name[:-1]
+        assert name in names or (
+            name.endswith("…") and any(full.startswith(cut) and full[len(cut)] in " ,;:-/(" for full in names)
+        ), name
+    assert "q<1e-300" not in out and "q=0.0e+00" not in out
     perturbation = mdata.uns["networkvi_perturbation"]
     assert set(perturbation["genes"]) == {"CD74"}
     assert (perturbation.loc[perturbation["kind"] == "go", "delta"] != 0).any()  # CD74 reaches GO terms
