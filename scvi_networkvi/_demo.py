@@ -79,8 +79,8 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
     rna = table[(table["modality"] == "rna") & (table["kind"] == "go")]
     best = rna[rna["rank"] <= top].sort_values(["phenotype", "rank"])
     stream.write(
-        f"\nTop {top} GO terms per cell type (RNA encoder, held-out AUROC with 95% interval; q below "
-        f"{ASYMPTOTIC_FLOOR:g} is shown as q<{ASYMPTOTIC_FLOOR:g}, beyond what the DeLong test resolves):\n"
+        f"\nTop {top} GO terms per cell type (RNA encoder, held-out AUROC with 95% interval and BH q-value;\n"
+        f"q<{ASYMPTOTIC_FLOOR:g}: below what the DeLong test resolves):\n"
     )
     summary_rows = []
     for phenotype, rows in best.groupby("phenotype", observed=True):
