@@ -169,19 +169,21 @@ def _draw(
     colorbar = fig.colorbar(image, ax=axes, fraction=0.046 if n_cols > 3 else 0.15, pad=0.02, shrink=1.0)
     colorbar.set_label(colorbar_label)
     if marked:
-        handle = plt_star_handle(star_size, mark_label, alpha)
+        handle = _star_handle(star_size, mark_label, alpha)
         if ax is None:  # our figure: the legend above, right-aligned, with room made for it
             fig.legend(handles=[handle], loc="outside upper right", frameon=False, handletextpad=0.2)
         else:
             axes[0].legend(
                 handles=[handle], loc="lower left", bbox_to_anchor=(1.0, 1.0), frameon=False, handletextpad=0.2
             )
-    if title:
-        (fig.suptitle(title) if len(axes) > 1 else axes[0].set_title(title))
+    if title and len(axes) > 1:
+        fig.suptitle(title)
+    elif title:
+        axes[0].set_title(title)
     return axes[0] if len(axes) == 1 else axes
 
 
-def plt_star_handle(size: float, mark_label: str, alpha: float):
+def _star_handle(size: float, mark_label: str, alpha: float):
     """The legend entry of the significance mark, as drawn."""
     from matplotlib.lines import Line2D
 
