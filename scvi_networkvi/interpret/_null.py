@@ -23,6 +23,7 @@ from sklearn.decomposition import PCA
 
 from ._auroc import auroc
 from ._probe import Targets, fitted_scores
+from ._progress import track
 
 #: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
 #: the bin's geometric middle (within a factor ``sqrt(r)`` = 1.22 of every size in it).
@@ -137,6 +138,8 @@ def null_probes(
     seed: int,
     device: torch.device | None = None,
     own_sets: Sequence[np.ndarray] | None = None,
+    progress: bool = False,
+    description: str = "Random gene sets",
 ) -> NullStats:
     """Reference AUROCs for terms of ``sizes`` genes and ``widths`` neurons, and p-values of their ``observed`` ones.
 
@@ -152,6 +155,8 @@ def null_probes(
         Random gene sets per (size bin, width).
     own_sets
         Per term, its own gene-node indices (``None``: no gene-set test). Summarised and probed like the random sets.
+    progress, description
+        Draw scvi-tools' progress bar over the (size bin, width) groups, with this description.
 
     Returns
     -------
@@ -169,7 +174,8 @@ def null_probes(
     neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)  # feature-major: a set is row copies
     pca_rows = np.sort(np.random.default_rng([seed, 0]).permutation(fit_rows)[:PCA_CELLS])
     pca_neurons = np.ascontiguousarray(neurons[:, pca_rows])  # every set's PCA reads these cells only
-    for size, width in sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True))):
+    groups = sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True)))
+    for size, width in track(groups, description, enabled=progress):
         terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))
         rng = np.random.default_rng([seed, size, width])
         members = [rng.choice(pool, size=size, replace=False) for _ in range(n_sets)]

@@ -30,7 +30,7 @@ from ._gene_ids import default_annotations, detect, paired_ontology, report, rep
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
-from ._query import freeze_for_query, transfer_state
+from ._query import align_query_features, freeze_for_query, transfer_state
 from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import (
@@ -39,9 +39,9 @@ from ._validation import (
     Caller,
     check_categories,
     check_continuous_covariates,
-    check_counts,
-    layer_matrix,
+    check_modality,
     query_caller,
+    warn_empty_modality_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -523,7 +523,7 @@ class NETWORKVI(
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
             data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
             fix = caller.raw_counts_fix(layer_key, data)
-            check_counts(layer_matrix(adata, layers[role], where, fix), where, fix)
+            check_modality(adata, layers[role], mod, where, fix, caller)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
         present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
@@ -567,6 +567,7 @@ class NETWORKVI(
             f"modality {cont_mod!r} obs" if cont_mod is not None else "the global mdata.obs",
             caller,
         )
+        warn_empty_modality_cells(mdata, mods, layers, caller)
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
         anndata_fields = [
             batch_field,
@@ -696,7 +697,8 @@ class NETWORKVI(
     ):
         """Reorder and zero-pad the query's features to the reference's, per modality (in place).
 
-        Raises a ValueError, before changing anything, when a modality shares no feature with the reference.
+        Raises a ValueError, before changing anything, when a modality shares no feature with the reference; logs
+        one line per modality with the features found and zero-filled, and warns below 80 % found.
         """
         if isinstance(reference_model, str | os.PathLike):
             attr_dict, var_names, _, _ = _load_saved_files(os.fspath(reference_model), load_adata=False)
@@ -718,11 +720,9 @@ class NETWORKVI(
                     f"The query's modality {mod!r} shares no feature with the reference model; check that both use "
                     "the same feature names (e.g. gene symbols vs ENSEMBL ids)."
                 )
-        if isinstance(reference_model, os.PathLike):
-            reference_model = os.fspath(reference_model)  # scvi-tools accepts str paths only
-        return ArchesMixin.prepare_query_mudata(
-            mdata, reference_model, return_reference_var_names=return_reference_var_names, inplace=True
-        )
+        if return_reference_var_names:
+            return {mod: pd.Index(names) for mod, names in var_names.items()}
+        align_query_features(mdata, var_names, [mods[k] for k in LAYER_ROLES if mods.get(k) is not None])
 
     @classmethod
     def load_query_data(
