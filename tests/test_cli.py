@@ -107,3 +107,13 @@ def test_package_attributes_import_on_first_use():
     assert {"NETWORKVI", "tl", "pl", "wiring"} <= set(dir(nvi))
     with pytest.raises(AttributeError, match="no attribute 'not_there'"):
         _ = nvi.not_there
+
+
+def test_fetch_without_names_fetches_the_default_annotations_and_their_go(capsys, tmp_path):
+    from scvi_networkvi.resources import default_registry
+
+    assert default_registry().defaults() == ["org.Hs.eg.db", "GO.db", "org.Mm.eg.db"]
+    assert main(["fetch", "-q"]) == 1  # offline, empty cache: the first default names where to place it
+    err = capsys.readouterr().err
+    assert "Resource 'org.Hs.eg.db' is not in the cache" in err
+    assert str(tmp_path / "cache" / "org.Hs.eg.db" / "org.Hs.eg.sqlite") in err

@@ -148,6 +148,14 @@ class Registry(Mapping[str, Resource]):
         """The registered annotations that are the default for ``species`` (``None`` if there are none)."""
         return next((r for r in self._resources.values() if r.kind in ANNOTATION_KINDS and r.species == species), None)
 
+    def defaults(self) -> list[str]:
+        """The resources a GO model uses when none are given: each species' annotations and their GO DAG."""
+        names: list[str] = []
+        for res in self._resources.values():
+            if res.kind in ANNOTATION_KINDS and res.species is not None:
+                names += [n for n in (res.name, res.ontology) if n is not None and n not in names]
+        return names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._resources)
 
