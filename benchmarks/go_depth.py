@@ -12,7 +12,7 @@ set beats random sets of its size (``pval_set <= 0.05``), into ``go_depth.md`` i
 Usage::
 
     python benchmarks/go_depth.py [--depths 2 3 4] [--epochs 50] [--seed 0] [--null-sets 100] [--threads 1]
-        [--runs-dir /tmp/go_depth] [--out-dir benchmarks/results] [--summarize-only]
+        [--runs-dir benchmarks/results/go_depth] [--out-dir benchmarks/results] [--summarize-only]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null-sets", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs-dir", type=Path, default=Path("/tmp/go_depth"))
+    parser.add_argument("--runs-dir", type=Path, default=HERE / "results" / "go_depth")
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument("--summarize-only", action="store_true", help="only collect existing runs")
     args = parser.parse_args(argv)
