@@ -233,6 +233,13 @@ def test_batched_pca_matches_scikit_learns_per_set_pca():
             np.testing.assert_array_equal(projection.rows, ref.rows)
             np.testing.assert_allclose(projection.weights, ref.weights, atol=2e-4)
             np.testing.assert_allclose(projection.offset, ref.offset, atol=2e-4)
+    # more neurons than PCA cells, all <= 500: scikit-learn's full SVD, here the eigenvectors of the cells' Gram matrix
+    few_cells = np.ascontiguousarray(neurons[:, :150])
+    members = rng.choice(700, 100, replace=False)
+    (projection,) = _null.fit_set_projections(_null.pca_cells(few_cells), GENE_SIZE, [members], 3, seed=2)
+    ref = fit_set_projection_reference(few_cells, GENE_SIZE, members, 3, seed=2)
+    np.testing.assert_allclose(projection.weights, ref.weights, atol=2e-4)
+    np.testing.assert_allclose(projection.offset, ref.offset, atol=2e-4)
 
 
 def test_rank_auroc_equals_the_auroc_with_ties():
