@@ -28,6 +28,7 @@ import datetime
 import logging
 import os
 import platform
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -139,8 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     probes_s = time.perf_counter() - start
     new, new_s = timed(null_probes)
     logger.info("fast path: %.1f s per call (probes alone %.1f s)", new_s, probes_s)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     row = {
         "date": datetime.date.today().isoformat(),
+        "commit": commit or "?",
         "wiring": args.wiring,
         "go": WIRINGS[args.wiring]["go"],
         "annotations": WIRINGS[args.wiring]["annotations"],
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         frame = pd.concat([pd.read_csv(args.out), frame], ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
-    shown = ["date", "wiring", "go_terms", "cell_types", "probes_only_s", "fast_s", "reference_s", "speedup"]
+    shown = ["date", "commit", "wiring", "go_terms", "cell_types", "probes_only_s", "fast_s", "reference_s", "speedup"]
     shown += [c for c in frame.columns if c.endswith(("_max_abs_diff", "_corr"))]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in frame[shown].itertuples(index=False)]

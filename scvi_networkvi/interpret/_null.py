@@ -145,7 +145,13 @@ def fit_set_projections(
         key = (len(rows), n_components, pca_solver(n_cells, len(rows), n_components))
         groups.setdefault(key, []).append((i, rows))
     for (n_rows, n_components, solver), group in groups.items():
-        per_set = 8 * n_rows * (max(n_rows, n_cells) if solver == "exact" else n_cells)
+        dense = solver == "randomized" and n_rows * share > n_neurons
+        if solver == "exact":  # float64 neurons and covariance (or Gram) matrix
+            per_set = 8 * n_rows * (n_cells + min(n_rows, n_cells))
+        elif dense:  # float32 products over all neurons: scattered columns, product and picked rows
+            per_set = 4 * (n_components + OVERSAMPLES) * (2 * n_neurons + n_rows)
+        else:  # float32 gathered neurons
+            per_set = 4 * n_rows * n_cells
         batch = max(1, PCA_BATCH_BYTES // per_set)
         for start in range(0, len(group), batch):
             part = group[start : start + batch]
@@ -153,7 +159,6 @@ def fit_set_projections(
             if solver == "exact":
                 components = exact_components(cells, rows, n_components)
             else:
-                dense = n_rows * share > n_neurons
                 components = randomized_components(cells, rows, n_components, seed, dense=dense)
             for (i, r), comp in zip(part, components, strict=True):
                 weights = (comp * cells.scale[r]).astype(np.float32)
