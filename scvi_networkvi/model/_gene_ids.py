@@ -58,7 +58,9 @@ def annotation_release(annotations: str | os.PathLike | Sequence[str | os.PathLi
     return ", ".join(releases)
 
 
-def report_coverage(modality: str, wiring: Wiring, annotations) -> None:
+def report_coverage(
+    modality: str, wiring: Wiring, annotations: str | os.PathLike | Sequence[str | os.PathLike]
+) -> None:
     """One INFO line per modality: features with a usable id, features annotated, the GO and annotation releases.
 
     Warns when fewer than :data:`MIN_ANNOTATED` of the features are annotated or more than :data:`MAX_WITHOUT_ID`
