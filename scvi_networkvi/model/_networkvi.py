@@ -522,7 +522,7 @@ class NETWORKVI(
             adata = mdata[mod]
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
             data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
-            fix = caller.raw_counts_fix(layer_key, data)
+            fix = caller.raw_counts_fix(layer_key, data, {k: v for k, v in modalities.items() if k != layer_key})
             check_modality(adata, layers[role], mod, where, fix, caller)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,18 +19,40 @@ class Caller:
     """The function the user called, so that a check run on its behalf names that function and its arguments.
 
     ``layer_fix`` tells how to point that function at raw counts; it is formatted with ``layer_key``
-    (``"rna_layer"``), ``role`` (``"rna"``) and ``where`` (the data checked).
+    (``"rna_layer"``), ``role`` (``"rna"``) and ``where`` (the data checked). ``modality_keys`` says how the
+    function's ``modalities`` argument names a modality: by ``"layer_key"`` (``{"rna_layer": "rna"}``, as
+    ``setup_mudata``), by ``"role"`` (``{"rna": "rna"}``, as ``nvi.tl.train``), or ``None`` where the modalities are
+    fixed (a query must have the reference's): then no hint offers to leave a modality out.
     """
 
     name: str
     layer_fix: str
+    modality_keys: Literal["layer_key", "role"] | None = None
 
-    def raw_counts_fix(self, layer_key: str, where: str) -> str:
-        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``."""
-        return self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
+    def raw_counts_fix(self, layer_key: str, where: str, others: Mapping[str, str] | None = None) -> str:
+        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``.
+
+        ``others``: the call's ``modalities`` map without ``layer_key`` (``{"rna_layer": "rna", "batch_key": "rna"}``).
+        Where the modality is not the RNA and another data modality remains, the fix also offers to leave it out, as
+        the model runs without it, with the ``modalities`` argument to pass in the caller's own keys.
+        """
+        fix = self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
+        others = {k: mod for k, mod in (others or {}).items() if mod is not None}
+        if self.modality_keys is None or LAYER_ROLES[layer_key] == "rna" or not any(k in LAYER_ROLES for k in others):
+            return fix
+        if self.modality_keys == "layer_key":
+            kept = others
+        else:
+            kept = {LAYER_ROLES[k]: mod for k, mod in others.items() if k in LAYER_ROLES}
+        return (
+            f"{fix}; or, without raw counts for it, leave the {LAYER_ROLES[layer_key]} modality out (NETWORKVI runs "
+            f"on the others alone): modalities={kept}"
+        )
 
 
-SETUP_MUDATA = Caller("NETWORKVI.setup_mudata", "pass the layer that holds raw counts (e.g. {layer_key}='counts')")
+SETUP_MUDATA = Caller(
+    "NETWORKVI.setup_mudata", "pass the layer that holds raw counts (e.g. {layer_key}='counts')", "layer_key"
+)
 
 
 def query_caller(name: str) -> Caller:

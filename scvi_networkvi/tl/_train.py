@@ -26,7 +26,7 @@ DEFAULT_MODALITY_NAMES = {
 }
 _ROLE_KEYS = {role: layer_key for layer_key, role in LAYER_ROLES.items()}
 #: Errors raised by setup_mudata on behalf of nvi.tl.train name train's arguments.
-CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})")
+CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})", "role")
 _MODALITY_KEYS = (
     *LAYER_ROLES,
     "batch_key",
