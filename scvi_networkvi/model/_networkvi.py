@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
+from anndata import AnnData
 from lightning.pytorch.callbacks import Callback
 from mudata import MuData
 from scvi import REGISTRY_KEYS
@@ -24,6 +25,7 @@ from scvi.utils import setup_anndata_dsp
 from scvi_networkvi.module import MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
+from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
 from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
@@ -213,6 +215,12 @@ class NETWORKVI(
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
         region_factors: bool = True,
     ):
+        if isinstance(mdata, AnnData):
+            raise TypeError(
+                "NETWORKVI works on MuData: for an AnnData in scvi-tools' CITE-seq layout, pass the MuData that "
+                "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
+                "otherwise register a MuData with NETWORKVI.setup_mudata."
+            )
         super().__init__(mdata)
         _check_choice("encoder", encoder, ("go", "dense"))
         _check_choice("gene_layer", gene_layer, ("none", "standard", "interaction"))
@@ -439,9 +447,99 @@ class NETWORKVI(
         return ids
 
     @classmethod
-    def setup_anndata(cls, *args, **kwargs):
-        """NETWORKVI works on MuData: use :meth:`setup_mudata`."""
-        raise NotImplementedError("NETWORKVI is set up on MuData: use NETWORKVI.setup_mudata(mdata, modalities=...).")
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        protein_expression_obsm_key: str | None = "protein_expression",
+        protein_names_uns_key: str | None = None,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        size_factor_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        gene_id_key: str | Mapping[str, str] | None = None,
+        species: Literal["human", "mouse"] | None = None,
+        **kwargs,
+    ) -> MuData:
+        """Register an AnnData in scvi-tools' CITE-seq layout; returns the MuData to use from then on.
+
+        The layout of :meth:`scvi.model.TOTALVI.setup_anndata`: RNA counts in ``adata.X`` (or a layer), protein
+        counts in ``adata.obsm[protein_expression_obsm_key]``, a DataFrame whose columns name the proteins or an array
+        whose names are in ``adata.uns[protein_names_uns_key]``. NETWORKVI works on MuData: this builds one with
+        modalities ``rna`` (``adata``'s ``X``, layers and var, shared, not copied) and ``protein`` (the obsm matrix;
+        var names from the DataFrame's columns or the uns entry), the global ``obs`` a copy of ``adata.obs``, and
+        registers it with :meth:`setup_mudata` (``modalities={"rna_layer": "rna", "protein_layer": "protein"}``,
+        ``rna_layer=layer``, the obs keys read from the global obs), so the model is the same as on that MuData.
+
+        Pass the returned MuData, not ``adata``, to :class:`NETWORKVI`, its methods and the ``nvi.tl`` functions
+        (``nvi.tl.train(mdata, batch_key=..., layers={"rna": layer})`` registers it again with its own arguments)::
+
+            mdata = NETWORKVI.setup_anndata(adata, batch_key="batch")
+            model = NETWORKVI(mdata)
+            model.train()
+            latent = model.get_latent_representation()
+
+        ``adata`` is not changed, and every error below is raised before anything is built or registered.
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw RNA counts in ``X`` or ``layer`` and raw protein counts in ``obsm``.
+        protein_expression_obsm_key
+            ``adata.obsm`` key of the protein counts (cells x proteins). ``None``: no protein modality, the RNA alone
+            (e.g. when the proteins are only available normalised: the model cannot read those).
+        protein_names_uns_key
+            ``adata.uns`` key of the protein names (a list or array in the columns' order, or a DataFrame indexed by
+            them, whose columns become the protein modality's var), needed when the obsm entry is an array: NETWORKVI
+            addresses proteins by name (their genes for the GO wiring, query mapping, per-protein outputs), where
+            scvi-tools would number them. Not used for a DataFrame, whose columns name the proteins.
+        layer
+            ``adata.layers`` key of the RNA counts (``None``: ``adata.X``).
+        batch_key, size_factor_key, categorical_covariate_keys, continuous_covariate_keys
+            ``adata.obs`` columns, as in :meth:`setup_mudata`.
+        gene_id_key
+            Where the genes' ids are: an ``adata.var`` column or ``"var_names"`` (for the RNA; the proteins'
+            antibody names are read as in :meth:`setup_mudata`), or a mapping role -> column. ``None``: detected.
+        species
+            ``"human"`` or ``"mouse"``; ``None``: detected from the ids (see :meth:`setup_mudata`).
+        **kwargs
+            Passed to :meth:`setup_mudata`.
+
+        Returns
+        -------
+        The registered :class:`~mudata.MuData` (modalities ``rna`` and ``protein``, or ``rna`` alone).
+        """
+        if species not in (None, "human", "mouse"):
+            raise ValueError(
+                f"{SETUP_ANNDATA.name}: species must be 'human', 'mouse' or None (detect), got {species!r}."
+            )
+        obs_keys = {
+            "batch_key": batch_key,
+            "size_factor_key": size_factor_key,
+            "categorical_covariate_keys": categorical_covariate_keys,
+            "continuous_covariate_keys": continuous_covariate_keys,
+        }
+        mdata = cite_mudata(
+            adata,
+            protein_expression_obsm_key=protein_expression_obsm_key,
+            protein_names_uns_key=protein_names_uns_key,
+            layer=layer,
+            obs_keys=obs_keys,
+        )
+        modalities = {"rna_layer": RNA_MOD}
+        if PROTEIN_MOD in mdata.mod:
+            modalities["protein_layer"] = PROTEIN_MOD
+        cls.setup_mudata(
+            mdata,
+            rna_layer=layer,
+            **obs_keys,
+            gene_id_key={"rna": gene_id_key} if isinstance(gene_id_key, str) else gene_id_key,
+            species=species,
+            modalities=modalities,
+            _caller=SETUP_ANNDATA,
+            **kwargs,
+        )
+        return mdata
 
     @classmethod
     @setup_anndata_dsp.dedent
