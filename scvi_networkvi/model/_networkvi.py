@@ -129,7 +129,9 @@ class NETWORKVI(
         original's full weight from the first step, which embedded cell types less well in our measurements
         (changelog).
     encode_covariates
-        Encoders see batch and covariates (GO encoders through a covariate projection after the root).
+        Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
+        for query mapping needs it, so that the query's new batches get encoder columns to learn
+        (:meth:`load_query_data`); ``nvi.tl.train(..., query_ready=True)`` sets it with ``deeply_inject_covariates``.
     deeply_inject_covariates
         Covariates enter every decoder layer.
     standardize_continuous_covariates
@@ -907,7 +909,8 @@ class NETWORKVI(
                 warnings.warn(
                     "The reference's encoders do not take the batch (encode_covariates=False): the query's latent is "
                     "the frozen reference encoder applied to the query and query training changes only the decoders. "
-                    "Build the reference with encode_covariates=True for encoders that adapt to new batches.",
+                    "Build the reference with encode_covariates=True (nvi.tl.train(..., query_ready=True)) for encoders "
+                    "that adapt to new batches.",
                     UserWarning,
                     stacklevel=2,
                 )

@@ -27,6 +27,10 @@ DEFAULT_MODALITY_NAMES = {
 _ROLE_KEYS = {role: layer_key for layer_key, role in LAYER_ROLES.items()}
 #: Errors raised by setup_mudata on behalf of nvi.tl.train name train's arguments.
 CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})", "role")
+#: The model settings ``query_ready=True`` sets: encoders that see the batch, so that ``nvi.tl.map_query`` can adapt
+#: them to a query's new batches (``load_query_data`` warns without them), and covariates in every decoder layer, as
+#: in the query-mapping tutorial.
+QUERY_READY = {"encode_covariates": True, "deeply_inject_covariates": True}
 _MODALITY_KEYS = (
     *LAYER_ROLES,
     "batch_key",
@@ -105,6 +109,7 @@ def train(
     interactions: PathOrName | None = None,
     encoder: Literal["go", "dense"] = "go",
     max_epochs: int | None = None,
+    query_ready: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     train_kwargs: Mapping[str, Any] | None = None,
 ):
@@ -155,6 +160,13 @@ def train(
         ``"go"`` (GO-wired encoders) or ``"dense"`` (scvi-tools encoders, no GO resources needed).
     max_epochs
         Training epochs (``None``: scvi-tools' heuristic from the number of cells).
+    query_ready
+        Train a reference that :func:`~scvi_networkvi.tl.map_query` can map new batches onto: sets
+        ``encode_covariates=True`` and ``deeply_inject_covariates=True`` (the query-mapping tutorial's settings), and
+        needs ``batch_key``. ``False`` (default): the encoders do not see the batch, and that cannot be changed after
+        training: ``map_query`` then applies the frozen reference encoders to a query's new batches without adapting
+        them (it warns; only the decoders learn the new batches). One INFO line at training says so. A
+        ``model_kwargs`` entry that contradicts ``query_ready=True`` is a ValueError.
     model_kwargs
         Further :class:`~scvi_networkvi.NETWORKVI` arguments (``n_latent``, ``gene_size``, ``go_size``,
         ``encode_covariates``...).
@@ -182,6 +194,28 @@ def train(
         clash = sorted({"go", "annotations", "interactions", "encoder", "max_epochs", "mdata"} & set(given))
         if clash:
             raise ValueError(f"{name} must not set {clash}: pass them as arguments of nvi.tl.train.")
+    if not isinstance(query_ready, bool):
+        raise TypeError(f"query_ready must be True or False, got {query_ready!r}.")
+    if query_ready:
+        contradicting = {
+            key: model_kwargs[key]
+            for key, value in QUERY_READY.items()
+            if key in model_kwargs and model_kwargs[key] != value
+        }
+        if contradicting:
+            wanted = ", ".join(f"{key}={value}" for key, value in QUERY_READY.items())
+            given = ", ".join(f"{key}={value!r}" for key, value in contradicting.items())
+            raise ValueError(
+                f"nvi.tl.train: query_ready=True sets {wanted} (what nvi.tl.map_query needs to adapt the encoders to "
+                f"new batches), but model_kwargs sets {given}. Drop {sorted(contradicting)} from model_kwargs, or pass "
+                "query_ready=False for a reference that no query will be mapped onto."
+            )
+        if batch_key is None:
+            raise ValueError(
+                "nvi.tl.train: query_ready=True prepares the encoders for a query's new batches, which needs the "
+                "reference's batches: pass batch_key= (the obs column naming them; the query needs the same column)."
+            )
+        model_kwargs.update(QUERY_READY)
 
     mods = _normalise_modalities(mdata, modalities)
     layer_args = {}
@@ -240,6 +274,12 @@ def train(
             mdata, go=go, annotations=annotations, interactions=interactions, encoder=encoder, **model_kwargs
         )
         logger.info("Training %s", model._model_summary_string.splitlines()[0])
+        if not model_kwargs.get("encode_covariates", False):
+            logger.info(
+                "This reference is not query-ready: its encoders do not see the batch (encode_covariates=False), so "
+                "nvi.tl.map_query cannot adapt them to a query's new batches (it only applies them unchanged, with a "
+                "warning). Pass query_ready=True to nvi.tl.train for a reference to map queries onto."
+            )
         model.train(max_epochs=max_epochs, **train_kwargs)
     history = getattr(model, "history_", None) or {}
     epochs = len(history["elbo_train"]) if "elbo_train" in history else None
@@ -253,6 +293,7 @@ def train(
             "interactions": interactions,
             "encoder": encoder,
             "max_epochs": max_epochs,
+            "query_ready": query_ready,
             "n_epochs_trained": epochs,
             "model_kwargs": jsonable(model_kwargs),
             "train_kwargs": jsonable(train_kwargs),
