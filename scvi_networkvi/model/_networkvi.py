@@ -65,7 +65,7 @@ class NETWORKVI(
     Parameters
     ----------
     mdata
-        MuData registered with :meth:`setup_mudata`.
+        MuData registered with :meth:`setup_mudata`, or the one :meth:`setup_anndata` returns for an AnnData.
     go
         The GO DAG: registry name (``"go-basic"``, release 2025-03-16; ``"GO.db"``, release 2022-07-01) or path of
         an OBO or GO.db SQLite file. ``None`` (default): the DAG registered with the annotations (``"GO.db"`` for
