@@ -1,4 +1,4 @@
-"""Defaults for mosaic data (cells that differ in their modalities): equal-weight mixing and a steady adversary.
+"""Mosaic data (cells that differ in their modalities): a steady adversary by default, equal-weight mixing on request.
 
 On the real CITE-seq and multiome subsets of tests/data, combined into a CITE-seq + multiome mosaic as in
 ``benchmarks/mosaic.py --cross``.
@@ -57,8 +57,8 @@ def paired(data: md.MuData, mods: dict) -> md.MuData:
     return mdata
 
 
-def test_mosaic_data_is_mixed_with_equal_weights_by_default(cite, multiome):
-    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense")
+def test_auto_mixes_mosaic_data_with_equal_weights(cite, multiome):
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense", modality_mixing="auto")
     assert model.is_mosaic
     assert model.module.mixer.mixing == "mean"
     assert model.init_params_["non_kwargs"]["modality_mixing"] == "mean"  # saved resolved: loads as trained
@@ -67,14 +67,14 @@ def test_mosaic_data_is_mixed_with_equal_weights_by_default(cite, multiome):
 @pytest.mark.parametrize(
     ("which", "mods", "expected"), [("cite", CITE_MODS, "poe"), ("multiome", MULTIOME_MODS, "mean")]
 )
-def test_paired_data_keeps_its_mixing(cite, multiome, which, mods, expected):
-    model = nvi.NETWORKVI(paired(cite if which == "cite" else multiome, mods), encoder="dense")
+def test_auto_keeps_the_mixing_of_paired_data(cite, multiome, which, mods, expected):
+    model = nvi.NETWORKVI(paired(cite if which == "cite" else multiome, mods), encoder="dense", modality_mixing="auto")
     assert not model.is_mosaic
     assert model.module.mixer.mixing == expected
 
 
-def test_the_rule_before_auto_stays_reachable(cite, multiome):
-    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense", modality_mixing=None)
+def test_the_default_mixing_is_the_rule_for_paired_data(cite, multiome):
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense")
     assert model.module.mixer.mixing == "poe"  # proteins: product of experts, mosaic or not
 
 
