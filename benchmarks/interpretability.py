@@ -6,10 +6,11 @@ Four parts (``--parts``), each writing its tables to ``--out-dir`` (default ``be
     Data: the NetworkVI tutorial CITE-seq set (``nvi.datasets.tutorial_cite()``: 5000 bone-marrow cells, ``rna``
     4000 genes with ENSEMBL ids in ``var["gene_stable_id"]``, ``prot`` 134 antibodies; obs ``cell_type``, ``Site``),
     optionally a seeded subsample of ``--n-cells`` cells. GO: the FULL human annotations, not the tutorial's
-    subsampled GAF: ``go-2022-07-01.obo`` and ``ensembl2go-human-2022.gaf`` from ``get_human_go.sh`` (folder
-    ``~/.cache/nvi-human-go``, or ``$NVI_HUMAN_GO``; ``--go`` / ``--gaf`` override the files). Model:
-    ``nvi.tl.train(mdata, batch_key="Site", go=..., annotations=..., interactions="k562-contact-domains",
-    model_kwargs={"gene_size": 5, "go_size": 2}, max_epochs=--epochs)`` on CPU, one model per ``--seeds`` entry.
+    subsampled GAF: the registry's ``org.Hs.eg.db`` with ``GO.db`` (Bioconductor 3.16, GO 2022-07-01; the same
+    annotations by ENSEMBL id as the ``ensembl2go-human-2022.gaf`` of the earlier runs; ``--go`` / ``--gaf`` take
+    other registry names or files). Model: ``nvi.tl.train(mdata, batch_key="Site", go=..., annotations=...,
+    interactions="k562-contact-domains", model_kwargs={"gene_size": 5, "go_size": 2, "n_layers_encoder": --depth},
+    max_epochs=--epochs)`` on CPU, one model per ``--seeds`` entry (``--depth``: the GO depth, default the package's).
     Importances: ``model.get_importances(groupby="cell_type")`` (one-vs-rest, held-out AUROC of an L2 logistic probe
     on each GO term's neurons, 30 % of each label's cells held out). For a fixed set of well-known cell types the
     ``--top-k`` GO terms by held-out AUROC are listed per modality, next to the terms one expects from biology and a
@@ -81,7 +82,6 @@ import pandas as pd
 
 logger = logging.getLogger("benchmarks.interpretability")
 
-HUMAN_GO = Path(os.environ.get("NVI_HUMAN_GO", Path.home() / ".cache" / "nvi-human-go"))
 STARTER = Path(__file__).resolve().parents[1] / "tests" / "data" / "bmmc_cite.h5mu"  # scripts/make_test_data.py
 GENERIC_IMMUNE = ("immune", "leukocyte", "lymphocyte", "defense response")
 
@@ -200,7 +200,7 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
         go=args.go,
         annotations=args.gaf,
         interactions=args.interactions,
-        model_kwargs={"gene_size": 5, "go_size": 2},
+        model_kwargs={"gene_size": 5, "go_size": 2, **({"n_layers_encoder": args.depth} if args.depth else {})},
         max_epochs=args.epochs,
         train_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
     )
@@ -211,7 +211,18 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
     probe_s = time.perf_counter() - start
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
-    return table, counts, {"seed": seed, "n_cells": mdata.n_obs, "train_s": train_s, "importances_s": probe_s}
+    wiring = {role: w.summary() for role, w in model.wirings_.items()}
+    info = {
+        "seed": seed,
+        "n_cells": mdata.n_obs,
+        "train_s": train_s,
+        "importances_s": probe_s,
+        "depth": model.init_params_["non_kwargs"]["n_layers_encoder"],
+        "parameters": sum(p.numel() for p in model.module.parameters()),
+        **{f"{role}_go_terms": w["go_terms"] for role, w in wiring.items()},
+        **{f"{role}_terms_per_level": w["terms_per_level"] for role, w in wiring.items()},
+    }
+    return table, counts, info
 
 
 def top_terms(table: pd.DataFrame, counts: pd.Series, seed: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -399,7 +410,10 @@ def run_top_and_gap(args: argparse.Namespace) -> None:
         + ")`, one-vs-rest, 30 % held out, GO terms only "
         "(root / UNKNOWN nodes excluded). Runs: "
         + "; ".join(
-            f"seed {r['seed']}: train {r['train_s']:.0f} s, importances {r['importances_s']:.0f} s" for r in runs
+            f"seed {r['seed']}: GO depth {r['depth']}, {r['parameters']:,} parameters, GO terms per level "
+            f"{r.get('rna_terms_per_level')} (rna) / {r.get('protein_terms_per_level')} (protein), train "
+            f"{r['train_s']:.0f} s, importances {r['importances_s']:.0f} s"
+            for r in runs
         )
         + ".\n\n"
     )
@@ -688,8 +702,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one tutorial model per seed")
     parser.add_argument("--n-cells", type=int, default=None, help="seeded subsample of the tutorial cells")
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--go", type=Path, default=HUMAN_GO / "go-2022-07-01.obo")
-    parser.add_argument("--gaf", type=Path, default=HUMAN_GO / "ensembl2go-human-2022.gaf")
+    parser.add_argument("--go", default="GO.db", help="GO DAG: registry name or OBO / GO.db file")
+    parser.add_argument("--gaf", default="org.Hs.eg.db", help="annotations: registry name or GAF / org.*.eg.db file")
+    parser.add_argument("--depth", type=int, default=None, help="GO depth (n_layers_encoder); default the package's")
     parser.add_argument("--interactions", default="k562-contact-domains")
     parser.add_argument("--starter", type=Path, default=STARTER)
     parser.add_argument("--plant-seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -701,9 +716,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for path in (args.go, args.gaf):
-        if not path.is_file():
-            parser.error(f"{path} not found: run get_human_go.sh or set NVI_HUMAN_GO / --go / --gaf")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     setup_torch(args.threads)
     import scvi_networkvi

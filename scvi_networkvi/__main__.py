@@ -23,9 +23,10 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from scvi_networkvi.resources import fetch_many
+    from scvi_networkvi.resources import default_registry, fetch_many
 
-    for name, path in fetch_many(args.names, progressbar=not args.quiet).items():
+    names = args.names or default_registry().defaults()
+    for name, path in fetch_many(names, progressbar=not args.quiet).items():
         sys.stdout.write(f"{name}\t{path}\n")
     return 0
 
@@ -53,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
     fetch = sub.add_parser("fetch", help="download resources into the cache (for air-gapped clusters)")
-    fetch.add_argument("names", nargs="+", help="registry names, see `list`")
+    fetch.add_argument(
+        "names",
+        nargs="*",
+        help="registry names, see `list` (none: the default GO annotations of each species and the GO release they use)",
+    )
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(func=_fetch)
     listing = sub.add_parser("list", help="list the registered resources and whether they are cached")

@@ -180,3 +180,76 @@ def test_continuous_covariate_error_names_the_function_called(cells):
         nvi.tl.train(mdata, continuous_covariate_keys=["DonorAge"], encoder="dense", train_kwargs=TRAIN)
     with pytest.raises(ValueError, match=r"drop those cells before NETWORKVI\.setup_mudata"):
         nvi.NETWORKVI.setup_mudata(mdata, continuous_covariate_keys=["DonorAge"], modalities=RNA_ONLY)
+
+
+# ---- duplicated feature names, cells without counts --------------------------------------------------------------------
+def test_duplicated_feature_names_are_named_before_any_work(cells):
+    mdata = cells()
+    names = list(mdata["prot"].var_names)
+    names[5], names[9] = names[0], names[0]
+    mdata["prot"].var_names = names
+    before = fingerprint(mdata)
+    expected = (
+        rf"nvi\.tl\.train: modality 'prot' has 1 duplicated feature names \('{re.escape(names[0])}' x3\).*"
+        r"mdata\['prot'\]\.var_names_make_unique\(\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        nvi.tl.train(mdata, batch_key="Site", encoder="dense", max_epochs=1, train_kwargs=TRAIN)
+    assert_unchanged(mdata, before)
+    with pytest.raises(ValueError, match=r"NETWORKVI\.setup_mudata: modality 'prot' has 1 duplicated"):
+        nvi.NETWORKVI.setup_mudata(mdata, modalities={"rna_layer": "rna", "protein_layer": "prot"})
+    assert_unchanged(mdata, before)
+
+
+def test_many_duplicated_names_are_counted_not_all_listed(cells):
+    mdata = cells()
+    mdata["rna"].var_names = [f"g{i // 2}" for i in range(mdata["rna"].n_vars)]  # every name twice
+    with pytest.raises(ValueError, match=r"has 500 duplicated feature names \('g0' x2, .* and 495 more\)"):
+        nvi.NETWORKVI.setup_mudata(mdata, modalities=RNA_ONLY)
+
+
+def zero_cells(mdata: md.MuData, mod: str, n: int) -> None:
+    x = mdata[mod].X.toarray() if sp.issparse(mdata[mod].X) else np.array(mdata[mod].X)
+    x[:n] = 0
+    mdata[mod].X = sp.csr_matrix(x)
+
+
+def test_cells_without_counts_warn_with_their_number_and_what_happens(cells):
+    mdata = cells()
+    zero_cells(mdata, "prot", 6)
+    with pytest.warns(UserWarning) as record:
+        nvi.NETWORKVI.setup_mudata(mdata, modalities={"rna_layer": "rna", "protein_layer": "prot"})
+    messages = [str(w.message) for w in record if "zero counts" in str(w.message)]
+    assert len(messages) == 1
+    message = messages[0]
+    assert message.startswith(
+        "NETWORKVI.setup_mudata: 6 of 120 cells have zero counts in modality 'prot' (mdata['prot'].X)"
+    )
+    assert "keeps them as measured zeros, not as missing" in message and "the other modalities and the batch" in message
+    assert "remove them from modality 'prot' only" in message
+
+
+def test_cells_without_counts_in_the_only_modality(cells):
+    mdata = cells()
+    zero_cells(mdata, "rna", 2)
+    with pytest.warns(
+        UserWarning,
+        match=r"nvi\.tl\.train: 2 of 120 cells have zero counts in modality 'rna'.*"
+        r"carries nothing about the cell",
+    ):
+        nvi.tl.train(mdata, modalities=RNA_ONLY, batch_key="Site", encoder="dense", max_epochs=1, train_kwargs=TRAIN)
+
+
+def test_an_error_of_the_same_call_comes_without_the_zero_count_warning(cells, recwarn):
+    mdata = cells()
+    zero_cells(mdata, "prot", 3)
+    blank(mdata.obs, "Site", 2)
+    with pytest.raises(ValueError, match="has no value"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities={"rna_layer": "rna", "protein_layer": "prot"})
+    assert not [w for w in recwarn if "zero counts" in str(w.message)]
+
+
+def test_data_without_empty_cells_or_duplicates_registers_quietly(cells, recwarn):
+    mdata = cells()
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities={"rna_layer": "rna", "protein_layer": "prot"})
+    assert not [w for w in recwarn if "zero counts" in str(w.message) or "duplicated" in str(w.message)]

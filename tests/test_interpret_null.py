@@ -151,7 +151,7 @@ def test_dense_and_sparse_projections_agree_with_the_direct_summary(monkeypatch)
     neurons = rng.normal(size=(60 * GENE_SIZE, 300)).astype(np.float32)
     pca_neurons = np.ascontiguousarray(neurons[:, ::3])
     sets = [rng.choice(60, size, replace=False) for size in (1, 4, 30, 50)]
-    projections = [_null.fit_set_projection(pca_neurons, GENE_SIZE, m, 2, seed=0) for m in sets]
+    projections = _null.fit_set_projections(_null.pca_cells(pca_neurons), GENE_SIZE, sets, 2, seed=0)
     projections.append(None)
     expected = np.zeros((len(projections), 300, 2))
     for i, p in enumerate(projections[:-1]):
@@ -161,3 +161,92 @@ def test_dense_and_sparse_projections_agree_with_the_direct_summary(monkeypatch)
     for share in (1, 25, 10**6):  # all sparse, mixed, all dense
         monkeypatch.setattr(_null, "DENSE_SHARE", share)
         np.testing.assert_allclose(_null.project_sets(neurons, projections, 2), expected, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the fast path against the first implementation (one scikit-learn PCA per set), kept as the reference
+
+
+def reference_inputs(n_genes: int, sizes, n_sets: int = 12, seed: int = 0):
+    """Synthetic activations, sizes, own sets and settings shared by both implementations."""
+    genes, fit_rows, eval_rows, targets = synthetic(n_cells=400, n_genes=n_genes, signal_genes=4, seed=seed)
+    sizes = np.asarray(sizes)
+    own = [np.arange(s) + i for i, s in enumerate(sizes)]
+    observed = np.linspace(0.55, 0.95, len(sizes))[:, None]
+    args = (genes, GENE_SIZE, np.arange(n_genes), sizes, np.full(len(sizes), 2), observed, fit_rows, eval_rows)
+    kwargs = {"n_sets": n_sets, "C": 1.0, "class_weight": "balanced", "seed": seed, "own_sets": own}
+    return (*args, targets), kwargs
+
+
+#: Largest difference of a reference AUROC allowed between the two paths: the exact PCA runs in float64 where
+#: scikit-learn's runs in float32, and the randomized SVD's products are batched: summaries differ by float32
+#: rounding (~1e-6), which can swap two held-out cells whose probe scores are that close (one case-control pair
+#: moves an AUROC by 1 / (cases x controls), ~1e-4 on this fixture; averaged over the sets for auroc_null).
+AUROC_TOLERANCE = 2e-4
+
+
+@pytest.mark.parametrize(
+    ("n_genes", "sizes"),
+    [
+        (60, (1, 2, 5, 9)),  # covariance eigendecomposition in scikit-learn (<= 50 neurons)
+        (200, (14, 120)),  # full SVD in scikit-learn (<= 500 neurons)
+        (400, (260,)),  # randomized SVD (> 500 neurons), products over all neurons
+    ],
+)
+def test_fast_path_gives_the_reference_numbers(n_genes, sizes):
+    from scvi_networkvi.interpret._null_reference import null_probes_reference
+
+    args, kwargs = reference_inputs(n_genes, sizes)
+    fast, ref = null_probes(*args, **kwargs), null_probes_reference(*args, **kwargs)
+    for column in ("auroc_null", "auroc_set"):
+        a, b = getattr(fast, column), getattr(ref, column)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a, b, atol=AUROC_TOLERANCE, rtol=0)
+    for column in ("pval_null", "pval_set"):
+        a, b = getattr(fast, column), getattr(ref, column)
+        # p-values count random sets at or above an AUROC: a swapped pair changes a count only at a near-tie
+        np.testing.assert_allclose(a, b, atol=1 / (kwargs["n_sets"] + 1) + 1e-12, rtol=0)
+    assert np.mean(fast.pval_null == ref.pval_null) >= 0.5
+
+
+def test_fast_path_is_deterministic():
+    args, kwargs = reference_inputs(400, (14, 260))
+    first, again = null_probes(*args, **kwargs), null_probes(*args, **kwargs)
+    for column in ("auroc_null", "pval_null", "auroc_set", "pval_set"):
+        np.testing.assert_array_equal(getattr(first, column), getattr(again, column))
+
+
+def test_batched_pca_matches_scikit_learns_per_set_pca():
+    """Exact solvers and the randomized SVD (over gathered neurons or over all neurons) give scikit-learn's axes."""
+    from scvi_networkvi.interpret import _null
+    from scvi_networkvi.interpret._null_reference import fit_set_projection_reference
+
+    rng = np.random.default_rng(5)
+    neurons = rng.normal(size=(700 * GENE_SIZE, 300)).astype(np.float32)
+    neurons[:40] *= 3.0  # a few strong directions: well-separated leading axes
+    cells = _null.pca_cells(neurons)
+    sets = [rng.choice(700, size, replace=False) for size in (3, 3, 60, 60, 300, 300)]
+    for share in (1, 10**6):  # randomized products over gathered neurons / over all neurons
+        fast = _null.fit_set_projections(cells, GENE_SIZE, sets, 3, seed=2, dense_share=share)
+        for members, projection in zip(sets, fast, strict=True):
+            ref = fit_set_projection_reference(neurons, GENE_SIZE, members, 3, seed=2)
+            np.testing.assert_array_equal(projection.rows, ref.rows)
+            np.testing.assert_allclose(projection.weights, ref.weights, atol=2e-4)
+            np.testing.assert_allclose(projection.offset, ref.offset, atol=2e-4)
+    # more neurons than PCA cells, all <= 500: scikit-learn's full SVD, here the eigenvectors of the cells' Gram matrix
+    few_cells = np.ascontiguousarray(neurons[:, :150])
+    members = rng.choice(700, 100, replace=False)
+    (projection,) = _null.fit_set_projections(_null.pca_cells(few_cells), GENE_SIZE, [members], 3, seed=2)
+    ref = fit_set_projection_reference(few_cells, GENE_SIZE, members, 3, seed=2)
+    np.testing.assert_allclose(projection.weights, ref.weights, atol=2e-4)
+    np.testing.assert_allclose(projection.offset, ref.offset, atol=2e-4)
+
+
+def test_rank_auroc_equals_the_auroc_with_ties():
+    from scvi_networkvi.interpret._auroc import auroc
+    from scvi_networkvi.interpret._null import rank_auroc
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=(50, 301)), 1)  # many ties
+    y = rng.random(301) < 0.3
+    np.testing.assert_array_equal(rank_auroc(scores, y), auroc(scores, y))

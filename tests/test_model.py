@@ -426,10 +426,11 @@ def test_missing_gene_id_column_and_unmatched_ids():
         nvi.NETWORKVI(mdata, **GO_KW)
 
 
-def test_go_encoder_needs_annotations_and_valid_choices():
+def test_go_encoder_without_annotations_asks_for_the_species_default_and_choices_are_checked(monkeypatch):
     mdata = read(CITE)
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
-    with pytest.raises(ValueError, match="annotations"):
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")  # human ENSEMBL ids: the full human annotations, not cached
+    with pytest.raises(RuntimeError, match="Resource 'org.Hs.eg.db' is not in the cache"):
         nvi.NETWORKVI(mdata, go=EXAMPLE["go"])
     with pytest.raises(ValueError, match="modality_mixing"):
         nvi.NETWORKVI(mdata, modality_mixing="equal", **GO_KW)

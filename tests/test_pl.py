@@ -88,13 +88,15 @@ def test_importance_heatmap_cells_and_labels(analysed):
 
 def test_importance_heatmap_options(analysed, tmp_path):
     mdata, _, types, _ = analysed
-    both = nvi.pl.importances(mdata, top=None, show=False)
-    labels = tick_texts(both.get_yticklabels())
     table = mdata.uns["networkvi_importances"]
-    n_go = table[table["kind"] == "go"].groupby("modality", observed=True)["node_id"].nunique().sum()
-    assert (
-        len(labels) == n_go and any(s.endswith("[prot]") for s in labels) and any(s.endswith("[rna]") for s in labels)
-    )
+    both = nvi.pl.importances(mdata, top=None, show=False)
+    assert isinstance(both, list) and len(both) == 2  # one facet per modality, RNA and protein rows not mixed
+    for facet, mod in zip(both, ["rna", "prot"], strict=True):
+        go = table[(table["kind"] == "go") & (table["modality"] == mod)]
+        assert facet.get_title(loc="left") == f"{mod}: GO terms"
+        assert set(tick_texts(facet.get_yticklabels())) == {shorten(n) for n in go["name"].unique()}
+    with pytest.raises(ValueError, match="pick one with modality="):
+        nvi.pl.importances(mdata, ax=plt.subplots()[1], show=False)
     chosen = [types[2], types[0]]
     ax = nvi.pl.importances(mdata, phenotypes=chosen, modality="prot", top=3, show=False, save=tmp_path / "imp.png")
     assert tick_texts(ax.get_xticklabels()) == chosen
@@ -136,7 +138,7 @@ def test_importance_heatmap_stars_the_gene_set_test(analysed):
     assert ((pvals < 0.15).any()) and not (pvals < 0.15).all()  # 9 sets: p = 0.1 possible, and not for all terms
     stars = [c for c in ax.collections if c.get_gid() == "significance"]
     assert {(int(y), int(x)) for x, y in stars[0].get_offsets()} == {tuple(ix) for ix in np.argwhere(pvals < 0.15)}
-    assert ax.get_legend().get_texts()[0].get_text() == "pval_set < 0.15"
+    assert ax.figure.legends[0].get_texts()[0].get_text() == "pval_set < 0.15"
 
 
 # ---- perturbation --------------------------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def test_go_graph_draws_ancestors_and_children_level_by_level(analysed, tmp_path
         ancestors |= frontier
     expected = {term, *ancestors, *child[parent == term].tolist()}
     assert ancestors and len(expected) > len(ancestors) + 1
-    ax = nvi.pl.go_graph(model, str(wiring.term_ids[term]), show=False, save=tmp_path / "graph.png")
+    ax = nvi.pl.go_graph(model, str(wiring.term_ids[term]), context=False, show=False, save=tmp_path / "graph.png")
     points = next(c for c in ax.collections if c.get_gid() == "go_terms")
     xy = points.get_offsets()
     assert len(xy) == len(expected)
@@ -195,7 +197,7 @@ def test_go_graph_draws_ancestors_and_children_level_by_level(analysed, tmp_path
     for text in labels_of(ax):
         assert text.get_position()[1] + 0.22 == pytest.approx(-depth_of[text.get_text().replace("\n", " ")])
     assert (tmp_path / "graph.png").read_bytes()[:4] == b"\x89PNG"
-    by_name = nvi.pl.go_graph(model, str(wiring.term_names[term]), modality="rna", show=False)
+    by_name = nvi.pl.go_graph(model, str(wiring.term_names[term]), modality="rna", context=False, show=False)
     assert len(next(c for c in by_name.collections if c.get_gid() == "go_terms").get_offsets()) == len(expected)
 
 
@@ -203,7 +205,7 @@ def test_go_graph_coloured_by_importance(analysed):
     mdata, model, types, _ = analysed
     table = mdata.uns["networkvi_importances"]
     wiring = model.wirings_["protein"]
-    ax = nvi.pl.go_graph(model, types[0], modality="prot", importances=mdata, show=False)
+    ax = nvi.pl.go_graph(model, types[0], modality="prot", importances=mdata, context=False, show=False)
     ranked = table[(table["modality"] == "prot") & (table["phenotype"] == types[0]) & table["rank"].notna()]
     best = ranked.sort_values("rank")["node_id"].iloc[0]
     assert ax.get_title().startswith(best)
@@ -216,7 +218,7 @@ def test_go_graph_coloured_by_importance(analysed):
     with pytest.raises(ValueError, match="several phenotypes"):
         nvi.pl.go_graph(model, term, modality="protein", importances=table, show=False)
     ax = nvi.pl.go_graph(model, term, modality="protein", importances=table, phenotype=types[1], show=False)
-    assert "auroc" in ax.figure.axes[-1].get_ylabel()
+    assert ax.figure.axes[-1].get_ylabel() == f"held-out AUROC\n{types[1]} vs rest"
 
 
 def test_go_graph_errors(analysed):
@@ -237,3 +239,111 @@ def test_pl_returns_none_when_shown(analysed, monkeypatch):
     shown = []
     monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(True))
     assert nvi.pl.importances(mdata, modality="rna", show=True) is None and shown == [True]
+
+
+# ---- figure properties: labels, facets, colour bars, marks, sizes --------------------------------------------------
+def test_importance_heatmap_names_its_axes_and_score(analysed):
+    mdata, _, types, _ = analysed
+    facets = nvi.pl.importances(mdata, top=5, show=False)
+    fig = facets[0].figure
+    assert facets[-1].get_xlabel() == "cell_type (each vs rest)"  # the groupby the table was computed for
+    assert facets[0].get_xlabel() == "" and not any(t.get_text() for t in facets[0].get_xticklabels())
+    colorbars = [a for a in fig.axes if a not in facets]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "held-out AUROC (0.5 = chance)"
+    assert [len(f.get_yticklabels()) for f in facets] == [5, 5]  # top applies per facet
+    # column labels slanted and anchored at their column, not centred over the next one
+    bottom = facets[-1].get_xticklabels()
+    assert [t.get_text() for t in bottom] == types
+    assert all(t.get_rotation() == 45 and t.get_horizontalalignment() == "right" for t in bottom)
+    # the significance mark: a filled white star with a black edge, large enough to see
+    stars = [c for f in facets for c in f.collections if c.get_gid() == "significance"]
+    assert stars
+    for star in stars:
+        assert tuple(star.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)
+        assert tuple(star.get_edgecolor()[0][:3]) == (0.0, 0.0, 0.0) and star.get_sizes()[0] >= 40
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["q < 0.05"]
+    # a table passed directly still names the groupby (from its attrs)
+    direct = nvi.pl.importances(mdata.uns["networkvi_importances"], modality="rna", show=False)
+    assert direct.get_xlabel() == "cell_type (each vs rest)"
+
+
+def test_heatmap_save_keeps_every_label_inside(analysed, tmp_path):
+    """The saved figure's tight box holds the last column label with a margin (it used to touch the edge)."""
+    mdata = analysed[0]
+    ax = nvi.pl.importances(mdata, modality="rna", top=6, show=False, save=tmp_path / "imp.png")
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    tight = fig.get_tightbbox(renderer)
+    last = ax.get_xticklabels()[-1].get_window_extent(renderer).transformed(fig.dpi_scale_trans.inverted())
+    assert last.x0 >= tight.x0 and last.y0 >= tight.y0  # inside the saved area; savefig pads 0.15 in around it
+
+
+def test_perturbation_heatmap_labels(analysed):
+    mdata, _, types, genes = analysed
+    ax = nvi.pl.perturbation(mdata, perturbations=genes[0], top=4, show=False)
+    assert ax.get_xlabel() == "cell_type (each vs rest)"
+    colorbar = [a for a in ax.figure.axes if a is not ax]
+    assert colorbar[0].get_ylabel() == "Δ held-out AUROC (after − before)"
+    both = nvi.pl.perturbation(mdata, top=4, show=False)
+    assert both.get_xlabel() == "perturbation | cell_type (each vs rest)"
+
+
+def test_shorten_cuts_at_a_word_boundary():
+    name = "biological process involved in interspecies interaction between organisms"
+    assert shorten(name, 48) == "biological process involved in interspecies…"
+    assert (
+        shorten("positive regulation of T-helper 17 type immune response", 40)
+        == "positive regulation of T-helper 17 type…"
+    )
+    assert shorten("x" * 80, 20) == "x" * 19 + "…"  # one long word: cut inside it
+    assert shorten("short name", 48) == "short name"
+    assert all(len(shorten(name, w)) <= w for w in range(10, 80))
+
+
+def test_pvalues_print_with_a_floor_the_test_resolves():
+    from scvi_networkvi.pl._utils import ASYMPTOTIC_FLOOR, format_pvalue
+
+    assert format_pvalue(0.0) == "q<0.0001" == format_pvalue(1e-300)
+    assert ASYMPTOTIC_FLOOR == 1e-4
+    assert format_pvalue(0.0123) == "q=0.012" and format_pvalue(0.0031) == "q=3.1e-03"
+    assert format_pvalue(1 / 101, floor=1 / 101, symbol="p") == "p≤0.0099"  # the smallest p 100 random sets give
+    assert format_pvalue(float("nan")) == "q=n/a"
+
+
+def _points(ax):
+    return next(c for c in ax.collections if c.get_gid() == "go_terms")
+
+
+def test_go_graph_sized_to_its_content_with_readable_labels(analysed):
+    mdata, model, types, _ = analysed
+    ax = nvi.pl.go_graph(model, types[0], modality="rna", importances=mdata, show=False)
+    labels = labels_of(ax)
+    assert labels and all(t.get_fontsize() >= 9 for t in labels)
+    colorbar = ax.figure.axes[-1]
+    assert colorbar.get_ylabel() == f"held-out AUROC\n{types[0]} vs rest"  # the score and the phenotype
+    width, height = ax.figure.get_size_inches()
+    n_wide = max(np.unique(np.round(_points(ax).get_offsets()[:, 1]), return_counts=True)[1])
+    assert width <= 1.3 + 1.5 * n_wide + 1.3 and height <= 1.0 + 1.6 * len(set(ax.get_yticks()))
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):  # no two names overlap
+        assert not any(a.overlaps(b) for b in boxes[i + 1 :])
+
+
+def test_go_graph_adds_context_when_the_subgraph_is_tiny(analysed):
+    _, model, _, _ = analysed
+    wiring = model.wirings_["rna"]
+    child, parent = wiring.term_term
+    kind = np.asarray(wiring.term_kind).astype(str)
+    # a depth-1 GO term without children: the bare sub-DAG is the root and itself
+    leaf = next(int(t) for t in np.flatnonzero((wiring.term_depth == 1) & (kind == "go")) if not (parent == t).any())
+    term = str(wiring.term_ids[leaf])
+    bare = nvi.pl.go_graph(model, term, context=False, show=False)
+    assert len(_points(bare).get_offsets()) == 2
+    auto = nvi.pl.go_graph(model, term, show=False)
+    names = [t.get_text().replace("\n", " ") for t in labels_of(auto)]
+    siblings = {str(wiring.term_names[t]) for t in child[parent == parent[child == leaf][0]] if kind[t] == "go"}
+    added = set(names) - {str(wiring.term_names[leaf]), str(wiring.term_names[parent[child == leaf][0]])}
+    assert 0 < len(added) <= 4 and added <= siblings  # GO-term siblings, never the structural UNKNOWN nodes
+    dashed = [ls for ls in _points(auto).get_linestyles() if ls[1] is not None]
+    assert len(dashed) == len(added)  # context terms drawn with dashed outlines

@@ -755,3 +755,26 @@ def test_package_resource_is_fetched_with_pip_by_name_and_version(resource_env, 
     assert not (other / "pkg" / "somepkg-1.0.tar.gz").exists()
     with pytest.raises(ValueError, match="must pin a version"):
         Registry.from_toml('[p]\nkind = "archive"\npackage = "somepkg"\nfilename = "f"\n')
+
+
+def test_archive_member_found_by_its_file_name_when_the_folder_moved(loopback_server, tmp_path):
+    data = b"SQLite format 3\x00 pretend"
+    archive = tar_gz({"org.Xx.eg.db/extdata/org.Xx.eg.sqlite": data, "org.Xx.eg.db/DESCRIPTION": b"Package: x\n"})
+    url = loopback_server.serve("/org.Xx.eg.db.tar.gz", archive)
+    registry, _ = make_registry(
+        {
+            "source": {"kind": "archive", **pinned(url, archive, "org.Xx.eg.db.tar.gz")},
+            "orgdb": {
+                "kind": "orgdb",
+                "archive": "source",
+                "member": "org.Xx.eg.db/inst/extdata/org.Xx.eg.sqlite",  # the registered layout; the archive differs
+                "sha256": _sha(data),
+                "filename": "org.Xx.eg.sqlite",
+            },
+            "missing": {"archive": "source", "member": "org.Xx.eg.db/inst/extdata/other.sqlite", "filename": "o"},
+        }
+    )
+    store = ResourceStore(registry, root=tmp_path / "cache")
+    assert store.fetch("orgdb").read_bytes() == data
+    with pytest.raises(ResourceError, match="not found in the archive"):
+        store.fetch("missing")

@@ -87,7 +87,7 @@ def test_default_modalities_from_names():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"annotations": None}, ValueError, "needs gene -> GO annotations"),
+        ({"annotations": None}, RuntimeError, "Resource 'org.Hs.eg.db' is not in the cache"),  # the species' default
         ({"modalities": {"rna_layer": "rna2"}}, ValueError, "does not have"),
         ({"modalities": {"atac": "rna", "peaks": "x"}}, ValueError, "unknown key"),
         ({"batch_key": "Sitee"}, ValueError, "neither a column"),

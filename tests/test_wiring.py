@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from scvi_networkvi.wiring import (
     compile_wiring,
     compile_wirings,
     parse_feature_gene_ids,
+    read_gaf,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -33,7 +33,6 @@ ROOT, A, B, C, D, E, F, G, H = (
     "GO:0000007",
     "GO:0000009",
 )
-HUMAN_GAF = Path(os.environ.get("NVI_HUMAN_GO", Path.home() / ".cache" / "nvi-human-go")) / "ensembl2go-human-2022.gaf"
 
 
 @pytest.fixture(autouse=True)
@@ -380,15 +379,10 @@ def test_tutorial_cite_seq_reproduces_the_original_go_tutorial_figures(source, r
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not HUMAN_GAF.is_file(),
-    reason=f"needs the full human GAF of 2022 keyed by ENSEMBL id ({HUMAN_GAF}; set NVI_HUMAN_GO to its folder): "
-    "no registry resource holds one yet",
-)
-def test_full_human_gaf_against_2025_obo_drops_and_counts_obsolete_ids(registry_file):
-    import pandas as pd
-
-    genes = pd.read_csv(HUMAN_GAF, sep="\t", comment="!", header=None, usecols=[1], dtype=str)[1].unique()
-    w = compile_wiring(genes, go=registry_file("go-basic"), annotations=HUMAN_GAF, max_depth=30, cache=False)
+def test_full_human_annotations_against_2025_obo_drops_and_counts_obsolete_ids(registry_file):
+    annotations = registry_file("org.Hs.eg.db")  # Bioconductor 3.16, built on GO 2022-07-01
+    genes = read_gaf(annotations)[0]["gene"]
+    genes = genes[genes.str.startswith("ENSG")].unique()
+    w = compile_wiring(genes, go=registry_file("go-basic"), annotations=annotations, max_depth=30, cache=False)
     assert w.info["dropped_go_ids"] == 729  # 2022 BP ids that the 2025 OBO lacks or marks obsolete
     assert w.n_terms > 10_000 and w.gene_annotated.mean() > 0.85

@@ -15,6 +15,8 @@ from scvi_networkvi.module import DATA_KEYS, MASK_KEY
 from scvi_networkvi.nn import WiredEncoder
 from scvi_networkvi.wiring import Wiring
 
+from ._progress import track
+
 logger = logging.getLogger(__name__)
 
 #: A function applied to every minibatch of registry tensors before inference (e.g. zeroing features).
@@ -115,6 +117,8 @@ def capture_activations(
     genes: bool = False,
     batch_size: int = 256,
     transform: TensorTransform | None = None,
+    progress: bool = False,
+    description: str = "Activations",
 ) -> Activations:
     """Run the model once over the cells and keep every GO term's (and optionally gene node's) activations.
 
@@ -136,6 +140,8 @@ def capture_activations(
         Cells per minibatch.
     transform
         Applied to each minibatch of registry tensors before inference (in-silico perturbation).
+    progress, description
+        Draw scvi-tools' progress bar over the minibatches, with this description.
     """
     roles = resolve_roles(model, modalities)
     if genes:
@@ -164,7 +170,7 @@ def capture_activations(
     n_seen = 0
     try:
         with _eval_without_side_effects(module):
-            for tensors in loader:
+            for tensors in track(loader, description, enabled=progress):
                 if transform is not None:
                     tensors = transform(dict(tensors))
                 n = tensors[DATA_KEYS[module.modalities[0]]].shape[0]

@@ -15,6 +15,7 @@ from scvi_networkvi.module import DATA_KEYS, MASK_KEY
 from ._activations import _eval_without_side_effects, resolve_roles
 from ._nodes import gene_names
 from ._phenotypes import categorical_labels
+from ._progress import show_progress, track
 
 ATTENTION_COLUMNS = [
     "modality",
@@ -92,6 +93,7 @@ def compute_attention_statistics(
     indices: Sequence[int] | None = None,
     level: float = 0.95,
     batch_size: int = 256,
+    progress_bar: bool | None = None,
 ) -> pd.DataFrame:
     """Mean attention of each node to each covariate (and covariate group), overall and per ``groupby`` label.
 
@@ -148,7 +150,7 @@ def compute_attention_statistics(
     loader = model._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
     try:
         with _eval_without_side_effects(module):
-            for tensors in loader:
+            for tensors in track(loader, "Attention statistics", enabled=show_progress(progress_bar)):
                 n = tensors[DATA_KEYS[module.modalities[0]]].shape[0]
                 mask = tensors.get(MASK_KEY)
                 for role in layers:
@@ -207,7 +209,7 @@ def _attention_layers(
     levels = wiring.levels
     for key, attention in encoder.go_network.attention.items():
         _, terms = levels[int(key)]
-        widths = torch.as_tensor(wiring.term_size[terms], dtype=torch.long)
+        widths = torch.tensor(np.asarray(wiring.term_size[terms]), dtype=torch.long)  # a copy: the wiring is read-only
         owner = torch.repeat_interleave(torch.arange(len(widths)), widths)
         frame = pd.DataFrame(
             {

@@ -20,6 +20,7 @@ from ._nodes import NODE_COLUMNS, GeneGroups, NodeTable, node_table, read_gene_g
 from ._null import null_probes
 from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
+from ._progress import show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +220,8 @@ def node_rows(design: ProbeDesign, acts: ModalityActivations, usable: list[int])
     return frames
 
 
-def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFrame:
-    """Probe every node for every phenotype and return the tidy importance table."""
+def importance_table(design: ProbeDesign, activations: Activations, *, progress: bool = False) -> pd.DataFrame:
+    """Probe every node for every phenotype and return the tidy importance table (``progress``: draw bars)."""
     frames = []
     for role in design.roles:
         acts = activations.modalities[role]
@@ -237,8 +238,10 @@ def importance_table(design: ProbeDesign, activations: Activations) -> pd.DataFr
             class_weight=design.class_weight,
             level=design.level,
             device=design.device,
+            progress=progress,
+            description=f"Probes ({acts.modality})",
         )
-        null = term_reference(design, acts, cells, stats)
+        null = term_reference(design, acts, cells, stats, progress=progress)
         for position, frame in enumerate(node_rows(design, acts, cells.usable)):
             frame["auroc"] = stats.auroc[:, position]
             frame["auroc_low"] = stats.low[:, position]
@@ -263,7 +266,7 @@ REFERENCE_COLUMNS = ("auroc_null", "pval_null", "auroc_set", "pval_set")
 
 
 def term_reference(
-    design: ProbeDesign, acts: ModalityActivations, cells: ModalityCells, stats: ProbeStats
+    design: ProbeDesign, acts: ModalityActivations, cells: ModalityCells, stats: ProbeStats, *, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """The reference columns (:data:`REFERENCE_COLUMNS`) per node and usable phenotype.
 
@@ -296,6 +299,8 @@ def term_reference(
         seed=design.seed,
         device=design.device,
         own_sets=own_sets,
+        progress=progress,
+        description=f"Random gene sets ({acts.modality})",
     )
     for name in REFERENCE_COLUMNS:
         columns[name][terms] = getattr(reference, name)
@@ -345,6 +350,7 @@ def compute_importances(
     device: str | torch.device | None = None,
     null_sets: int = 0,
     save_path: str | os.PathLike | None = None,
+    progress_bar: bool | None = None,
 ) -> pd.DataFrame:
     """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
 
@@ -368,8 +374,9 @@ def compute_importances(
         )
     check_null_sets(null_sets, node_types)
     want_genes = bool({"gene", "gene_group"} & set(node_types)) or bool(null_sets)
+    progress = show_progress(progress_bar)
     activations = capture_activations(
-        model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size
+        model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size, progress=progress
     )
     design = design_probes(
         model,
@@ -392,7 +399,7 @@ def compute_importances(
         device=device,
         null_sets=null_sets,
     )
-    result = importance_table(design, activations)
+    result = importance_table(design, activations, progress=progress)
     result.attrs["networkvi"] = {
         "groupby": groupby,
         "heldout_size": heldout_size,

@@ -19,6 +19,7 @@ from ._logistic import probe_device
 from ._nodes import NODE_COLUMNS
 from ._phenotypes import categorical_labels
 from ._probe import change_probes
+from ._progress import show_progress, track
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def compute_perturbation(
     seed: int | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    progress_bar: bool | None = None,
 ) -> pd.DataFrame:
     """Per perturbation, node and phenotype: held-out AUROC before and after zeroing genes, and the change.
 
@@ -155,7 +157,10 @@ def compute_perturbation(
     else:
         roles = resolve_roles(model, modalities)
     want_genes = "gene" in node_types
-    base = capture_activations(model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size)
+    progress = show_progress(progress_bar)
+    base = capture_activations(
+        model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size, progress=progress
+    )
     design = design_probes(
         model,
         adata,
@@ -177,7 +182,8 @@ def compute_perturbation(
         device=device,
     )
     frames = []
-    for name, plan in plans.items():
+    # one bar over the perturbations (each an inference pass and its probes); the inner passes draw none
+    for name, plan in track(list(plans.items()), "Perturbations", enabled=progress):
         # every perturbation starts from the original data: nothing accumulates across perturbations
         after = capture_activations(
             model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size, transform=zeroing(plan)

@@ -12,6 +12,7 @@ from scipy.stats import norm
 from ._auroc import auroc, delong, delong_paired
 from ._logistic import decision_function, fit_logistic
 from ._nodes import NodeTable
+from ._progress import track
 
 #: Upper bound on cells x neurons x nodes gathered at once (float64), to bound memory on gene nodes.
 MAX_CHUNK_ELEMENTS = 40_000_000
@@ -134,11 +135,17 @@ def fit_probes(
     class_weight: str | None,
     level: float,
     device: torch.device | None = None,
+    progress: bool = False,
+    description: str = "Probes",
 ) -> ProbeStats:
-    """Fit and score every node's probes; AUROC statistics per node and phenotype."""
+    """Fit and score every node's probes; AUROC statistics per node and phenotype.
+
+    ``progress``: draw scvi-tools' progress bar over the chunks of nodes fitted together, with ``description``.
+    """
     k, p = len(table.frame), targets.n_phenotypes
     out = {name: np.full((k, p), np.nan) for name in ("auroc", "low", "high", "pval", "auroc_fit")}
-    for source, positions in node_chunks(table, len(fit_rows) + len(eval_rows)):
+    chunks = list(node_chunks(table, len(fit_rows) + len(eval_rows)))
+    for source, positions in track(chunks, description, enabled=progress):
         x_fit = gather(matrices[source], table, positions, fit_rows)
         x_eval = gather(matrices[source], table, positions, eval_rows)
         scores_fit, scores_eval, _ = fitted_scores(x_fit, x_eval, targets, C, class_weight, device)

@@ -40,6 +40,7 @@ class NetworkVIInterpretMixin:
         null_sets: int = 0,
         key_added: str | None = "networkvi_importances",
         save_path: str | os.PathLike | None = None,
+        progress_bar: bool | None = None,
     ) -> pd.DataFrame:
         """How well each GO term (gene, gene group) tells a phenotype apart: held-out AUROC of a probe on its neurons.
 
@@ -105,6 +106,10 @@ class NetworkVIInterpretMixin:
             Store the table in ``adata.uns[key_added]`` (``None``: do not store).
         save_path
             Also write the table to ``.parquet`` or ``.csv``.
+        progress_bar
+            Draw scvi-tools' progress bars (``scvi.settings.progress_bar_style``) over the inference pass, the probes
+            and the random gene sets. Default: while ``scvi.settings.verbosity`` is INFO or lower (scvi-tools'
+            default); ``scvi.settings.verbosity = logging.WARNING`` or ``False`` hides them.
 
         Returns
         -------
@@ -147,6 +152,7 @@ class NetworkVIInterpretMixin:
             device=device,
             null_sets=null_sets,
             save_path=save_path,
+            progress_bar=progress_bar,
         )
         if key_added is not None:
             adata.uns[key_added] = table
@@ -177,6 +183,7 @@ class NetworkVIInterpretMixin:
         device: str | torch.device | None = None,
         key_added: str | None = "networkvi_perturbation",
         save_path: str | os.PathLike | None = None,
+        progress_bar: bool | None = None,
     ) -> pd.DataFrame:
         """In-silico perturbation: zero genes' features and report how each node's held-out AUROC changes.
 
@@ -200,6 +207,9 @@ class NetworkVIInterpretMixin:
             Refit the probes on perturbed cells (default) or reuse the unperturbed ones.
         key_added, save_path
             Where to store / write the table.
+        progress_bar
+            Draw scvi-tools' progress bars: the unperturbed inference pass, then one bar over the perturbations
+            (default as in :meth:`get_importances`).
 
         Returns
         -------
@@ -235,6 +245,7 @@ class NetworkVIInterpretMixin:
             seed=seed,
             batch_size=batch_size,
             device=device,
+            progress_bar=progress_bar,
         )
         if save_path is not None:
             write_table(table, save_path)
@@ -253,6 +264,7 @@ class NetworkVIInterpretMixin:
         batch_size: int = 256,
         key_added: str | None = "networkvi_attention",
         save_path: str | os.PathLike | None = None,
+        progress_bar: bool | None = None,
     ) -> pd.DataFrame:
         """Mean covariate attention of every attending node, overall and per ``groupby`` label, with intervals.
 
@@ -260,6 +272,21 @@ class NetworkVIInterpretMixin:
         neurons), covariate (one-hot batch / categorical columns and continuous covariates) and covariate group
         (summed over the group's columns): the mean over cells and a normal interval of that mean. Accumulated
         minibatch by minibatch: memory does not grow with the number of cells.
+
+        Parameters
+        ----------
+        adata, indices, batch_size
+            Cells and minibatch size, as in :meth:`get_importances`.
+        groupby
+            Optional label column: statistics per label besides the overall ones.
+        modalities
+            Modalities to report (default every GO-wired one).
+        level
+            Confidence level of the intervals.
+        key_added, save_path
+            Where to store / write the table.
+        progress_bar
+            Draw scvi-tools' progress bar over the minibatches (default as in :meth:`get_importances`).
 
         Returns
         -------
@@ -271,7 +298,14 @@ class NetworkVIInterpretMixin:
 
         adata = self._validate_anndata(adata)
         table = compute_attention_statistics(
-            self, adata, groupby=groupby, modalities=modalities, indices=indices, level=level, batch_size=batch_size
+            self,
+            adata,
+            groupby=groupby,
+            modalities=modalities,
+            indices=indices,
+            level=level,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
         )
         if save_path is not None:
             write_table(table, save_path)

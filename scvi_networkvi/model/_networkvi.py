@@ -22,16 +22,15 @@ from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import MASK_KEY, MODALITIES, NetworkVAE
-from scvi_networkvi.wiring import Wiring, compile_wirings
-from scvi_networkvi.wiring._gene_ids import VAR_NAMES, read_source, symbols_of
+from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import detect, report
+from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
-from ._query import freeze_for_query, transfer_state
+from ._query import align_query_features, freeze_for_query, transfer_state
 from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import (
@@ -40,9 +39,9 @@ from ._validation import (
     Caller,
     check_categories,
     check_continuous_covariates,
-    check_counts,
-    layer_matrix,
+    check_modality,
     query_caller,
+    warn_empty_modality_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,10 +65,16 @@ class NETWORKVI(
     mdata
         MuData registered with :meth:`setup_mudata`.
     go
-        GO OBO: registry name (``"go-basic"``, release 2025-03-16) or path.
+        The GO DAG: registry name (``"go-basic"``, release 2025-03-16; ``"GO.db"``, release 2022-07-01) or path of
+        an OBO or GO.db SQLite file. ``None`` (default): the DAG registered with the annotations (``"GO.db"`` for
+        the default annotations, so both come from one GO release), else ``"go-basic"``.
     annotations
-        Gene -> GO annotations keyed by the features' gene ids: registry name(s) (e.g. ``"ensembl2go-tutorial"``)
-        or GAF path(s). Required for ``encoder="go"``.
+        Gene -> GO annotations keyed by the features' gene ids: registry name(s) (``"org.Hs.eg.db"``,
+        ``"org.Mm.eg.db"``, ``"ensembl2go-tutorial"``...) or path(s) of GAF or org.*.eg.db SQLite files. ``None``
+        (default): the full annotations of the species of the features' ids (``species=`` of :meth:`setup_mudata`,
+        else detected): Bioconductor 3.16's ``org.Hs.eg.db`` for human, ``org.Mm.eg.db`` for mouse, which key every
+        gene by ENSEMBL id, Entrez id, symbol and alias symbol (downloaded and cached on first use; see
+        ``python -m scvi_networkvi fetch``).
     interactions
         Optional gene–gene table: registry name (``"k562-contact-domains"``, ``"gm12878-loops"``) or CSV path.
     encoder
@@ -96,10 +101,8 @@ class NETWORKVI(
         Neurons per gene node (``standard_gene_size``) and per GO term (``standard_go_size``).
     unknown_size
         Neurons per node of the UNKNOWN chain, the path of the genes without annotation (12, the original's). With a
-        sparse GAF most genes take this path (the tutorial's leaves 94 % of the multiome ATAC gene nodes
-        unannotated), and each of its neurons costs one weight per gene-node neuron on that path. A wider chain did
-        not embed the tutorial multiome data better (ATAC-latent kNN-15 accuracy: 0.35-0.44 with 12 over 3 seeds,
-        0.37-0.39 with 32 and 0.36-0.44 with 64 over 2, 0.24 with 256; see the changelog).
+        sparse annotation file most genes take this path, and each of its neurons costs one weight per gene-node
+        neuron on that path. Wider chains did not embed better in our measurements (results page, ablation).
     gene_layer
         ``"interaction"`` (gene nodes + gene–gene layers when ``interactions`` is given), ``"standard"``, ``"none"``.
     n_interaction_layers
@@ -114,22 +117,21 @@ class NETWORKVI(
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
         original's default: a gating network learns the weights; it collapsed onto one modality in every run we made,
-        99.7-99.9 % protein on CITE-seq, so the other encoders trained only through the penalty). ``None``: ``"poe"``
-        with a protein modality, else ``"mean"``, the better of the two on the tutorial data (results page,
-        integration ablation, seed 0, GO encoder: CITE-seq scib total 0.650 vs 0.635, multiome 0.659 vs 0.679).
+        the protein modality on CITE-seq, so the other encoders trained only through the penalty).
+        ``None``: ``"poe"`` with a protein modality, else ``"mean"``, the better of the two on the tutorial data
+        (results page, integration ablation).
         ``"auto"``: ``"mean"`` on mosaic data, whose cells differ in the modalities they have, else as ``None``. A
         product of experts lets the more certain modality decide a cell's place; in a mosaic that modality is often
         one that only some cells have (protein for the CITE-seq cells, ATAC for the multiome ones of a CITE-seq +
-        multiome mosaic). With the dense encoder equal weights mixed that mosaic's datasets better (dataset mixing
-        0.26 vs 0.15 with the default adversary, 3 seeds vs 1), with the GO encoder worse (0.13 vs 0.25, seed 0),
+        multiome mosaic). It mixed that mosaic's datasets better with the dense encoder and worse with the GO encoder,
         so it is not the default (results page, mosaic ablation). The resolved choice is what the model saves, so a
         saved or query model keeps the mixing it was trained with, whatever data it is loaded with.
     modality_penalty
         ``"jeffreys"``, ``"mmd"`` or ``None``.
     modality_penalty_warmup
         Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
-        original's full weight from the first step, which gave a 0.015-0.045 lower kNN cell-type accuracy of the
-        joint latent on the example data (30 epochs, two seeds).
+        original's full weight from the first step, which embedded cell types less well in our measurements
+        (changelog).
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root).
     deeply_inject_covariates
@@ -151,9 +153,8 @@ class NETWORKVI(
         ``"batch"``: batch-normalise every GO level's output (each neuron over the cells of the minibatch; running
         statistics at inference). ``"none"``: the original's un-normalised GO network, whose encoders of large
         modalities collapse: a GO term sums many non-negative gene activations, the top node becomes a function of
-        the cell's total signal alone and the posterior falls back to the prior (tutorial multiome, 1000 cells, 20
-        epochs: spread of the RNA / ATAC posterior means 0.0007 / 0.0001 with ``"none"``, 1.2 / 1.2 with
-        ``"batch"``; kNN cell-type accuracy of the ATAC latent 0.24 -> 0.42).
+        the cell's total signal alone and the posterior falls back to the prior (measured on the tutorial multiome
+        data: results page).
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     empirical_protein_background_prior
@@ -180,7 +181,7 @@ class NETWORKVI(
         self,
         mdata: MuData,
         *,
-        go: PathOrName = "go-basic",
+        go: PathOrName | None = None,
         annotations: PathOrName | Sequence[PathOrName] | None = None,
         interactions: PathOrName | None = None,
         encoder: Literal["go", "dense"] = "go",
@@ -255,10 +256,16 @@ class NETWORKVI(
                 raise ValueError(f"wirings given for roles {unknown} that the data does not have (has {roles}).")
         elif encoder == "go":
             if annotations is None:
-                raise ValueError(
-                    "encoder='go' needs gene -> GO annotations: pass annotations='ensembl2go-tutorial' (demo, "
-                    "subsampled), or the path of a GAF keyed by your features' gene ids; or use encoder='dense'."
+                setup = self.adata_manager.registry["setup_args"]
+                annotations = default_annotations(
+                    self.adata,
+                    {role: self.modality_name(role) for role in roles},
+                    gene_id_key=setup.get("gene_id_key"),
+                    species=setup.get("species"),
+                    caller=SETUP_MUDATA,
                 )
+            if go is None:
+                go = paired_ontology(annotations)
             detection = self._detect_gene_ids(annotations)
             report(detection)
             role_of = {self.modality_name(role): role for role in roles}
@@ -281,6 +288,8 @@ class NETWORKVI(
                 root_size=n_hidden,
                 interaction_cutoff=interaction_cutoff,
             )
+            for role, wiring in compiled.items():
+                report_coverage(self.modality_name(role), wiring, annotations)
         effective_gene_layer = gene_layer
         if gene_layer == "interaction" and not any(w.gene_edges.shape[1] > w.n_genes for w in compiled.values()):
             effective_gene_layer = "standard"  # no table: self loops only would be an identity-like extra layer
@@ -527,7 +536,7 @@ class NETWORKVI(
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
             data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
             fix = caller.raw_counts_fix(layer_key, data)
-            check_counts(layer_matrix(adata, layers[role], where, fix), where, fix)
+            check_modality(adata, layers[role], mod, where, fix, caller)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
         present = [mods[key] for key in LAYER_ROLES if mods[key] is not None]
@@ -571,6 +580,7 @@ class NETWORKVI(
             f"modality {cont_mod!r} obs" if cont_mod is not None else "the global mdata.obs",
             caller,
         )
+        warn_empty_modality_cells(mdata, mods, layers, caller)
         batch_field = fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=mods.batch_key)
         anndata_fields = [
             batch_field,
@@ -710,7 +720,8 @@ class NETWORKVI(
     ):
         """Reorder and zero-pad the query's features to the reference's, per modality (in place).
 
-        Raises a ValueError, before changing anything, when a modality shares no feature with the reference.
+        Raises a ValueError, before changing anything, when a modality shares no feature with the reference; logs
+        one line per modality with the features found and zero-filled, and warns below 80 % found.
         """
         if isinstance(reference_model, str | os.PathLike):
             attr_dict, var_names, _, _ = _load_saved_files(os.fspath(reference_model), load_adata=False)
@@ -732,11 +743,9 @@ class NETWORKVI(
                     f"The query's modality {mod!r} shares no feature with the reference model; check that both use "
                     "the same feature names (e.g. gene symbols vs ENSEMBL ids)."
                 )
-        if isinstance(reference_model, os.PathLike):
-            reference_model = os.fspath(reference_model)  # scvi-tools accepts str paths only
-        return ArchesMixin.prepare_query_mudata(
-            mdata, reference_model, return_reference_var_names=return_reference_var_names, inplace=True
-        )
+        if return_reference_var_names:
+            return {mod: pd.Index(names) for mod, names in var_names.items()}
+        align_query_features(mdata, var_names, [mods[k] for k in LAYER_ROLES if mods.get(k) is not None])
 
     @classmethod
     def load_query_data(

@@ -4,17 +4,32 @@ scvi-tools' generic surgery appends new covariate columns at the end of every fi
 batch's column where the reference kept its other categorical covariates; and its freezing keys on module names.
 Here both follow the model's own covariate layout ``[inputs | continuous | one-hot per categorical]`` and its
 own list of covariate-conditioned layers (every scvi-tools ``FCLayers`` in the module).
+
+The query's features are aligned to the reference's here too (:func:`align_query_features`): once per modality,
+with one log line each. scvi-tools' ``prepare_query_mudata`` pads every value of the registry's ``modalities`` map,
+so a modality named twice there (``rna_layer`` and ``batch_key`` both ``"rna"``) was padded, and logged, twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
 
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
 from scvi.nn import FCLayers
 from torch import nn
 
 from scvi_networkvi.nn import CovariateAttention, LevelBatchNorm
+
+logger = logging.getLogger(__name__)
+
+#: Below this share of the reference's features found in a query modality, a warning says the mapping may be poor.
+MIN_SHARED_FEATURES = 0.8
 
 #: Per-batch parameters of the module: (name, dimension that indexes batches).
 _BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
@@ -170,3 +185,63 @@ def freeze_for_query(module: nn.Module) -> list[str]:
         if keep and id(param) not in fc_params:
             trainable.append(name)
     return trainable
+
+
+def _zero_columns(like, n_obs: int, n_missing: int) -> sp.csr_matrix:
+    """An all-zero sparse block of ``n_missing`` features, of ``like``'s dtype (counts stay integer)."""
+    dtype = getattr(like, "dtype", np.float32)
+    return sp.csr_matrix((n_obs, n_missing), dtype=dtype)
+
+
+def _aligned(adata: ad.AnnData, reference: pd.Index) -> ad.AnnData:
+    """``adata`` with exactly the ``reference`` features in their order: absent ones all-zero, extra ones dropped."""
+    missing = reference.difference(adata.var_names, sort=False)
+    if len(missing):
+        padding = ad.AnnData(
+            X=None if adata.X is None else _zero_columns(adata.X, adata.n_obs, len(missing)),
+            layers={  # anndata >= 0.13 lists X as layers[None]
+                key: _zero_columns(value, adata.n_obs, len(missing))
+                for key, value in adata.layers.items()
+                if key is not None
+            },
+            obs=pd.DataFrame(index=adata.obs_names),
+            var=pd.DataFrame(index=missing),
+        )
+        adata = ad.concat([adata, padding], axis=1, join="outer", merge="unique", uns_merge="first")
+    return adata[:, reference].copy()
+
+
+def align_query_features(mdata, reference_var_names: Mapping[str, Sequence[str]], modalities: Sequence[str]) -> None:
+    """Reorder and zero-pad the query's ``modalities`` to the reference's features, in place, each modality once.
+
+    Logs one INFO line per modality (features found, features zero-filled) and warns when a modality holds fewer
+    than :data:`MIN_SHARED_FEATURES` of the reference's features.
+    """
+    replaced = False
+    for mod in dict.fromkeys(modalities):
+        adata = mdata.mod[mod]
+        reference = pd.Index(reference_var_names[mod])
+        n_found = int(reference.isin(adata.var_names).sum())
+        share = n_found / max(1, len(reference))
+        logger.info(
+            "Query modality %r: %d of the reference's %d features found (%.1f%%), %d zero-filled, %d extra dropped.",
+            mod,
+            n_found,
+            len(reference),
+            100 * share,
+            len(reference) - n_found,
+            int((~adata.var_names.isin(reference)).sum()),
+        )
+        if share < MIN_SHARED_FEATURES:
+            warnings.warn(
+                f"The query's modality {mod!r} holds only {share:.0%} of the reference's features: the others are "
+                "zero-filled and the mapping may be poor. Check that both use the same feature names.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if adata.var_names.equals(reference):
+            continue
+        mdata.mod[mod] = _aligned(adata, reference)
+        replaced = True
+    if replaced:
+        mdata.update()

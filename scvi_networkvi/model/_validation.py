@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,3 +123,72 @@ def check_continuous_covariates(obs, keys, where: str, caller: Caller = SETUP_MU
                 f"Continuous covariate {key!r} in {where} has {int(bad.sum())} NaN or infinite values. Fill them "
                 f"(e.g. with the column's median) or drop those cells before {caller.name}."
             )
+
+
+def check_unique_features(adata, mod: str, caller: Caller) -> None:
+    """Raise a ValueError naming the duplicated feature names of modality ``mod`` and how to make them unique."""
+    names = adata.var_names
+    if names.is_unique:
+        return
+    duplicated = names[names.duplicated(keep=False)]
+    counts = duplicated.value_counts()
+    shown = ", ".join(f"{name!r} x{count}" for name, count in counts.head(5).items())
+    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    raise ValueError(
+        f"{caller.name}: modality {mod!r} has {len(counts)} duplicated feature names ({shown}{more}). NETWORKVI "
+        "addresses features by name (query mapping, perturbations, per-feature outputs), so each must be unique: "
+        f"make them unique with mdata[{mod!r}].var_names_make_unique() (appends '-1', '-2'...) or sum the duplicates "
+        f"into one feature, then call {caller.name} again."
+    )
+
+
+def _row_sums(matrix) -> np.ndarray:
+    if hasattr(matrix, "compute") and not sp.issparse(matrix):  # dask
+        matrix = matrix.compute()
+    return np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
+
+
+def warn_empty_cells(matrix, mod: str, data: str, caller: Caller, *, n_modalities: int) -> int:
+    """Warn, with their number, about cells of modality ``mod`` without a single count; return that number.
+
+    Such cells are kept and modelled as measured zeros (not as missing data): the modality's encoder sees an
+    all-zero input, and the RNA library size is clamped to one count. ``n_modalities``: how many modalities the
+    model registers (with one, the cells' latent carries nothing about them).
+    """
+    empty = int((_row_sums(matrix) == 0).sum())
+    if not empty:
+        return 0
+    source = (
+        "the other modalities and the batch"
+        if n_modalities > 1
+        else "the batch alone: with no other modality it carries nothing about the cell"
+    )
+    warnings.warn(
+        f"{caller.name}: {empty} of {matrix.shape[0]} cells have zero counts in modality {mod!r} ({data}). NETWORKVI "
+        f"keeps them as measured zeros, not as missing: the {mod!r} encoder sees an all-zero input, so their latent "
+        f"comes from {source}. Drop them (e.g. keep cells with counts > 0 before building the MuData) or, for cells "
+        f"measured in other modalities, remove them from modality {mod!r} only, so that the model treats it as "
+        "missing for them.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return empty
+
+
+def check_modality(adata, layer: str | None, mod: str, where: str, fix: str, caller: Caller) -> None:
+    """The errors of one registered modality, before anything is registered: raw counts, unique feature names."""
+    check_counts(layer_matrix(adata, layer, where, fix), where, fix)
+    check_unique_features(adata, mod, caller)
+
+
+def warn_empty_modality_cells(mdata, mods, layers: dict, caller: Caller) -> None:
+    """:func:`warn_empty_cells` for every registered modality (``mods``: the ``modalities`` map, ``layers`` per role).
+
+    Called after every error check passed, so that a warning never comes before an error of the same call.
+    """
+    registered = [(key, mods[key]) for key in LAYER_ROLES if mods[key] is not None]
+    for layer_key, mod in registered:
+        layer = layers[LAYER_ROLES[layer_key]]
+        data = f"mdata[{mod!r}]." + (f"layers[{layer!r}]" if layer else "X")
+        matrix = mdata[mod].X if layer is None else mdata[mod].layers[layer]
+        warn_empty_cells(matrix, mod, data, caller, n_modalities=len(registered))

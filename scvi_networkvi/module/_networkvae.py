@@ -16,8 +16,7 @@ from scvi.nn import DecoderSCVI, Encoder
 from torch import nn
 from torch.distributions import Normal, Poisson, kl_divergence
 
-from scvi_networkvi.nn import WiredEncoder
-from scvi_networkvi.nn._wired_encoder import WideDropout
+from scvi_networkvi.nn import WideDropout, WiredEncoder
 from scvi_networkvi.wiring import Wiring
 
 from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells

@@ -3,7 +3,7 @@
 from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
 from ._level_norm import LevelBatchNorm
-from ._wired_encoder import GeneLayer, GONetwork, InteractionLayer, WiredEncoder, activation_module
+from ._wired_encoder import GeneLayer, GONetwork, InteractionLayer, WideDropout, WiredEncoder, activation_module
 
 __all__ = [
     "BlockSparseLinear",
@@ -13,6 +13,7 @@ __all__ = [
     "GeneLayer",
     "InteractionLayer",
     "LevelBatchNorm",
+    "WideDropout",
     "WiredEncoder",
     "activation_module",
 ]

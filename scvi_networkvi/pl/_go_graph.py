@@ -42,18 +42,44 @@ def _importance_rows(importances: Any, table_modality: str) -> pd.DataFrame | No
     return rows
 
 
-def subgraph(wiring, focus: int) -> tuple[np.ndarray, np.ndarray]:
-    """Terms around ``focus`` (its ancestors, itself and its children) and the child -> parent edges among them."""
+#: Below this many terms, the drawn sub-DAG gets context automatically (``context=None``): siblings, grandchildren.
+MIN_TERMS = 6
+#: At most this many siblings (other children of the term's parents) are added as context.
+MAX_SIBLINGS = 4
+#: Node label size in points (readable in print at the figure's own size).
+LABEL_SIZE = 9
+
+
+def subgraph(
+    wiring, focus: int, *, context: bool = False, priority: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Terms around ``focus`` and the child -> parent edges among them; and which terms are context.
+
+    Always its ancestors up to the root, itself and its children. With ``context``: also up to
+    :data:`MAX_SIBLINGS` GO-term siblings (no structural nodes) (other children of its parents; those of highest ``priority`` first, e.g. the
+    importance shown) and, if that is still fewer than :data:`MIN_TERMS` terms, its grandchildren.
+    """
     child, parent = np.asarray(wiring.term_term[0]), np.asarray(wiring.term_term[1])
     nodes = {focus}
     frontier = {focus}
     while frontier:
         frontier = set(parent[np.isin(child, list(frontier))].tolist()) - nodes
         nodes |= frontier
-    nodes |= set(child[parent == focus].tolist())
+    children = set(child[parent == focus].tolist())
+    nodes |= children
+    core = set(nodes)
+    if context:
+        parents = parent[child == focus]
+        kind = np.asarray(wiring.term_kind).astype(str)
+        siblings = sorted(t for t in set(child[np.isin(parent, parents)].tolist()) - nodes if kind[t] == "go")
+        if priority is not None:
+            siblings.sort(key=lambda t: -np.nan_to_num(priority[t], nan=-np.inf))
+        nodes |= set(siblings[:MAX_SIBLINGS])
+        if len(nodes) < MIN_TERMS:
+            nodes |= set(child[np.isin(parent, list(children))].tolist())
     keep = np.array(sorted(nodes))
     inside = np.isin(child, keep) & np.isin(parent, keep)
-    return keep, np.stack([child[inside], parent[inside]])
+    return keep, np.stack([child[inside], parent[inside]]), np.array([n not in core for n in keep])
 
 
 def layered_layout(depth: np.ndarray, edges: np.ndarray, nodes: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -88,6 +114,7 @@ def go_graph(
     vmin: float | None = 0.5,
     vmax: float | None = 1.0,
     label_width: int = 18,
+    context: bool | None = None,
     title: str | None = None,
     ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
@@ -98,7 +125,8 @@ def go_graph(
 
     Terms are laid out level by level (GO depth in the wiring: the root on top, the deepest terms at the bottom),
     edges point from child to parent, the term itself is outlined, and with an importance table each node is
-    coloured by its importance for one phenotype.
+    coloured by its importance for one phenotype. The figure is sized to the terms drawn, names in 9 pt; a sub-DAG
+    of fewer than six terms gets context (siblings, then grandchildren; drawn with dashed outlines).
 
     Parameters
     ----------
@@ -121,13 +149,16 @@ def go_graph(
         Colour map and limits.
     label_width
         Wrap node names at this many characters.
+    context
+        Add the term's siblings (up to four, the most important first when coloured) and, if still small, its
+        grandchildren. ``None`` (default): only when the term, its ancestors and children are fewer than six terms.
     title, ax, figsize, show, save
         As in :func:`scvi_networkvi.pl.importances`.
 
     Returns
     -------
-    The Axes (a scatter collection with gid ``go_terms``, a point per term; name texts with gid ``go_term_label``),
-    or ``None`` when shown.
+    The Axes (a scatter collection with gid ``go_terms``, a point per term; name texts with gid ``go_term_label``;
+    the colour bar, labelled with the score and the phenotype it was computed for), or ``None`` when shown.
     """
     role, wiring = _wiring(model, modality)
     table_modality = model.modality_name(role)
@@ -155,6 +186,7 @@ def go_graph(
             f"e.g. {list(term_ids[:3])}){hint}."
         )
     colours = None
+    reference = None
     if rows is not None:
         if value not in rows.columns:
             raise ValueError(f"value {value!r} is not a column of the importance table.")
@@ -169,14 +201,24 @@ def go_graph(
         chosen = rows[rows["phenotype"].astype(str) == phenotype]
         colours = chosen.drop_duplicates("node_id").set_index("node_id")[value]
         colours.index = colours.index.astype(str)
+        if "reference" in chosen.columns and chosen["reference"].nunique() == 1:
+            reference = str(chosen["reference"].iloc[0])
 
-    nodes, edges = subgraph(wiring, focus)
+    all_values = None if colours is None else colours.reindex(term_ids).to_numpy(dtype=float)
+    core, _, _ = subgraph(wiring, focus)
+    if context is None:
+        context = len(core) < MIN_TERMS
+    nodes, edges, extra = subgraph(wiring, focus, context=bool(context), priority=all_values)
     depth = np.asarray(wiring.term_depth)
     positions = layered_layout(depth, edges, nodes)
     widest = max(np.unique(depth[nodes], return_counts=True)[1])
     n_levels = len(np.unique(depth[nodes]))
+    labels = [textwrap.fill(term_names[n], label_width) for n in nodes]
+    lines = max(label.count("\n") + 1 for label in labels)
     if figsize is None:
-        figsize = (max(4.0, 1.9 * widest + 1.5), max(3.0, 1.6 * n_levels + 0.8))
+        slot = 0.072 * label_width + 0.1  # inches per node: its label's width at 9 pt
+        level = 0.75 + 0.16 * lines  # inches per level: the node and its label
+        figsize = (1.3 + slot * widest + (1.3 if colours is not None else 0.0), 0.9 + level * n_levels)
     ax = new_axes(ax, figsize)
     for child, parent in edges.T:
         ax.annotate(
@@ -186,18 +228,22 @@ def go_graph(
             arrowprops={"arrowstyle": "-|>", "color": "0.55", "lw": 1.0, "shrinkA": 11, "shrinkB": 11},
         )
     xy = np.array([positions[int(n)] for n in nodes])
-    values = None if colours is None else np.array([colours.get(term_ids[n], np.nan) for n in nodes], dtype=float)
+    values = None if all_values is None else all_values[nodes]
     edgecolors = ["black" if n == focus else "0.4" for n in nodes]
     widths = [2.5 if n == focus else 0.8 for n in nodes]
+    styles = ["--" if e else "-" for e in extra]
     if values is None:
         points = ax.scatter(xy[:, 0], xy[:, 1], s=420, c="#cfe0f3", edgecolors=edgecolors, linewidths=widths, zorder=3)
     else:
+        import matplotlib
+
+        colormap = matplotlib.colormaps[cmap].with_extremes(bad="0.85")  # terms without a value: light grey
         points = ax.scatter(
             xy[:, 0],
             xy[:, 1],
             s=420,
             c=np.ma.masked_invalid(values),
-            cmap=cmap,
+            cmap=colormap,
             vmin=vmin,
             vmax=vmax,
             plotnonfinite=True,
@@ -205,17 +251,32 @@ def go_graph(
             linewidths=widths,
             zorder=3,
         )
-        colorbar = ax.figure.colorbar(points, ax=ax, fraction=0.04, pad=0.02)
-        colorbar.set_label(f"{value} ({phenotype})")
+        colorbar = ax.figure.colorbar(points, ax=ax, fraction=0.05, pad=0.02, aspect=15)
+        score = "held-out AUROC" if value == "auroc" else value
+        against = f" vs {reference}" if reference else ""
+        colorbar.set_label(f"{score}\n{phenotype}{against}")
+    points.set_linestyles(styles)
     points.set_gid("go_terms")
-    for (x, y), node in zip(xy, nodes, strict=True):
-        label = textwrap.fill(term_names[node], label_width)
-        ax.text(x, y - 0.22, label, ha="center", va="top", fontsize=7, zorder=4, gid="go_term_label")
-    ax.set_xlim(xy[:, 0].min() - 0.8, xy[:, 0].max() + 0.8)
-    ax.set_ylim(xy[:, 1].min() - 0.8, xy[:, 1].max() + 0.4)
+    for (x, y), label in zip(xy, labels, strict=True):
+        ax.text(
+            x,
+            y - 0.22,
+            label,
+            ha="center",
+            va="top",
+            fontsize=LABEL_SIZE,
+            zorder=4,
+            gid="go_term_label",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6},
+        )
+    ax.set_xlim(xy[:, 0].min() - 0.6, xy[:, 0].max() + 0.6)
+    ax.set_ylim(xy[:, 1].min() - 0.3 - 0.1 * lines, xy[:, 1].max() + 0.3)
     ax.set_yticks(sorted(set(xy[:, 1])), labels=[f"depth {int(-y)}" for y in sorted(set(xy[:, 1]))])
     ax.set_xticks([])
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    ax.set_title(title if title is not None else f"{term_ids[focus]} {term_names[focus]} ({table_modality})")
+    if title is None:
+        chars = max(30, int(figsize[0] * 9))
+        title = textwrap.fill(f"{term_ids[focus]} {term_names[focus]} ({table_modality})", chars)
+    ax.set_title(title)
     return finish(ax, show, save)

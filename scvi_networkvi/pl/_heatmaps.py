@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._utils import finish, new_axes, shorten, stored_table
+from ._utils import finish, shorten, stored_table
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,19 +49,50 @@ def _check_mark(table: pd.DataFrame, mark: str) -> None:
 def _matrices(
     rows: pd.DataFrame, value: str, column: pd.Series, column_order: Sequence[str], mark: str = "qval"
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """``value`` and ``mark`` (the starred column) as (modality, node) x column matrices, and each row's label."""
-    frame = rows.assign(_column=column.to_numpy(), modality=rows["modality"].astype(str))
+    """``value`` and ``mark`` (the starred column) as (modality, node) x column matrices, and each row's label.
+
+    Each modality is drawn as its own facet, so labels carry no modality; a name two terms share within a
+    modality gets the GO id.
+    """
+    frame = rows.assign(
+        _column=column.to_numpy(), modality=rows["modality"].astype(str), node_id=rows["node_id"].astype(str)
+    )
     index = ["modality", "node_id"]
     values = frame.pivot_table(index=index, columns="_column", values=value, aggfunc="first", observed=True)
     qvals = frame.pivot_table(index=index, columns="_column", values=mark, aggfunc="first", observed=True)
-    values = values.reindex(columns=list(column_order))
+    # modalities (facets) in the table's order (rna before prot), not sorted by name
+    order = pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(frame["modality"], frame["node_id"], strict=True))))
+    values = values.reindex(index=order.set_names(index), columns=list(column_order))
     qvals = qvals.reindex(index=values.index, columns=values.columns)
     names = frame.drop_duplicates(index).set_index(index)["name"].astype(str).reindex(values.index)
-    if values.index.get_level_values("modality").nunique() > 1 or names.duplicated().any():
-        names = pd.Series(
-            [f"{n} [{m}]" for (m, _), n in zip(names.index, names, strict=True)], index=names.index, dtype=object
-        )
-    return values, qvals, names.map(shorten)
+    shared = pd.Series(list(zip(names.index.get_level_values("modality"), names, strict=True))).duplicated(keep=False)
+    labels = [
+        f"{shorten(n, 50)} ({node})" if twice else shorten(n)
+        for (_, node), n, twice in zip(names.index, names, shared, strict=True)
+    ]
+    return values, qvals, pd.Series(labels, index=names.index, dtype=object)
+
+
+def column_label(data: Any, key: str, table: pd.DataFrame, prefix: str = "") -> str:
+    """The x-axis label: the ``groupby`` column the table was computed for, and what each label was tested against."""
+    groupby = None
+    if not isinstance(data, pd.DataFrame):
+        params = dict(getattr(data, "uns", {}).get("networkvi", {}).get(key, {}).get("params", {}))
+        groupby = params.get("groupby")
+    if groupby is None:
+        groupby = table.attrs.get("networkvi", {}).get("groupby")
+    groupby = str(groupby) if groupby is not None else "phenotype"
+    references = list(dict.fromkeys(table["reference"].astype(str))) if "reference" in table.columns else []
+    against = ""
+    if references == ["rest"]:
+        against = " (each vs rest)"
+    elif len(references) == 1:
+        against = f" (vs {shorten(references[0], 30)})"
+    return f"{prefix}{groupby}{against}"
+
+
+#: The significance mark: a white star with a black edge, visible on every colour of the maps used here.
+STAR = {"marker": "*", "c": "white", "edgecolors": "black", "linewidths": 0.7}
 
 
 def _draw(
@@ -74,47 +105,99 @@ def _draw(
     vmin: float | None,
     vmax: float | None,
     colorbar_label: str,
+    xlabel: str,
     title: str | None,
     ax: Axes | None,
     figsize: tuple[float, float] | None,
     mark_label: str = "q",
-) -> Axes:
-    n_rows, n_cols = values.shape
-    longest = max((len(s) for s in labels), default=10)
-    if figsize is None:
-        figsize = (2.0 + 0.07 * longest + 0.38 * n_cols, 1.6 + 0.26 * n_rows)
-    ax = new_axes(ax, figsize)
-    image = ax.imshow(
-        np.ma.masked_invalid(values.to_numpy(dtype=float)),
-        aspect="auto",
-        cmap=cmap,
-        vmin=vmin,
-        vmax=vmax,
-        interpolation="nearest",
-    )
-    ax.set_yticks(np.arange(n_rows), labels=list(labels))
-    ax.set_xticks(np.arange(n_cols), labels=[str(c) for c in values.columns], rotation=90)
-    ax.tick_params(length=0)
-    significant = np.nan_to_num(qvals.to_numpy(dtype=float), nan=1.0) < alpha
-    rows, cols = np.nonzero(significant)
-    if len(rows):
-        ax.scatter(
-            cols,
-            rows,
-            marker="*",
-            s=30,
-            c="black",
-            edgecolors="white",
-            linewidths=0.4,
-            label=f"{mark_label} < {alpha:g}",
-            gid="significance",
+) -> Axes | list[Axes]:
+    """One heatmap facet per modality, stacked, sharing the columns and one colour bar."""
+    modalities = list(dict.fromkeys(values.index.get_level_values("modality")))
+    facets = []
+    for mod in modalities:
+        block = values[values.index.get_level_values("modality") == mod]
+        facets.append((mod, block, qvals.loc[block.index], labels.loc[block.index]))
+    if ax is not None and len(facets) > 1:
+        raise ValueError(
+            f"The table has several modalities {modalities}, drawn as one facet each: pick one with modality= to "
+            "draw into a given ax, or leave ax=None."
         )
-        ax.legend(loc="lower left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize="small", handletextpad=0.2)
-    colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.046 if n_cols > 3 else 0.15, pad=0.02)
+    n_cols = values.shape[1]
+    rows = [len(block) for _, block, _, _ in facets]
+    if figsize is None:
+        longest = max((len(s) for _, _, _, lab in facets for s in lab), default=10)
+        widest_column = max((len(str(c)) for c in values.columns), default=5)
+        width = 1.6 + 0.075 * longest + 0.42 * n_cols
+        height = 1.0 + 0.3 * sum(rows) + 0.4 * len(facets) + 0.055 * widest_column + (0.3 if title else 0.0)
+        figsize = (width, height)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        fig, grid = plt.subplots(
+            len(facets), 1, figsize=figsize, sharex=True, squeeze=False, height_ratios=rows, layout="constrained"
+        )
+        axes = list(grid[:, 0])
+    else:
+        fig, axes = ax.figure, [ax]
+    star_size = float(np.clip(2600 / max(n_cols, max(rows)) ** 1.2, 40, 110))
+    marked = False
+    for axis, (mod, block, marks, row_labels) in zip(axes, facets, strict=True):
+        image = axis.imshow(
+            np.ma.masked_invalid(block.to_numpy(dtype=float)),
+            aspect="auto",
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
+        )
+        axis.set_yticks(np.arange(len(block)), labels=list(row_labels))
+        axis.tick_params(length=0)
+        if len(facets) > 1:
+            axis.set_title(f"{mod}: GO terms", loc="left", fontsize="medium", fontweight="bold", gid="facet_title")
+        significant = np.nan_to_num(marks.to_numpy(dtype=float), nan=1.0) < alpha
+        ys, xs = np.nonzero(significant)
+        if len(ys):
+            marked = True
+            axis.scatter(xs, ys, s=star_size, label=f"{mark_label} < {alpha:g}", gid="significance", **STAR)
+    bottom = axes[-1]
+    bottom.set_xticks(np.arange(n_cols), labels=[str(c) for c in values.columns])
+    bottom.tick_params(axis="x", labelrotation=45)
+    for text in bottom.get_xticklabels():
+        text.set_horizontalalignment("right")
+        text.set_rotation_mode("anchor")
+    bottom.set_xlabel(xlabel)
+    colorbar = fig.colorbar(image, ax=axes, fraction=0.046 if n_cols > 3 else 0.15, pad=0.02, shrink=1.0)
     colorbar.set_label(colorbar_label)
-    if title:
-        ax.set_title(title)
-    return ax
+    if marked:
+        handle = _star_handle(star_size, mark_label, alpha)
+        if ax is None:  # our figure: the legend above, right-aligned, with room made for it
+            fig.legend(handles=[handle], loc="outside upper right", frameon=False, handletextpad=0.2)
+        else:
+            axes[0].legend(
+                handles=[handle], loc="lower left", bbox_to_anchor=(1.0, 1.0), frameon=False, handletextpad=0.2
+            )
+    if title and len(axes) > 1:
+        fig.suptitle(title)
+    elif title:
+        axes[0].set_title(title)
+    return axes[0] if len(axes) == 1 else axes
+
+
+def _star_handle(size: float, mark_label: str, alpha: float):
+    """The legend entry of the significance mark, as drawn."""
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="*",
+        markersize=float(np.sqrt(size)),
+        markerfacecolor="white",
+        markeredgecolor="black",
+        markeredgewidth=0.7,
+        label=f"{mark_label} < {alpha:g}",
+    )
 
 
 def _top_rows(values: pd.DataFrame, top: int | None, by_magnitude: bool) -> pd.DataFrame:
@@ -127,6 +210,12 @@ def _top_rows(values: pd.DataFrame, top: int | None, by_magnitude: bool) -> pd.D
     order = pd.DataFrame({"rank": best_rank, "score": -scores.max(axis=1)}).sort_values(["rank", "score"]).index
     chosen = order if top is None else order[:top]
     return values.loc[chosen]
+
+
+def _top_per_modality(values: pd.DataFrame, top: int | None, by_magnitude: bool) -> pd.DataFrame:
+    """The ``top`` rows of each modality (its facet), modalities in their order of appearance."""
+    modality = values.index.get_level_values("modality")
+    return pd.concat([_top_rows(values[modality == mod], top, by_magnitude) for mod in dict.fromkeys(modality)], axis=0)
 
 
 def importances(
@@ -147,7 +236,7 @@ def importances(
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
-) -> Axes | None:
+) -> Axes | list[Axes] | None:
     """Heatmap of GO-term importances: held-out AUROC per GO term (rows, by name) and phenotype (columns).
 
     Parameters
@@ -161,7 +250,8 @@ def importances(
     phenotypes
         Phenotypes (columns) to show, in this order (default all).
     modality
-        Modality (MuData name as in the table) to show; default all, rows then read ``"name [modality]"``.
+        Modality (MuData name as in the table) to show; default all, each in its own facet (RNA and protein GO
+        terms are not mixed), stacked with shared columns and one colour bar; ``top`` applies per facet.
     value
         Column shown (``"auroc"``; ``"auroc_fit"`` for in-sample numbers).
     alpha
@@ -173,9 +263,9 @@ def importances(
     cmap, vmin, vmax
         Colour map and its limits (AUROC 0.5 is chance).
     title
-        Axes title.
+        Title (of the figure, with several facets).
     ax
-        Axes to draw into (default: a new figure).
+        Axes to draw into (default: a new figure); only for one modality.
     figsize
         Size of the new figure (default: from the number of rows and columns).
     show
@@ -185,7 +275,9 @@ def importances(
 
     Returns
     -------
-    The Axes, or ``None`` when shown.
+    The Axes (a list of them, top to bottom, with several modalities), or ``None`` when shown. The x axis is
+    labelled with the ``groupby`` column the table was computed for (from ``uns["networkvi"][key]["params"]`` or
+    the table's ``attrs``); the significance stars (gid ``significance``) are white with a black edge.
     """
     table = stored_table(mdata, key, [*_NODE_COLUMNS, value, mark], "nvi.tl.importances")
     _check_mark(table, mark)
@@ -195,8 +287,8 @@ def importances(
     else:
         order = [phenotypes] if isinstance(phenotypes, str) else list(phenotypes)
     values, qvals, labels = _matrices(rows, value, rows["phenotype"].astype(str), order, mark)
-    values = _top_rows(values, top, by_magnitude=False)
-    label = "held-out AUROC" if value == "auroc" else value
+    values = _top_per_modality(values, top, by_magnitude=False)
+    label = "held-out AUROC (0.5 = chance)" if value == "auroc" else value
     return finish(
         _draw(
             values,
@@ -207,6 +299,7 @@ def importances(
             vmin=vmin,
             vmax=vmax,
             colorbar_label=label,
+            xlabel=column_label(mdata, key, table),
             title=title,
             ax=ax,
             figsize=figsize,
@@ -234,7 +327,7 @@ def perturbation(
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
-) -> Axes | None:
+) -> Axes | list[Axes] | None:
     """Heatmap of perturbation effects: change of held-out AUROC per GO term and phenotype, centred at 0.
 
     Parameters
@@ -250,7 +343,7 @@ def perturbation(
     phenotypes
         Phenotypes to show (default all).
     modality
-        Modality (MuData name as in the table) to show; default all.
+        Modality (MuData name as in the table) to show; default all, one facet each.
     value
         Column shown (``"delta"``: AUROC after - before).
     alpha
@@ -262,7 +355,7 @@ def perturbation(
 
     Returns
     -------
-    The Axes, or ``None`` when shown.
+    The Axes (a list, one per modality, with several), or ``None`` when shown.
     """
     table = stored_table(mdata, key, [*_NODE_COLUMNS, "perturbation", value, "qval"], "nvi.tl.perturb")
     if perturbations is not None:
@@ -279,12 +372,13 @@ def perturbation(
     else:
         column = phenotype
     values, qvals, labels = _matrices(rows, value, column, list(dict.fromkeys(column)))
-    values = _top_rows(values, top, by_magnitude=True)
+    values = _top_per_modality(values, top, by_magnitude=True)
     if limit is None:
         limit = float(np.nanmax(np.abs(values.to_numpy(dtype=float)), initial=0.0)) or 1e-3
     if title is None and rows["perturbation"].nunique() == 1:
         title = f"perturbation: {rows['perturbation'].astype(str).iloc[0]}"
-    label = "Δ held-out AUROC" if value == "delta" else value
+    label = "Δ held-out AUROC (after − before)" if value == "delta" else value
+    prefix = "perturbation | " if rows["perturbation"].nunique() > 1 else ""
     return finish(
         _draw(
             values,
@@ -295,6 +389,7 @@ def perturbation(
             vmin=-limit,
             vmax=limit,
             colorbar_label=label,
+            xlabel=column_label(mdata, key, table, prefix),
             title=title,
             ax=ax,
             figsize=figsize,

@@ -38,22 +38,25 @@ def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
         return ax
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots(figsize=figsize)
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
-def finish(ax: Axes, show: bool | None, save: str | os.PathLike | None) -> Axes | None:
-    """Save the figure to ``save`` (format from the suffix), show it, and return ``ax`` unless shown (scanpy's way)."""
+def finish(ax: Axes | list[Axes], show: bool | None, save: str | os.PathLike | None) -> Axes | list[Axes] | None:
+    """Save the figure to ``save`` (format from the suffix), show it, and return ``ax`` unless shown (scanpy's way).
+
+    ``ax``: the Axes drawn, or a list of them (facets of one figure).
+    """
     import matplotlib
     import matplotlib.pyplot as plt
 
-    fig = ax.figure
+    fig = (ax[0] if isinstance(ax, list) else ax).figure
     if save is not None:
         path = Path(save)
         if not path.suffix:
             path = path.with_suffix(".png")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=150)
+        fig.savefig(path, bbox_inches="tight", pad_inches=0.15, dpi=150)
     if show is None:
         show = matplotlib.is_interactive()
     if show:
@@ -63,5 +66,35 @@ def finish(ax: Axes, show: bool | None, save: str | os.PathLike | None) -> Axes 
 
 
 def shorten(text: str, width: int = 60) -> str:
-    """``text`` cut to ``width`` characters with an ellipsis."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """``text`` in at most ``width`` characters: cut at the last word boundary that fits, with an ellipsis.
+
+    A single word longer than half the width is cut inside the word rather than leaving too little.
+    """
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    boundary = max(cut.rfind(" "), cut.rfind("-") + 1 if cut.rfind("-") >= 0 else -1)
+    if text[width - 1] not in " -" and boundary >= width // 2:
+        cut = cut[:boundary]
+    return cut.rstrip(" ,;:-/(") + "…"
+
+
+#: The smallest p- / q-value of an asymptotic test (DeLong's normal approximation) that is printed as a number:
+#: further in the tail, the approximation does not resolve the value (it underflows to 0 for strong probes).
+ASYMPTOTIC_FLOOR = 1e-4
+
+
+def format_pvalue(value: float, *, floor: float = ASYMPTOTIC_FLOOR, symbol: str = "q") -> str:
+    """``"q=0.012"`` / ``"q=3.1e-03"``, or ``"q<0.0001"`` below ``floor`` (the resolution of the test behind it).
+
+    ``floor``: :data:`ASYMPTOTIC_FLOOR` for DeLong p- and q-values; ``1 / (1 + n_sets)`` for a p-value counted
+    against ``n_sets`` random draws (``pval_null``, ``pval_set``), whose smallest possible value that is: a value at
+    the floor prints as ``"p≤0.0099"``.
+    """
+    if value != value:  # NaN
+        return f"{symbol}=n/a"
+    if value < floor:
+        return f"{symbol}<{floor:.2g}"
+    if value == floor:
+        return f"{symbol}≤{floor:.2g}"
+    return f"{symbol}={value:.3f}" if value >= 0.01 else f"{symbol}={value:.1e}"

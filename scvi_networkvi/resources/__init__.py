@@ -6,7 +6,7 @@ network and says which file to place where.
 """
 
 from ._api import fetch, fetch_many, list_resources, resolve
-from ._registry import Mirror, Registry, Resource, default_registry
+from ._registry import ANNOTATION_KINDS, ONTOLOGY_KINDS, REGISTRY_ENV, Mirror, Registry, Resource, default_registry
 from ._store import (
     DATA_DIR_ENV,
     OFFLINE_ENV,
@@ -21,8 +21,11 @@ from ._store import (
 list = list_resources
 
 __all__ = [
+    "ANNOTATION_KINDS",
+    "ONTOLOGY_KINDS",
     "DATA_DIR_ENV",
     "OFFLINE_ENV",
+    "REGISTRY_ENV",
     "Mirror",
     "Registry",
     "Resource",

@@ -39,7 +39,7 @@ def fetch(name: str, *, progressbar: bool = False) -> Path:
     return ResourceStore().fetch(name, progressbar=progressbar)
 
 
-def resolve(resource: PathLike, *, kind: str | None = None) -> Path:
+def resolve(resource: PathLike, *, kind: str | tuple[str, ...] | None = None) -> Path:
     """Accept either a registry name or a local file path, return a local path.
 
     Parameters
@@ -47,21 +47,24 @@ def resolve(resource: PathLike, *, kind: str | None = None) -> Path:
     resource
         A registered name (fetched with :func:`fetch`) or the path of an existing file.
     kind
-        If given, a registered resource must be of this kind (``obo``, ``gaf``, ``interactions``, ...).
+        If given, a registered resource must be of this kind, or of one of these kinds (``obo``, ``gaf``,
+        ``interactions``, ...).
     """
     registry = default_registry()
     text = os.fspath(resource)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    wanted = " or ".join(repr(k) for k in kinds) if kinds else ""
     if isinstance(resource, str) and text in registry:
         res = registry[text]
-        if kind is not None and res.kind != kind:
-            raise ValueError(f"Resource {text!r} is a {res.kind!r} resource, but a {kind!r} resource is needed here.")
+        if kinds is not None and res.kind not in kinds:
+            raise ValueError(f"Resource {text!r} is a {res.kind!r} resource, but a {wanted} resource is needed here.")
         return fetch(text)
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    known = ", ".join(name for name, res in registry.items() if kind is None or res.kind == kind)
+    known = ", ".join(name for name, res in registry.items() if kinds is None or res.kind in kinds)
     raise FileNotFoundError(
-        f"{text!r} is neither a registered resource nor an existing file. Registered{f' {kind}' if kind else ''} "
+        f"{text!r} is neither a registered resource nor an existing file. Registered{f' {wanted}' if kinds else ''} "
         f"resources: {known}."
     )
 

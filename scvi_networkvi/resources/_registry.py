@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources as importlib_resources
+from pathlib import Path
 
-KINDS = ("obo", "gaf", "interactions", "dataset", "archive")
+KINDS = ("obo", "gaf", "orgdb", "godb", "interactions", "dataset", "archive")
+#: Kinds that hold gene -> GO annotations, and kinds that hold the GO DAG.
+ANNOTATION_KINDS = ("gaf", "orgdb")
+ONTOLOGY_KINDS = ("obo", "godb")
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,9 @@ class Resource:
     name
         Registry name, e.g. ``"go-basic"``.
     kind
-        One of ``obo``, ``gaf``, ``interactions``, ``dataset``, ``archive``.
+        One of :data:`KINDS`: ``obo`` / ``godb`` (the GO DAG as an OBO file / a Bioconductor GO.db SQLite file),
+        ``gaf`` / ``orgdb`` (gene -> GO annotations as a GAF file / a Bioconductor org.*.eg.db SQLite file),
+        ``interactions``, ``dataset``, ``archive``.
     release
         The dated release (or commit / record) the file belongs to.
     url
@@ -67,6 +74,8 @@ class Resource:
     member: str | None = None
     mirrors: tuple[Mirror, ...] = field(default_factory=tuple)
     package: str | None = None
+    species: str | None = None
+    ontology: str | None = None
 
     @property
     def local_filename(self) -> str:
@@ -85,11 +94,17 @@ class Registry(Mapping[str, Resource]):
             for archive in [res.archive, *(m.archive for m in res.mirrors)]:
                 if archive is not None and archive not in self._resources:
                     raise ValueError(f"Resource {res.name!r} refers to unknown archive resource {archive!r}.")
+            if res.ontology is not None and res.ontology not in self._resources:
+                raise ValueError(f"Resource {res.name!r} refers to unknown ontology resource {res.ontology!r}.")
 
     @classmethod
     def from_toml(cls, text: str) -> Registry:
         """Parse a registry from TOML text (the format of the packaged ``registry.toml``)."""
-        data = tomllib.loads(text)
+        return cls.from_data(tomllib.loads(text))
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Mapping]) -> Registry:
+        """A registry from parsed TOML: name -> fields."""
         resources = {}
         for name, entry in data.items():
             kind = entry.get("kind")
@@ -116,6 +131,8 @@ class Registry(Mapping[str, Resource]):
                 member=entry.get("member"),
                 mirrors=tuple(Mirror(m["archive"], m["member"]) for m in entry.get("mirrors", [])),
                 package=entry.get("package"),
+                species=entry.get("species"),
+                ontology=entry.get("ontology"),
             )
         return cls(resources)
 
@@ -127,6 +144,18 @@ class Registry(Mapping[str, Resource]):
                 f"No resource named {name!r}. Known resources: {', '.join(sorted(self._resources))}."
             ) from None
 
+    def default_annotations(self, species: str) -> Resource | None:
+        """The registered annotations that are the default for ``species`` (``None`` if there are none)."""
+        return next((r for r in self._resources.values() if r.kind in ANNOTATION_KINDS and r.species == species), None)
+
+    def defaults(self) -> list[str]:
+        """The resources a GO model uses when none are given: each species' annotations and their GO DAG."""
+        names: list[str] = []
+        for res in self._resources.values():
+            if res.kind in ANNOTATION_KINDS and res.species is not None:
+                names += [n for n in (res.name, res.ontology) if n is not None and n not in names]
+        return names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._resources)
 
@@ -134,8 +163,28 @@ class Registry(Mapping[str, Resource]):
         return len(self._resources)
 
 
-@cache
+#: Path of a TOML file in the registry's format whose entries are added to the packaged registry, replacing
+#: packaged entries of the same name (an institute's own mirror of the resources, for example).
+REGISTRY_ENV = "SCVI_NETWORKVI_REGISTRY"
+
+
 def default_registry() -> Registry:
-    """The registry shipped with the package."""
+    """The registry shipped with the package, with the entries of ``$SCVI_NETWORKVI_REGISTRY`` (if set) on top."""
+    return _registry_with(os.environ.get(REGISTRY_ENV, ""))
+
+
+@cache
+def _registry_with(extra_path: str) -> Registry:
     text = importlib_resources.files("scvi_networkvi.resources").joinpath("registry.toml").read_text("utf-8")
-    return Registry.from_toml(text)
+    if not extra_path:
+        return Registry.from_toml(text)
+    try:
+        extra = Path(extra_path).expanduser().read_text("utf-8")
+    except OSError as err:
+        raise ValueError(f"${REGISTRY_ENV} names {extra_path!r}, which cannot be read: {err}") from err
+    packaged = tomllib.loads(text)
+    try:
+        packaged.update(tomllib.loads(extra))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"${REGISTRY_ENV} file {extra_path!r} is not valid TOML: {err}") from err
+    return Registry.from_data(packaged)

@@ -30,6 +30,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _DOWNLOAD_TIMEOUT_S = 60
 
 
+def _find_member(tar: tarfile.TarFile, member: str) -> str:
+    """``member`` if the archive has it, else its one member with the same file name (a moved folder)."""
+    names = tar.getnames()
+    if member in names:
+        return member
+    same_name = [n for n in names if Path(n).name == Path(member).name]
+    if len(same_name) == 1:
+        return same_name[0]
+    raise KeyError(member)
+
+
 class ResourceError(RuntimeError):
     """A resource could not be provided (download failed, hash mismatch, offline without a cached copy)."""
 
@@ -54,7 +65,15 @@ def offline() -> bool:
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content."""
+    """Hex sha256 of a file's content.
+
+    A file of the resource cache whose verification stamp still matches its size and modification time is not read
+    again (the store trusts the same check before every use); any other file is hashed.
+    """
+    stamp = _Stamp(Path(path))
+    recorded = stamp.recorded_sha256()
+    if recorded is not None and stamp.matches_file(recorded):
+        return recorded
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -292,7 +311,7 @@ class ResourceStore:
         logger.info("Extracting resource %r from %s", res.name, archive.name)
         try:
             with tarfile.open(archive, "r:*") as tar:
-                member = tar.extractfile(mirror.member)
+                member = tar.extractfile(_find_member(tar, mirror.member))
                 if member is None:
                     raise KeyError(mirror.member)
                 with tempfile.NamedTemporaryFile(dir=download.parent, delete=False, suffix=".part") as tmp:

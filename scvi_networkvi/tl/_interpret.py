@@ -71,7 +71,8 @@ def importances(
         Seed of the held-out split (default ``scvi.settings.seed``).
     **kwargs
         Further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``heldout_size``, ``C``, ``restrict``, ``device``,
-        ``null_sets``, ``gene_groups``, ``save_path``...).
+        ``null_sets``, ``gene_groups``, ``save_path``, ``progress_bar``...). Progress bars are scvi-tools' own and
+        show by default; ``progress_bar=False`` or ``scvi.settings.verbosity = logging.WARNING`` hides them.
 
     Returns
     -------
@@ -135,7 +136,8 @@ def perturb(
     seed
         Seed of the held-out split.
     **kwargs
-        Further :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances` arguments.
+        Further :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances` arguments (``progress_bar=False``
+        hides the progress bars).
 
     Returns
     -------
@@ -192,7 +194,8 @@ def attention(
     key_added
         ``mdata.uns`` key of the table (``None``: return it only).
     **kwargs
-        Further :meth:`~scvi_networkvi.NETWORKVI.get_attention_statistics` arguments (``level``, ``batch_size``...).
+        Further :meth:`~scvi_networkvi.NETWORKVI.get_attention_statistics` arguments (``level``, ``batch_size``,
+        ``progress_bar``...).
 
     Returns
     -------

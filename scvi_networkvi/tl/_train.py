@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from mudata import MuData
 
-from scvi_networkvi.model._gene_ids import detect
+from scvi_networkvi.model._gene_ids import default_annotations, detect, paired_ontology
 from scvi_networkvi.model._validation import LAYER_ROLES, Caller
 
 from ._utils import check_mudata, jsonable, record, rollback
@@ -100,7 +100,7 @@ def train(
     species: Literal["human", "mouse"] | None = None,
     categorical_covariate_keys: Sequence[str] | None = None,
     continuous_covariate_keys: Sequence[str] | None = None,
-    go: PathOrName = "go-basic",
+    go: PathOrName | None = None,
     annotations: PathOrName | Sequence[PathOrName] | None = None,
     interactions: PathOrName | None = None,
     encoder: Literal["go", "dense"] = "go",
@@ -140,11 +140,15 @@ def train(
     categorical_covariate_keys, continuous_covariate_keys
         Further covariates (obs columns of ``mdata.obs``).
     go
-        GO OBO: registry name (``"go-basic"``) or path.
+        The GO DAG: registry name (``"go-basic"``, ``"GO.db"``) or path of an OBO or GO.db SQLite file. ``None``
+        (default): the DAG registered with the annotations (``"GO.db"`` for the default annotations), else
+        ``"go-basic"``.
     annotations
-        Gene -> GO annotations keyed by the features' gene ids (GAF path(s) or registry name such as
-        ``"ensembl2go-tutorial"``). Required with ``encoder="go"``: the registry has no full ENSEMBL-keyed human
-        annotation file.
+        Gene -> GO annotations keyed by the features' gene ids: registry name(s) or path(s) of GAF or org.*.eg.db
+        SQLite files. ``None`` (default): the full annotations of the species of the ids (``species``, else
+        detected): ``"org.Hs.eg.db"`` (human) or ``"org.Mm.eg.db"`` (mouse), Bioconductor 3.16, keyed by ENSEMBL
+        id, Entrez id, symbol and alias symbol, fetched and cached on first use. ``"ensembl2go-tutorial"`` is the
+        tutorial's subsampled file (demo only).
     interactions
         Optional gene–gene interaction table (registry name or CSV path).
     encoder
@@ -170,11 +174,6 @@ def train(
     check_mudata(mdata)
     if encoder not in ("go", "dense"):
         raise ValueError(f"encoder must be 'go' or 'dense', got {encoder!r}.")
-    if encoder == "go" and annotations is None:
-        raise ValueError(
-            "encoder='go' needs gene -> GO annotations keyed by the features' gene ids: pass annotations= a GAF path "
-            "(or 'ensembl2go-tutorial', the subsampled tutorial annotations), or use encoder='dense'."
-        )
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < 1):
         raise ValueError(f"max_epochs must be a positive integer or None, got {max_epochs!r}.")
     model_kwargs = dict(model_kwargs or {})
@@ -217,14 +216,12 @@ def train(
     if species not in (None, "human", "mouse"):
         raise ValueError(f"species must be 'human', 'mouse' or None (detect), got {species!r}.")
     if encoder == "go":  # the gene ids, checked against the annotations before anything changes on mdata
-        detect(
-            mdata,
-            {role: mods[layer_key] for layer_key, role in LAYER_ROLES.items() if layer_key in mods},
-            gene_id_key=gene_id_key,
-            species=species,
-            annotations=annotations,
-            caller=CALLER,
-        )
+        roles = {role: mods[layer_key] for layer_key, role in LAYER_ROLES.items() if layer_key in mods}
+        if annotations is None:
+            annotations = default_annotations(mdata, roles, gene_id_key=gene_id_key, species=species, caller=CALLER)
+        if go is None:
+            go = paired_ontology(annotations)
+        detect(mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER)
 
     setup = {
         **layer_args,

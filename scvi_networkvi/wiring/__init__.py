@@ -9,10 +9,15 @@ from ._config import WiringConfig
 from ._gene_ids import (
     ANTIBODY_ALIASES,
     GENE_ID_COLUMNS,
+    VAR_NAMES,
+    Detection,
+    GeneIdSource,
     antibody_to_symbols,
     classify_gene_id,
     detect_gene_ids,
     normalize_antibody_name,
+    read_source,
+    symbols_of,
 )
 from ._interactions import read_interactions
 from ._ontology import NAMESPACES, RELATIONS, Ontology, read_obo
@@ -23,7 +28,10 @@ __all__ = [
     "GENE_ID_COLUMNS",
     "NAMESPACES",
     "RELATIONS",
+    "VAR_NAMES",
     "WIRING_FORMAT_VERSION",
+    "Detection",
+    "GeneIdSource",
     "Ontology",
     "Wiring",
     "WiringConfig",
@@ -39,4 +47,6 @@ __all__ = [
     "read_gaf",
     "read_interactions",
     "read_obo",
+    "read_source",
+    "symbols_of",
 ]

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scvi_networkvi.resources import cache_dir, resolve, sha256_of
+from scvi_networkvi.resources import ANNOTATION_KINDS, ONTOLOGY_KINDS, cache_dir, resolve, sha256_of
 
 from ._annotations import normalize_gene_id, read_gaf
+from ._bioc import bioc_metadata, is_sqlite
 from ._config import WiringConfig
 from ._interactions import read_interactions
 from ._ontology import Ontology, read_obo
@@ -338,6 +339,24 @@ def _gene_edges(gene_index: pd.Index, placeholder: np.ndarray, interactions: pd.
     return np.stack([src[order], dst[order]]).astype(np.int64), score[order].astype(np.float64)
 
 
+def _check_releases(annotation_paths: Sequence[os.PathLike], ontology: Ontology) -> None:
+    """Warn when org.*.eg.db annotations were built on another GO release than the ontology's (GAFs do not say)."""
+    release = ontology.release.removeprefix("releases/")
+    for path in annotation_paths:
+        if not is_sqlite(path):
+            continue
+        built_on = bioc_metadata(path).get("GOSOURCEDATE", "")
+        if built_on and release and built_on != release:
+            logger.warning(
+                "The annotations %s were built on GO release %s, the ontology is release %s: annotations to GO ids "
+                "the ontology does not have are dropped (counted in each wiring's summary). Pass go= the DAG of the "
+                "annotations' release (for org.*.eg.db, 'GO.db') to use them all.",
+                os.fspath(path),
+                built_on,
+                release,
+            )
+
+
 # ---- public entry points ---------------------------------------------------------------------------------------------
 def _cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -363,9 +382,11 @@ def compile_wirings(
         (``None``/NaN: the feature becomes its own unannotated gene), one id, or several ids (a list, or a string
         such as ``"['ENSG...', 'ENSG...']"``).
     go
-        OBO file: registry name (default ``"go-basic"``, release 2025-03-16) or path.
+        The GO DAG: registry name (default ``"go-basic"``, release 2025-03-16; ``"GO.db"``, release 2022-07-01) or
+        path of an OBO or GO.db SQLite file.
     annotations
-        GAF file(s) keyed by the same gene ids as ``features``: registry name(s) or path(s).
+        Annotation file(s) keyed by the same gene ids as ``features``: registry name(s) or path(s) of GAF or
+        org.*.eg.db SQLite files. An org.*.eg.db file built on another GO release than ``go`` is warned about.
     interactions
         Optional gene–gene table (CSV ``gene1,gene2,combined_score``): registry name or path.
     config
@@ -397,9 +418,9 @@ def compile_wirings(
         if modality in parsed_ids and len(fnames) != len(parsed_ids[modality]):
             raise ValueError(f"feature_names[{modality!r}] has {len(fnames)} entries for {len(parsed_ids[modality])}.")
 
-    go_path = resolve(go, kind="obo")
+    go_path = resolve(go, kind=ONTOLOGY_KINDS)
     sources = [annotations] if isinstance(annotations, str | os.PathLike) else list(annotations)
-    gaf_paths = [resolve(source, kind="gaf") for source in sources]
+    gaf_paths = [resolve(source, kind=ANNOTATION_KINDS) for source in sources]
     inter_path = resolve(interactions, kind="interactions") if interactions is not None else None
     provenance = {
         "wiring_format": WIRING_FORMAT_VERSION,
@@ -426,6 +447,7 @@ def compile_wirings(
     if todo:
         ontology = read_obo(go_path, with_relationships=config.needs_relationships, sha256=provenance["obo_sha256"])
         provenance["obo_release"] = ontology.release
+        _check_releases(gaf_paths, ontology)
         table, _ = read_gaf(
             gaf_paths,
             evidence_exclude=config.evidence_exclude,

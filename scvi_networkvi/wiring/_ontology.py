@@ -1,4 +1,4 @@
-"""The Gene Ontology as plain arrays, parsed once with goatools and cached by content hash."""
+"""The Gene Ontology as plain arrays, parsed once (OBO with goatools, GO.db SQLite directly), cached by content hash."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scvi_networkvi.resources import cache_dir, resolve, sha256_of
+from scvi_networkvi.resources import ONTOLOGY_KINDS, cache_dir, resolve, sha256_of
+
+from ._bioc import is_sqlite, read_godb
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def read_obo(
     Parameters
     ----------
     obo
-        A registered resource name (e.g. ``"go-basic"``) or a path.
+        A registered resource name (e.g. ``"go-basic"``, or ``"GO.db"``) or a path: an OBO file, or a Bioconductor
+        ``GO.sqlite`` (GO.db) file.
     with_relationships
         Also read ``relationship:`` lines (``part_of``, ``regulates``...). Costs about 1 s more on go-basic.
     cache
@@ -109,7 +112,7 @@ def read_obo(
     sha256
         The file's hash if already known.
     """
-    path = resolve(obo, kind="obo")
+    path = resolve(obo, kind=ONTOLOGY_KINDS)
     sha = sha256 or sha256_of(path)
     cache_file = cache_dir() / "parsed" / f"obo-{sha[:24]}-{'rel' if with_relationships else 'isa'}.npz"
     data = None
@@ -122,7 +125,10 @@ def read_obo(
         except (OSError, ValueError, KeyError):
             data = None
     if data is None:
-        data, release = _parse_with_goatools(path, with_relationships)
+        if is_sqlite(path):
+            data, release = read_godb(path)
+        else:
+            data, release = _parse_with_goatools(path, with_relationships)
         data["release"] = np.array(release)
         if cache:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -273,6 +273,20 @@ class Wiring:
             data[key] = int(data[key])
         return cls.from_dict(data)
 
+    def coverage(self) -> dict[str, Any]:
+        """How many features have a usable gene id, and how many reach at least one GO term through their genes."""
+        feature, gene = self.feature_gene
+        with_id = np.zeros(self.n_features, dtype=bool)
+        annotated = np.zeros(self.n_features, dtype=bool)
+        with_id[feature[~self.gene_placeholder[gene]]] = True
+        annotated[feature[self.gene_annotated[gene]]] = True
+        return {
+            "features": self.n_features,
+            "with_id": int(with_id.sum()),
+            "annotated": int(annotated.sum()),
+            "go_release": str(self.info.get("obo_release", "")).removeprefix("releases/"),
+        }
+
     def equals(self, other: Wiring) -> bool:
         """Whether two wirings have the same arrays and scalars."""
         if not isinstance(other, Wiring):
