@@ -113,8 +113,13 @@ def padded_mudata(mdata, other: str, groups: np.ndarray):
     return padded
 
 
-def train_networkvi(name: str, mosaic, batch_key: str, epochs: int, train_kwargs: dict):
-    """NETWORKVI with the tutorial settings (GO or dense encoder by ``name``) trained on a mosaic MuData."""
+def train_networkvi(
+    name: str, mosaic, batch_key: str, epochs: int, train_kwargs: dict, model_kwargs: dict | None = None
+):
+    """NETWORKVI with the tutorial settings (GO or dense encoder by ``name``) trained on a mosaic MuData.
+
+    ``model_kwargs`` are added to (and override) the tutorial's ``gene_size=5, go_size=2`` (the ablations' changes).
+    """
     import scvi_networkvi as nvi
 
     return nvi.tl.train(
@@ -125,7 +130,7 @@ def train_networkvi(name: str, mosaic, batch_key: str, epochs: int, train_kwargs
         interactions="k562-contact-domains",
         encoder="dense" if name == "networkvi-dense" else "go",
         max_epochs=epochs,
-        model_kwargs={"gene_size": 5, "go_size": 2},
+        model_kwargs={"gene_size": 5, "go_size": 2, **(model_kwargs or {})},
         train_kwargs=train_kwargs,
     )
 
@@ -282,12 +287,27 @@ def cross_mosaic(n_cells: int, seed: int = 0):
     return mosaic, padded, labels, dataset
 
 
+def evaluate_cross(latent: np.ndarray, labels: np.ndarray, dataset: np.ndarray) -> dict[str, float]:
+    """The cross mosaic's metrics: ``knn_cv``, ``silhouette_label``, dataset ``mixing``, ``transfer_cross_*``."""
+    from sklearn.metrics import f1_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    row = evaluate(latent, labels, np.where(dataset == "CITE-seq", "paired", "rna"))
+    for column in ("transfer_rna_acc", "transfer_rna_f1", "transfer_other_acc", "transfer_other_f1"):
+        row.pop(column)
+    source = dataset == "CITE-seq"
+    common = np.isin(labels, np.intersect1d(labels[source], labels[~source]))
+    classifier = KNeighborsClassifier(15).fit(latent[source & common], labels[source & common])
+    predicted = classifier.predict(latent[~source & common])
+    row["transfer_cross_acc"] = float(np.mean(predicted == labels[~source & common]))
+    row["transfer_cross_f1"] = float(f1_score(labels[~source & common], predicted, average="macro"))
+    return row
+
+
 def run_cross(args: argparse.Namespace) -> None:
     """The CITE-seq + multiome mosaic for each model and seed not yet in the CSV: train, evaluate, append a row."""
     import scvi
     import torch
-    from sklearn.metrics import f1_score
-    from sklearn.neighbors import KNeighborsClassifier
 
     keys = ["model", "seed", "epochs", "n_cells"]
     done = set()
@@ -323,15 +343,7 @@ def run_cross(args: argparse.Namespace) -> None:
             seconds = time.perf_counter() - start
             latent = model.get_latent_representation()
             row = {"model": name, "seed": seed, "epochs": args.epochs, "n_cells": n_cells, "train_s": round(seconds, 1)}
-            row.update(evaluate(latent, labels, np.where(dataset == "CITE-seq", "paired", "rna")))
-            for column in ("transfer_rna_acc", "transfer_rna_f1", "transfer_other_acc", "transfer_other_f1"):
-                row.pop(column)
-            source = dataset == "CITE-seq"
-            common = np.isin(labels, np.intersect1d(labels[source], labels[~source]))
-            classifier = KNeighborsClassifier(15).fit(latent[source & common], labels[source & common])
-            predicted = classifier.predict(latent[~source & common])
-            row["transfer_cross_acc"] = float(np.mean(predicted == labels[~source & common]))
-            row["transfer_cross_f1"] = float(f1_score(labels[~source & common], predicted, average="macro"))
+            row.update(evaluate_cross(latent, labels, dataset))
             row.update(threads=torch.get_num_threads(), machine=_machine(args.accelerator), cpus=os.cpu_count())
             frame = pd.DataFrame([row])
             frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)

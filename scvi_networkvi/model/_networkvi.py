@@ -22,7 +22,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
-from scvi_networkvi.module import MODALITIES, NetworkVAE
+from scvi_networkvi.module import MASK_KEY, MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
@@ -122,6 +122,12 @@ class NETWORKVI(
         the protein modality on CITE-seq, so the other encoders trained only through the penalty).
         ``None``: ``"poe"`` with a protein modality, else ``"mean"``, the better of the two on the tutorial data
         (results page, integration ablation).
+        ``"auto"``: ``"mean"`` on mosaic data, whose cells differ in the modalities they have, else as ``None``. A
+        product of experts lets the more certain modality decide a cell's place; in a mosaic that modality is often
+        one that only some cells have (protein for the CITE-seq cells, ATAC for the multiome ones of a CITE-seq +
+        multiome mosaic). It mixed that mosaic's datasets better with the dense encoder and worse with the GO encoder,
+        so it is not the default (results page, mosaic ablation). The resolved choice is what the model saves, so a
+        saved or query model keeps the mixing it was trained with, whatever data it is loaded with.
     modality_penalty
         ``"jeffreys"``, ``"mmd"`` or ``None``.
     modality_penalty_warmup
@@ -140,7 +146,11 @@ class NETWORKVI(
         covariate attention and the decoders made training diverge to NaN within 5 epochs on the example data at
         the default learning rate. The statistics are saved with the model; a query model keeps the reference's.
         ``False``: the raw values, as scvi-tools' models and the original use them.
-    dropout_rate, activation, linear_path
+    dropout_rate
+        Dropout in the encoders. ``None``: 0 on paired data with a protein modality (every cell has every
+        modality), else 0.1; measured per data type (results page, integration ablation). The resolved value is
+        what the model saves.
+    activation, linear_path
         Encoder settings.
     covariate_attention
         GO-specific covariate attention (the original's section 4.5): every neuron attends over the covariate vector
@@ -160,8 +170,8 @@ class NETWORKVI(
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
         with more than 10 proteins (totalVI's rule). ``False``: a random start (the original's).
     batch_centered_input
-        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"protein"`` when the data
-        has proteins) whose encoder reads its ``log1p`` counts
+        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"all"`` on paired data with
+        a protein modality, ``"protein"`` on mosaics with one, else none) whose encoder reads its ``log1p`` counts
         minus their mean within the cell's batch (means over the cells the model is built on, saved with it; a query
         model keeps the reference's for known batches and centres a new batch by its own). The decoders still model
         the raw counts. Protein panels carry strong per-batch offsets (ambient antibody, staining), which an encoder
@@ -201,13 +211,13 @@ class NETWORKVI(
         interaction_cutoff: float | None = None,
         gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
         latent_distribution: Literal["normal", "ln"] = "normal",
-        modality_mixing: Literal["moe", "poe", "mean"] | None = None,
+        modality_mixing: Literal["moe", "poe", "mean", "auto"] | None = None,
         modality_penalty: Literal["jeffreys", "mmd"] | None = "jeffreys",
         modality_penalty_warmup: bool = True,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         standardize_continuous_covariates: bool = True,
-        dropout_rate: float = 0.1,
+        dropout_rate: float | None = None,
         activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
@@ -228,7 +238,7 @@ class NETWORKVI(
         _check_choice("gene_layer", gene_layer, ("none", "standard", "interaction"))
         _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
         _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
-        _check_choice("modality_mixing", modality_mixing, ("moe", "poe", "mean", None))
+        _check_choice("modality_mixing", modality_mixing, ("moe", "poe", "mean", "auto", None))
         _check_choice("modality_penalty", modality_penalty, ("jeffreys", "mmd", None))
         _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
         _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
@@ -245,8 +255,17 @@ class NETWORKVI(
         roles = self.modality_roles
         n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
         n_hidden, n_latent = _layer_sizes(n_inputs, n_hidden, n_latent)
+        if modality_mixing == "auto":  # mosaic: equal weights (results page, mosaic ablation)
+            modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
             modality_mixing = "poe" if "protein" in roles else "mean"
+        # Paired CITE-seq: centring every input and no dropout integrated best (results page, integration ablation);
+        # resolved here so that the model saves (and a query model reuses) the values it was trained with.
+        paired_protein = "protein" in roles and not self.is_mosaic
+        if dropout_rate is None:
+            dropout_rate = 0.0 if paired_protein else 0.1
+        if batch_centered_input is None:
+            batch_centered_input = "all" if paired_protein else tuple(r for r in roles if r == "protein")
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
@@ -384,6 +403,11 @@ class NETWORKVI(
         values = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY), dtype=np.float64)
         sd = values.std(axis=0)
         return values.mean(axis=0).tolist(), np.where(sd > 0, sd, 1.0).tolist()
+
+    @property
+    def is_mosaic(self) -> bool:
+        """Whether the registered cells differ in the modalities they have (some cell lacks a registered one)."""
+        return not bool(np.asarray(self.adata_manager.get_from_registry(MASK_KEY)).all())
 
     @property
     def modality_roles(self) -> list[str]:
@@ -706,6 +730,7 @@ class NETWORKVI(
         lr: float = 4e-3,
         weight_decay: float | None = None,
         adversarial_mixing: bool = True,
+        adversarial_scale: float | Literal["auto"] | None = None,
         n_epochs_kl_warmup: int | None = 50,
         n_steps_kl_warmup: int | None = None,
         batch_size: int = 128,
@@ -737,6 +762,14 @@ class NETWORKVI(
             a query model, whose frozen weights must not decay).
         adversarial_mixing
             Train a batch classifier on the latent and fool it (needs at least two batches; ignored with one).
+        adversarial_scale
+            Weight of the fooling term in the loss. ``"auto"``: scvi-tools' ``1 - KL weight``, which fades out with the
+            KL warm-up (to 0 after ``n_epochs_kl_warmup`` epochs). A number: that weight throughout (MULTIVI trains
+            with 1). ``None``: 1 on mosaic data (cells differ in the modalities they have) and on data with a protein
+            modality, else ``"auto"`` (the default until 2026-12 for all data). In a mosaic the batch is typically
+            the dataset, which also decides which modalities a cell has, and a fading adversary left the datasets
+            apart; on CITE-seq the full weight corrected the batch better (results page: mosaic and integration
+            ablations).
         n_epochs_kl_warmup, n_steps_kl_warmup
             Linear KL warm-up.
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
@@ -765,6 +798,9 @@ class NETWORKVI(
             "n_epochs_kl_warmup": n_epochs_kl_warmup,
             "n_steps_kl_warmup": n_steps_kl_warmup,
             "adversarial_classifier": use_adversarial,
+            "scale_adversarial_loss": _adversarial_scale(
+                adversarial_scale, self.is_mosaic or "protein" in self.modality_roles
+            ),
         }
         plan.update(plan_kwargs or {})
         callbacks = trainer_kwargs.get("callbacks") or []
@@ -1023,6 +1059,15 @@ def _layer_sizes(
     elif n_latent == "sqrt":
         n_latent = max(2, math.isqrt(n_hidden))
     return int(n_hidden), int(n_latent)
+
+
+def _adversarial_scale(value: float | str | None, full_weight: bool) -> float | str:
+    """The adversary's weight: ``None`` -> 1 where ``full_weight``, else scvi-tools' ``"auto"`` (``1 - KL weight``)."""
+    if value is None:
+        return 1.0 if full_weight else "auto"
+    if value != "auto" and not (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0):
+        raise ValueError(f"adversarial_scale must be a number >= 0, 'auto' or None, got {value!r}.")
+    return value if value == "auto" else float(value)
 
 
 def _centered_roles(value: Sequence[str] | str | None, roles: Sequence[str]) -> list[str]:

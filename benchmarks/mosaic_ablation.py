@@ -1,0 +1,189 @@
+"""Mosaic ablation: why NETWORKVI mixes the two datasets of the CITE-seq + multiome mosaic less than MULTIVI.
+
+The mosaic, the models' settings and the metrics are those of ``mosaic.py --cross`` (``--n-cells`` CITE-seq cells
+with RNA + protein and as many multiome cells with RNA + ATAC, on their shared genes, batch key = dataset of origin;
+learning rate 4e-3 for every model). Each variant is NETWORKVI (``--encoder dense`` or ``go``, the GO encoder with the
+tutorial resources of ``mosaic.py``) with one or more settings changed: a name of ``CHANGES`` or several joined by
+``+``, applied left to right (``legacy+mean+adv1``: the settings before this ablation, then both changes). ``base``
+is the checkout's defaults, ``legacy`` the defaults before this ablation; ``multivi`` is scvi-tools' MULTIVI
+(defaults, zero-padded modalities) trained in the same run.
+
+Besides ``mosaic.py``'s metrics (``transfer_cross_acc`` / ``_f1``, ``knn_cv``, ``silhouette_label``, dataset
+``mixing``) each row has ``mixing_rna``: the dataset mixing of the RNA encoder's own posterior means (MULTIVI:
+``modality="expression"``), which tells whether the datasets are apart already in the one modality they share or
+only in the joint latent.
+
+Rows (one per encoder, variant, seed) are appended to the CSV as runs finish (default
+``benchmarks/results/mosaic_ablation.csv``; runs already there are skipped); ``--summarize`` writes the markdown
+table next to it (mean ± sd across seeds).
+
+    python benchmarks/mosaic_ablation.py --variants legacy legacy+mean multivi [--encoder dense] [--seeds 0]
+        [--epochs 50] [--n-cells 2000] [--threads 1] [--out CSV]
+    python benchmarks/mosaic_ablation.py --summarize [--out CSV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import mosaic as bench  # the sibling script (on sys.path): data, training, metrics
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger("benchmarks.mosaic_ablation")
+OUT = Path(__file__).parent / "results" / "mosaic_ablation.csv"
+REFERENCES = ("multivi",)
+
+#: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
+CHANGES: dict[str, tuple[dict, dict, dict]] = {
+    "base": ({}, {}, {}),
+    # the defaults before this ablation (2026-12-04): mixing by the rule for paired data (poe with proteins), and
+    # scvi-tools' fading adversary; the single changes below were measured on top of it ("legacy+mean")
+    "legacy": ({"modality_mixing": None}, {"adversarial_scale": "auto"}, {}),
+    # MULTIVI's modality mixing: equal weights over the modalities a cell has (NETWORKVI's default with proteins: poe)
+    "mean": ({"modality_mixing": "mean"}, {}, {}),
+    "poe": ({"modality_mixing": "poe"}, {}, {}),
+    # MULTIVI's adversary weight: 1 throughout (scvi-tools' "auto" is 1 - KL weight, it fades with the warm-up)
+    "adv1": ({}, {}, {"scale_adversarial_loss": 1.0}),
+    "adv-auto": ({}, {}, {"scale_adversarial_loss": "auto"}),
+    # MULTIVI adds its modality penalty at full weight from the first step
+    "pen-full": ({"modality_penalty_warmup": False}, {}, {}),
+    "no-penalty": ({"modality_penalty": None}, {}, {}),
+    # every encoder's input centred within the cell's dataset (the default centres the protein one only)
+    "center-all": ({"batch_centered_input": "all"}, {}, {}),
+    "center-rna": ({"batch_centered_input": ("rna", "protein")}, {}, {}),
+    "center-prot": ({"batch_centered_input": ("protein",)}, {}, {}),
+    "encode-cov": ({"encode_covariates": True}, {}, {}),
+    # the batch classifier also reads each modality's own posterior mean
+    "adv-mod": ({}, {}, {"adversarial_modalities": True}),
+}
+
+KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
+METRICS = ("transfer_cross_acc", "transfer_cross_f1", "knn_cv", "silhouette_label", "mixing", "mixing_rna")
+
+
+def settings(variant: str) -> tuple[dict, dict, dict]:
+    """Model, train and plan keyword arguments of a variant (changes applied left to right)."""
+    model, train, plan = {}, {}, {}
+    for name in variant.split("+"):
+        if name not in CHANGES:
+            raise SystemExit(f"unknown change {name!r} in variant {variant!r}; changes: {', '.join(CHANGES)}")
+        for target, change in zip((model, train, plan), CHANGES[name], strict=True):
+            target.update(change)
+    return model, train, plan
+
+
+def fit(encoder: str, variant: str, mosaic, padded, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train one variant (or MULTIVI): the joint latent and the RNA encoder's posterior means of all cells."""
+    import scvi
+
+    train = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 4e-3}
+    if variant == "multivi":
+        scvi.model.MULTIVI.setup_mudata(
+            padded, batch_key="dataset", modalities={"rna_layer": "rna", "protein_layer": "prot", "atac_layer": "atac"}
+        )
+        model = scvi.model.MULTIVI(padded)
+        model.train(max_epochs=epochs, early_stopping=False, **train)
+        return model.get_latent_representation(), model.get_latent_representation(modality="expression")
+    model_kwargs, train_kwargs, plan_kwargs = settings(variant)
+    train.update(train_kwargs)
+    if plan_kwargs:
+        train["plan_kwargs"] = plan_kwargs
+    name = "networkvi-dense" if encoder == "dense" else "networkvi"
+    model = bench.train_networkvi(name, mosaic, "dataset", epochs, train, model_kwargs)
+    return model.get_latent_representation(), model.get_latent_representation(modality="rna")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Every (variant, seed) not yet in the CSV: train, score, append a row."""
+    import scvi
+    import torch
+
+    torch.set_num_threads(args.threads)
+    scvi.settings.verbosity = logging.WARNING
+    done = set()
+    if args.out.is_file():
+        done = set(pd.read_csv(args.out)[list(KEY)].astype(str).agg("|".join, axis=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for variant in args.variants:
+            encoder = "-" if variant in REFERENCES else args.encoder
+            key = (encoder, variant, seed, args.epochs, args.n_cells)
+            if "|".join(map(str, key)) in done:
+                logger.info("%s: in %s, skipped", key, args.out)
+                continue
+            mosaic, padded, labels, dataset = bench.cross_mosaic(args.n_cells)
+            logger.info("%s encoder, %s, seed %d ...", encoder, variant, seed)
+            scvi.settings.seed = seed
+            start = time.perf_counter()
+            latent, rna_latent = fit(args.encoder, variant, mosaic, padded, args.epochs)
+            row = dict(zip(KEY, key, strict=True))
+            row["train_s"] = round(time.perf_counter() - start, 1)
+            row.update(bench.evaluate_cross(latent, labels, dataset))
+            row["mixing_rna"] = bench.mixing_score(rna_latent, np.asarray(dataset))
+            row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+            row["finished"] = datetime.now().isoformat(timespec="seconds")
+            frame = pd.DataFrame([row])
+            frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
+            logger.info("%s", frame[[*KEY, *METRICS, "train_s"]].round(3).to_string(index=False))
+
+
+def summarize(path: Path) -> pd.DataFrame:
+    """Mean ± sd across seeds per (encoder, variant, epochs, cells); printed and written as ``<csv stem>.md``."""
+    frame = pd.read_csv(path)
+    grouped = frame.groupby(["n_cells", "epochs", "encoder", "variant"], sort=False)
+    mean, sd = grouped[[*METRICS, "train_s"]].mean(), grouped[[*METRICS, "train_s"]].std()
+    table = mean.copy().astype(object)
+    for column in mean:
+        table[column] = [
+            f"{m:.3f}" if np.isnan(s) else f"{m:.3f} ± {s:.3f}" for m, s in zip(mean[column], sd[column], strict=True)
+        ]
+    table["seeds"] = grouped.size()
+    table = table.reset_index()
+    logger.info("\n%s", table.to_string(index=False))
+    header = (
+        "# Mosaic ablation: CITE-seq + multiome, dataset mixing\n\n"
+        f"`python benchmarks/mosaic_ablation.py` -> `{path.name}`: mean ± sd across seeds (a value without ± is one "
+        "seed). `mixing`: dataset mixing of the joint latent (1 = as mixed as random, 0 = apart); `mixing_rna`: the "
+        "same for the RNA encoder's posterior means alone. Command lines: `benchmarks/README.md`, section "
+        "'Mosaic ablation'.\n\n"
+    )
+    path.with_suffix(".md").write_text(header + table.to_markdown(index=False) + "\n")
+    return table
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["base", "multivi"])
+    parser.add_argument("--encoder", choices=("dense", "go"), default="dense")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--n-cells", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
+    warnings.filterwarnings("ignore", category=UserWarning)
+    if not args.summarize:
+        for variant in args.variants:
+            if variant not in REFERENCES:
+                settings(variant)  # unknown names fail before any training
+        run(args)
+    summarize(args.out)
+
+
+if __name__ == "__main__":
+    main()

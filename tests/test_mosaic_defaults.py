@@ -1,0 +1,150 @@
+"""Defaults by data type: mosaics and CITE-seq keep a steady adversary, paired CITE-seq centres every input and
+trains without dropout, equal-weight mixing on mosaics on request.
+
+On the real CITE-seq and multiome subsets of tests/data, combined into a CITE-seq + multiome mosaic as in
+``benchmarks/mosaic.py --cross``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata
+import mudata as md
+import numpy as np
+import pytest
+import scvi
+import torch
+
+import scvi_networkvi as nvi
+from scvi_networkvi.model._networkvi import _adversarial_scale
+
+DATA = Path(__file__).parent / "data"
+MOSAIC_MODS = {"rna_layer": "rna", "protein_layer": "adt", "atac_layer": "atac"}
+CITE_MODS = {"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"}
+MULTIOME_MODS = {"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
+TRAIN = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def cite() -> md.MuData:
+    return md.read_h5mu(DATA / "bmmc_cite.h5mu")
+
+
+@pytest.fixture(scope="module")
+def multiome() -> md.MuData:
+    return md.read_h5mu(DATA / "bmmc_multiome.h5mu")
+
+
+def mosaic(cite: md.MuData, multiome: md.MuData) -> md.MuData:
+    """CITE-seq cells (rna + protein) and multiome cells (rna + atac) on their common genes, batch = dataset."""
+    shared = cite["rna"].var_names.intersection(multiome["rna"].var_names)
+    rna = anndata.concat([cite["rna"][:, shared], multiome["rna"][:, shared]])
+    rna.var = cite["rna"].var.loc[shared].copy()
+    mdata = md.MuData({"rna": rna, "adt": cite["adt"].copy(), "atac": multiome["atac"].copy()})
+    mdata.obs["dataset"] = np.where(mdata.obs_names.isin(cite.obs_names), "cite", "multiome")
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="dataset", modalities=MOSAIC_MODS)
+    return mdata
+
+
+def paired(data: md.MuData, mods: dict) -> md.MuData:
+    mdata = data.copy()
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=mods)
+    return mdata
+
+
+def test_auto_mixes_mosaic_data_with_equal_weights(cite, multiome):
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense", modality_mixing="auto")
+    assert model.is_mosaic
+    assert model.module.mixer.mixing == "mean"
+    assert model.init_params_["non_kwargs"]["modality_mixing"] == "mean"  # saved resolved: loads as trained
+
+
+@pytest.mark.parametrize(
+    ("which", "mods", "expected"), [("cite", CITE_MODS, "poe"), ("multiome", MULTIOME_MODS, "mean")]
+)
+def test_auto_keeps_the_mixing_of_paired_data(cite, multiome, which, mods, expected):
+    model = nvi.NETWORKVI(paired(cite if which == "cite" else multiome, mods), encoder="dense", modality_mixing="auto")
+    assert not model.is_mosaic
+    assert model.module.mixer.mixing == expected
+
+
+def test_the_default_mixing_is_the_rule_for_paired_data(cite, multiome):
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense")
+    assert model.module.mixer.mixing == "poe"  # proteins: product of experts, mosaic or not
+
+
+def test_a_mosaic_model_saved_with_the_old_mixing_loads_with_it(cite, multiome, tmp_path):
+    mdata = mosaic(cite, multiome)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense", modality_mixing=None)  # what the previous default built
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    assert loaded.module.mixer.mixing == "poe"
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+
+
+def test_adversary_keeps_its_weight_on_mosaic_data(cite, multiome):
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense")
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == 1.0
+    model = nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense")
+    model.train(adversarial_scale="auto", **TRAIN)  # the behaviour until 2026-12
+    assert model.trainer.lightning_module.scale_adversarial_loss == "auto"
+
+
+def test_adversary_fades_with_the_warm_up_on_paired_data_without_proteins(multiome):
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), encoder="dense")
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == "auto"
+
+
+def test_adversary_keeps_its_weight_on_paired_cite_seq(cite):
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == 1.0
+
+
+def test_adversarial_scale_values():
+    assert _adversarial_scale(None, full_weight=True) == 1.0 and _adversarial_scale(None, full_weight=False) == "auto"
+    assert _adversarial_scale(2, full_weight=False) == 2.0 and _adversarial_scale("auto", full_weight=True) == "auto"
+    for bad in (-1.0, "always", True):
+        with pytest.raises(ValueError, match="adversarial_scale"):
+            _adversarial_scale(bad, full_weight=True)
+
+
+def _shifted(model) -> set[str]:
+    return {name.removeprefix("input_shift_") for name, _ in model.module.named_buffers() if "input_shift_" in name}
+
+
+def test_paired_cite_seq_centres_every_input_and_trains_without_dropout(cite):
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
+    assert _shifted(model) == {"rna", "protein"}
+    assert all(m.p == 0.0 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+    params = model.init_params_["non_kwargs"]
+    assert params["batch_centered_input"] == "all" and params["dropout_rate"] == 0.0  # saved resolved
+
+
+@pytest.mark.parametrize("which", ["mosaic", "multiome"])
+def test_other_data_keep_dropout_and_centre_only_proteins(cite, multiome, which):
+    mdata = mosaic(cite, multiome) if which == "mosaic" else paired(multiome, MULTIOME_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    assert _shifted(model) == ({"protein"} if which == "mosaic" else set())
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.1
+    assert any(m.p == 0.1 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_explicit_settings_win_over_the_paired_cite_seq_defaults(cite):
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense", dropout_rate=0.2, batch_centered_input=("protein",))
+    assert _shifted(model) == {"protein"}
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.2
