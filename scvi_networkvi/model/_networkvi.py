@@ -26,7 +26,7 @@ from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_sourc
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
+from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -395,7 +395,7 @@ class NETWORKVI(
     def _detect_gene_ids(self, annotations=None, strict: bool = True):
         """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``)."""
         setup = self.adata_manager.registry["setup_args"]
-        return detect(
+        return detect_modality_gene_ids(
             self.adata,
             {role: self.modality_name(role) for role in self.modality_roles},
             gene_id_key=setup.get("gene_id_key"),

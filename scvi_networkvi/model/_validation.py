@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: ``modalities`` keys of ``setup_mudata`` that name a data layer, and the role each gives the modality.
 LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "atac"}
@@ -16,15 +21,36 @@ LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "at
 class Caller:
     """The function the user called, so that a check run on its behalf names that function and its arguments.
 
-    ``layer_fix`` tells how to point that function at raw counts; it is formatted with ``layer_key``
-    (``"rna_layer"``), ``role`` (``"rna"``) and ``where`` (the data checked).
+    Passed to :meth:`~scvi_networkvi.NETWORKVI.setup_mudata` (as ``_caller``) and to the checks by the functions
+    that call them for the user (``nvi.tl.train``, ``nvi.tl.map_query``), so that an error tells the fix in the
+    arguments the user wrote.
+
+    Attributes
+    ----------
+    name
+        The function as the user calls it (``"nvi.tl.train"``).
+    layer_fix
+        How to point that function at raw counts; formatted with ``layer_key`` (``"rna_layer"``), ``role``
+        (``"rna"``) and ``where`` (the data checked).
     """
 
     name: str
     layer_fix: str
 
     def raw_counts_fix(self, layer_key: str, where: str) -> str:
-        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``."""
+        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``.
+
+        Parameters
+        ----------
+        layer_key
+            A key of :data:`LAYER_ROLES` (``"rna_layer"``).
+        where
+            The data checked (``"mdata['rna'].X"``).
+
+        Returns
+        -------
+        The fix, to end an error message.
+        """
         return self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
 
 
@@ -32,7 +58,19 @@ SETUP_MUDATA = Caller("NETWORKVI.setup_mudata", "pass the layer that holds raw c
 
 
 def query_caller(name: str) -> Caller:
-    """A query mapping entry point: the layer is the reference's, so the query's data there must be counts."""
+    """The :class:`Caller` of a query mapping entry point.
+
+    The layer is the reference's, so the fix for data that are not counts is to give the query raw counts there.
+
+    Parameters
+    ----------
+    name
+        The function as the user calls it (``"nvi.tl.map_query"``).
+
+    Returns
+    -------
+    The caller, for the checks made while the query is registered.
+    """
     return Caller(name, "give the query raw counts in {where}, the data the reference model was registered with")
 
 
@@ -84,12 +122,31 @@ def layer_matrix(adata, layer: str | None, where: str, fix: str = "pass the laye
     return adata.layers[layer]
 
 
-def check_categories(obs, keys, name: str, where: str, caller: Caller) -> None:
+def check_categories(
+    obs: pd.DataFrame, keys: str | Sequence[str] | None, name: str, where: str, caller: Caller
+) -> None:
     """Raise a ValueError if a categorical obs column (batch, categorical covariate) lacks a value for some cells.
 
     scvi-tools would fail later, when making the column categorical, with a message that names neither the column's
-    missing values nor the fix. ``name`` is the argument as the user knows it (``"batch_key"``), ``where`` the obs
-    table (``"mdata.obs"``). Columns that are not there are left to the other checks.
+    missing values nor the fix. Columns that are not there are left to the other checks.
+
+    Parameters
+    ----------
+    obs
+        The obs table holding the columns.
+    keys
+        The column, or columns, to check (``None``: none).
+    name
+        The argument as the user knows it (``"batch_key"``).
+    where
+        The obs table as the user knows it (``"mdata.obs"``).
+    caller
+        The function the user called, named in the error.
+
+    Raises
+    ------
+    ValueError
+        If a column has missing values (NaN).
     """
     for key in [keys] if isinstance(keys, str) else list(keys or []):
         if key not in obs.columns:

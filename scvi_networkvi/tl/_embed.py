@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from mudata import MuData
 
-from scvi_networkvi.model._data import modality_rows
+from scvi_networkvi.model import modality_rows
 
 from ._utils import check_features, check_key, check_model, check_mudata, record, rollback
 

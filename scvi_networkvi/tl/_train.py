@@ -9,8 +9,13 @@ from typing import Any, Literal
 
 from mudata import MuData
 
-from scvi_networkvi.model._gene_ids import default_annotations, detect, paired_ontology
-from scvi_networkvi.model._validation import LAYER_ROLES, Caller
+from scvi_networkvi.model import (
+    LAYER_ROLES,
+    Caller,
+    default_annotations,
+    detect_modality_gene_ids,
+    paired_ontology,
+)
 
 from ._utils import check_mudata, jsonable, record, rollback
 
@@ -221,7 +226,9 @@ def train(
             annotations = default_annotations(mdata, roles, gene_id_key=gene_id_key, species=species, caller=CALLER)
         if go is None:
             go = paired_ontology(annotations)
-        detect(mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER)
+        detect_modality_gene_ids(
+            mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER
+        )
 
     setup = {
         **layer_args,

@@ -1,0 +1,83 @@
+"""The layers talk through public names: no subpackage imports a private module (``._name``) of another.
+
+The import graph is read from the source with :mod:`ast` (no import is executed), so the test is fast and names the
+file and line of each offence.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "scvi_networkvi"
+ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+#: Every subpackage (a folder with an ``__init__.py``): the layers of the design notes and ``datasets``.
+SUBPACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if not p.parent.name.startswith("_"))
+
+
+def _absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute module of a ``from X import ...`` (relative ones resolved against ``path``'s package)."""
+    if node.level == 0:
+        return node.module or ""
+    package = list(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``line: module`` for every import in ``path`` of a private module of another subpackage."""
+    own = path.relative_to(ROOT).parts[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, path)
+            targets = [module] + [f"{module}.{alias.name}" for alias in node.names if alias.name.startswith("_")]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != PACKAGE or len(parts) < 3 or parts[1] == own:
+                continue
+            if any(part.startswith("_") for part in parts[2:]):
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {target}")
+    return found
+
+
+def test_the_layers_are_found():
+    assert {"resources", "wiring", "nn", "module", "model", "interpret", "tl", "pl"} <= set(SUBPACKAGES)
+
+
+@pytest.mark.parametrize("subpackage", SUBPACKAGES)
+def test_no_subpackage_imports_a_private_module_of_another(subpackage):
+    offences = [line for path in sorted((ROOT / subpackage).rglob("*.py")) for line in _private_imports(path)]
+    assert not offences, "import the owning package's public names instead:\n" + "\n".join(offences)
+
+
+def test_the_check_catches_each_form_of_private_import(tmp_path, monkeypatch):
+    """The parser sees absolute, relative, ``import a.b._c`` and ``from a.b import _c`` forms."""
+    fake = tmp_path / PACKAGE
+    (fake / "tl").mkdir(parents=True)
+    source = fake / "tl" / "_x.py"
+    source.write_text(
+        "from scvi_networkvi.model._data import modality_rows\n"
+        "from ..interpret._phenotypes import categorical_labels\n"
+        "import scvi_networkvi.model._validation\n"
+        "from scvi_networkvi.model import _gene_ids\n"
+        "from scvi_networkvi.model import NETWORKVI\n"
+        "from ._utils import record\n"
+        "def f():\n    from scvi_networkvi.wiring._compile import compile_wiring\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setitem(globals(), "ROOT", fake)
+    found = [line.split(": ", 1)[1] for line in _private_imports(source)]
+    assert found == [
+        "scvi_networkvi.model._data",
+        "scvi_networkvi.interpret._phenotypes",
+        "scvi_networkvi.model._validation",
+        "scvi_networkvi.model._gene_ids",
+        "scvi_networkvi.wiring._compile",
+    ]
