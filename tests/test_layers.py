@@ -81,3 +81,37 @@ def test_the_check_catches_each_form_of_private_import(tmp_path, monkeypatch):
         "scvi_networkvi.model._gene_ids",
         "scvi_networkvi.wiring._compile",
     ]
+
+
+def _role_key_tables(path: Path) -> list[int]:
+    """Lines of ``path`` with a dict literal mapping modality roles to scvi-tools ``REGISTRY_KEYS`` entries."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.Dict) or not node.keys:
+            continue
+        keys = {key.value for key in node.keys if isinstance(key, ast.Constant)}
+        registry = [v for v in node.values if isinstance(v, ast.Attribute) and ast.unparse(v.value) == "REGISTRY_KEYS"]
+        if keys & {"rna", "protein", "atac"} and registry:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_one_table_of_roles_and_registry_keys():
+    """The module's ``DATA_KEYS`` is the only role -> registry key table; the model and interpret import it."""
+    from scvi import REGISTRY_KEYS
+
+    from scvi_networkvi.model import LAYER_ROLES
+    from scvi_networkvi.module import DATA_KEYS, MODALITIES
+
+    tables = [
+        f"{path.relative_to(ROOT.parent)}:{line}"
+        for path in sorted(ROOT.rglob("*.py"))
+        for line in _role_key_tables(path)
+    ]
+    assert [table.split(":")[0] for table in tables] == [f"{PACKAGE}/module/_networkvae.py"], tables
+    assert DATA_KEYS == {
+        "rna": REGISTRY_KEYS.X_KEY,
+        "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY,
+        "atac": REGISTRY_KEYS.ATAC_X_KEY,
+    }
+    assert tuple(DATA_KEYS) == MODALITIES == tuple(LAYER_ROLES.values())

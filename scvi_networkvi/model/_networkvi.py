@@ -21,7 +21,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
-from scvi_networkvi.module import MODALITIES, NetworkVAE
+from scvi_networkvi.module import DATA_KEYS, MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
@@ -47,7 +47,6 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 
 PathOrName = str | os.PathLike
-_FIELD_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 
 
 class NETWORKVI(
@@ -336,7 +335,7 @@ class NETWORKVI(
     # ---- data ------------------------------------------------------------------------------------------------------
     def _batch_means(self, role: str) -> np.ndarray:
         """Mean ``log1p`` count of every feature of a modality within each batch, ``(n_batch, n_features)``."""
-        counts = self.adata_manager.get_from_registry(_FIELD_KEYS[role])
+        counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
         counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
         batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
@@ -587,7 +586,7 @@ class NETWORKVI(
             if mods[layer_key] is not None:
                 anndata_fields.append(
                     fields.MuDataLayerField(
-                        _FIELD_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
+                        DATA_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
                     )
                 )
         adata_manager = MosaicAnnDataManager(
