@@ -115,3 +115,29 @@ def test_one_table_of_roles_and_registry_keys():
         "atac": REGISTRY_KEYS.ATAC_X_KEY,
     }
     assert tuple(DATA_KEYS) == MODALITIES == tuple(LAYER_ROLES.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layers": {"rna": "counts"}}, r"Modality 'rna' \(rna\) has no layer 'counts'; available layers"),
+        ({"species": "rat"}, r"nvi\.tl\.train: species must be 'human', 'mouse' or None"),
+        ({"modalities": {"rna_layer": "rna2"}}, r"modalities names \['rna2'\], which the MuData does not have"),
+        ({"modalities": {"batch_key": "rna"}}, r"modalities must name at least one of \['rna_layer'"),
+    ],
+)
+def test_train_makes_setup_mudatas_checks_before_reading_gene_ids(kwargs, message, monkeypatch):
+    """``nvi.tl.train`` checks names with ``setup_mudata``'s own check, before its first work: the gene ids."""
+    import scvi_networkvi as nvi
+    import scvi_networkvi.tl._train as train_module
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the gene ids were read before the names were checked")
+
+    monkeypatch.setattr(train_module, "default_annotations", no_work)
+    monkeypatch.setattr(train_module, "detect_modality_gene_ids", no_work)
+    mdata = nvi.datasets.example()
+    uns, obs = sorted(mdata.uns), list(mdata.obs.columns)
+    with pytest.raises(ValueError, match=message):
+        nvi.tl.train(mdata, **kwargs)
+    assert sorted(mdata.uns) == uns and list(mdata.obs.columns) == obs

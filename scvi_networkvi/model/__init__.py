@@ -2,7 +2,7 @@
 
 Also the model layer's helpers that the tools (``nvi.tl``) build on: the modality roles of
 :meth:`NETWORKVI.setup_mudata` (:data:`LAYER_ROLES`), the checks made on the user's behalf (:class:`Caller`,
-:func:`check_categories`), the gene-id detection and default resources (:func:`detect_modality_gene_ids`,
+:func:`check_setup_arguments`, :func:`check_categories`), the gene-id detection and default resources (:func:`detect_modality_gene_ids`,
 :func:`default_annotations`, :func:`paired_ontology`) and the cells of a mosaic MuData's modality
 (:func:`modality_rows`).
 """
@@ -13,7 +13,7 @@ from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ont
 from ._networkvi import NETWORKVI
 from ._protein_prior import empirical_protein_background
 from ._training_plan import NetworkVITrainingPlan
-from ._validation import LAYER_ROLES, Caller, check_categories, query_caller
+from ._validation import LAYER_ROLES, Caller, check_categories, check_setup_arguments, query_caller
 
 __all__ = [
     "LAYER_ROLES",
@@ -22,6 +22,7 @@ __all__ = [
     "FiniteLossCheck",
     "NetworkVITrainingPlan",
     "check_categories",
+    "check_setup_arguments",
     "default_annotations",
     "detect_modality_gene_ids",
     "empirical_protein_background",

@@ -40,6 +40,7 @@ from ._validation import (
     check_categories,
     check_continuous_covariates,
     check_modality,
+    check_setup_arguments,
     query_caller,
     warn_empty_modality_cells,
 )
@@ -500,18 +501,13 @@ class NETWORKVI(
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         caller = kwargs.pop("_caller", SETUP_MUDATA)  # nvi.tl.train, load_query_data: errors in their words
-        if species not in (None, "human", "mouse"):
-            raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
         if modalities is None:
             raise ValueError(
                 'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
                 '"batch_key": "rna"}.'
             )
-        if not any(modalities.get(key) for key in LAYER_ROLES):
-            raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
-        unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
-        if unknown:
-            raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+        layer_args = {"rna_layer": rna_layer, "protein_layer": protein_layer, "atac_layer": atac_layer}
+        check_setup_arguments(mdata, modalities, layer_args, species, caller)
         mods = cls._create_modalities_attr_dict(modalities, setup_method_args)
         layers = {"rna": rna_layer, "protein": protein_layer, "atac": atac_layer}
         for layer_key, role in LAYER_ROLES.items():

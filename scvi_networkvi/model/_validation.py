@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mudata import MuData
 
 #: ``modalities`` keys of ``setup_mudata`` that name a data layer, and the role each gives the modality.
 LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "atac"}
@@ -120,6 +121,53 @@ def layer_matrix(adata, layer: str | None, where: str, fix: str = "pass the laye
     if layer not in adata.layers:
         raise ValueError(f"{where} has no layer {layer!r}; available layers: {list(adata.layers)}.")
     return adata.layers[layer]
+
+
+def check_setup_arguments(
+    mdata: MuData,
+    modalities: Mapping[str, str | None],
+    layers: Mapping[str, str | None],
+    species: str | None,
+    caller: Caller,
+) -> None:
+    """The checks of :meth:`~scvi_networkvi.NETWORKVI.setup_mudata`'s arguments that read no data.
+
+    Made by ``setup_mudata`` first, and by the functions that call it for the user (``nvi.tl.train``) before their
+    own work (reading the annotations for the gene ids), so that these errors come before any work in one wording.
+
+    Parameters
+    ----------
+    mdata
+        The MuData to register.
+    modalities
+        ``setup_mudata``'s ``modalities`` mapping (``{"rna_layer": "rna", "batch_key": "rna"}``).
+    layers
+        The layer of each registered modality, by ``setup_mudata`` argument (``{"rna_layer": "counts"}``; missing
+        or ``None``: ``.X``).
+    species
+        ``"human"``, ``"mouse"`` or ``None``.
+    caller
+        The function the user called, named in the errors.
+
+    Raises
+    ------
+    ValueError
+        For another species, a ``modalities`` mapping without a data modality or naming a modality the MuData does
+        not have, or a layer the modality does not have.
+    """
+    if species not in (None, "human", "mouse"):
+        raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
+    if not any(modalities.get(key) for key in LAYER_ROLES):
+        raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
+    unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
+    if unknown:
+        raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+    for layer_key, role in LAYER_ROLES.items():
+        mod, layer = modalities.get(layer_key), layers.get(layer_key)
+        if mod is not None and layer is not None and layer not in mdata[mod].layers:
+            raise ValueError(
+                f"Modality {mod!r} ({role}) has no layer {layer!r}; available layers: {list(mdata[mod].layers)}."
+            )
 
 
 def check_categories(
