@@ -141,3 +141,32 @@ def test_train_makes_setup_mudatas_checks_before_reading_gene_ids(kwargs, messag
     with pytest.raises(ValueError, match=message):
         nvi.tl.train(mdata, **kwargs)
     assert sorted(mdata.uns) == uns and list(mdata.obs.columns) == obs
+
+
+@pytest.mark.parametrize("subpackage", ["interpret", "pl"])
+def test_no_private_attribute_of_the_model_is_used_above_it(subpackage):
+    """``interpret`` and ``pl`` use the model's public surface only (``model.role_of``, ``validate_mudata``...)."""
+    offences = []
+    for path in sorted((ROOT / subpackage).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "model"
+                and node.attr.startswith("_")
+            ):
+                offences.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: model.{node.attr}")
+    assert not offences, "\n".join(offences)
+
+
+def test_the_models_public_surface_for_interpretation():
+    """What ``interpret`` needs of the model is public, typed and documented."""
+    import inspect
+
+    from scvi_networkvi.model import NETWORKVI
+
+    for name in ("role_of", "validate_mudata", "make_data_loader", "feature_gene_ids"):
+        method = getattr(NETWORKVI, name)
+        assert "Returns" in (method.__doc__ or ""), name
+        signature = inspect.signature(method)
+        assert signature.return_annotation is not inspect.Signature.empty, name

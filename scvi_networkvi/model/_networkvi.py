@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -405,11 +405,16 @@ class NETWORKVI(
             strict=strict,
         )
 
-    def _feature_gene_ids(self) -> dict[str, list[list[str]]]:
+    def feature_gene_ids(self) -> dict[str, list[list[str]]]:
         """Each modality's per-feature gene ids, read from the source chosen when the model was built.
 
         A model without a recorded choice (built from given wirings, with dense encoders, or saved before the choice
         was recorded) reads the registered ``gene_id_key`` column, else the source detected from the ids alone.
+
+        Returns
+        -------
+        Role -> one list of gene ids per feature of that modality, in the registered order (empty for a feature
+        without a usable id; several for e.g. an antibody against a complex).
         """
         stored = getattr(self, "gene_ids_", None) or {}
         species = self.adata_manager.registry["setup_args"].get("species")
@@ -838,7 +843,7 @@ class NETWORKVI(
                 batch_size=batch_size,
                 return_dist=return_dist,
             )
-        role = self._role_of(modality)
+        role = self.role_of(modality)
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
@@ -848,7 +853,24 @@ class NETWORKVI(
             means.append(outputs[f"qz_m_{role}"].cpu())
         return torch.cat(means).numpy()
 
-    def _role_of(self, modality: str) -> str:
+    def role_of(self, modality: str) -> str:
+        """The role of a modality given by role or by MuData modality name.
+
+        Parameters
+        ----------
+        modality
+            A role of the model (``"rna"``, ``"protein"``, ``"atac"``) or the MuData name registered for one
+            (``"prot"``).
+
+        Returns
+        -------
+        The role (``"protein"`` for ``"prot"``).
+
+        Raises
+        ------
+        ValueError
+            Naming the valid roles and modality names, for any other name.
+        """
         if modality in MODALITIES and modality in self.modality_roles:
             return modality
         for role in self.modality_roles:
@@ -856,6 +878,44 @@ class NETWORKVI(
                 return role
         names = [self.modality_name(r) for r in self.modality_roles]
         raise ValueError(f"modality must be 'joint', one of {self.modality_roles} or one of {names}, got {modality!r}.")
+
+    def validate_mudata(self, adata: MuData | None = None) -> MuData:
+        """The MuData to compute on, checked against the model's registration.
+
+        Parameters
+        ----------
+        adata
+            The model's MuData (``None``) or one with the same modalities and features; one the model has not seen is
+            registered with the model's setup (scvi-tools' field transfer), a view is made an actual MuData.
+
+        Returns
+        -------
+        The MuData, ready for :meth:`make_data_loader`.
+        """
+        return self._validate_anndata(adata)
+
+    def make_data_loader(
+        self, adata: MuData | None = None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> Iterable[dict[str, torch.Tensor]]:
+        """Minibatches of the registered data, in cell order, for a pass of the module (inference, analysis).
+
+        Parameters
+        ----------
+        adata
+            As in :meth:`validate_mudata` (``None``: the model's MuData).
+        indices
+            Cells to use (positions in ``adata``); ``None``: all.
+        batch_size
+            Cells per minibatch; ``None``: ``scvi.settings.batch_size``.
+
+        Returns
+        -------
+        A scvi-tools data loader: each minibatch is a dict of tensors keyed by registry key
+        (:data:`~scvi_networkvi.module.DATA_KEYS`, batch, covariates, the modality presence mask), every modality at
+        all cells of the minibatch.
+        """
+        adata = self._validate_anndata(adata)
+        return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
 
     @torch.inference_mode()
     def get_normalized_expression(
