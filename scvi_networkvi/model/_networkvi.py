@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,13 +22,13 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
-from scvi_networkvi.module import MASK_KEY, MODALITIES, NetworkVAE
+from scvi_networkvi.module import DATA_KEYS, MASK_KEY, MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
+from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -42,6 +42,7 @@ from ._validation import (
     check_categories,
     check_continuous_covariates,
     check_modality,
+    check_setup_arguments,
     query_caller,
     warn_empty_modality_cells,
 )
@@ -49,7 +50,6 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 
 PathOrName = str | os.PathLike
-_FIELD_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 
 
 class NETWORKVI(
@@ -365,7 +365,7 @@ class NETWORKVI(
     # ---- data ------------------------------------------------------------------------------------------------------
     def _batch_means(self, role: str) -> np.ndarray:
         """Mean ``log1p`` count of every feature of a modality within each batch, ``(n_batch, n_features)``."""
-        counts = self.adata_manager.get_from_registry(_FIELD_KEYS[role])
+        counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
         counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
         batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
@@ -429,7 +429,7 @@ class NETWORKVI(
     def _detect_gene_ids(self, annotations=None, strict: bool = True):
         """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``)."""
         setup = self.adata_manager.registry["setup_args"]
-        return detect(
+        return detect_modality_gene_ids(
             self.adata,
             {role: self.modality_name(role) for role in self.modality_roles},
             gene_id_key=setup.get("gene_id_key"),
@@ -439,11 +439,16 @@ class NETWORKVI(
             strict=strict,
         )
 
-    def _feature_gene_ids(self) -> dict[str, list[list[str]]]:
+    def feature_gene_ids(self) -> dict[str, list[list[str]]]:
         """Each modality's per-feature gene ids, read from the source chosen when the model was built.
 
         A model without a recorded choice (built from given wirings, with dense encoders, or saved before the choice
         was recorded) reads the registered ``gene_id_key`` column, else the source detected from the ids alone.
+
+        Returns
+        -------
+        Role -> one list of gene ids per feature of that modality, in the registered order (empty for a feature
+        without a usable id; several for e.g. an antibody against a complex).
         """
         stored = getattr(self, "gene_ids_", None) or {}
         species = self.adata_manager.registry["setup_args"].get("species")
@@ -625,18 +630,13 @@ class NETWORKVI(
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         caller = kwargs.pop("_caller", SETUP_MUDATA)  # nvi.tl.train, load_query_data: errors in their words
-        if species not in (None, "human", "mouse"):
-            raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
         if modalities is None:
             raise ValueError(
                 'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
                 '"batch_key": "rna"}.'
             )
-        if not any(modalities.get(key) for key in LAYER_ROLES):
-            raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
-        unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
-        if unknown:
-            raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+        layer_args = {"rna_layer": rna_layer, "protein_layer": protein_layer, "atac_layer": atac_layer}
+        check_setup_arguments(mdata, modalities, layer_args, species, caller)
         mods = cls._create_modalities_attr_dict(modalities, setup_method_args)
         layers = {"rna": rna_layer, "protein": protein_layer, "atac": atac_layer}
         for layer_key, role in LAYER_ROLES.items():
@@ -711,7 +711,7 @@ class NETWORKVI(
             if mods[layer_key] is not None:
                 anndata_fields.append(
                     fields.MuDataLayerField(
-                        _FIELD_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
+                        DATA_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
                     )
                 )
         adata_manager = MosaicAnnDataManager(
@@ -980,7 +980,7 @@ class NETWORKVI(
                 batch_size=batch_size,
                 return_dist=return_dist,
             )
-        role = self._role_of(modality)
+        role = self.role_of(modality)
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
@@ -990,7 +990,24 @@ class NETWORKVI(
             means.append(outputs[f"qz_m_{role}"].cpu())
         return torch.cat(means).numpy()
 
-    def _role_of(self, modality: str) -> str:
+    def role_of(self, modality: str) -> str:
+        """The role of a modality given by role or by MuData modality name.
+
+        Parameters
+        ----------
+        modality
+            A role of the model (``"rna"``, ``"protein"``, ``"atac"``) or the MuData name registered for one
+            (``"prot"``).
+
+        Returns
+        -------
+        The role (``"protein"`` for ``"prot"``).
+
+        Raises
+        ------
+        ValueError
+            Naming the valid roles and modality names, for any other name.
+        """
         if modality in MODALITIES and modality in self.modality_roles:
             return modality
         for role in self.modality_roles:
@@ -998,6 +1015,44 @@ class NETWORKVI(
                 return role
         names = [self.modality_name(r) for r in self.modality_roles]
         raise ValueError(f"modality must be 'joint', one of {self.modality_roles} or one of {names}, got {modality!r}.")
+
+    def validate_mudata(self, adata: MuData | None = None) -> MuData:
+        """The MuData to compute on, checked against the model's registration.
+
+        Parameters
+        ----------
+        adata
+            The model's MuData (``None``) or one with the same modalities and features; one the model has not seen is
+            registered with the model's setup (scvi-tools' field transfer), a view is made an actual MuData.
+
+        Returns
+        -------
+        The MuData, ready for :meth:`make_data_loader`.
+        """
+        return self._validate_anndata(adata)
+
+    def make_data_loader(
+        self, adata: MuData | None = None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> Iterable[dict[str, torch.Tensor]]:
+        """Minibatches of the registered data, in cell order, for a pass of the module (inference, analysis).
+
+        Parameters
+        ----------
+        adata
+            As in :meth:`validate_mudata` (``None``: the model's MuData).
+        indices
+            Cells to use (positions in ``adata``); ``None``: all.
+        batch_size
+            Cells per minibatch; ``None``: ``scvi.settings.batch_size``.
+
+        Returns
+        -------
+        A scvi-tools data loader: each minibatch is a dict of tensors keyed by registry key
+        (:data:`~scvi_networkvi.module.DATA_KEYS`, batch, covariates, the modality presence mask), every modality at
+        all cells of the minibatch.
+        """
+        adata = self._validate_anndata(adata)
+        return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
 
     @torch.inference_mode()
     def get_normalized_expression(

@@ -12,7 +12,7 @@ import pandas as pd
 from mudata import MuData
 from sklearn.neighbors import KNeighborsClassifier
 
-from scvi_networkvi.model._validation import check_categories, query_caller
+from scvi_networkvi.model import check_categories, query_caller
 
 from ._utils import check_groupby, check_key, check_model, check_mudata, record, rollback
 

@@ -9,8 +9,14 @@ from typing import Any, Literal
 
 from mudata import MuData
 
-from scvi_networkvi.model._gene_ids import default_annotations, detect, paired_ontology
-from scvi_networkvi.model._validation import LAYER_ROLES, Caller
+from scvi_networkvi.model import (
+    LAYER_ROLES,
+    Caller,
+    check_setup_arguments,
+    default_annotations,
+    detect_modality_gene_ids,
+    paired_ontology,
+)
 
 from ._utils import check_mudata, jsonable, record, rollback
 
@@ -69,11 +75,7 @@ def _normalise_modalities(mdata: MuData, modalities: Mapping[str, str | None] | 
             )
         if mod is None:
             continue
-        if mod not in mdata.mod:
-            raise ValueError(f"modalities names {mod!r}, which the MuData does not have (it has {list(mdata.mod)}).")
         out[key] = mod
-    if not any(key in out for key in LAYER_ROLES):
-        raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
     return out
 
 
@@ -225,11 +227,9 @@ def train(
             layer_key = next((k for k in LAYER_ROLES if mods.get(k) == key), None)
         if layer_key is None or layer_key not in mods:
             raise ValueError(f"layers names {key!r}, which is not a registered modality or role ({mods}).")
-        if layer is not None and layer not in mdata[mods[layer_key]].layers:
-            raise ValueError(
-                f"Modality {mods[layer_key]!r} has no layer {layer!r} (layers: {list(mdata[mods[layer_key]].layers)})."
-            )
         layer_args[layer_key] = layer
+    # setup_mudata's checks of modality, layer and species names, here before the gene ids are read
+    check_setup_arguments(mdata, mods, layer_args, species, CALLER)
     if batch_key is not None:
         location = _obs_location(mdata, batch_key, "batch_key", mods.get("batch_key"))
         mods["batch_key"] = location
@@ -247,15 +247,15 @@ def train(
         if len(places) > 1:
             raise ValueError(f"{name} must all live in one place (mdata.obs or one modality), found {places}.")
         mods[name] = places.pop() if places else None
-    if species not in (None, "human", "mouse"):
-        raise ValueError(f"species must be 'human', 'mouse' or None (detect), got {species!r}.")
     if encoder == "go":  # the gene ids, checked against the annotations before anything changes on mdata
         roles = {role: mods[layer_key] for layer_key, role in LAYER_ROLES.items() if layer_key in mods}
         if annotations is None:
             annotations = default_annotations(mdata, roles, gene_id_key=gene_id_key, species=species, caller=CALLER)
         if go is None:
             go = paired_ontology(annotations)
-        detect(mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER)
+        detect_modality_gene_ids(
+            mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER
+        )
 
     setup = {
         **layer_args,

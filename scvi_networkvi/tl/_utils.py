@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 from mudata import MuData
 
-from scvi_networkvi.interpret._phenotypes import categorical_labels
+from scvi_networkvi.interpret import categorical_labels
 
 #: ``mdata.uns`` key where the ``nvi.tl`` functions record their parameters.
 UNS_KEY = "networkvi"
