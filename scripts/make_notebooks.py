@@ -276,15 +276,25 @@ for mod in query.mod.values():
 reference.n_obs, query.n_obs""",
     ),
     (
+        "md",
+        """## A reference to map onto
+
+Whether a reference can be mapped onto is decided when it is trained: a query's new batch gets parameters to learn in
+the encoders only if the reference's encoders see the batch. `nvi.tl.train(..., query_ready=True)` sets that up
+(`encode_covariates=True` and `deeply_inject_covariates=True`; it needs `batch_key`). A reference trained with the
+default `query_ready=False` says so in one INFO line at training; `nvi.tl.map_query` then applies its frozen encoders
+to the query's new batches unchanged, adapts only the decoders, and warns. Such a reference has to be trained again
+with `query_ready=True` to be mapped onto.""",
+    ),
+    (
         "code",
-        """# encode_covariates: the encoders see the batch, so that the query's new batch gets encoder columns to learn
-# (with the default False the query latent is the frozen reference encoder's output, and load_query_data warns)
-model = nvi.tl.train(
+        """model = nvi.tl.train(
     reference,
     batch_key="Site",
     **RESOURCES,
     max_epochs=40,
-    model_kwargs={"gene_size": 5, "go_size": 2, "encode_covariates": True, "deeply_inject_covariates": True},
+    query_ready=True,  # encode_covariates=True, deeply_inject_covariates=True
+    model_kwargs={"gene_size": 5, "go_size": 2},
     train_kwargs=TRAIN,
 )
 nvi.tl.embed(reference, model)""",

@@ -285,7 +285,7 @@ def test_detected_ids_train_are_logged_kept_and_survive_save_load(tmp_path, capl
     model.save(tmp_path / "model", overwrite=True)
     loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
     assert loaded.gene_ids_ == model.gene_ids_
-    ids = loaded._feature_gene_ids()
+    ids = loaded.feature_gene_ids()
     assert ids["rna"][0] == [str(mdata["rna"].var["gene_ids"].iloc[0])]
     query = scanpy_layout(protein_ids=False)
     query.obs["Site"] = "site9"

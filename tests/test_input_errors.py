@@ -155,9 +155,50 @@ def test_setup_mudata_suggests_the_argument_of_the_modality_role(cells):
     lognormalise(mdata, "prot")
     with pytest.raises(ValueError, match=re.escape("protein_layer='counts'")) as error:
         nvi.NETWORKVI.setup_mudata(mdata, modalities={"rna_layer": "rna", "protein_layer": "prot"})
-    assert "rna_layer" not in str(error.value) and "layers=" not in str(error.value)
+    assert "rna_layer='counts'" not in str(error.value) and "layers=" not in str(error.value)
     with pytest.raises(ValueError, match=re.escape("layers={'protein': 'counts'}")):
         nvi.tl.train(mdata, encoder="dense", train_kwargs=TRAIN)
+
+
+LEAVE_OUT = "leave the protein modality out (NETWORKVI runs on the others alone): "
+
+
+def test_normalised_proteins_offer_leaving_the_protein_modality_out(cells):
+    mdata = cells()
+    lognormalise(mdata, "prot")
+    before = fingerprint(mdata)
+    mods = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+    with pytest.raises(ValueError, match="non-integer") as error:
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=mods)
+    # in setup_mudata's own keys, the user's other entries kept
+    assert str(error.value).endswith(LEAVE_OUT + "modalities={'rna_layer': 'rna', 'batch_key': 'rna'}.")
+    with pytest.raises(ValueError, match="non-integer") as error:
+        nvi.tl.train(mdata, batch_key="Site", encoder="dense", max_epochs=1, train_kwargs=TRAIN)
+    assert str(error.value).endswith(LEAVE_OUT + "modalities={'rna': 'rna'}.")  # nvi.tl.train's role keys
+    assert_unchanged(mdata, before)
+    # the fix works: without the protein modality, the same call trains
+    model = nvi.tl.train(
+        mdata, batch_key="Site", modalities={"rna": "rna"}, encoder="dense", max_epochs=1, train_kwargs=TRAIN
+    )
+    assert model.modality_roles == ["rna"]
+
+
+def test_leaving_a_modality_out_is_offered_only_where_it_is_a_fix(cells, reference):
+    mdata = cells()
+    lognormalise(mdata, "rna")  # the RNA: leaving it out is not the fix
+    with pytest.raises(ValueError, match="non-integer") as error:
+        nvi.NETWORKVI.setup_mudata(mdata, modalities={"rna_layer": "rna", "protein_layer": "prot"})
+    assert "leave the" not in str(error.value)
+    mdata = cells()
+    lognormalise(mdata, "prot")  # the only modality registered
+    with pytest.raises(ValueError, match="non-integer") as error:
+        nvi.NETWORKVI.setup_mudata(mdata, modalities={"protein_layer": "prot"})
+    assert "leave the" not in str(error.value)
+    query = cells(["site4"], 40)  # a query must have the reference's modalities
+    lognormalise(query, "prot")
+    with pytest.raises(ValueError, match="give the query raw counts") as error:
+        nvi.tl.map_query(query, reference, max_epochs=1, train_kwargs=TRAIN)
+    assert "leave the" not in str(error.value)
 
 
 def test_map_query_says_the_query_needs_counts_where_the_reference_had_them(cells, reference):

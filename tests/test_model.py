@@ -443,8 +443,3 @@ def test_unreachable_go_resource_offline_is_a_clear_error():
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
     with pytest.raises(RuntimeError, match="SCVI_NETWORKVI_OFFLINE"):
         nvi.NETWORKVI(mdata, go="go-basic", annotations=EXAMPLE["annotations"])
-
-
-def test_anndata_setup_points_to_mudata():
-    with pytest.raises(NotImplementedError, match="setup_mudata"):
-        nvi.NETWORKVI.setup_anndata(read(CITE)["rna"])

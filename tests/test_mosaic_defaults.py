@@ -1,4 +1,5 @@
-"""Mosaic data (cells that differ in their modalities): a steady adversary by default, equal-weight mixing on request.
+"""Defaults by data type: mosaics and CITE-seq keep a steady adversary, paired CITE-seq centres every input and
+trains without dropout, equal-weight mixing on mosaics on request.
 
 On the real CITE-seq and multiome subsets of tests/data, combined into a CITE-seq + multiome mosaic as in
 ``benchmarks/mosaic.py --cross``.
@@ -13,6 +14,7 @@ import mudata as md
 import numpy as np
 import pytest
 import scvi
+import torch
 
 import scvi_networkvi as nvi
 from scvi_networkvi.model._networkvi import _adversarial_scale
@@ -99,16 +101,50 @@ def test_adversary_keeps_its_weight_on_mosaic_data(cite, multiome):
     assert model.trainer.lightning_module.scale_adversarial_loss == "auto"
 
 
-def test_adversary_fades_with_the_warm_up_on_paired_data(cite):
+def test_adversary_fades_with_the_warm_up_on_paired_data_without_proteins(multiome):
     scvi.settings.seed = 0
-    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
+    model = nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), encoder="dense")
     model.train(**TRAIN)
     assert model.trainer.lightning_module.scale_adversarial_loss == "auto"
 
 
+def test_adversary_keeps_its_weight_on_paired_cite_seq(cite):
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == 1.0
+
+
 def test_adversarial_scale_values():
-    assert _adversarial_scale(None, mosaic=True) == 1.0 and _adversarial_scale(None, mosaic=False) == "auto"
-    assert _adversarial_scale(2, mosaic=False) == 2.0 and _adversarial_scale("auto", mosaic=True) == "auto"
+    assert _adversarial_scale(None, full_weight=True) == 1.0 and _adversarial_scale(None, full_weight=False) == "auto"
+    assert _adversarial_scale(2, full_weight=False) == 2.0 and _adversarial_scale("auto", full_weight=True) == "auto"
     for bad in (-1.0, "always", True):
         with pytest.raises(ValueError, match="adversarial_scale"):
-            _adversarial_scale(bad, mosaic=True)
+            _adversarial_scale(bad, full_weight=True)
+
+
+def _shifted(model) -> set[str]:
+    return {name.removeprefix("input_shift_") for name, _ in model.module.named_buffers() if "input_shift_" in name}
+
+
+def test_paired_cite_seq_centres_every_input_and_trains_without_dropout(cite):
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
+    assert _shifted(model) == {"rna", "protein"}
+    assert all(m.p == 0.0 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+    params = model.init_params_["non_kwargs"]
+    assert params["batch_centered_input"] == "all" and params["dropout_rate"] == 0.0  # saved resolved
+
+
+@pytest.mark.parametrize("which", ["mosaic", "multiome"])
+def test_other_data_keep_dropout_and_centre_only_proteins(cite, multiome, which):
+    mdata = mosaic(cite, multiome) if which == "mosaic" else paired(multiome, MULTIOME_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    assert _shifted(model) == ({"protein"} if which == "mosaic" else set())
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.1
+    assert any(m.p == 0.1 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_explicit_settings_win_over_the_paired_cite_seq_defaults(cite):
+    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense", dropout_rate=0.2, batch_centered_input=("protein",))
+    assert _shifted(model) == {"protein"}
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.2

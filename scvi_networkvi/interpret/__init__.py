@@ -11,7 +11,7 @@ from ._importances import IMPORTANCE_COLUMNS, compute_importances, importance_ma
 from ._logistic import fit_logistic
 from ._nodes import read_gene_groups
 from ._perturb import PERTURBATION_COLUMNS, compute_perturbation
-from ._phenotypes import Phenotype, define_phenotypes
+from ._phenotypes import Phenotype, categorical_labels, define_phenotypes
 
 __all__ = [
     "IMPORTANCE_COLUMNS",
@@ -22,6 +22,7 @@ __all__ = [
     "auroc",
     "benjamini_hochberg",
     "capture_activations",
+    "categorical_labels",
     "compute_attention_statistics",
     "compute_importances",
     "compute_perturbation",

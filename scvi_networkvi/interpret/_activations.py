@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ from scvi_networkvi.nn import WiredEncoder
 from scvi_networkvi.wiring import Wiring
 
 from ._progress import track
+
+if TYPE_CHECKING:
+    from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +70,12 @@ class Activations:
     modalities: dict[str, ModalityActivations]
 
 
-def wired_roles(model) -> list[str]:
+def wired_roles(model: NETWORKVI) -> list[str]:
     """Modality roles of ``model`` whose encoder is GO-wired."""
     return [role for role in model.module.modalities if isinstance(model.module.encoders[role], WiredEncoder)]
 
 
-def resolve_roles(model, modalities: str | Sequence[str] | None) -> list[str]:
+def resolve_roles(model: NETWORKVI, modalities: str | Sequence[str] | None) -> list[str]:
     """Roles for a user's ``modalities`` (roles or MuData names; ``None``: every GO-wired modality)."""
     wired = wired_roles(model)
     if not wired:
@@ -84,7 +88,7 @@ def resolve_roles(model, modalities: str | Sequence[str] | None) -> list[str]:
     wanted = [modalities] if isinstance(modalities, str) else list(modalities)
     roles = []
     for name in wanted:
-        role = model._role_of(name)  # raises with the valid names for an unknown one
+        role = model.role_of(name)  # raises with the valid names for an unknown one
         if role not in wired:
             raise ValueError(f"Modality {name!r} has a dense encoder: it has no GO or gene nodes. Wired: {wired}.")
         roles.append(role)
@@ -109,7 +113,7 @@ def _eval_without_side_effects(module: torch.nn.Module) -> Iterator[None]:
 
 
 def capture_activations(
-    model,
+    model: NETWORKVI,
     adata=None,
     indices: Sequence[int] | None = None,
     *,
@@ -148,8 +152,8 @@ def capture_activations(
         missing = [r for r in roles if model.module.encoders[r].gene_tap is None]
         if missing:
             raise ValueError(f"Modalities {missing} were built with gene_layer='none': they have no gene nodes.")
-    adata = model._validate_anndata(adata)
-    loader = model._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+    adata = model.validate_mudata(adata)
+    loader = model.make_data_loader(adata, indices=indices, batch_size=batch_size)
     module = model.module
     chunks: dict[tuple[str, str], list[np.ndarray]] = {}
     handles = []
@@ -214,5 +218,5 @@ def _stack(parts: list[np.ndarray], cells: np.ndarray, width: int) -> np.ndarray
     return stacked
 
 
-def _wiring_of(model, role: str) -> Wiring:
+def _wiring_of(model: NETWORKVI, role: str) -> Wiring:
     return model.wirings_[role]

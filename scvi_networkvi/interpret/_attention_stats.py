@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ from ._activations import _eval_without_side_effects, resolve_roles
 from ._nodes import gene_names
 from ._phenotypes import categorical_labels
 from ._progress import show_progress, track
+
+if TYPE_CHECKING:
+    from scvi_networkvi.model import NETWORKVI
 
 ATTENTION_COLUMNS = [
     "modality",
@@ -34,7 +38,7 @@ ATTENTION_COLUMNS = [
 ]
 
 
-def covariate_names(model) -> list[tuple[str, str]]:
+def covariate_names(model: NETWORKVI) -> list[tuple[str, str]]:
     """``(covariate group, column name)`` for each entry of the encoders' covariate vector, in its order."""
     manager = model.adata_manager
     names: list[tuple[str, str]] = []
@@ -85,7 +89,7 @@ class _Accumulator:
 
 
 def compute_attention_statistics(
-    model,
+    model: NETWORKVI,
     adata=None,
     *,
     groupby: str | None = None,
@@ -108,7 +112,7 @@ def compute_attention_statistics(
             "The model has no covariate attention: build it with covariate_attention='genes', 'go' or 'all' "
             "(and encode_covariates=True)."
         )
-    adata = model._validate_anndata(adata)
+    adata = model.validate_mudata(adata)
     obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
     if groupby is not None:
         labels = categorical_labels(adata, groupby).reindex(obs_names)
@@ -147,7 +151,7 @@ def compute_attention_statistics(
 
             handles.append(attention.register_forward_hook(hook))
     n_seen = 0
-    loader = model._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+    loader = model.make_data_loader(adata, indices=indices, batch_size=batch_size)
     try:
         with _eval_without_side_effects(module):
             for tensors in track(loader, "Attention statistics", enabled=show_progress(progress_bar)):
@@ -187,7 +191,7 @@ def compute_attention_statistics(
 
 
 def _attention_layers(
-    model, role: str
+    model: NETWORKVI, role: str
 ) -> list[tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor], pd.DataFrame]]:
     """Each attention layer of a wired encoder with its neurons' node index, the node widths and node descriptions."""
     encoder = model.module.encoders[role]

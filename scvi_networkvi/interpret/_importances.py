@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from ._null import null_probes
 from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
 from ._progress import show_progress
+
+if TYPE_CHECKING:
+    from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ class ProbeDesign:
 
 
 def design_probes(
-    model,
+    model: NETWORKVI,
     adata,
     activations: Activations,
     *,
@@ -102,7 +105,7 @@ def design_probes(
     labels = categorical_labels(mdata, groupby).reindex(cells)
     selected = restrict_mask(mdata, restrict, cells) & labels.notna().to_numpy()
     for name in cells_with or []:
-        role = model._role_of(name)
+        role = model.role_of(name)
         if role not in activations.modalities:
             raise ValueError(f"cells_with names {name!r}, whose activations were not captured.")
         has = np.zeros(len(cells), dtype=bool)
@@ -327,7 +330,7 @@ def finish_table(result: pd.DataFrame) -> pd.DataFrame:
 
 
 def compute_importances(
-    model,
+    model: NETWORKVI,
     adata=None,
     *,
     groupby: str,
@@ -360,7 +363,7 @@ def compute_importances(
 
     seed = scvi.settings.seed if seed is None else seed
     seed = 0 if seed is None else int(seed)
-    adata = model._validate_anndata(adata)
+    adata = model.validate_mudata(adata)
     categorical_labels(adata, groupby)  # fail on a bad groupby before the inference pass
     resolve_roles(model, modalities)
     device = probe_device(device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from ._nodes import NODE_COLUMNS
 from ._phenotypes import categorical_labels
 from ._probe import change_probes
 from ._progress import show_progress, track
+
+if TYPE_CHECKING:
+    from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ PERTURBATION_COLUMNS = [
 ]
 
 
-def feature_positions(model, role: str, genes: Sequence[str]) -> np.ndarray:
+def feature_positions(model: NETWORKVI, role: str, genes: Sequence[str]) -> np.ndarray:
     """Features of a modality that measure any of ``genes`` (gene ids of the wiring, or feature names)."""
     modality = model.adata[model.modality_name(role)]
     wanted = set(map(str, genes))
@@ -56,7 +59,7 @@ def feature_positions(model, role: str, genes: Sequence[str]) -> np.ndarray:
         hits[features[gene_hit[gene]]] = True
     else:  # dense encoder: the registered gene-id column, when the modality has one
         try:
-            ids = model._feature_gene_ids().get(role)
+            ids = model.feature_gene_ids().get(role)
         except ValueError:
             ids = None
         if ids is not None:
@@ -65,7 +68,7 @@ def feature_positions(model, role: str, genes: Sequence[str]) -> np.ndarray:
 
 
 def resolve_perturbations(
-    model, genes: Sequence[str] | Mapping[str, Sequence[str]], perturb_modalities: Sequence[str] | None
+    model: NETWORKVI, genes: Sequence[str] | Mapping[str, Sequence[str]], perturb_modalities: Sequence[str] | None
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{perturbation name: {role: feature positions}}``; every gene must be found in a chosen modality."""
     if isinstance(genes, str):
@@ -76,7 +79,7 @@ def resolve_perturbations(
     for name, members in named.items():
         if isinstance(members, str) or not members:
             raise ValueError(f"Perturbation {name!r} must list gene ids or symbols, got {members!r}.")
-    roles = model.modality_roles if perturb_modalities is None else [model._role_of(m) for m in perturb_modalities]
+    roles = model.modality_roles if perturb_modalities is None else [model.role_of(m) for m in perturb_modalities]
     plans: dict[str, dict[str, np.ndarray]] = {}
     for name, members in named.items():
         plan = {}
@@ -110,7 +113,7 @@ def zeroing(plan: Mapping[str, np.ndarray]):
 
 
 def compute_perturbation(
-    model,
+    model: NETWORKVI,
     adata=None,
     *,
     genes: Sequence[str] | Mapping[str, Sequence[str]],
@@ -142,7 +145,7 @@ def compute_perturbation(
 
     seed = scvi.settings.seed if seed is None else seed
     seed = 0 if seed is None else int(seed)
-    adata = model._validate_anndata(adata)
+    adata = model.validate_mudata(adata)
     categorical_labels(adata, groupby)
     plans = resolve_perturbations(model, genes, perturb_modalities)
     device = probe_device(device)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_float_dtype, is_integer_dtype
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from mudata import MuData
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,27 @@ def obs_column(mdata, key: str) -> pd.Series:
     )
 
 
-def categorical_labels(mdata, groupby: str) -> pd.Series:
-    """The ``groupby`` column as a categorical (strings and booleans accepted; numbers are refused)."""
+def categorical_labels(mdata: MuData | AnnData, groupby: str) -> pd.Series:
+    """The ``groupby`` labels of the cells as a categorical (strings and booleans accepted; numbers are refused).
+
+    Parameters
+    ----------
+    mdata
+        MuData (or AnnData) whose cells are labelled.
+    groupby
+        A column of ``mdata.obs``, or ``"mod:col"`` for the column ``col`` of modality ``mod``'s obs (aligned to
+        ``mdata.obs_names``; cells the modality lacks get no label).
+
+    Returns
+    -------
+    The column, one entry per cell of ``mdata``, as a :class:`pandas.Categorical` series (unchanged when it already
+    is one).
+
+    Raises
+    ------
+    ValueError
+        If ``groupby`` names no such column, or a numeric one (cluster ids must be made categorical first).
+    """
     column = obs_column(mdata, groupby)
     if isinstance(column.dtype, pd.CategoricalDtype):
         return column

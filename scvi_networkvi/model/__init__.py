@@ -1,8 +1,32 @@
-"""The NETWORKVI scvi-tools model, its training plan, its training check and totalVI's protein prior start."""
+"""The NETWORKVI scvi-tools model, its training plan, its training check and totalVI's protein prior start.
 
+Also the model layer's helpers that the tools (``nvi.tl``) build on: the modality roles of
+:meth:`NETWORKVI.setup_mudata` (:data:`LAYER_ROLES`), the checks made on the user's behalf (:class:`Caller`,
+:func:`check_setup_arguments`, :func:`check_categories`), the gene-id detection and default resources (:func:`detect_modality_gene_ids`,
+:func:`default_annotations`, :func:`paired_ontology`) and the cells of a mosaic MuData's modality
+(:func:`modality_rows`).
+"""
+
+from ._data import modality_rows
 from ._finite_loss import FiniteLossCheck
+from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology
 from ._networkvi import NETWORKVI
 from ._protein_prior import empirical_protein_background
 from ._training_plan import NetworkVITrainingPlan
+from ._validation import LAYER_ROLES, Caller, check_categories, check_setup_arguments, query_caller
 
-__all__ = ["NETWORKVI", "FiniteLossCheck", "NetworkVITrainingPlan", "empirical_protein_background"]
+__all__ = [
+    "LAYER_ROLES",
+    "NETWORKVI",
+    "Caller",
+    "FiniteLossCheck",
+    "NetworkVITrainingPlan",
+    "check_categories",
+    "check_setup_arguments",
+    "default_annotations",
+    "detect_modality_gene_ids",
+    "empirical_protein_background",
+    "modality_rows",
+    "paired_ontology",
+    "query_caller",
+]

@@ -40,7 +40,22 @@ def padded_rows(matrix, rows: np.ndarray):
 
 
 def modality_rows(mdata: MuData, mod: str) -> np.ndarray:
-    """For each cell of ``mdata``, its row in modality ``mod`` (-1 if the modality lacks the cell)."""
+    """For each cell of ``mdata``, its row in modality ``mod`` (-1 if the modality lacks the cell).
+
+    Read from MuData's ``obsmap`` (by name when the MuData has none), so that mosaic data, whose modalities hold
+    only some of the cells, are addressed without a copy.
+
+    Parameters
+    ----------
+    mdata
+        The MuData.
+    mod
+        A modality name of ``mdata``.
+
+    Returns
+    -------
+    ``int64`` array with one entry per cell of ``mdata``.
+    """
     obsmap = getattr(mdata, "obsmap", None)
     if obsmap is not None and mod in obsmap:
         return np.asarray(obsmap[mod]).astype(np.int64).ravel() - 1

@@ -17,7 +17,7 @@ from ._validation import Caller
 logger = logging.getLogger(__name__)
 
 
-def detect(
+def detect_modality_gene_ids(
     mdata: MuData,
     modalities: Mapping[str, str],
     *,
@@ -27,9 +27,39 @@ def detect(
     caller: Caller,
     strict: bool = True,
 ) -> Detection:
-    """Detect the gene-id source of each modality (role -> modality name) against the annotations' keys.
+    """Detect the gene-id source of each registered modality against the annotations' keys.
 
-    Reads the data only: nothing on ``mdata`` changes, so a failing call leaves it as it was.
+    :func:`~scvi_networkvi.wiring.detect_gene_ids` on the modalities of a MuData. Reads the data only: nothing on
+    ``mdata`` changes, so a failing call leaves it as it was.
+
+    Parameters
+    ----------
+    mdata
+        The MuData.
+    modalities
+        Modality role (``"rna"``, ``"protein"``, ``"atac"``) -> MuData modality name.
+    gene_id_key
+        Where the ids are (a var column, ``"var_names"``, or a mapping role -> column); ``None``: detected, as
+        :meth:`~scvi_networkvi.NETWORKVI.setup_mudata` describes.
+    species
+        ``"human"``, ``"mouse"`` or ``None`` (detected from the ids).
+    annotations
+        Registry name(s) or path(s) of the annotations whose gene keys the ids are matched against; ``None``: the
+        ids alone decide.
+    caller
+        The function the user called, named in the errors.
+    strict
+        Raise (``True``) or only warn for too few matched ids and ids of no known type.
+
+    Returns
+    -------
+    The chosen source per modality name and the candidates found.
+
+    Raises
+    ------
+    ValueError
+        For mixed human and mouse ids, too few features matched to the annotations, or ids of no known type
+        (``strict=True``).
     """
     keys = set(annotation_keys(annotations)) if annotations is not None else None
     tables = {mod: (role, mdata[mod].var_names, mdata[mod].var) for role, mod in modalities.items()}
@@ -112,9 +142,33 @@ def default_annotations(
 
     The species is ``species`` when given, else read from the ids (ENSEMBL prefixes, symbol case). Reads the data
     only; raises before anything is done when the species cannot be told or has no registered annotations.
+
+    Parameters
+    ----------
+    mdata
+        The MuData.
+    modalities
+        Modality role (``"rna"``, ``"protein"``, ``"atac"``) -> MuData modality name.
+    gene_id_key
+        Where the ids are, as in :func:`detect_modality_gene_ids`.
+    species
+        ``"human"``, ``"mouse"`` or ``None`` (detected from the ids).
+    caller
+        The function the user called, named in the errors.
+
+    Returns
+    -------
+    The registry name of the annotations (``"org.Hs.eg.db"``, ``"org.Mm.eg.db"``).
+
+    Raises
+    ------
+    ValueError
+        When the ids do not tell the species, or the species has no registered annotations.
     """
     if species is None:
-        detection = detect(mdata, modalities, gene_id_key=gene_id_key, species=None, annotations=None, caller=caller)
+        detection = detect_modality_gene_ids(
+            mdata, modalities, gene_id_key=gene_id_key, species=None, annotations=None, caller=caller
+        )
         # The chosen sources may not tell the species (Entrez ids, symbols of unclear case); another source may.
         told = {s.species for sources in detection.found.values() for s in sources if s.species is not None}
         species = detection.species or (told.pop() if len(told) == 1 else None)
@@ -132,7 +186,17 @@ def default_annotations(
 
 
 def paired_ontology(annotations: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
-    """The GO DAG to use with ``annotations`` when none is given: the one registered with them, else go-basic."""
+    """The GO DAG to use with ``annotations`` when none is given: the one registered with them, else go-basic.
+
+    Parameters
+    ----------
+    annotations
+        Registry name(s) or path(s) of the annotations.
+
+    Returns
+    -------
+    The registry name of the GO DAG (``"GO.db"`` for the Bioconductor annotations, else ``"go-basic"``).
+    """
     sources = [annotations] if isinstance(annotations, str | os.PathLike) else list(annotations)
     registry = default_registry()
     paired = {registry[s].ontology for s in sources if isinstance(s, str) and s in registry and registry[s].ontology}

@@ -6,13 +6,14 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import scvi
 import torch
+from anndata import AnnData
 from lightning.pytorch.callbacks import Callback
 from mudata import MuData
 from scvi import REGISTRY_KEYS
@@ -21,12 +22,13 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
-from scvi_networkvi.module import MASK_KEY, MODALITIES, NetworkVAE
+from scvi_networkvi.module import DATA_KEYS, MASK_KEY, MODALITIES, NetworkVAE
 from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
 
+from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
 from ._finite_loss import FiniteLossCheck
-from ._gene_ids import default_annotations, detect, paired_ontology, report, report_coverage
+from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
 from ._outputs import NetworkVIOutputsMixin
 from ._protein_prior import empirical_protein_background
@@ -40,6 +42,7 @@ from ._validation import (
     check_categories,
     check_continuous_covariates,
     check_modality,
+    check_setup_arguments,
     query_caller,
     warn_empty_modality_cells,
 )
@@ -47,7 +50,6 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 
 PathOrName = str | os.PathLike
-_FIELD_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 
 
 class NETWORKVI(
@@ -63,7 +65,7 @@ class NETWORKVI(
     Parameters
     ----------
     mdata
-        MuData registered with :meth:`setup_mudata`.
+        MuData registered with :meth:`setup_mudata`, or the one :meth:`setup_anndata` returns for an AnnData.
     go
         The GO DAG: registry name (``"go-basic"``, release 2025-03-16; ``"GO.db"``, release 2022-07-01) or path of
         an OBO or GO.db SQLite file. ``None`` (default): the DAG registered with the annotations (``"GO.db"`` for
@@ -133,7 +135,9 @@ class NETWORKVI(
         original's full weight from the first step, which embedded cell types less well in our measurements
         (changelog).
     encode_covariates
-        Encoders see batch and covariates (GO encoders through a covariate projection after the root).
+        Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
+        for query mapping needs it, so that the query's new batches get encoder columns to learn
+        (:meth:`load_query_data`); ``nvi.tl.train(..., query_ready=True)`` sets it with ``deeply_inject_covariates``.
     deeply_inject_covariates
         Covariates enter every decoder layer.
     standardize_continuous_covariates
@@ -142,7 +146,11 @@ class NETWORKVI(
         covariate attention and the decoders made training diverge to NaN within 5 epochs on the example data at
         the default learning rate. The statistics are saved with the model; a query model keeps the reference's.
         ``False``: the raw values, as scvi-tools' models and the original use them.
-    dropout_rate, activation, linear_path
+    dropout_rate
+        Dropout in the encoders. ``None``: 0 on paired data with a protein modality (every cell has every
+        modality), else 0.1; measured per data type (results page, integration ablation). The resolved value is
+        what the model saves.
+    activation, linear_path
         Encoder settings.
     covariate_attention
         GO-specific covariate attention (the original's section 4.5): every neuron attends over the covariate vector
@@ -162,8 +170,8 @@ class NETWORKVI(
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
         with more than 10 proteins (totalVI's rule). ``False``: a random start (the original's).
     batch_centered_input
-        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"protein"`` when the data
-        has proteins) whose encoder reads its ``log1p`` counts
+        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"all"`` on paired data with
+        a protein modality, ``"protein"`` on mosaics with one, else none) whose encoder reads its ``log1p`` counts
         minus their mean within the cell's batch (means over the cells the model is built on, saved with it; a query
         model keeps the reference's for known batches and centres a new batch by its own). The decoders still model
         the raw counts. Protein panels carry strong per-batch offsets (ambient antibody, staining), which an encoder
@@ -209,7 +217,7 @@ class NETWORKVI(
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         standardize_continuous_covariates: bool = True,
-        dropout_rate: float = 0.1,
+        dropout_rate: float | None = None,
         activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
@@ -219,6 +227,12 @@ class NETWORKVI(
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
         region_factors: bool = True,
     ):
+        if isinstance(mdata, AnnData):
+            raise TypeError(
+                "NETWORKVI works on MuData: for an AnnData in scvi-tools' CITE-seq layout, pass the MuData that "
+                "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
+                "otherwise register a MuData with NETWORKVI.setup_mudata."
+            )
         super().__init__(mdata)
         _check_choice("encoder", encoder, ("go", "dense"))
         _check_choice("gene_layer", gene_layer, ("none", "standard", "interaction"))
@@ -245,6 +259,13 @@ class NETWORKVI(
             modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
             modality_mixing = "poe" if "protein" in roles else "mean"
+        # Paired CITE-seq: centring every input and no dropout integrated best (results page, integration ablation);
+        # resolved here so that the model saves (and a query model reuses) the values it was trained with.
+        paired_protein = "protein" in roles and not self.is_mosaic
+        if dropout_rate is None:
+            dropout_rate = 0.0 if paired_protein else 0.1
+        if batch_centered_input is None:
+            batch_centered_input = "all" if paired_protein else tuple(r for r in roles if r == "protein")
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
@@ -344,7 +365,7 @@ class NETWORKVI(
     # ---- data ------------------------------------------------------------------------------------------------------
     def _batch_means(self, role: str) -> np.ndarray:
         """Mean ``log1p`` count of every feature of a modality within each batch, ``(n_batch, n_features)``."""
-        counts = self.adata_manager.get_from_registry(_FIELD_KEYS[role])
+        counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
         counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
         batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
@@ -408,7 +429,7 @@ class NETWORKVI(
     def _detect_gene_ids(self, annotations=None, strict: bool = True):
         """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``)."""
         setup = self.adata_manager.registry["setup_args"]
-        return detect(
+        return detect_modality_gene_ids(
             self.adata,
             {role: self.modality_name(role) for role in self.modality_roles},
             gene_id_key=setup.get("gene_id_key"),
@@ -418,11 +439,16 @@ class NETWORKVI(
             strict=strict,
         )
 
-    def _feature_gene_ids(self) -> dict[str, list[list[str]]]:
+    def feature_gene_ids(self) -> dict[str, list[list[str]]]:
         """Each modality's per-feature gene ids, read from the source chosen when the model was built.
 
         A model without a recorded choice (built from given wirings, with dense encoders, or saved before the choice
         was recorded) reads the registered ``gene_id_key`` column, else the source detected from the ids alone.
+
+        Returns
+        -------
+        Role -> one list of gene ids per feature of that modality, in the registered order (empty for a feature
+        without a usable id; several for e.g. an antibody against a complex).
         """
         stored = getattr(self, "gene_ids_", None) or {}
         species = self.adata_manager.registry["setup_args"].get("species")
@@ -452,9 +478,99 @@ class NETWORKVI(
         return ids
 
     @classmethod
-    def setup_anndata(cls, *args, **kwargs):
-        """NETWORKVI works on MuData: use :meth:`setup_mudata`."""
-        raise NotImplementedError("NETWORKVI is set up on MuData: use NETWORKVI.setup_mudata(mdata, modalities=...).")
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        protein_expression_obsm_key: str | None = "protein_expression",
+        protein_names_uns_key: str | None = None,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        size_factor_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        gene_id_key: str | Mapping[str, str] | None = None,
+        species: Literal["human", "mouse"] | None = None,
+        **kwargs,
+    ) -> MuData:
+        """Register an AnnData in scvi-tools' CITE-seq layout; returns the MuData to use from then on.
+
+        The layout of :meth:`scvi.model.TOTALVI.setup_anndata`: RNA counts in ``adata.X`` (or a layer), protein
+        counts in ``adata.obsm[protein_expression_obsm_key]``, a DataFrame whose columns name the proteins or an array
+        whose names are in ``adata.uns[protein_names_uns_key]``. NETWORKVI works on MuData: this builds one with
+        modalities ``rna`` (``adata``'s ``X``, layers and var, shared, not copied) and ``protein`` (the obsm matrix;
+        var names from the DataFrame's columns or the uns entry), the global ``obs`` a copy of ``adata.obs``, and
+        registers it with :meth:`setup_mudata` (``modalities={"rna_layer": "rna", "protein_layer": "protein"}``,
+        ``rna_layer=layer``, the obs keys read from the global obs), so the model is the same as on that MuData.
+
+        Pass the returned MuData, not ``adata``, to :class:`NETWORKVI`, its methods and the ``nvi.tl`` functions
+        (``nvi.tl.train(mdata, batch_key=..., layers={"rna": layer})`` registers it again with its own arguments)::
+
+            mdata = NETWORKVI.setup_anndata(adata, batch_key="batch")
+            model = NETWORKVI(mdata)
+            model.train()
+            latent = model.get_latent_representation()
+
+        ``adata`` is not changed, and every error below is raised before anything is built or registered.
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw RNA counts in ``X`` or ``layer`` and raw protein counts in ``obsm``.
+        protein_expression_obsm_key
+            ``adata.obsm`` key of the protein counts (cells x proteins). ``None``: no protein modality, the RNA alone
+            (e.g. when the proteins are only available normalised: the model cannot read those).
+        protein_names_uns_key
+            ``adata.uns`` key of the protein names (a list or array in the columns' order, or a DataFrame indexed by
+            them, whose columns become the protein modality's var), needed when the obsm entry is an array: NETWORKVI
+            addresses proteins by name (their genes for the GO wiring, query mapping, per-protein outputs), where
+            scvi-tools would number them. Not used for a DataFrame, whose columns name the proteins.
+        layer
+            ``adata.layers`` key of the RNA counts (``None``: ``adata.X``).
+        batch_key, size_factor_key, categorical_covariate_keys, continuous_covariate_keys
+            ``adata.obs`` columns, as in :meth:`setup_mudata`.
+        gene_id_key
+            Where the genes' ids are: an ``adata.var`` column or ``"var_names"`` (for the RNA; the proteins'
+            antibody names are read as in :meth:`setup_mudata`), or a mapping role -> column. ``None``: detected.
+        species
+            ``"human"`` or ``"mouse"``; ``None``: detected from the ids (see :meth:`setup_mudata`).
+        **kwargs
+            Passed to :meth:`setup_mudata`.
+
+        Returns
+        -------
+        The registered :class:`~mudata.MuData` (modalities ``rna`` and ``protein``, or ``rna`` alone).
+        """
+        if species not in (None, "human", "mouse"):
+            raise ValueError(
+                f"{SETUP_ANNDATA.name}: species must be 'human', 'mouse' or None (detect), got {species!r}."
+            )
+        obs_keys = {
+            "batch_key": batch_key,
+            "size_factor_key": size_factor_key,
+            "categorical_covariate_keys": categorical_covariate_keys,
+            "continuous_covariate_keys": continuous_covariate_keys,
+        }
+        mdata = cite_mudata(
+            adata,
+            protein_expression_obsm_key=protein_expression_obsm_key,
+            protein_names_uns_key=protein_names_uns_key,
+            layer=layer,
+            obs_keys=obs_keys,
+        )
+        modalities = {"rna_layer": RNA_MOD}
+        if PROTEIN_MOD in mdata.mod:
+            modalities["protein_layer"] = PROTEIN_MOD
+        cls.setup_mudata(
+            mdata,
+            rna_layer=layer,
+            **obs_keys,
+            gene_id_key={"rna": gene_id_key} if isinstance(gene_id_key, str) else gene_id_key,
+            species=species,
+            modalities=modalities,
+            _caller=SETUP_ANNDATA,
+            **kwargs,
+        )
+        return mdata
 
     @classmethod
     @setup_anndata_dsp.dedent
@@ -514,18 +630,13 @@ class NETWORKVI(
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         caller = kwargs.pop("_caller", SETUP_MUDATA)  # nvi.tl.train, load_query_data: errors in their words
-        if species not in (None, "human", "mouse"):
-            raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
         if modalities is None:
             raise ValueError(
                 'setup_mudata needs modalities, e.g. modalities={"rna_layer": "rna", "protein_layer": "prot", '
                 '"batch_key": "rna"}.'
             )
-        if not any(modalities.get(key) for key in LAYER_ROLES):
-            raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
-        unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
-        if unknown:
-            raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+        layer_args = {"rna_layer": rna_layer, "protein_layer": protein_layer, "atac_layer": atac_layer}
+        check_setup_arguments(mdata, modalities, layer_args, species, caller)
         mods = cls._create_modalities_attr_dict(modalities, setup_method_args)
         layers = {"rna": rna_layer, "protein": protein_layer, "atac": atac_layer}
         for layer_key, role in LAYER_ROLES.items():
@@ -535,7 +646,7 @@ class NETWORKVI(
             adata = mdata[mod]
             where = f"Modality {mod!r} ({role})" + (f" layer {layers[role]!r}" if layers[role] else "")
             data = f"mdata[{mod!r}]." + (f"layers[{layers[role]!r}]" if layers[role] else "X")
-            fix = caller.raw_counts_fix(layer_key, data)
+            fix = caller.raw_counts_fix(layer_key, data, {k: v for k, v in modalities.items() if k != layer_key})
             check_modality(adata, layers[role], mod, where, fix, caller)
         if not mdata.obs_names.is_unique:
             raise ValueError("The MuData's obs_names are not unique; make them unique (mdata.obs_names_make_unique()).")
@@ -600,7 +711,7 @@ class NETWORKVI(
             if mods[layer_key] is not None:
                 anndata_fields.append(
                     fields.MuDataLayerField(
-                        _FIELD_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
+                        DATA_KEYS[role], layers[role], mod_key=mods[layer_key], is_count_data=True, mod_required=True
                     )
                 )
         adata_manager = MosaicAnnDataManager(
@@ -654,11 +765,12 @@ class NETWORKVI(
         adversarial_scale
             Weight of the fooling term in the loss. ``"auto"``: scvi-tools' ``1 - KL weight``, which fades out with the
             KL warm-up (to 0 after ``n_epochs_kl_warmup`` epochs). A number: that weight throughout (MULTIVI trains
-            with 1). ``None``: 1 on mosaic data, whose cells differ in the modalities they have, else ``"auto"`` (the
-            default until 2026-12 for all data; pass ``"auto"`` for it). In a mosaic the batch is typically the
-            dataset, which also decides which modalities a cell has; a fading adversary left the datasets apart
-            (CITE-seq + multiome mosaic, 3 seeds: dataset mixing 0.15 -> 0.22 with the dense encoder, 0.09 -> 0.13
-            with the GO encoder, better on every seed, label transfer as before; results page, mosaic ablation).
+            with 1). ``None``: 1 on mosaic data (cells differ in the modalities they have) and on data with a protein
+            modality, else ``"auto"`` (the default until 2026-12 for all data). In a mosaic the batch is typically
+            the dataset, which also decides which modalities a cell has, and a fading adversary left the datasets
+            apart (CITE-seq + multiome mosaic, 3 seeds: dataset mixing 0.15 -> 0.22 with the dense encoder, 0.09 ->
+            0.13 with the GO encoder, better on every seed, label transfer as before); on CITE-seq the full weight
+            corrected the batch better (results page: mosaic and integration ablations).
         n_epochs_kl_warmup, n_steps_kl_warmup
             Linear KL warm-up.
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
@@ -687,7 +799,9 @@ class NETWORKVI(
             "n_epochs_kl_warmup": n_epochs_kl_warmup,
             "n_steps_kl_warmup": n_steps_kl_warmup,
             "adversarial_classifier": use_adversarial,
-            "scale_adversarial_loss": _adversarial_scale(adversarial_scale, self.is_mosaic),
+            "scale_adversarial_loss": _adversarial_scale(
+                adversarial_scale, self.is_mosaic or "protein" in self.modality_roles
+            ),
         }
         plan.update(plan_kwargs or {})
         callbacks = trainer_kwargs.get("callbacks") or []
@@ -832,7 +946,8 @@ class NETWORKVI(
                 warnings.warn(
                     "The reference's encoders do not take the batch (encode_covariates=False): the query's latent is "
                     "the frozen reference encoder applied to the query and query training changes only the decoders. "
-                    "Build the reference with encode_covariates=True for encoders that adapt to new batches.",
+                    "Build the reference with encode_covariates=True (nvi.tl.train(..., query_ready=True)) for encoders "
+                    "that adapt to new batches.",
                     UserWarning,
                     stacklevel=2,
                 )
@@ -866,7 +981,7 @@ class NETWORKVI(
                 batch_size=batch_size,
                 return_dist=return_dist,
             )
-        role = self._role_of(modality)
+        role = self.role_of(modality)
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
@@ -876,7 +991,24 @@ class NETWORKVI(
             means.append(outputs[f"qz_m_{role}"].cpu())
         return torch.cat(means).numpy()
 
-    def _role_of(self, modality: str) -> str:
+    def role_of(self, modality: str) -> str:
+        """The role of a modality given by role or by MuData modality name.
+
+        Parameters
+        ----------
+        modality
+            A role of the model (``"rna"``, ``"protein"``, ``"atac"``) or the MuData name registered for one
+            (``"prot"``).
+
+        Returns
+        -------
+        The role (``"protein"`` for ``"prot"``).
+
+        Raises
+        ------
+        ValueError
+            Naming the valid roles and modality names, for any other name.
+        """
         if modality in MODALITIES and modality in self.modality_roles:
             return modality
         for role in self.modality_roles:
@@ -884,6 +1016,44 @@ class NETWORKVI(
                 return role
         names = [self.modality_name(r) for r in self.modality_roles]
         raise ValueError(f"modality must be 'joint', one of {self.modality_roles} or one of {names}, got {modality!r}.")
+
+    def validate_mudata(self, adata: MuData | None = None) -> MuData:
+        """The MuData to compute on, checked against the model's registration.
+
+        Parameters
+        ----------
+        adata
+            The model's MuData (``None``) or one with the same modalities and features; one the model has not seen is
+            registered with the model's setup (scvi-tools' field transfer), a view is made an actual MuData.
+
+        Returns
+        -------
+        The MuData, ready for :meth:`make_data_loader`.
+        """
+        return self._validate_anndata(adata)
+
+    def make_data_loader(
+        self, adata: MuData | None = None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> Iterable[dict[str, torch.Tensor]]:
+        """Minibatches of the registered data, in cell order, for a pass of the module (inference, analysis).
+
+        Parameters
+        ----------
+        adata
+            As in :meth:`validate_mudata` (``None``: the model's MuData).
+        indices
+            Cells to use (positions in ``adata``); ``None``: all.
+        batch_size
+            Cells per minibatch; ``None``: ``scvi.settings.batch_size``.
+
+        Returns
+        -------
+        A scvi-tools data loader: each minibatch is a dict of tensors keyed by registry key
+        (:data:`~scvi_networkvi.module.DATA_KEYS`, batch, covariates, the modality presence mask), every modality at
+        all cells of the minibatch.
+        """
+        adata = self._validate_anndata(adata)
+        return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
 
     @torch.inference_mode()
     def get_normalized_expression(
@@ -947,10 +1117,10 @@ def _layer_sizes(
     return int(n_hidden), int(n_latent)
 
 
-def _adversarial_scale(value: float | str | None, mosaic: bool) -> float | str:
-    """The adversary's weight: ``None`` -> 1 on mosaic data, else scvi-tools' ``"auto"`` (``1 - KL weight``)."""
+def _adversarial_scale(value: float | str | None, full_weight: bool) -> float | str:
+    """The adversary's weight: ``None`` -> 1 where ``full_weight``, else scvi-tools' ``"auto"`` (``1 - KL weight``)."""
     if value is None:
-        return 1.0 if mosaic else "auto"
+        return 1.0 if full_weight else "auto"
     if value != "auto" and not (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0):
         raise ValueError(f"adversarial_scale must be a number >= 0, 'auto' or None, got {value!r}.")
     return value if value == "auto" else float(value)

@@ -24,10 +24,8 @@ from scvi.model._utils import scatac_raw_counts_properties, scrna_raw_counts_pro
 from scvi.model.base._de_core import _de_core
 from scvi.utils import de_dsp
 
-from scvi_networkvi.module import MASK_KEY
+from scvi_networkvi.module import DATA_KEYS, MASK_KEY
 
-#: Registry key of each modality role's data.
-_DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 #: Temporary ``mdata.obs`` column holding the groups of a DE/DA call whose ``groupby`` lives in a modality's obs.
 _GROUPS_KEY = "_networkvi_de_groups"
 
@@ -48,7 +46,7 @@ class NetworkVIOutputsMixin:
     def _output_feature_names(self, role: str) -> np.ndarray:
         """Names of a role's features as registered (the order the module uses)."""
         self.modality_name(role)  # a clear error if the model lacks the modality
-        state = self.adata_manager.get_state_registry(_DATA_KEYS[role])
+        state = self.adata_manager.get_state_registry(DATA_KEYS[role])
         return np.asarray(state.column_names)
 
     def _output_batch_codes(self, transform_batch: BatchSpec) -> list[int | None]:
@@ -386,7 +384,7 @@ class NetworkVIOutputsMixin:
         ``obs``, so the user's MuData is left untouched. Cells that lack the modality (mosaic data) are left out.
         """
         manager = self.get_anndata_manager(adata, required=True)
-        counts = manager.get_from_registry(_DATA_KEYS[role])
+        counts = manager.get_from_registry(DATA_KEYS[role])
         present = None
         if MASK_KEY in manager.data_registry:
             mods = list(manager.get_state_registry(MASK_KEY)["modalities"])

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mudata import MuData
 
 #: ``modalities`` keys of ``setup_mudata`` that name a data layer, and the role each gives the modality.
 LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "atac"}
@@ -16,23 +22,79 @@ LAYER_ROLES = {"rna_layer": "rna", "protein_layer": "protein", "atac_layer": "at
 class Caller:
     """The function the user called, so that a check run on its behalf names that function and its arguments.
 
-    ``layer_fix`` tells how to point that function at raw counts; it is formatted with ``layer_key``
-    (``"rna_layer"``), ``role`` (``"rna"``) and ``where`` (the data checked).
+    Passed to :meth:`~scvi_networkvi.NETWORKVI.setup_mudata` (as ``_caller``) and to the checks by the functions
+    that call them for the user (``nvi.tl.train``, ``nvi.tl.map_query``), so that an error tells the fix in the
+    arguments the user wrote.
+
+    Attributes
+    ----------
+    name
+        The function as the user calls it (``"nvi.tl.train"``).
+    layer_fix
+        How to point that function at raw counts; formatted with ``layer_key`` (``"rna_layer"``), ``role``
+        (``"rna"``) and ``where`` (the data checked).
+    modality_keys
+        How the function's ``modalities`` argument names a modality: by ``"layer_key"`` (``{"rna_layer": "rna"}``,
+        as ``setup_mudata``), by ``"role"`` (``{"rna": "rna"}``, as ``nvi.tl.train``), or ``None`` where the
+        modalities are fixed (a query must have the reference's): then no hint offers to leave a modality out.
     """
 
     name: str
     layer_fix: str
+    modality_keys: Literal["layer_key", "role"] | None = None
 
-    def raw_counts_fix(self, layer_key: str, where: str) -> str:
-        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``."""
-        return self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
+    def raw_counts_fix(self, layer_key: str, where: str, others: Mapping[str, str] | None = None) -> str:
+        """The caller's own words for pointing ``layer_key`` at raw counts found missing in ``where``.
+
+        Where the modality is not the RNA and another data modality remains, the fix also offers to leave it out, as
+        the model runs without it, with the ``modalities`` argument to pass in the caller's own keys.
+
+        Parameters
+        ----------
+        layer_key
+            A key of :data:`LAYER_ROLES` (``"rna_layer"``).
+        where
+            The data checked (``"mdata['rna'].X"``).
+        others
+            The call's ``modalities`` map without ``layer_key`` (``{"rna_layer": "rna", "batch_key": "rna"}``).
+
+        Returns
+        -------
+        The fix, to end an error message.
+        """
+        fix = self.layer_fix.format(layer_key=layer_key, role=LAYER_ROLES[layer_key], where=where)
+        others = {k: mod for k, mod in (others or {}).items() if mod is not None}
+        if self.modality_keys is None or LAYER_ROLES[layer_key] == "rna" or not any(k in LAYER_ROLES for k in others):
+            return fix
+        if self.modality_keys == "layer_key":
+            kept = others
+        else:
+            kept = {LAYER_ROLES[k]: mod for k, mod in others.items() if k in LAYER_ROLES}
+        return (
+            f"{fix}; or, without raw counts for it, leave the {LAYER_ROLES[layer_key]} modality out (NETWORKVI runs "
+            f"on the others alone): modalities={kept}"
+        )
 
 
-SETUP_MUDATA = Caller("NETWORKVI.setup_mudata", "pass the layer that holds raw counts (e.g. {layer_key}='counts')")
+SETUP_MUDATA = Caller(
+    "NETWORKVI.setup_mudata", "pass the layer that holds raw counts (e.g. {layer_key}='counts')", "layer_key"
+)
 
 
 def query_caller(name: str) -> Caller:
-    """A query mapping entry point: the layer is the reference's, so the query's data there must be counts."""
+    """The :class:`Caller` of a query mapping entry point.
+
+    The layer is the reference's, so the fix for data that are not counts is to give the query raw counts there.
+
+    Parameters
+    ----------
+    name
+        The function as the user calls it (``"nvi.tl.map_query"``).
+
+    Returns
+    -------
+    The caller, for the checks made while the query is registered.
+    """
     return Caller(name, "give the query raw counts in {where}, the data the reference model was registered with")
 
 
@@ -84,12 +146,78 @@ def layer_matrix(adata, layer: str | None, where: str, fix: str = "pass the laye
     return adata.layers[layer]
 
 
-def check_categories(obs, keys, name: str, where: str, caller: Caller) -> None:
+def check_setup_arguments(
+    mdata: MuData,
+    modalities: Mapping[str, str | None],
+    layers: Mapping[str, str | None],
+    species: str | None,
+    caller: Caller,
+) -> None:
+    """The checks of :meth:`~scvi_networkvi.NETWORKVI.setup_mudata`'s arguments that read no data.
+
+    Made by ``setup_mudata`` first, and by the functions that call it for the user (``nvi.tl.train``) before their
+    own work (reading the annotations for the gene ids), so that these errors come before any work in one wording.
+
+    Parameters
+    ----------
+    mdata
+        The MuData to register.
+    modalities
+        ``setup_mudata``'s ``modalities`` mapping (``{"rna_layer": "rna", "batch_key": "rna"}``).
+    layers
+        The layer of each registered modality, by ``setup_mudata`` argument (``{"rna_layer": "counts"}``; missing
+        or ``None``: ``.X``).
+    species
+        ``"human"``, ``"mouse"`` or ``None``.
+    caller
+        The function the user called, named in the errors.
+
+    Raises
+    ------
+    ValueError
+        For another species, a ``modalities`` mapping without a data modality or naming a modality the MuData does
+        not have, or a layer the modality does not have.
+    """
+    if species not in (None, "human", "mouse"):
+        raise ValueError(f"{caller.name}: species must be 'human', 'mouse' or None (detect), got {species!r}.")
+    if not any(modalities.get(key) for key in LAYER_ROLES):
+        raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
+    unknown = sorted({mod for mod in modalities.values() if mod is not None and mod not in mdata.mod})
+    if unknown:
+        raise ValueError(f"modalities names {unknown}, which the MuData does not have (it has {list(mdata.mod)}).")
+    for layer_key, role in LAYER_ROLES.items():
+        mod, layer = modalities.get(layer_key), layers.get(layer_key)
+        if mod is not None and layer is not None and layer not in mdata[mod].layers:
+            raise ValueError(
+                f"Modality {mod!r} ({role}) has no layer {layer!r}; available layers: {list(mdata[mod].layers)}."
+            )
+
+
+def check_categories(
+    obs: pd.DataFrame, keys: str | Sequence[str] | None, name: str, where: str, caller: Caller
+) -> None:
     """Raise a ValueError if a categorical obs column (batch, categorical covariate) lacks a value for some cells.
 
     scvi-tools would fail later, when making the column categorical, with a message that names neither the column's
-    missing values nor the fix. ``name`` is the argument as the user knows it (``"batch_key"``), ``where`` the obs
-    table (``"mdata.obs"``). Columns that are not there are left to the other checks.
+    missing values nor the fix. Columns that are not there are left to the other checks.
+
+    Parameters
+    ----------
+    obs
+        The obs table holding the columns.
+    keys
+        The column, or columns, to check (``None``: none).
+    name
+        The argument as the user knows it (``"batch_key"``).
+    where
+        The obs table as the user knows it (``"mdata.obs"``).
+    caller
+        The function the user called, named in the error.
+
+    Raises
+    ------
+    ValueError
+        If a column has missing values (NaN).
     """
     for key in [keys] if isinstance(keys, str) else list(keys or []):
         if key not in obs.columns:

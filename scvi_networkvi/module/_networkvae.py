@@ -24,6 +24,8 @@ from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
 
 #: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
 MODALITIES = ("rna", "protein", "atac")
+#: The one table of modality role -> scvi-tools registry key of its counts: the model registers each modality's data
+#: under it (``setup_mudata``) and reads it back, the module and ``nvi.interpret`` take it from the minibatches.
 DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}
 #: Registry key of the per-cell modality presence mask (cells x modalities in MODALITIES order, mosaic data).
 MASK_KEY = "networkvi_modality_mask"

@@ -20,7 +20,7 @@ def _wiring(model, modality: str):
 
     if not isinstance(model, NETWORKVI):
         raise TypeError(f"model must be a NETWORKVI, got {type(model).__name__}.")
-    role = model._role_of(modality)
+    role = model.role_of(modality)
     wiring = model.wirings_.get(role)
     if wiring is None:
         raise ValueError(f"The model's {role!r} encoder is not GO-wired (encoder='dense'): there is no GO graph.")

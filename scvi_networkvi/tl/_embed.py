@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from mudata import MuData
 
-from scvi_networkvi.model._data import modality_rows
+from scvi_networkvi.model import modality_rows
 
 from ._utils import check_features, check_key, check_model, check_mudata, record, rollback
 
@@ -24,7 +24,7 @@ def _resolve_modalities(model, modality: str | Sequence[str]) -> list[str]:
     for name in wanted:
         if not isinstance(name, str):
             raise TypeError(f"modality must be a string or a list of strings, got {name!r}.")
-        resolved.append("joint" if name == "joint" else model.modality_name(model._role_of(name)))
+        resolved.append("joint" if name == "joint" else model.modality_name(model.role_of(name)))
     return list(dict.fromkeys(resolved))
 
 

@@ -22,7 +22,7 @@ def _prepare(mdata: MuData, model, groupby: str | None, key_added: str | None, m
     if modalities is not None:
         for mod in [modalities] if isinstance(modalities, str) else list(modalities):
             if mod != "joint":
-                model._role_of(mod)
+                model.role_of(mod)
 
 
 def _store(mdata: MuData, table: pd.DataFrame, key_added: str | None, section: str, params: Mapping[str, Any]) -> None:
@@ -148,7 +148,7 @@ def perturb(
     _prepare(mdata, model, groupby, key_added, modalities)
     if perturb_modalities is not None:
         for mod in [perturb_modalities] if isinstance(perturb_modalities, str) else list(perturb_modalities):
-            model._role_of(mod)
+            model.role_of(mod)
     with rollback(mdata):
         table = model.get_perturbation_importances(
             mdata,

@@ -12,7 +12,7 @@ import pandas as pd
 from mudata import MuData
 from sklearn.neighbors import KNeighborsClassifier
 
-from scvi_networkvi.model._validation import check_categories, query_caller
+from scvi_networkvi.model import check_categories, query_caller
 
 from ._utils import check_groupby, check_key, check_model, check_mudata, record, rollback
 
@@ -70,7 +70,9 @@ def map_query(
         reference was registered with. Changed in place (features aligned, registered, annotated).
     model
         The trained reference :class:`~scvi_networkvi.NETWORKVI` (a saved model's folder also works without
-        ``groupby``).
+        ``groupby``). Train it with ``nvi.tl.train(..., query_ready=True)`` (or ``encode_covariates=True``): a
+        reference whose encoders do not see the batch cannot be adapted to the query's new batches, whose latent is
+        then the frozen reference encoders' output (a warning says so); this is decided when the reference is trained.
     max_epochs
         Query training epochs.
     groupby

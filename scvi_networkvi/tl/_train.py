@@ -9,8 +9,14 @@ from typing import Any, Literal
 
 from mudata import MuData
 
-from scvi_networkvi.model._gene_ids import default_annotations, detect, paired_ontology
-from scvi_networkvi.model._validation import LAYER_ROLES, Caller
+from scvi_networkvi.model import (
+    LAYER_ROLES,
+    Caller,
+    check_setup_arguments,
+    default_annotations,
+    detect_modality_gene_ids,
+    paired_ontology,
+)
 
 from ._utils import check_mudata, jsonable, record, rollback
 
@@ -26,7 +32,11 @@ DEFAULT_MODALITY_NAMES = {
 }
 _ROLE_KEYS = {role: layer_key for layer_key, role in LAYER_ROLES.items()}
 #: Errors raised by setup_mudata on behalf of nvi.tl.train name train's arguments.
-CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})")
+CALLER = Caller("nvi.tl.train", "pass the layer that holds raw counts (e.g. layers={{'{role}': 'counts'}})", "role")
+#: The model settings ``query_ready=True`` sets: encoders that see the batch, so that ``nvi.tl.map_query`` can adapt
+#: them to a query's new batches (``load_query_data`` warns without them), and covariates in every decoder layer, as
+#: in the query-mapping tutorial.
+QUERY_READY = {"encode_covariates": True, "deeply_inject_covariates": True}
 _MODALITY_KEYS = (
     *LAYER_ROLES,
     "batch_key",
@@ -65,11 +75,7 @@ def _normalise_modalities(mdata: MuData, modalities: Mapping[str, str | None] | 
             )
         if mod is None:
             continue
-        if mod not in mdata.mod:
-            raise ValueError(f"modalities names {mod!r}, which the MuData does not have (it has {list(mdata.mod)}).")
         out[key] = mod
-    if not any(key in out for key in LAYER_ROLES):
-        raise ValueError(f"modalities must name at least one of {list(LAYER_ROLES)}, got {dict(modalities)}.")
     return out
 
 
@@ -105,6 +111,7 @@ def train(
     interactions: PathOrName | None = None,
     encoder: Literal["go", "dense"] = "go",
     max_epochs: int | None = None,
+    query_ready: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     train_kwargs: Mapping[str, Any] | None = None,
 ):
@@ -155,6 +162,13 @@ def train(
         ``"go"`` (GO-wired encoders) or ``"dense"`` (scvi-tools encoders, no GO resources needed).
     max_epochs
         Training epochs (``None``: scvi-tools' heuristic from the number of cells).
+    query_ready
+        Train a reference that :func:`~scvi_networkvi.tl.map_query` can map new batches onto: sets
+        ``encode_covariates=True`` and ``deeply_inject_covariates=True`` (the query-mapping tutorial's settings), and
+        needs ``batch_key``. ``False`` (default): the encoders do not see the batch, and that cannot be changed after
+        training: ``map_query`` then applies the frozen reference encoders to a query's new batches without adapting
+        them (it warns; only the decoders learn the new batches). One INFO line at training says so. A
+        ``model_kwargs`` entry that contradicts ``query_ready=True`` is a ValueError.
     model_kwargs
         Further :class:`~scvi_networkvi.NETWORKVI` arguments (``n_latent``, ``gene_size``, ``go_size``,
         ``encode_covariates``...).
@@ -182,6 +196,28 @@ def train(
         clash = sorted({"go", "annotations", "interactions", "encoder", "max_epochs", "mdata"} & set(given))
         if clash:
             raise ValueError(f"{name} must not set {clash}: pass them as arguments of nvi.tl.train.")
+    if not isinstance(query_ready, bool):
+        raise TypeError(f"query_ready must be True or False, got {query_ready!r}.")
+    if query_ready:
+        contradicting = {
+            key: model_kwargs[key]
+            for key, value in QUERY_READY.items()
+            if key in model_kwargs and model_kwargs[key] != value
+        }
+        if contradicting:
+            wanted = ", ".join(f"{key}={value}" for key, value in QUERY_READY.items())
+            given = ", ".join(f"{key}={value!r}" for key, value in contradicting.items())
+            raise ValueError(
+                f"nvi.tl.train: query_ready=True sets {wanted} (what nvi.tl.map_query needs to adapt the encoders to "
+                f"new batches), but model_kwargs sets {given}. Drop {sorted(contradicting)} from model_kwargs, or pass "
+                "query_ready=False for a reference that no query will be mapped onto."
+            )
+        if batch_key is None:
+            raise ValueError(
+                "nvi.tl.train: query_ready=True prepares the encoders for a query's new batches, which needs the "
+                "reference's batches: pass batch_key= (the obs column naming them; the query needs the same column)."
+            )
+        model_kwargs.update(QUERY_READY)
 
     mods = _normalise_modalities(mdata, modalities)
     layer_args = {}
@@ -191,11 +227,9 @@ def train(
             layer_key = next((k for k in LAYER_ROLES if mods.get(k) == key), None)
         if layer_key is None or layer_key not in mods:
             raise ValueError(f"layers names {key!r}, which is not a registered modality or role ({mods}).")
-        if layer is not None and layer not in mdata[mods[layer_key]].layers:
-            raise ValueError(
-                f"Modality {mods[layer_key]!r} has no layer {layer!r} (layers: {list(mdata[mods[layer_key]].layers)})."
-            )
         layer_args[layer_key] = layer
+    # setup_mudata's checks of modality, layer and species names, here before the gene ids are read
+    check_setup_arguments(mdata, mods, layer_args, species, CALLER)
     if batch_key is not None:
         location = _obs_location(mdata, batch_key, "batch_key", mods.get("batch_key"))
         mods["batch_key"] = location
@@ -213,15 +247,15 @@ def train(
         if len(places) > 1:
             raise ValueError(f"{name} must all live in one place (mdata.obs or one modality), found {places}.")
         mods[name] = places.pop() if places else None
-    if species not in (None, "human", "mouse"):
-        raise ValueError(f"species must be 'human', 'mouse' or None (detect), got {species!r}.")
     if encoder == "go":  # the gene ids, checked against the annotations before anything changes on mdata
         roles = {role: mods[layer_key] for layer_key, role in LAYER_ROLES.items() if layer_key in mods}
         if annotations is None:
             annotations = default_annotations(mdata, roles, gene_id_key=gene_id_key, species=species, caller=CALLER)
         if go is None:
             go = paired_ontology(annotations)
-        detect(mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER)
+        detect_modality_gene_ids(
+            mdata, roles, gene_id_key=gene_id_key, species=species, annotations=annotations, caller=CALLER
+        )
 
     setup = {
         **layer_args,
@@ -240,6 +274,12 @@ def train(
             mdata, go=go, annotations=annotations, interactions=interactions, encoder=encoder, **model_kwargs
         )
         logger.info("Training %s", model._model_summary_string.splitlines()[0])
+        if not model_kwargs.get("encode_covariates", False):
+            logger.info(
+                "This reference is not query-ready: its encoders do not see the batch (encode_covariates=False), so "
+                "nvi.tl.map_query cannot adapt them to a query's new batches (it only applies them unchanged, with a "
+                "warning). Pass query_ready=True to nvi.tl.train for a reference to map queries onto."
+            )
         model.train(max_epochs=max_epochs, **train_kwargs)
     history = getattr(model, "history_", None) or {}
     epochs = len(history["elbo_train"]) if "elbo_train" in history else None
@@ -253,6 +293,7 @@ def train(
             "interactions": interactions,
             "encoder": encoder,
             "max_epochs": max_epochs,
+            "query_ready": query_ready,
             "n_epochs_trained": epochs,
             "model_kwargs": jsonable(model_kwargs),
             "train_kwargs": jsonable(train_kwargs),

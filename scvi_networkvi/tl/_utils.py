@@ -10,16 +10,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from mudata import MuData
 
-from scvi_networkvi.interpret._phenotypes import categorical_labels
+from scvi_networkvi.interpret import categorical_labels
 
 #: ``mdata.uns`` key where the ``nvi.tl`` functions record their parameters.
 UNS_KEY = "networkvi"
 
 
 def check_mudata(mdata: Any, name: str = "mdata") -> None:
-    """Raise a TypeError unless ``mdata`` is a :class:`~mudata.MuData`."""
+    """Raise a TypeError unless ``mdata`` is a :class:`~mudata.MuData`; for an AnnData, say how to get one."""
+    if isinstance(mdata, AnnData):
+        raise TypeError(
+            f"{name} must be a MuData, got an AnnData. For an AnnData in scvi-tools' CITE-seq layout (proteins in "
+            "obsm['protein_expression']), use the MuData that nvi.NETWORKVI.setup_anndata(adata, ...) returns; for RNA "
+            "alone, mudata.MuData({'rna': adata})."
+        )
     if not isinstance(mdata, MuData):
         raise TypeError(f"{name} must be a MuData, got {type(mdata).__name__}.")
 
