@@ -38,7 +38,7 @@ import time
 import warnings
 from pathlib import Path
 
-from integration import knn_accuracy  # the sibling scripts (on sys.path)
+from integration import _quiet, knn_accuracy  # the sibling scripts (on sys.path)
 from scaling import cpu_name, md_table
 from train_throughput import _epoch_timer
 
@@ -46,14 +46,6 @@ logger = logging.getLogger("benchmarks.gene_selection")
 
 MODALITIES = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 LABEL_KEY, BATCH_KEY = "cell_type", "Site"
-
-
-def _quiet() -> None:
-    """Only warnings from the libraries (Lightning sets its own loggers to INFO when imported)."""
-    for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
 
 
 def select_hvg(mdata, n_top: int):

@@ -54,21 +54,14 @@ import time
 import warnings
 from pathlib import Path
 
-from scaling import cpu_name, md_table  # the sibling script (on sys.path)
+from integration import _quiet  # the sibling scripts (on sys.path)
+from scaling import cpu_name, md_table
 from train_throughput import _epoch_timer
 
 logger = logging.getLogger("benchmarks.inference_speed")
 
 MODALITIES = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 BATCH_KEY = "Site"
-
-
-def _quiet() -> None:
-    """Only warnings from the libraries (Lightning sets its own loggers to INFO when imported)."""
-    for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
 
 
 def orgdb_ensembl_ids() -> list[str]:
