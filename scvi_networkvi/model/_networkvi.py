@@ -1126,10 +1126,8 @@ def _adversarial_scale(value: float | str | None, full_weight: bool) -> float | 
     return value if value == "auto" else float(value)
 
 
-def _centered_roles(value: Sequence[str] | str | None, roles: Sequence[str]) -> list[str]:
-    """The modality roles whose encoder input is batch-centred (``None``: the protein one, if the data has it)."""
-    if value is None:
-        return [r for r in roles if r == "protein"]
+def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:
+    """The modality roles whose encoder input is batch-centred (``value`` resolved: ``"all"``, a role or roles)."""
     wanted = list(roles) if value == "all" else [value] if isinstance(value, str) else list(value)
     unknown = [r for r in wanted if r not in roles]
     if unknown:
