@@ -21,7 +21,7 @@ Usage (about 8 minutes with 30 epochs on one thread of a 2-core AMD EPYC VM)::
 
 Smoke run::
 
-    python benchmarks/gene_selection.py --hvg 1000 --epochs 2 --cells 1000 --out-dir /tmp/hvg-smoke
+    python benchmarks/gene_selection.py --hvg 1000 --epochs 2 --cells 1000 --out-dir benchmarks/_out/hvg-smoke
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import time
 import warnings
 from pathlib import Path
 
+from _portable import portable_command
 from integration import _quiet, knn_accuracy  # the sibling scripts (on sys.path)
 from scaling import cpu_name, md_table
 from train_throughput import _epoch_timer
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         "cells": source.n_obs,
         "epochs": args.epochs,
         "seed": args.seed,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": portable_command(shlex.quote(a) for a in sys.argv),
     }
     rows = [{**base, "genes_selected": selected, **run(name, data, args)} for name, selected, data in runs]
     args.out_dir.mkdir(parents=True, exist_ok=True)

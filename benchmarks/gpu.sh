@@ -4,10 +4,10 @@
 # scipy, h5py and scikit-learn but without scvi-tools and the rest, and without network access:
 #
 #   .whl/      wheels of every other package needed (scvi-tools, anndata, mudata, goatools, pooch, scanpy, ...),
-#              installed with --no-deps into /tmp/site, put first on PYTHONPATH with the repository root;
+#              installed with --no-deps into $SCRATCH/site, put first on PYTHONPATH with the repository root;
 #              .whl/fallback/ holds typing_extensions, installed only where the machine's is older than 4.16
 #   .devdata/  the tutorial files train_throughput.py reads, xz-compressed (*.xz) with SHA256SUMS of the originals,
-#              unpacked to /tmp/nvi-data
+#              unpacked to $SCRATCH/nvi-data
 #
 # Both folders are ignored by git (.git/info/exclude), are built by `bash benchmarks/gpu_pack.sh` and travel with the
 # working tree when named in carry.
@@ -46,11 +46,15 @@ set -u -o pipefail
 OUT="${OUT:-benchmarks/_out/gpu}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-export SCVI_NETWORKVI_OFFLINE=1 SCVI_NETWORKVI_DATA_DIR=/tmp/nvi-cache
-export XDG_CACHE_HOME=/tmp/xdg-cache MPLCONFIGDIR=/tmp/mplconfig NUMBA_CACHE_DIR=/tmp/numba-cache
+# The machine's scratch space: installed wheels, data, caches and the runs' work files (NVI_SCRATCH, default $TMPDIR
+# or the system's temporary folder). The log names it <tmp> (see portable below).
+SCRATCH="${NVI_SCRATCH:-${TMPDIR:-/tmp}}"
+SCRATCH="${SCRATCH%/}"
+export SCVI_NETWORKVI_OFFLINE=1 SCVI_NETWORKVI_DATA_DIR="$SCRATCH/nvi-cache"
+export XDG_CACHE_HOME="$SCRATCH/xdg-cache" MPLCONFIGDIR="$SCRATCH/mplconfig" NUMBA_CACHE_DIR="$SCRATCH/numba-cache"
 export MPLBACKEND=Agg
-DATA=/tmp/nvi-data
-SITE=/tmp/site
+DATA="$SCRATCH/nvi-data"
+SITE="$SCRATCH/site"
 PLAN="${NVI_PLAN:-bs128 multiome bs1024 cpu}"
 GPU_EPOCHS="${NVI_GPU_EPOCHS:-5}"
 CPU_EPOCHS="${NVI_CPU_EPOCHS:-2}"
@@ -157,7 +161,7 @@ seed_registry() {
 multiome() {
     python3 benchmarks/integration.py --datasets multiome --models networkvi peer networkvi-dense \
         --seeds $MULTIOME_SEEDS --epochs "$MULTIOME_EPOCHS" --accelerator cuda --threads 4 --train-only \
-        --latents-dir /tmp/multiome-latents
+        --latents-dir "$SCRATCH/multiome-latents"
 }
 
 environment() {
@@ -171,7 +175,8 @@ import sys
 
 import torch
 
-print("python", sys.version.split()[0], sys.executable)
+in_venv = sys.prefix != sys.base_prefix  # the log names the environment, not where this machine keeps it
+print("python", sys.version.split()[0], sys.executable.replace(sys.prefix, "<venv>") if in_venv else sys.executable)
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))
@@ -217,7 +222,7 @@ EOF
 
 scaling() {
     python3 benchmarks/scaling.py --axes cells --accelerator cuda --sizes $SCALING_SIZES --models $SCALING_MODELS \
-        --threads 4 --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
+        --threads 4 --data-dir "$DATA" --out-dir "$OUT/scaling" --work-dir "$SCRATCH/nvi-scaling"
 }
 
 scaling_go() {
@@ -225,7 +230,7 @@ scaling_go() {
     local gafs=tutorial
     [[ -f $DATA/go-2022-07-01.obo && -f $DATA/ensembl2go-human-2022.gaf ]] && gafs="tutorial full"
     python3 benchmarks/scaling.py --axes go --accelerator cuda --gafs $gafs --threads 4 --data-dir "$DATA" \
-        --human-go "$DATA" --out-dir "$OUT/scaling" --work-dir /tmp/nvi-scaling
+        --human-go "$DATA" --out-dir "$OUT/scaling" --work-dir "$SCRATCH/nvi-scaling"
 }
 
 importances() {
@@ -241,7 +246,7 @@ quality() {
     # (mosaic.py --cross: NETWORKVI, NETWORKVI-dense, MULTIVI), each for every seed in QUALITY_SEEDS, and the CITE-seq
     # models at their converged budgets (integration.py --early-stopping, up to 400 epochs, seed 0; latents only,
     # scored where scib-metrics is). Rows land in per-run CSVs as runs finish; collect_quality gathers them.
-    local work=/tmp/nvi-quality pids=() seed model rc=0
+    local work="$SCRATCH/nvi-quality" pids=() seed model rc=0
     mkdir -p "$work/logs"
     for seed in $QUALITY_SEEDS; do
         for model in networkvi networkvi-dense totalvi; do
@@ -266,7 +271,7 @@ quality() {
 }
 
 collect_quality() {
-    local work=/tmp/nvi-quality
+    local work="$SCRATCH/nvi-quality"
     python3 - "$work" "$OUT" <<'EOF'
 import sys
 from pathlib import Path
@@ -291,7 +296,7 @@ benchmark() {
     python3 benchmarks/train_throughput.py --data-dir "$DATA" --json "$OUT/$json" "$@"
 }
 
-export OUT DATA SITE PYTHONUNBUFFERED
+export OUT SCRATCH DATA SITE PYTHONUNBUFFERED
 export MULTIOME_SEEDS MULTIOME_EPOCHS SCALING_SIZES SCALING_MODELS
 export QUALITY_SEEDS
 export -f install_wheels unpack_data seed_registry multiome environment smoke_import benchmark scaling scaling_go \
@@ -328,7 +333,7 @@ main() {
                 if step "seed registry" 60 seed_registry; then
                     step "multiome cuda" "$MULTIOME_STEP_S" multiome
                     # whatever runs finished, even when the step was cut off
-                    tar -cf "$OUT/multiome_latents.tar" -C /tmp multiome-latents 2>/dev/null &&
+                    tar -cf "$OUT/multiome_latents.tar" -C "$SCRATCH" multiome-latents 2>/dev/null &&
                         tar -tvf "$OUT/multiome_latents.tar"
                 fi
                 ;;
@@ -359,5 +364,13 @@ main() {
     return "$FAILED"
 }
 
-main 2>&1 | tee "$OUT/gpu_log.txt"
+# The log names no machine's folders, as benchmarks/_portable.py writes them: the checkout as <repository>, the
+# scratch folder as <tmp>, the home folder as ~, a site-packages folder as .../site-packages.
+portable() {
+    local rules=(-e "s#$PWD/#<repository>/#g" -e "s#$SCRATCH/#<tmp>/#g")
+    [[ -n ${HOME:-} && $HOME != / ]] && rules+=(-e "s#$HOME/#~/#g")
+    sed -u "${rules[@]}" -e 's#[^ "'\''(]*/site-packages/#.../site-packages/#g'
+}
+
+main 2>&1 | portable | tee "$OUT/gpu_log.txt"
 exit "${PIPESTATUS[0]}"

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _portable import portable_command  # the sibling script (on sys.path)
 
 logger = logging.getLogger("benchmarks.importances_null")
 WIRINGS = {
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "load_average": "/".join(f"{v:.1f}" for v in os.getloadavg()),
-            "command": "python benchmarks/importances_null.py " + " ".join(argv or __import__("sys").argv[1:]),
+            "command": "python benchmarks/importances_null.py " + portable_command(argv or __import__("sys").argv[1:]),
         }
     )
     logger.info("%s", row)

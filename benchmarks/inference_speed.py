@@ -36,7 +36,7 @@ Usage (about 3 minutes for 4000 genes and 8 for 16000 on one thread of a 2-core 
 
 Smoke run::
 
-    python benchmarks/inference_speed.py --genes 4000 --epochs 1 --repeats 1 --cells 1000 --out-dir /tmp/inf-smoke
+    python benchmarks/inference_speed.py --genes 4000 --epochs 1 --repeats 1 --cells 1000 --out-dir benchmarks/_out/inf-smoke
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import time
 import warnings
 from pathlib import Path
 
+from _portable import portable_command
 from integration import _quiet  # the sibling scripts (on sys.path)
 from scaling import cpu_name, md_table
 from train_throughput import _epoch_timer
@@ -249,7 +250,7 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
         "gene_term_links": int(wiring.gene_term.shape[1]),
         "epochs": args.epochs,
         "repeats": args.repeats,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": portable_command(shlex.quote(a) for a in sys.argv),
     }
     rows = []
     for (name, what), values in seconds.items():

@@ -44,6 +44,8 @@ import time
 import warnings
 from pathlib import Path
 
+from _portable import portable_path, portable_text  # the sibling script (on sys.path)
+
 logger = logging.getLogger("benchmarks.train_throughput")
 DATA = Path.home() / ".cache" / "nvi-tutorial-data"
 MODELS = ("networkvi", "totalvi")
@@ -346,7 +348,7 @@ def main() -> None:
     logger.info("NETWORKVI construction: %.2f s with an empty wiring cache, %.2f s cached", cold, cached)
     if args.json:
         summary = {
-            "settings": vars(args),
+            "settings": {k: portable_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "device": first["device"],
@@ -356,7 +358,7 @@ def main() -> None:
             "construct_s": cached,
             "runs": runs,
         }
-        args.json.write_text(json.dumps(summary, indent=1, default=str).replace(str(Path.home()), "~"))
+        args.json.write_text(portable_text(json.dumps(summary, indent=1, default=str)))  # no machine's folders
         logger.info("Results written to %s", args.json)
 
 

@@ -37,3 +37,27 @@ def test_ablation_variants_compose_left_to_right(ablation):
     assert plan["scale_adversarial_loss"] == "auto" and train["batch_size"] == 128 and model["n_latent"] == 10
     with pytest.raises(SystemExit, match="unknown change 'nope'"):
         ablation.settings("adv1+nope", 4000, "current")
+
+
+@pytest.fixture(scope="module")
+def portable(load_script):
+    return load_script("benchmarks/_portable.py", "_portable")
+
+
+def test_portable_paths_name_no_machine_folder(portable, tmp_path, monkeypatch):
+    import tempfile
+    from pathlib import Path
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the temporary folder as gettempdir() reports it
+    assert portable.portable_path(portable.REPO / "benchmarks" / "results") == "benchmarks/results"
+    assert portable.portable_path(portable.REPO) == "."
+    assert portable.portable_path(tmp_path / "w" / "go.h5mu") == "<tmp>/w/go.h5mu"
+    assert portable.portable_path(tmp_path / "w" / "go.h5mu", {"<work-dir>": tmp_path / "w"}) == "<work-dir>/go.h5mu"
+    assert portable.portable_path(Path.home() / ".cache" / "x") == "~/.cache/x"
+    assert portable.portable_path("relative/x.csv") == "relative/x.csv"
+    assert portable.portable_path("/srv/data/cite.h5mu") == ".../cite.h5mu"
+    command = ["--out-dir", str(tmp_path / "o"), f"--data-dir={Path.home() / 'd'}", "--n", "3"]
+    assert portable.portable_command(command) == "--out-dir <tmp>/o --data-dir=~/d --n 3"
+    text = f"scvi: {tmp_path}/site/scvi/__init__.py, {portable.REPO}/scvi_networkvi"
+    assert portable.portable_text(text) == "scvi: <tmp>/site/scvi/__init__.py, <repository>/scvi_networkvi"
+    assert portable.portable_text(f"{tmp_path}x").endswith(f"{tmp_path.name}x")  # a longer name is not the folder
