@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
+    "sphinxcontrib.bibtex",
 ]
 autosummary_generate = True
 autodoc_member_order = "bysource"
@@ -31,6 +32,8 @@ autodoc_default_options = {"members": True, "inherited-members": True}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 myst_enable_extensions = ["colon_fence"]
+bibtex_bibfiles = ["references.bib"]  # :cite:p:`Lopez18` in docstrings; the list on references.md
+bibtex_reference_style = "author_year"
 nb_execution_mode = "off"  # notebooks are committed with their outputs; building them again would need hours and data
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}  # autosummary writes .rst
 intersphinx_mapping = (

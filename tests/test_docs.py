@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 def built(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     pytest.importorskip("sphinx")
     pytest.importorskip("myst_nb")
+    pytest.importorskip("sphinxcontrib.bibtex")
     work = tmp_path_factory.mktemp("docs")
     source = work / "docs"
     shutil.copytree(ROOT / "docs", source, ignore=shutil.ignore_patterns("_build", "generated", ".ipynb_checkpoints"))

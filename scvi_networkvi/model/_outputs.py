@@ -429,7 +429,7 @@ class NetworkVIOutputsMixin:
     ) -> pd.DataFrame:
         r"""Differential expression of the RNA modality, scVI style.
 
-        ``'vanilla'`` mode (Lopez et al. 2018) or ``'change'`` mode (Boyeau et al. 2019) on the decoded normalized
+        ``'vanilla'`` mode :cite:p:`Lopez18` or ``'change'`` mode :cite:p:`Boyeau19` on the decoded normalized
         expression, with scvi-tools' :class:`~scvi.model.base.DifferentialComputation`. Each group is represented
         by cells drawn from it, each decoded from one sample of its latent posterior.
 
