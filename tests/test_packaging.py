@@ -131,8 +131,10 @@ def check_recipe(pyproject: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     if source.get("url") != f"{repository}/archive/refs/tags/v${{{{ version }}}}.tar.gz":
         problems.append(f"source.url {source.get('url')!r} is not the release archive of {repository} for the version")
     released = not (pyproject_version.is_prerelease or pyproject_version.is_devrelease)
-    if released and not re.fullmatch(r"[0-9a-f]{64}", str(source.get("sha256", ""))):
-        problems.append(f"{pyproject_version} is a release: source.sha256 must be its sdist's sha256")
+    # The tag's archive contains this recipe, so its hash cannot be committed in the tag itself: the release commit
+    # leaves it out and the staged-recipes / feedstock copy adds it. A hash that is present must look like one.
+    if "sha256" in source and not re.fullmatch(r"[0-9a-f]{64}", str(source["sha256"])):
+        problems.append(f"source.sha256 {source['sha256']!r} is not a sha256 (64 hex digits)")
     if not released and "sha256" in source:
         problems.append(f"{pyproject_version} is not released: a source.sha256 cannot be real yet")
 
@@ -207,7 +209,7 @@ MUTATIONS = {
     "dependency without bound": (lambda p, r: p["project"]["dependencies"].append("tqdm"), "no lower bound"),
     "python bound differs": (lambda p, r: p["project"].update({"requires-python": ">=3.12"}), "python_min"),
     "not noarch": (lambda p, r: r["build"].pop("noarch"), "noarch"),
-    "released without sha256": (lambda p, r: p["project"].update({"version": "0.1.0"}), "sha256"),
+    "malformed sha256": (lambda p, r: r["source"].update({"sha256": "sha256-of-the-tag"}), "sha256"),
     "made-up sha256 before release": (lambda p, r: r["source"].update({"sha256": "0" * 64}), "sha256"),
     "version not templated in url": (
         lambda p, r: r["source"].update({"url": r["source"]["url"].replace("${{ version }}", "0.1.0")}),
@@ -225,6 +227,16 @@ def test_check_recipe_catches(mutation):
     mutate(pyproject, raw)
     problems = check_recipe(pyproject, raw)
     assert any(expected in problem for problem in problems), problems
+
+
+def test_a_release_commit_passes_without_the_hash_of_its_own_archive():
+    """The tag's archive holds the recipe, so the release commit cannot carry its hash; the feedstock copy adds it."""
+    pyproject, raw = copy.deepcopy(load_pyproject()), copy.deepcopy(load_recipe())
+    pyproject["project"]["version"] = raw["context"]["version"]
+    raw["source"].pop("sha256", None)
+    assert check_recipe(pyproject, raw) == []
+    raw["source"]["sha256"] = "ab" * 32
+    assert check_recipe(pyproject, raw) == []
 
 
 def test_render_and_conda_spec():
