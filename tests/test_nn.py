@@ -211,10 +211,10 @@ def test_block_sparse_self_loops_are_computed_in_place():
     sizes = np.full(6, 3)
     connections = np.array([[0, 1, 2, 3, 4, 5, 0, 3, 5, 5], [0, 1, 2, 3, 4, 5, 2, 2, 0, 1]])
     layer = BlockSparseLinear(sizes, sizes, connections, dense_limit=0).double()
-    first = layer._fwd[0][0]
-    assert first.place_range == first.gather_range == (0, 18) and not first.accumulate
-    assert all(bucket.accumulate for bucket in layer._fwd[0][1:])
     x = torch.randn(18, 4, dtype=torch.float64)
+    buckets = layer._plan(x).fwd[0]
+    assert buckets[0].place_range == buckets[0].gather_range == (0, 18) and not buckets[0].accumulate
+    assert all(bucket.accumulate for bucket in buckets[1:])
     torch.testing.assert_close(layer.forward_t(x), layer.to_dense() @ x + layer.bias[:, None])
 
 

@@ -20,6 +20,17 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._block_kernel import _BlockSparseFunction
+from ._block_plan import (
+    BUCKETS_PER_OCTAVE,
+    CPU_BUCKETS_PER_OCTAVE,
+    KernelPlan,
+    _as_range,
+    _expand,
+    build_plan,
+    split_buckets,
+)
+
 #: Connection groups whose dense form (rows written x rows read) has at most this many entries use a dense matmul
 #: (narrow layers such as GO levels); larger ones use the block kernel.
 DENSE_LIMIT = 1 << 22
@@ -31,34 +42,14 @@ DENSE_ALWAYS = 4096
 #: A dense group reading at least this fraction of the input rows multiplies the whole input: the extra zero columns
 #: cost less than gathering the rows and scattering their gradient back.
 WHOLE_INPUT_FRACTION = 0.75
+#: On CPU the block kernel gathers at most this many bytes per batched matmul (see :func:`split_buckets`).
+CPU_RUN_BYTES = 1 << 20
 #: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
 #: many entries per structural weight multiplies its weight as a CSR matrix instead (see
 #: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
 #: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch); the block
 #: kernel's layers (the first GO level reading every gene node) stay on it, CSR was 10-20 % slower there.
 INFERENCE_CSR_MIN_DENSE_RATIO = 8.0
-
-
-@dataclass(frozen=True)
-class _Bucket:
-    """Blocks of one connection group sharing their number ``k`` of connections, as slices of the index buffers.
-
-    ``n_blocks`` major blocks (output blocks in the forward plan, input blocks in the backward plan), each with ``k``
-    connections. ``gather``, ``place`` and ``edges`` slice the plan's concatenated buffers of rows to gather (the
-    ``k`` minor blocks of each major block), rows to write (the major blocks) and connection (parameter) indices; the
-    ``*_range`` twins are ``(start, stop)`` when those indices are exactly ``arange(start, stop)`` (a view instead of
-    a gather). ``accumulate``: add to rows that another bucket writes, instead of writing them.
-    """
-
-    k: int
-    n_blocks: int
-    gather: slice
-    place: slice
-    edges: slice
-    gather_range: tuple[int, int] | None
-    place_range: tuple[int, int] | None
-    edges_range: tuple[int, int] | None
-    accumulate: bool
 
 
 @dataclass(frozen=True)
@@ -107,10 +98,12 @@ class BlockSparseLinear(nn.Module):
     1/sqrt(fan_in)) where fan_in counts the neuron's structural inputs; output neurons without inputs get a bias
     ~ U(-0.5, 0.5).
 
-    The block kernel (a custom autograd function) buckets output blocks by their number of connections ``k``: the
-    ``k`` input blocks of every output block of a bucket are gathered as one ``(blocks, k * b_in, n)`` tensor and
-    multiplied by the ``(blocks, b_out, k * b_in)`` stacked weights in one batched matmul, so each output row is
-    written once, without a scatter-add over connections. When every block of a square layer connects to itself (the
+    The block kernel (a custom autograd function) buckets output blocks by their number of connections rounded up
+    to a geometric grid, ``k`` (:mod:`._block_plan`; blocks with fewer connections are padded with zero weights, so a
+    layer issues O(log max connections) buckets however many GO terms it has): the ``k`` input blocks of every
+    output block of a bucket are gathered as one ``(blocks, k * b_in, n)`` tensor and multiplied by the
+    ``(blocks, b_out, k * b_in)`` stacked weights in one batched matmul, so each output row is written once, without
+    a scatter-add over connections. When every block of a square layer connects to itself (the
     self loops of the interaction layer), those connections form a first bucket that reads and writes the rows in
     place, with no gather at all; the other connections are added to it. The backward pass runs the same plan on the
     transposed map for the input gradient, and one batched matmul per bucket for the weight gradient. All indices are
@@ -213,26 +206,19 @@ class BlockSparseLinear(nn.Module):
         #: so that autograd's sum is dense again: a zero-filled full-size gradient costs more than the product.
         self.sparse_first_part_grad = False
 
-        # Kernel plans. With one kernel group each row is written by one bucket (bias folded in) and only the
-        # buckets added after the self-loop bucket accumulate; with several groups every bucket accumulates.
-        self._fwd: list[list[_Bucket]] = []
-        self._bwd: list[list[_Bucket]] = []
-        buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
-        several = len(self._kernel_groups) > 1
-        for g in self._kernel_groups:
-            b_in, b_out = self.groups[g]
-            s, d = group_src[g], group_dst[g]
-            # Forward: output blocks by number of inputs; gather input rows, write output rows.
-            fwd = _plan(d, s, out_offsets, b_out, in_offsets, b_in, self.n_out, several, buffers, ("fg", "fp", "fe"))
-            # Backward (transposed map): input blocks by number of outputs; gather output-gradient rows.
-            bwd = _plan(s, d, in_offsets, b_in, out_offsets, b_out, self.n_in, several, buffers, ("bg", "bp", "be"))
-            self._fwd.append(fwd)
-            self._bwd.append(bwd)
-        for name, parts in buffers.items():
-            flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-            self.register_buffer(f"_{name}", torch.as_tensor(flat, dtype=torch.int64), persistent=False)
-        self._fwd_init = _init_mode(self._fwd, self.n_out)
-        self._bwd_init = _init_mode(self._bwd, self.n_in)
+        # Kernel plans, built per device on first use (:meth:`_plan`): exact buckets on CPU, padded ones elsewhere.
+        self._kernel_structure = (
+            [self.groups[g] for g in self._kernel_groups],
+            [group_src[g] for g in self._kernel_groups],
+            [group_dst[g] for g in self._kernel_groups],
+            in_offsets,
+            out_offsets,
+        )
+        self._plans: dict[tuple, KernelPlan] = {}
+        #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: the device's default.
+        self.per_octave: int | None = None
+        #: Bytes gathered per batched matmul on CPU (:func:`split_buckets`); ``None``: ``CPU_RUN_BYTES``.
+        self.run_bytes: int | None = None
 
         # Every output block reads exactly one input neuron (features -> gene nodes, one feature per gene): the map is
         # elementwise; callers may fuse it (see single_input_blocks).
@@ -366,6 +352,37 @@ class BlockSparseLinear(nn.Module):
         self._csr_plans[(sizes, device)] = plans
         return plans
 
+    def _plan(self, xt: torch.Tensor) -> KernelPlan:
+        """The kernel plan as it runs on ``xt``'s device and batch size, cached.
+
+        On CPU the buckets hold exact connection counts and are cut into cache-sized runs (:func:`split_buckets`);
+        elsewhere they are padded to the grid and run whole, so the number of kernels depends neither on the batch
+        nor on the number of distinct connection counts.
+        """
+        cpu = xt.device.type == "cpu"
+        per_octave = (
+            self.per_octave if self.per_octave is not None else (CPU_BUCKETS_PER_OCTAVE if cpu else BUCKETS_PER_OCTAVE)
+        )
+        run_bytes = (self.run_bytes or CPU_RUN_BYTES) if cpu else 0
+        key = (xt.device, per_octave, run_bytes, xt.shape[1] * xt.element_size() if run_bytes else 0)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        base_key = (xt.device, per_octave, 0, 0)
+        base = self._plans.get(base_key)
+        if base is None:
+            base = build_plan(*self._kernel_structure, self.n_in, self.n_out, per_octave, xt.device)
+            self._plans[base_key] = base
+        plan = base
+        if run_bytes:
+            row = xt.shape[1] * xt.element_size()
+            shapes = self._kernel_structure[0]
+            fwd = [split_buckets(p, o, i, row, run_bytes) for p, (i, o) in zip(base.fwd, shapes, strict=True)]
+            bwd = [split_buckets(p, i, o, row, run_bytes) for p, (i, o) in zip(base.bwd, shapes, strict=True)]
+            plan = KernelPlan(fwd, bwd, base.index, base.fwd_init, base.bwd_init)
+        self._plans[key] = plan
+        return plan
+
     def single_input_blocks(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Per output block, in output order, its only input neuron and its ``(blocks, b_out, 1)`` weights.
 
@@ -419,93 +436,6 @@ class BlockSparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_in={self.n_in}, n_out={self.n_out}, connections={self.n_connections}, dense={self.dense}"
-
-
-class _BlockSparseFunction(torch.autograd.Function):
-    """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors.
-
-    ``residual``: return ``relu(W x + b) + x`` instead of ``W x + b`` (square layers).
-    """
-
-    @staticmethod
-    def forward(
-        ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, residual: bool, *weights
-    ) -> torch.Tensor:
-        xt = xt.contiguous()
-        n = xt.shape[1]
-        out = _initial(layer._fwd_init, layer.n_out, xt, layer._bias_rows)
-        gathered = []
-        for g, weight, buckets in zip(layer._kernel_groups, weights, layer._fwd, strict=True):
-            b_in, b_out = layer.groups[g]
-            for bucket in buckets:
-                d, k = bucket.n_blocks, bucket.k
-                x = _take(xt, layer._fg, bucket.gather, bucket.gather_range).view(d, k * b_in, n)
-                w = _take(weight, layer._fe, bucket.edges, bucket.edges_range).view(d, k, b_in, b_out)
-                w = w.permute(0, 3, 1, 2).reshape(d, b_out, k * b_in)
-                rows = None if bucket.accumulate else _take(bias, layer._fp, bucket.place, bucket.place_range)
-                out = _write(out, layer._fp, bucket, w, x, rows)
-                gathered.append(x)
-        ctx.layer = layer
-        ctx.n_weights = len(weights)
-        ctx.residual = residual
-        # The gathered inputs are saved, not gathered again: the weight gradient reads them. Freed after backward.
-        if residual:  # the product is not an output: ReLU in place, its result saved for the ReLU's gradient
-            ctx.save_for_backward(*weights, out.relu_(), *gathered)
-            return out + xt
-        ctx.save_for_backward(*weights, *gathered)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        layer: BlockSparseLinear = ctx.layer
-        saved = ctx.saved_tensors
-        weights, gathered = saved[: ctx.n_weights], saved[ctx.n_weights :]
-        g = grad_out.contiguous()
-        skip = None
-        if ctx.residual:  # the product's gradient goes through the ReLU; the skip's starts the input gradient
-            skip, g, gathered = g, torch.ops.aten.threshold_backward(g, gathered[0], 0), gathered[1:]
-        n = g.shape[1]
-        need_x, need_bias = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x = None
-        if need_x and skip is not None and layer._bwd_init == "fill":
-            grad_x = skip.clone()
-        elif need_x:
-            grad_x = _initial(layer._bwd_init, layer.n_in, g, None)
-        grad_weights = []
-        step = 0
-        for g_index, weight, fwd, bwd, needed in zip(
-            layer._kernel_groups, weights, layer._fwd, layer._bwd, ctx.needs_input_grad[4:], strict=True
-        ):
-            b_in, b_out = layer.groups[g_index]
-            grad_w = None
-            if needed:
-                grad_w = torch.empty_like(weight)  # every connection is in exactly one bucket
-                for j, bucket in enumerate(fwd):
-                    d, k = bucket.n_blocks, bucket.k
-                    go = _take(g, layer._fp, bucket.place, bucket.place_range).view(d, b_out, n)
-                    dw = torch.bmm(gathered[step + j], go.transpose(1, 2))  # (d, k * b_in, b_out)
-                    if bucket.edges_range == (0, weight.shape[0]):
-                        grad_w = dw.view_as(weight)
-                    else:
-                        grad_w.index_copy_(0, layer._fe[bucket.edges], dw.view(d * k, b_in, b_out))
-            step += len(fwd)
-            grad_weights.append(grad_w)
-            if need_x:
-                for bucket in bwd:
-                    s, k = bucket.n_blocks, bucket.k
-                    go = _take(g, layer._bg, bucket.gather, bucket.gather_range).view(s, k * b_out, n)
-                    w = _take(weight, layer._be, bucket.edges, bucket.edges_range).view(s, k, b_in, b_out)
-                    w = w.permute(0, 2, 1, 3).reshape(s, b_in, k * b_out)
-                    # rows a bucket writes (rather than adds to) start from the skip connection's gradient
-                    base = (
-                        None
-                        if skip is None or bucket.accumulate
-                        else _take(skip, layer._bp, bucket.place, bucket.place_range)
-                    )
-                    grad_x = _write(grad_x, layer._bp, bucket, w, go, base)
-        grad_bias = g.sum(1) if need_bias else None
-        return None, grad_x, grad_bias, None, *grad_weights
 
 
 class _DenseGroupsFunction(torch.autograd.Function):
@@ -596,61 +526,6 @@ class _DenseGroupsFunction(torch.autograd.Function):
         return None, None, *grad_parts, grad_bias, *grad_weights
 
 
-def _initial(mode: str, n_rows: int, like: torch.Tensor, bias_rows) -> torch.Tensor:
-    """The tensor a plan writes into: uninitialised (its buckets write every row), or bias / zeros."""
-    if mode == "empty":
-        return like.new_empty(n_rows, like.shape[1])
-    return bias_rows(like).detach() if bias_rows is not None else like.new_zeros(n_rows, like.shape[1])
-
-
-def _write(
-    out: torch.Tensor, place: torch.Tensor, bucket: _Bucket, w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """Write (or add) one bucket's ``w @ x (+ bias)`` at its rows of ``out``, in place where the rows are a range."""
-    n, target = x.shape[-1], None
-    if bucket.place_range is not None:
-        target = out[bucket.place_range[0] : bucket.place_range[1]].view(w.shape[0], w.shape[1], n)
-    if bucket.accumulate:
-        if target is not None:
-            _product(w, x, None, target, accumulate=True)
-        else:
-            out.index_add_(0, place[bucket.place], _product(w, x, None, None).view(-1, n))
-        return out
-    if target is not None:
-        _product(w, x, bias, target)
-    else:
-        out.index_copy_(0, place[bucket.place], _product(w, x, bias, None).view(-1, n))
-    return out
-
-
-def _product(
-    w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None, accumulate: bool = False
-) -> torch.Tensor:
-    """``w @ x (+ bias)`` batched over blocks, into ``out`` (or added to it); elementwise when the inner size is 1.
-
-    ``bias``: one value per row (``(blocks * b_out,)``) or per entry (``(blocks * b_out, n)``, a residual's gradient).
-    """
-    outer = w.shape[2] == 1  # (blocks, b_out, 1) * (blocks, 1, n): no matmul needed
-    if accumulate:
-        return out.addcmul_(w, x) if outer else out.baddbmm_(w, x)
-    kwargs = {} if out is None else {"out": out}
-    if bias is None:
-        return torch.mul(w, x, **kwargs) if outer else torch.bmm(w, x, **kwargs)
-    bias = bias.view(w.shape[0], w.shape[1], -1)
-    return torch.addcmul(bias, w, x, **kwargs) if outer else torch.baddbmm(bias, w, x, **kwargs)
-
-
-def _take(
-    source: torch.Tensor | None, index: torch.Tensor, part: slice, contiguous: tuple[int, int] | None
-) -> torch.Tensor | None:
-    """Rows ``index[part]`` of ``source``: a view when they are a contiguous range, else a gather."""
-    if source is None:
-        return None
-    if contiguous is not None:
-        return source[contiguous[0] : contiguous[1]]
-    return source.index_select(0, index[part])
-
-
 def _gather_parts(layer: BlockSparseLinear, parts: tuple[torch.Tensor, ...], g: int) -> torch.Tensor:
     """Rows ``_in{g}`` of the row-stacked ``parts``, without stacking the parts."""
     pieces = _part_pieces(layer, tuple(p.shape[0] for p in parts), g, parts[0].device)
@@ -672,91 +547,6 @@ def _part_pieces(layer: BlockSparseLinear, sizes: Sequence[int], g: int, device:
                 pieces.append((k, local, _as_range(local.cpu().numpy())))
         layer._part_index[key] = pieces
     return pieces
-
-
-def _plan(
-    major: np.ndarray,
-    minor: np.ndarray,
-    major_offsets: np.ndarray,
-    major_size: int,
-    minor_offsets: np.ndarray,
-    minor_size: int,
-    n_major_rows: int,
-    accumulate: bool,
-    buffers: dict[str, list[np.ndarray]],
-    names: tuple[str, str, str],
-) -> list[_Bucket]:
-    """Bucket the ``major`` blocks of one connection group by their number of connections.
-
-    Appends to ``buffers[names]`` the rows to gather (the ``minor`` blocks' rows, ``k`` blocks per major block), the
-    rows to write (the major blocks' rows) and the connection indices (parameter order), and returns the buckets.
-    When the group's self loops (same block, same rows on both sides) cover all ``n_major_rows`` rows, they come
-    first as a bucket that works in place, and the other connections accumulate onto it.
-    """
-    buckets: list[_Bucket] = []
-    starts = [sum(len(a) for a in buffers[name]) for name in names]
-
-    def add(k: int, edges: np.ndarray, blocks: np.ndarray, accumulate: bool) -> None:
-        gather = _expand(minor_offsets[minor[edges.reshape(-1)]], np.full(edges.size, minor_size))
-        place = _expand(major_offsets[blocks], np.full(len(blocks), major_size))
-        parts = (gather, place, edges.reshape(-1))
-        slices = []
-        for name, part, start in zip(names, parts, starts, strict=True):
-            slices.append(slice(start, start + len(part)))
-            buffers[name].append(part)
-        starts[:] = [piece.stop for piece in slices]
-        ranges = (_as_range(part) for part in parts)
-        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate))
-
-    rest = np.arange(len(major))
-    if not accumulate and major_size == minor_size:
-        self_loops = np.flatnonzero((major == minor) & (major_offsets[major] == minor_offsets[minor]))
-        self_loops = self_loops[np.argsort(major[self_loops], kind="stable")]
-        place = _expand(major_offsets[major[self_loops]], np.full(len(self_loops), major_size))
-        if len(self_loops) and _as_range(place) == (0, n_major_rows):
-            add(1, self_loops[:, None], major[self_loops], False)
-            rest = np.setdiff1d(rest, self_loops)
-            accumulate = True
-    order = rest[np.lexsort((rest, major[rest]))]  # by major block, then parameter order
-    blocks, first, counts = np.unique(major[order], return_index=True, return_counts=True)
-    for k in np.unique(counts):
-        sel = counts == k
-        add(int(k), order[first[sel][:, None] + np.arange(k)], blocks[sel], accumulate)
-    return buckets
-
-
-def _init_mode(plans: list[list[_Bucket]], n_rows: int) -> str:
-    """How a kernel plan's output starts.
-
-    ``"empty"``: its buckets write every row (the first one all of them, in order, or each one its own rows);
-    ``"fill"``: bias or zeros, then the buckets write or add.
-    """
-    if len(plans) != 1 or not plans[0]:
-        return "fill"
-    buckets = plans[0]
-    if not buckets[0].accumulate and buckets[0].place_range == (0, n_rows):
-        return "empty"
-    written = sum(b.place.stop - b.place.start for b in buckets)
-    if not any(b.accumulate for b in buckets) and written == n_rows:
-        return "empty"
-    return "fill"
-
-
-def _as_range(index: np.ndarray) -> tuple[int, int] | None:
-    """``(start, stop)`` when ``index`` is ``arange(start, stop)`` (rows that can be sliced instead of gathered)."""
-    if len(index) and index[-1] - index[0] + 1 == len(index) and np.all(np.diff(index) == 1):
-        return int(index[0]), int(index[-1]) + 1
-    return None
-
-
-def _expand(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Concatenate ``arange(offset, offset + size)`` over pairs, vectorised."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    if sizes.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.repeat(np.asarray(offsets, dtype=np.int64), sizes)
-    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return starts + within
 
 
 def block_density(n_connections: int, n_in_blocks: int, n_out_blocks: int) -> float:

@@ -1,0 +1,179 @@
+"""The block kernel of :class:`~scvi_networkvi.nn.BlockSparseLinear`: one gather and one batched matmul per bucket.
+
+The plans (which rows each bucket gathers and writes) come from :mod:`._block_plan`. The plain-torch reference the
+kernel is tested against is the layer's dense equivalent (:meth:`BlockSparseLinear.to_dense`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ._block_plan import _Bucket
+
+if TYPE_CHECKING:
+    from ._block_sparse import BlockSparseLinear
+
+
+class _BlockSparseFunction(torch.autograd.Function):
+    """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors.
+
+    ``residual``: return ``relu(W x + b) + x`` instead of ``W x + b`` (square layers).
+    """
+
+    @staticmethod
+    def forward(
+        ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, residual: bool, *weights
+    ) -> torch.Tensor:
+        xt = xt.contiguous()
+        n = xt.shape[1]
+        plan = layer._plan(xt)
+        ix = plan.index
+        out = _initial(plan.fwd_init, layer.n_out, xt, layer._bias_rows)
+        gathered = []
+        for g, weight, buckets in zip(layer._kernel_groups, weights, plan.fwd, strict=True):
+            b_in, b_out = layer.groups[g]
+            padded = _with_zero_row(weight, buckets)
+            for bucket in buckets:
+                d, k = bucket.n_blocks, bucket.k
+                x = _take(xt, ix["fg"], bucket.gather, bucket.gather_range).view(d, k * b_in, n)
+                w = _take(padded, ix["fe"], bucket.edges, bucket.edges_range).view(d, k, b_in, b_out)
+                w = w.permute(0, 3, 1, 2).reshape(d, b_out, k * b_in)
+                rows = None if bucket.accumulate else _take(bias, ix["fp"], bucket.place, bucket.place_range)
+                out = _write(out, ix["fp"], bucket, w, x, rows)
+                gathered.append(x)
+        ctx.layer = layer
+        ctx.plan = plan
+        ctx.n_weights = len(weights)
+        ctx.residual = residual
+        # The gathered inputs are saved, not gathered again: the weight gradient reads them. Freed after backward.
+        if residual:  # the product is not an output: ReLU in place, its result saved for the ReLU's gradient
+            ctx.save_for_backward(*weights, out.relu_(), *gathered)
+            return out + xt
+        ctx.save_for_backward(*weights, *gathered)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        layer: BlockSparseLinear = ctx.layer
+        plan, saved = ctx.plan, ctx.saved_tensors
+        ix = plan.index
+        weights, gathered = saved[: ctx.n_weights], saved[ctx.n_weights :]
+        g = grad_out.contiguous()
+        skip = None
+        if ctx.residual:  # the product's gradient goes through the ReLU; the skip's starts the input gradient
+            skip, g, gathered = g, torch.ops.aten.threshold_backward(g, gathered[0], 0), gathered[1:]
+        n = g.shape[1]
+        need_x, need_bias = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        grad_x = None
+        if need_x and skip is not None and plan.bwd_init == "fill":
+            grad_x = skip.clone()
+        elif need_x:
+            grad_x = _initial(plan.bwd_init, layer.n_in, g, None)
+        grad_weights = []
+        step = 0
+        for g_index, weight, fwd, bwd, needed in zip(
+            layer._kernel_groups, weights, plan.fwd, plan.bwd, ctx.needs_input_grad[4:], strict=True
+        ):
+            b_in, b_out = layer.groups[g_index]
+            grad_w = None
+            if needed:
+                # every connection is in exactly one bucket; padded slots write the extra row, dropped after
+                e = weight.shape[0]
+                grad_w = weight.new_empty(e + any(b.padded for b in fwd), b_in, b_out)
+                for j, bucket in enumerate(fwd):
+                    d, k = bucket.n_blocks, bucket.k
+                    go = _take(g, ix["fp"], bucket.place, bucket.place_range).view(d, b_out, n)
+                    dw = torch.bmm(gathered[step + j], go.transpose(1, 2))  # (d, k * b_in, b_out)
+                    if bucket.edges_range == (0, e):
+                        grad_w = dw.view_as(weight)
+                    else:
+                        grad_w.index_copy_(0, ix["fe"][bucket.edges], dw.view(d * k, b_in, b_out))
+                grad_w = grad_w[:e]
+            step += len(fwd)
+            grad_weights.append(grad_w)
+            if need_x:
+                padded = _with_zero_row(weight, bwd)
+                for bucket in bwd:
+                    s, k = bucket.n_blocks, bucket.k
+                    go = _take(g, ix["bg"], bucket.gather, bucket.gather_range).view(s, k * b_out, n)
+                    w = _take(padded, ix["be"], bucket.edges, bucket.edges_range).view(s, k, b_in, b_out)
+                    w = w.permute(0, 2, 1, 3).reshape(s, b_in, k * b_out)
+                    # rows a bucket writes (rather than adds to) start from the skip connection's gradient
+                    base = (
+                        None
+                        if skip is None or bucket.accumulate
+                        else _take(skip, ix["bp"], bucket.place, bucket.place_range)
+                    )
+                    grad_x = _write(grad_x, ix["bp"], bucket, w, go, base)
+        grad_bias = g.sum(1) if need_bias else None
+        return None, grad_x, grad_bias, None, *grad_weights
+
+
+def _with_zero_row(weight: torch.Tensor, buckets: list[_Bucket]) -> torch.Tensor:
+    """``weight`` with a zero connection appended when a bucket pads its blocks (its padded slots index it).
+
+    One copy of the group's weights per pass, where zeroing the padded slots would cost a kernel per bucket; the
+    parameter itself stays exactly the structural weights.
+    """
+    if not any(bucket.padded for bucket in buckets):
+        return weight
+    return torch.cat([weight, weight.new_zeros(1, *weight.shape[1:])])
+
+
+def _initial(mode: str, n_rows: int, like: torch.Tensor, bias_rows) -> torch.Tensor:
+    """The tensor a plan writes into: uninitialised (its buckets write every row), or bias / zeros."""
+    if mode == "empty":
+        return like.new_empty(n_rows, like.shape[1])
+    return bias_rows(like).detach() if bias_rows is not None else like.new_zeros(n_rows, like.shape[1])
+
+
+def _write(
+    out: torch.Tensor, place: torch.Tensor, bucket: _Bucket, w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Write (or add) one bucket's ``w @ x (+ bias)`` at its rows of ``out``, in place where the rows are a range."""
+    n, target = x.shape[-1], None
+    if bucket.place_range is not None:
+        target = out[bucket.place_range[0] : bucket.place_range[1]].view(w.shape[0], w.shape[1], n)
+    if bucket.accumulate:
+        if target is not None:
+            _product(w, x, None, target, accumulate=True)
+        else:
+            out.index_add_(0, place[bucket.place], _product(w, x, None, None).view(-1, n))
+        return out
+    if target is not None:
+        _product(w, x, bias, target)
+    else:
+        out.index_copy_(0, place[bucket.place], _product(w, x, bias, None).view(-1, n))
+    return out
+
+
+def _product(
+    w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None, accumulate: bool = False
+) -> torch.Tensor:
+    """``w @ x (+ bias)`` batched over blocks, into ``out`` (or added to it); elementwise when the inner size is 1.
+
+    ``bias``: one value per row (``(blocks * b_out,)``) or per entry (``(blocks * b_out, n)``, a residual's gradient).
+    """
+    outer = w.shape[2] == 1  # (blocks, b_out, 1) * (blocks, 1, n): no matmul needed
+    if accumulate:
+        return out.addcmul_(w, x) if outer else out.baddbmm_(w, x)
+    kwargs = {} if out is None else {"out": out}
+    if bias is None:
+        return torch.mul(w, x, **kwargs) if outer else torch.bmm(w, x, **kwargs)
+    bias = bias.view(w.shape[0], w.shape[1], -1)
+    return torch.addcmul(bias, w, x, **kwargs) if outer else torch.baddbmm(bias, w, x, **kwargs)
+
+
+def _take(
+    source: torch.Tensor | None, index: torch.Tensor, part: slice, contiguous: tuple[int, int] | None
+) -> torch.Tensor | None:
+    """Rows ``index[part]`` of ``source``: a view when they are a contiguous range, else a gather."""
+    if source is None:
+        return None
+    if contiguous is not None:
+        return source[contiguous[0] : contiguous[1]]
+    return source.index_select(0, index[part])

@@ -1,0 +1,238 @@
+"""Index plans of the block kernel of :class:`~scvi_networkvi.nn.BlockSparseLinear`.
+
+A plan lists, for one connection group (one block shape), the "major" blocks it writes (output blocks in the forward
+plan, input blocks in the backward plan) in buckets: all major blocks of a bucket are computed by one gather and one
+batched matmul. Blocks are bucketed by their number ``k`` of connections rounded up to a geometric grid
+(:func:`bucket_size`), the missing connections padded with a zero weight: a plan has at most
+``BUCKETS_PER_OCTAVE * ceil(log2(max k)) + 1`` buckets (+1 for an in-place self-loop bucket), however many GO terms
+and distinct ``k`` there are. Bucketing by the exact ``k`` issued ~1,500 gathers and ~630 matmuls per training step
+with the full human GO annotations at depth 4, one per distinct ``k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: Grid sizes per doubling of ``k`` on accelerators, where a step costs what it launches: 1 gives powers of two (up to
+#: 2x padding, ~1.4x measured on the full human GO levels), 2 adds 1.5x the powers of two (1, 2, 3, 4, 6, 8, 12, ...:
+#: ~1.15x padding, twice the buckets); 0 buckets by the exact ``k``.
+BUCKETS_PER_OCTAVE = 2
+#: The same on CPU: exact ``k``. A CPU step costs the bytes it moves, not its kernel count: on the first GO level of
+#: the full human annotations (one thread, 128 cells, same process) the padded grid was 1.2x slower than exact
+#: buckets when both run in cache-sized runs, and 1.8x slower without runs (one gather of many megabytes per bucket).
+CPU_BUCKETS_PER_OCTAVE = 0
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """Major blocks of one connection group with ``k`` connection slots each, as slices of the index buffers.
+
+    ``gather``, ``place`` and ``edges`` slice the plan's concatenated buffers of rows to gather (the ``k`` minor
+    blocks of each major block), rows to write (the major blocks) and connection (parameter) indices; the
+    ``*_range`` twins are ``(start, stop)`` when those indices are exactly ``arange(start, stop)`` (a view instead of
+    a gather). ``accumulate``: add to rows that another bucket writes, instead of writing them. ``padded``: some
+    blocks have fewer than ``k`` connections; their missing slots gather the block's first minor block again and
+    index the zero row appended after the group's parameters (connection index ``e``, the group's size).
+    """
+
+    k: int
+    n_blocks: int
+    gather: slice
+    place: slice
+    edges: slice
+    gather_range: tuple[int, int] | None
+    place_range: tuple[int, int] | None
+    edges_range: tuple[int, int] | None
+    accumulate: bool
+    padded: bool = False
+
+
+def bucket_size(k: np.ndarray, per_octave: int = BUCKETS_PER_OCTAVE) -> np.ndarray:
+    """The smallest grid size at least ``k`` (``k >= 1``): powers of two, with ``per_octave=2`` also ``3 * 2**j``."""
+    k = np.asarray(k, dtype=np.int64)
+    if per_octave == 0:  # exact sizes (benchmarks)
+        return k
+    power = np.left_shift(1, np.ceil(np.log2(np.maximum(k, 1))).astype(np.int64))
+    if per_octave == 1:
+        return power
+    if per_octave != 2:
+        raise ValueError(f"per_octave must be 1 or 2, got {per_octave}.")
+    three_quarters = 3 * power // 4
+    return np.where((power >= 4) & (k <= three_quarters), three_quarters, power)
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """The kernel groups' forward and backward plans (one bucket list per group) and their index tensors.
+
+    ``index`` holds the concatenated buffers ``fg``, ``fp``, ``fe`` (forward: rows to gather, rows to write,
+    connections) and ``bg``, ``bp``, ``be`` (backward) that the buckets slice; ``fwd_init`` / ``bwd_init`` say how
+    each pass's output starts (:func:`init_mode`).
+    """
+
+    fwd: list[list[_Bucket]]
+    bwd: list[list[_Bucket]]
+    index: dict[str, torch.Tensor]
+    fwd_init: str
+    bwd_init: str
+
+
+def build_plan(
+    shapes: list[tuple[int, int]],
+    sources: list[np.ndarray],
+    targets: list[np.ndarray],
+    in_offsets: np.ndarray,
+    out_offsets: np.ndarray,
+    n_in: int,
+    n_out: int,
+    per_octave: int,
+    device: torch.device,
+) -> KernelPlan:
+    """Plan the kernel groups (block shape ``(b_in, b_out)``, connections ``sources`` -> ``targets`` each).
+
+    With one kernel group each row is written by one bucket (bias folded in) and only the buckets added after the
+    self-loop bucket accumulate; with several groups every bucket accumulates.
+    """
+    fwd, bwd = [], []
+    buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
+    several = len(shapes) > 1
+    for (b_in, b_out), s, d in zip(shapes, sources, targets, strict=True):
+        # Forward: output blocks by (padded) number of inputs; gather input rows, write output rows.
+        names = ("fg", "fp", "fe")
+        fwd.append(plan_buckets(d, s, out_offsets, b_out, in_offsets, b_in, n_out, several, buffers, names, per_octave))
+        # Backward (transposed map): input blocks by (padded) number of outputs; gather output-gradient rows.
+        names = ("bg", "bp", "be")
+        bwd.append(plan_buckets(s, d, in_offsets, b_in, out_offsets, b_out, n_in, several, buffers, names, per_octave))
+    index = {
+        name: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), device=device)
+        for name, parts in buffers.items()
+    }
+    return KernelPlan(fwd, bwd, index, init_mode(fwd, n_out), init_mode(bwd, n_in))
+
+
+def plan_buckets(
+    major: np.ndarray,
+    minor: np.ndarray,
+    major_offsets: np.ndarray,
+    major_size: int,
+    minor_offsets: np.ndarray,
+    minor_size: int,
+    n_major_rows: int,
+    accumulate: bool,
+    buffers: dict[str, list[np.ndarray]],
+    names: tuple[str, str, str],
+    per_octave: int = BUCKETS_PER_OCTAVE,
+) -> list[_Bucket]:
+    """Bucket the ``major`` blocks of one connection group by their number of connections, on the grid.
+
+    Appends to ``buffers[names]`` the rows to gather (the ``minor`` blocks' rows, ``k`` blocks per major block), the
+    rows to write (the major blocks' rows) and the connection indices (parameter order within the group; padded
+    slots index ``len(major)``), and returns the buckets. When the group's self loops (same block, same rows on both
+    sides) cover all ``n_major_rows`` rows, they come first as a bucket that works in place, and the other
+    connections accumulate onto it.
+    """
+    buckets: list[_Bucket] = []
+    starts = [sum(len(a) for a in buffers[name]) for name in names]
+    n_edges = len(major)
+
+    def add(k: int, edges: np.ndarray, blocks: np.ndarray, accumulate: bool) -> None:
+        # padded slots (-1): the block's first connection's minor rows (any finite rows do: their weight is zero)
+        slots = np.where(edges >= 0, edges, edges[:, :1]).reshape(-1)
+        gather = _expand(minor_offsets[minor[slots]], np.full(slots.size, minor_size))
+        place = _expand(major_offsets[blocks], np.full(len(blocks), major_size))
+        parts = (gather, place, np.where(edges >= 0, edges, n_edges).reshape(-1))
+        slices = []
+        for name, part, start in zip(names, parts, starts, strict=True):
+            slices.append(slice(start, start + len(part)))
+            buffers[name].append(part)
+        starts[:] = [piece.stop for piece in slices]
+        ranges = (_as_range(part) for part in parts)
+        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate, bool((edges < 0).any())))
+
+    rest = np.arange(n_edges)
+    if not accumulate and major_size == minor_size:
+        self_loops = np.flatnonzero((major == minor) & (major_offsets[major] == minor_offsets[minor]))
+        self_loops = self_loops[np.argsort(major[self_loops], kind="stable")]
+        place = _expand(major_offsets[major[self_loops]], np.full(len(self_loops), major_size))
+        if len(self_loops) and _as_range(place) == (0, n_major_rows):
+            add(1, self_loops[:, None], major[self_loops], False)
+            rest = np.setdiff1d(rest, self_loops)
+            accumulate = True
+    order = rest[np.lexsort((rest, major[rest]))]  # by major block, then parameter order
+    blocks, first, counts = np.unique(major[order], return_index=True, return_counts=True)
+    sizes = bucket_size(counts, per_octave)
+    for k in np.unique(sizes):
+        sel = np.flatnonzero(sizes == k)
+        slot = np.arange(k)
+        position = np.minimum(first[sel][:, None] + slot, len(order) - 1)
+        edges = np.where(slot < counts[sel][:, None], order[position], -1)
+        add(int(k), edges, blocks[sel], accumulate)
+    return buckets
+
+
+def init_mode(plans: list[list[_Bucket]], n_rows: int) -> str:
+    """How a kernel plan's output starts.
+
+    ``"empty"``: its buckets write every row (the first one all of them, in order, or each one its own rows);
+    ``"fill"``: bias or zeros, then the buckets write or add.
+    """
+    if len(plans) != 1 or not plans[0]:
+        return "fill"
+    buckets = plans[0]
+    if not buckets[0].accumulate and buckets[0].place_range == (0, n_rows):
+        return "empty"
+    written = sum(b.place.stop - b.place.start for b in buckets)
+    if not any(b.accumulate for b in buckets) and written == n_rows:
+        return "empty"
+    return "fill"
+
+
+def _as_range(index: np.ndarray) -> tuple[int, int] | None:
+    """``(start, stop)`` when ``index`` is ``arange(start, stop)`` (rows that can be sliced instead of gathered)."""
+    if len(index) and index[-1] - index[0] + 1 == len(index) and np.all(np.diff(index) == 1):
+        return int(index[0]), int(index[-1]) + 1
+    return None
+
+
+def _expand(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Concatenate ``arange(offset, offset + size)`` over pairs, vectorised."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if sizes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.asarray(offsets, dtype=np.int64), sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return starts + within
+
+
+def split_buckets(buckets: list[_Bucket], major_size: int, minor_size: int, row_bytes: int, budget: int) -> list:
+    """``buckets`` cut into runs of whole major blocks whose gathered rows take at most ``budget`` bytes each.
+
+    On CPU a gather of many megabytes runs at main-memory speed and its result is cold when the matmul reads it;
+    gathered in cache-sized runs, each consumed at once, the same work ran 4x faster (one thread, 8000 blocks of
+    40 rows x 128 cells: 197 -> 49 ms). ``row_bytes``: bytes of one gathered row (cells x item size). A block
+    larger than the budget is a run of its own.
+    """
+    out = []
+    for bucket in buckets:
+        per_block = bucket.k * minor_size * row_bytes
+        step = max(1, budget // max(per_block, 1))
+        if step >= bucket.n_blocks:
+            out.append(bucket)
+            continue
+        for first in range(0, bucket.n_blocks, step):
+            count = min(step, bucket.n_blocks - first)
+            cuts = (
+                (bucket.gather, bucket.gather_range, bucket.k * minor_size),
+                (bucket.place, bucket.place_range, major_size),
+                (bucket.edges, bucket.edges_range, bucket.k),
+            )
+            slices, ranges = [], []
+            for whole, span, per in cuts:
+                start = whole.start + first * per
+                slices.append(slice(start, start + count * per))
+                ranges.append(None if span is None else (span[0] + first * per, span[0] + (first + count) * per))
+            out.append(_Bucket(bucket.k, count, *slices, *ranges, bucket.accumulate, bucket.padded))
+    return out
