@@ -17,8 +17,11 @@ def seeded():
     torch.manual_seed(0)
 
 
-def many_counts(rng, n_out: int = 40, n_in: int = 90, square: bool = False):
-    """Output block ``o`` reads ``o + 1`` distinct input blocks (many distinct ``k``), two block shapes per side."""
+def many_counts(rng, n_out: int = 40, n_in: int = 90, square: bool = False, twins: bool = False):
+    """Output block ``o`` reads ``o + 1`` distinct input blocks (many distinct ``k``), two block shapes per side.
+
+    ``twins``: every output block twice, as the two paths of a GO level stack them (blocks ``o`` and ``o + n_out``).
+    """
     in_sizes = rng.integers(1, 3, n_in)
     out_sizes = in_sizes.copy() if square else rng.choice([1, 3], n_out)
     n_out = len(out_sizes)
@@ -26,6 +29,9 @@ def many_counts(rng, n_out: int = 40, n_in: int = 90, square: bool = False):
     connections = np.array(pairs, dtype=np.int64).T
     if square:  # self loops, as the interaction layer has
         connections = np.concatenate([np.tile(np.arange(n_in), (2, 1)), connections], axis=1)
+    if twins:
+        connections = np.concatenate([connections, connections + np.array([[0], [n_out]])], axis=1)
+        out_sizes = np.concatenate([out_sizes, out_sizes])
     return in_sizes, out_sizes, connections
 
 
@@ -63,13 +69,18 @@ def test_bucket_count_does_not_grow_with_distinct_counts(per_octave):
 
 @pytest.mark.parametrize("per_octave", [0, 1, 2])
 @pytest.mark.parametrize("run_bytes", [None, 1, 200])
-@pytest.mark.parametrize("square", [False, True])
-def test_padded_and_split_kernels_match_the_dense_equivalent(per_octave, run_bytes, square):
+@pytest.mark.parametrize("shape", ["plain", "square", "twins"])
+def test_padded_and_split_kernels_match_the_dense_equivalent(per_octave, run_bytes, shape):
     """Output, input, weight and bias gradients equal those of ``to_dense()`` (float64), whatever the bucketing."""
+    square = shape == "square"
     rng = np.random.default_rng(5 + square)
     for trial in range(3):
-        layer = BlockSparseLinear(*many_counts(rng, square=square), dense_limit=0, bias=trial != 1).double()
+        structure = many_counts(rng, square=square, twins=shape == "twins")
+        layer = BlockSparseLinear(*structure, dense_limit=0, bias=trial != 1).double()
         configured(layer, per_octave, run_bytes)
+        if shape == "twins":
+            plan = layer._plan(torch.zeros(layer.n_in, 5, dtype=torch.float64))
+            assert all(bucket.twins == 2 for buckets in (*plan.fwd, *plan.bwd) for bucket in buckets)
         dense = layer.to_dense().requires_grad_(True)
         bias = layer.bias if layer.bias is not None else torch.zeros(layer.n_out, dtype=torch.float64)
         x = torch.randn(layer.n_in, 5, dtype=torch.float64, requires_grad=True)

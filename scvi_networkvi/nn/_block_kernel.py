@@ -37,10 +37,10 @@ class _BlockSparseFunction(torch.autograd.Function):
             b_in, b_out = layer.groups[g]
             padded = _with_zero_row(weight, buckets)
             for bucket in buckets:
-                d, k = bucket.n_blocks, bucket.k
+                d, k, m = bucket.n_blocks, bucket.k, bucket.twins
                 x = _take(xt, ix["fg"], bucket.gather, bucket.gather_range).view(d, k * b_in, n)
-                w = _take(padded, ix["fe"], bucket.edges, bucket.edges_range).view(d, k, b_in, b_out)
-                w = w.permute(0, 3, 1, 2).reshape(d, b_out, k * b_in)
+                w = _take(padded, ix["fe"], bucket.edges, bucket.edges_range).view(d, m, k, b_in, b_out)
+                w = w.permute(0, 1, 4, 2, 3).reshape(d, m * b_out, k * b_in)
                 rows = None if bucket.accumulate else _take(bias, ix["fp"], bucket.place, bucket.place_range)
                 out = _write(out, ix["fp"], bucket, w, x, rows)
                 gathered.append(x)
@@ -85,23 +85,25 @@ class _BlockSparseFunction(torch.autograd.Function):
                 e = weight.shape[0]
                 grad_w = weight.new_empty(e + any(b.padded for b in fwd), b_in, b_out)
                 for j, bucket in enumerate(fwd):
-                    d, k = bucket.n_blocks, bucket.k
-                    go = _take(g, ix["fp"], bucket.place, bucket.place_range).view(d, b_out, n)
-                    dw = torch.bmm(gathered[step + j], go.transpose(1, 2))  # (d, k * b_in, b_out)
+                    d, k, m = bucket.n_blocks, bucket.k, bucket.twins
+                    go = _take(g, ix["fp"], bucket.place, bucket.place_range).view(d, m * b_out, n)
+                    dw = torch.bmm(gathered[step + j], go.transpose(1, 2))  # (d, k * b_in, m * b_out)
+                    # connection order (d, m, k): a view when m == 1
+                    dw = dw.view(d, k, b_in, m, b_out).permute(0, 3, 1, 2, 4).reshape(d * m * k, b_in, b_out)
                     if bucket.edges_range == (0, e):
                         grad_w = dw.view_as(weight)
                     else:
-                        grad_w.index_copy_(0, ix["fe"][bucket.edges], dw.view(d * k, b_in, b_out))
+                        grad_w.index_copy_(0, ix["fe"][bucket.edges], dw)
                 grad_w = grad_w[:e]
             step += len(fwd)
             grad_weights.append(grad_w)
             if need_x:
                 padded = _with_zero_row(weight, bwd)
                 for bucket in bwd:
-                    s, k = bucket.n_blocks, bucket.k
-                    go = _take(g, ix["bg"], bucket.gather, bucket.gather_range).view(s, k * b_out, n)
-                    w = _take(padded, ix["be"], bucket.edges, bucket.edges_range).view(s, k, b_in, b_out)
-                    w = w.permute(0, 2, 1, 3).reshape(s, b_in, k * b_out)
+                    s, k, m = bucket.n_blocks, bucket.k, bucket.twins
+                    go = _take(g, ix["bg"], bucket.gather, bucket.gather_range).view(s, k * m * b_out, n)
+                    w = _take(padded, ix["be"], bucket.edges, bucket.edges_range).view(s, k, m, b_in, b_out)
+                    w = w.permute(0, 3, 1, 2, 4).reshape(s, b_in, k * m * b_out)
                     # rows a bucket writes (rather than adds to) start from the skip connection's gradient
                     base = (
                         None

@@ -11,7 +11,7 @@ with the full human GO annotations at depth 4, one per distinct ``k``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ class _Bucket:
     a gather). ``accumulate``: add to rows that another bucket writes, instead of writing them. ``padded``: some
     blocks have fewer than ``k`` connections; their missing slots gather the block's first minor block again and
     index the zero row appended after the group's parameters (connection index ``e``, the group's size).
+    ``twins``: 2 when every output block ``o`` of the group has a twin ``o + h`` with the same inputs (the two paths
+    of a GO level): a forward bucket then writes both blocks from one gather (connections laid out ``(blocks, 2,
+    k)``), a backward bucket gathers both blocks' gradient rows per slot (``(blocks, k, 2)``). ``per_block``: rows
+    gathered, rows written and connections per block (for cutting the bucket into runs).
     """
 
     k: int
@@ -48,6 +52,8 @@ class _Bucket:
     edges_range: tuple[int, int] | None
     accumulate: bool
     padded: bool = False
+    twins: int = 1
+    per_block: tuple[int, int, int] = (0, 0, 0)
 
 
 def bucket_size(k: np.ndarray, per_octave: int = BUCKETS_PER_OCTAVE) -> np.ndarray:
@@ -100,12 +106,18 @@ def build_plan(
     buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
     several = len(shapes) > 1
     for (b_in, b_out), s, d in zip(shapes, sources, targets, strict=True):
+        twins = _twin_partners(s, d, len(out_offsets))
         # Forward: output blocks by (padded) number of inputs; gather input rows, write output rows.
         names = ("fg", "fp", "fe")
-        fwd.append(plan_buckets(d, s, out_offsets, b_out, in_offsets, b_in, n_out, several, buffers, names, per_octave))
+        fwd.append(
+            plan_buckets(d, s, out_offsets, b_out, in_offsets, b_in, n_out, several, buffers, names, per_octave, twins)
+        )
         # Backward (transposed map): input blocks by (padded) number of outputs; gather output-gradient rows.
         names = ("bg", "bp", "be")
-        bwd.append(plan_buckets(s, d, in_offsets, b_in, out_offsets, b_out, n_in, several, buffers, names, per_octave))
+        twins = None if twins is None else (*twins, "minor")
+        bwd.append(
+            plan_buckets(s, d, in_offsets, b_in, out_offsets, b_out, n_in, several, buffers, names, per_octave, twins)
+        )
     index = {
         name: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), device=device)
         for name, parts in buffers.items()
@@ -125,6 +137,7 @@ def plan_buckets(
     buffers: dict[str, list[np.ndarray]],
     names: tuple[str, str, str],
     per_octave: int = BUCKETS_PER_OCTAVE,
+    twins: tuple | None = None,
 ) -> list[_Bucket]:
     """Bucket the ``major`` blocks of one connection group by their number of connections, on the grid.
 
@@ -132,28 +145,43 @@ def plan_buckets(
     rows to write (the major blocks' rows) and the connection indices (parameter order within the group; padded
     slots index ``len(major)``), and returns the buckets. When the group's self loops (same block, same rows on both
     sides) cover all ``n_major_rows`` rows, they come first as a bucket that works in place, and the other
-    connections accumulate onto it.
+    connections accumulate onto it. ``twins``: ``(partner, shift)`` from :func:`_twin_partners` with the twins on
+    the major side (forward), or ``(partner, shift, "minor")`` (backward); only the first twin's connections are
+    bucketed, each bucket computing both.
     """
     buckets: list[_Bucket] = []
     starts = [sum(len(a) for a in buffers[name]) for name in names]
     n_edges = len(major)
+    partner, shift, side = (None, 0, "") if twins is None else (*twins[:2], twins[2] if len(twins) > 2 else "major")
+    m = 1 if partner is None else 2
 
     def add(k: int, edges: np.ndarray, blocks: np.ndarray, accumulate: bool) -> None:
         # padded slots (-1): the block's first connection's minor rows (any finite rows do: their weight is zero)
         slots = np.where(edges >= 0, edges, edges[:, :1]).reshape(-1)
-        gather = _expand(minor_offsets[minor[slots]], np.full(slots.size, minor_size))
-        place = _expand(major_offsets[blocks], np.full(len(blocks), major_size))
-        parts = (gather, place, np.where(edges >= 0, edges, n_edges).reshape(-1))
+        minor_rows = minor_offsets[minor[slots]]
+        major_rows = major_offsets[blocks]
+        real = np.where(edges >= 0, edges, n_edges)
+        if side == "major":  # both twins of every block from one gather: connections (blocks, 2, k)
+            major_rows = np.stack([major_rows, major_offsets[blocks + shift]], axis=1).reshape(-1)
+            real = np.stack([real, np.where(edges >= 0, partner[np.maximum(edges, 0)], n_edges)], axis=1)
+        elif side == "minor":  # both twins' gradient rows per slot: connections (blocks, k, 2)
+            minor_rows = np.stack([minor_rows, minor_offsets[minor[slots] + shift]], axis=1).reshape(-1)
+            real = np.stack([real, np.where(edges >= 0, partner[np.maximum(edges, 0)], n_edges)], axis=2)
+        gather = _expand(minor_rows, np.full(minor_rows.size, minor_size))
+        place = _expand(major_rows, np.full(major_rows.size, major_size))
+        parts = (gather, place, real.reshape(-1))
         slices = []
         for name, part, start in zip(names, parts, starts, strict=True):
             slices.append(slice(start, start + len(part)))
             buffers[name].append(part)
         starts[:] = [piece.stop for piece in slices]
         ranges = (_as_range(part) for part in parts)
-        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate, bool((edges < 0).any())))
+        per_block = tuple(len(part) // len(blocks) for part in parts)
+        padded = bool((edges < 0).any())
+        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate, padded, m, per_block))
 
-    rest = np.arange(n_edges)
-    if not accumulate and major_size == minor_size:
+    rest = np.arange(n_edges) if partner is None else np.flatnonzero(partner >= 0)
+    if not accumulate and major_size == minor_size and partner is None:
         self_loops = np.flatnonzero((major == minor) & (major_offsets[major] == minor_offsets[minor]))
         self_loops = self_loops[np.argsort(major[self_loops], kind="stable")]
         place = _expand(major_offsets[major[self_loops]], np.full(len(self_loops), major_size))
@@ -171,6 +199,26 @@ def plan_buckets(
         edges = np.where(slot < counts[sel][:, None], order[position], -1)
         add(int(k), edges, blocks[sel], accumulate)
     return buckets
+
+
+def _twin_partners(src: np.ndarray, dst: np.ndarray, n_out_blocks: int) -> tuple[np.ndarray, int] | None:
+    """``(partner, h)`` when output blocks ``o`` and ``o + h`` (``h`` = half the blocks) read the same inputs.
+
+    ``partner[e]`` is the connection ``src[e] -> dst[e] + h`` for every connection into the first half, ``-1`` for
+    the others. The two paths of a GO level (:class:`~scvi_networkvi.nn._wired_encoder._TwoPathBlockLayer`) stack
+    their blocks so; computed as twins, their shared inputs are gathered once (half the rows gathered).
+    """
+    h = n_out_blocks // 2
+    first = dst < h
+    if n_out_blocks % 2 or not len(dst) or 2 * int(first.sum()) != len(dst):
+        return None
+    one, two = np.flatnonzero(first), np.flatnonzero(~first)
+    one, two = one[np.lexsort((src[one], dst[one]))], two[np.lexsort((src[two], dst[two]))]
+    if not (np.array_equal(src[one], src[two]) and np.array_equal(dst[one], dst[two] - h)):
+        return None
+    partner = np.full(len(dst), -1, dtype=np.int64)
+    partner[one] = two
+    return partner, h
 
 
 def init_mode(plans: list[list[_Bucket]], n_rows: int) -> str:
@@ -207,7 +255,7 @@ def _expand(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return starts + within
 
 
-def split_buckets(buckets: list[_Bucket], major_size: int, minor_size: int, row_bytes: int, budget: int) -> list:
+def split_buckets(buckets: list[_Bucket], row_bytes: int, budget: int) -> list[_Bucket]:
     """``buckets`` cut into runs of whole major blocks whose gathered rows take at most ``budget`` bytes each.
 
     On CPU a gather of many megabytes runs at main-memory speed and its result is cold when the matmul reads it;
@@ -217,7 +265,7 @@ def split_buckets(buckets: list[_Bucket], major_size: int, minor_size: int, row_
     """
     out = []
     for bucket in buckets:
-        per_block = bucket.k * minor_size * row_bytes
+        per_block = bucket.per_block[0] * row_bytes
         step = max(1, budget // max(per_block, 1))
         if step >= bucket.n_blocks:
             out.append(bucket)
@@ -225,14 +273,16 @@ def split_buckets(buckets: list[_Bucket], major_size: int, minor_size: int, row_
         for first in range(0, bucket.n_blocks, step):
             count = min(step, bucket.n_blocks - first)
             cuts = (
-                (bucket.gather, bucket.gather_range, bucket.k * minor_size),
-                (bucket.place, bucket.place_range, major_size),
-                (bucket.edges, bucket.edges_range, bucket.k),
+                (bucket.gather, bucket.gather_range, bucket.per_block[0]),
+                (bucket.place, bucket.place_range, bucket.per_block[1]),
+                (bucket.edges, bucket.edges_range, bucket.per_block[2]),
             )
             slices, ranges = [], []
             for whole, span, per in cuts:
                 start = whole.start + first * per
                 slices.append(slice(start, start + count * per))
                 ranges.append(None if span is None else (span[0] + first * per, span[0] + (first + count) * per))
-            out.append(_Bucket(bucket.k, count, *slices, *ranges, bucket.accumulate, bucket.padded))
+            names = ("gather", "place", "edges")
+            cut = dict(zip(names, slices, strict=True)) | {f"{n}_range": r for n, r in zip(names, ranges, strict=True)}
+            out.append(replace(bucket, n_blocks=count, **cut))
     return out

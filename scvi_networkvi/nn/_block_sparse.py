@@ -376,9 +376,8 @@ class BlockSparseLinear(nn.Module):
         plan = base
         if run_bytes:
             row = xt.shape[1] * xt.element_size()
-            shapes = self._kernel_structure[0]
-            fwd = [split_buckets(p, o, i, row, run_bytes) for p, (i, o) in zip(base.fwd, shapes, strict=True)]
-            bwd = [split_buckets(p, i, o, row, run_bytes) for p, (i, o) in zip(base.bwd, shapes, strict=True)]
+            fwd = [split_buckets(buckets, row, run_bytes) for buckets in base.fwd]
+            bwd = [split_buckets(buckets, row, run_bytes) for buckets in base.bwd]
             plan = KernelPlan(fwd, bwd, base.index, base.fwd_init, base.bwd_init)
         self._plans[key] = plan
         return plan
