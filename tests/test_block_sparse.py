@@ -141,3 +141,26 @@ def test_row_blocks_with_padded_buckets():
     grads = torch.autograd.grad(y.square().sum(), parts)
     expected = layer.to_dense().T @ (2 * y.detach())
     torch.testing.assert_close(torch.cat(grads), expected)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_parts_read_in_place_with_a_sparse_first_gradient(sparse):
+    """Each group reads one part (genes of size 5, terms of size 2): no stacking, part 0's gradient may be sparse."""
+    rng = np.random.default_rng(4)
+    in_sizes = np.concatenate([np.full(60, 5), np.full(20, 2)])
+    out_sizes = np.full(12, 2)
+    connections = np.stack([rng.integers(0, 80, 150), rng.integers(0, 12, 150)])
+    connections = np.concatenate([connections, connections + np.array([[0], [12]])], axis=1)  # two paths
+    layer = BlockSparseLinear(in_sizes, np.concatenate([out_sizes, out_sizes]), connections, dense_limit=0).double()
+    layer.sparse_first_part_grad = sparse
+    x = torch.randn(layer.n_in, 4, dtype=torch.float64)
+    parts = [x[:300].clone().requires_grad_(True), x[300:].clone().requires_grad_(True)]
+    plan = layer._plan(parts)
+    assert plan is not None and sorted(plan.part_of) == [0, 1] and (plan.sparse_rows is not None) == sparse
+    y = layer.forward_t(parts)
+    torch.testing.assert_close(y, layer.to_dense() @ x + layer.bias[:, None])
+    (grad_genes, grad_terms) = torch.autograd.grad(y.square().sum(), parts)
+    assert grad_genes.is_sparse == sparse
+    expected = layer.to_dense().T @ (2 * y.detach())
+    torch.testing.assert_close(grad_genes.to_dense(), expected[:300])
+    torch.testing.assert_close(grad_terms, expected[300:])

@@ -20,38 +20,38 @@ if TYPE_CHECKING:
 class _BlockSparseFunction(torch.autograd.Function):
     """The block kernel of :class:`BlockSparseLinear` (its kernel groups) on feature-major tensors.
 
-    ``residual``: return ``relu(W x + b) + x`` instead of ``W x + b`` (square layers).
+    ``tensors``: the ``n_parts`` input row blocks, then the kernel groups' weights; each group reads one part
+    (:class:`~._block_plan.KernelPlan`), so the parts are never stacked (a GO level reads ``[genes | terms]``).
+    ``residual``: return ``relu(W x + b) + x`` instead of ``W x + b`` (square layers, one part).
     """
 
     @staticmethod
     def forward(
-        ctx, layer: BlockSparseLinear, xt: torch.Tensor, bias: torch.Tensor | None, residual: bool, *weights
+        ctx, layer: BlockSparseLinear, n_parts: int, bias: torch.Tensor | None, residual: bool, *tensors
     ) -> torch.Tensor:
-        xt = xt.contiguous()
-        n = xt.shape[1]
-        plan = layer._plan(xt)
-        ix = plan.index
-        out = _initial(plan.fwd_init, layer.n_out, xt, layer._bias_rows)
+        parts, weights = [p.contiguous() for p in tensors[:n_parts]], tensors[n_parts:]
+        plan = layer._plan(parts)
+        ix, n = plan.index, parts[0].shape[1]
+        out = _initial(plan.fwd_init, layer.n_out, parts[0], layer._bias_rows)
         gathered = []
-        for g, weight, buckets in zip(layer._kernel_groups, weights, plan.fwd, strict=True):
+        for g, weight, buckets, part in zip(layer._kernel_groups, weights, plan.fwd, plan.part_of, strict=True):
             b_in, b_out = layer.groups[g]
             padded = _with_zero_row(weight, buckets)
             for bucket in buckets:
                 d, k, m = bucket.n_blocks, bucket.k, bucket.twins
-                x = _take(xt, ix["fg"], bucket.gather, bucket.gather_range).view(d, k * b_in, n)
+                x = _take(parts[part], ix["fg"], bucket.gather, bucket.gather_range).view(d, k * b_in, n)
                 w = _take(padded, ix["fe"], bucket.edges, bucket.edges_range).view(d, m, k, b_in, b_out)
                 w = w.permute(0, 1, 4, 2, 3).reshape(d, m * b_out, k * b_in)
                 rows = None if bucket.accumulate else _take(bias, ix["fp"], bucket.place, bucket.place_range)
                 out = _write(out, ix["fp"], bucket, w, x, rows)
                 gathered.append(x)
-        ctx.layer = layer
-        ctx.plan = plan
+        ctx.layer, ctx.plan, ctx.residual = layer, plan, residual
+        ctx.part_rows = [p.shape[0] for p in parts]
         ctx.n_weights = len(weights)
-        ctx.residual = residual
         # The gathered inputs are saved, not gathered again: the weight gradient reads them. Freed after backward.
         if residual:  # the product is not an output: ReLU in place, its result saved for the ReLU's gradient
             ctx.save_for_backward(*weights, out.relu_(), *gathered)
-            return out + xt
+            return out + parts[0]
         ctx.save_for_backward(*weights, *gathered)
         return out
 
@@ -59,7 +59,7 @@ class _BlockSparseFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         layer: BlockSparseLinear = ctx.layer
-        plan, saved = ctx.plan, ctx.saved_tensors
+        plan, saved, part_rows = ctx.plan, ctx.saved_tensors, ctx.part_rows
         ix = plan.index
         weights, gathered = saved[: ctx.n_weights], saved[ctx.n_weights :]
         g = grad_out.contiguous()
@@ -67,16 +67,19 @@ class _BlockSparseFunction(torch.autograd.Function):
         if ctx.residual:  # the product's gradient goes through the ReLU; the skip's starts the input gradient
             skip, g, gathered = g, torch.ops.aten.threshold_backward(g, gathered[0], 0), gathered[1:]
         n = g.shape[1]
-        need_x, need_bias = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x = None
-        if need_x and skip is not None and plan.bwd_init == "fill":
-            grad_x = skip.clone()
-        elif need_x:
-            grad_x = _initial(plan.bwd_init, layer.n_in, g, None)
+        need_bias = ctx.needs_input_grad[2]
+        need_parts = ctx.needs_input_grad[4 : 4 + len(part_rows)]
+        grad_parts: list[torch.Tensor | None] = [None] * len(part_rows)  # parts no group reads get no gradient
         grad_weights = []
         step = 0
-        for g_index, weight, fwd, bwd, needed in zip(
-            layer._kernel_groups, weights, plan.fwd, plan.bwd, ctx.needs_input_grad[4:], strict=True
+        for g_index, weight, fwd, bwd, part, needed in zip(
+            layer._kernel_groups,
+            weights,
+            plan.fwd,
+            plan.bwd,
+            plan.part_of,
+            ctx.needs_input_grad[4 + len(part_rows) :],
+            strict=True,
         ):
             b_in, b_out = layer.groups[g_index]
             grad_w = None
@@ -97,22 +100,32 @@ class _BlockSparseFunction(torch.autograd.Function):
                 grad_w = grad_w[:e]
             step += len(fwd)
             grad_weights.append(grad_w)
-            if need_x:
-                padded = _with_zero_row(weight, bwd)
-                for bucket in bwd:
-                    s, k, m = bucket.n_blocks, bucket.k, bucket.twins
-                    go = _take(g, ix["bg"], bucket.gather, bucket.gather_range).view(s, k * m * b_out, n)
-                    w = _take(padded, ix["be"], bucket.edges, bucket.edges_range).view(s, k, m, b_in, b_out)
-                    w = w.permute(0, 3, 1, 2, 4).reshape(s, b_in, k * m * b_out)
-                    # rows a bucket writes (rather than adds to) start from the skip connection's gradient
-                    base = (
-                        None
-                        if skip is None or bucket.accumulate
-                        else _take(skip, ix["bp"], bucket.place, bucket.place_range)
-                    )
-                    grad_x = _write(grad_x, ix["bp"], bucket, w, go, base)
+            if not need_parts[part]:
+                continue
+            if grad_parts[part] is None and skip is not None and plan.bwd_init == "fill":
+                grad_parts[part] = skip.clone()
+            elif grad_parts[part] is None:
+                grad_parts[part] = _initial(plan.bwd_init, plan.grad_rows[part], g, None)
+            padded = _with_zero_row(weight, bwd)
+            for bucket in bwd:
+                s, k, m = bucket.n_blocks, bucket.k, bucket.twins
+                go = _take(g, ix["bg"], bucket.gather, bucket.gather_range).view(s, k * m * b_out, n)
+                w = _take(padded, ix["be"], bucket.edges, bucket.edges_range).view(s, k, m, b_in, b_out)
+                w = w.permute(0, 3, 1, 2, 4).reshape(s, b_in, k * m * b_out)
+                # rows a bucket writes (rather than adds to) start from the skip connection's gradient
+                base = (
+                    None
+                    if skip is None or bucket.accumulate
+                    else _take(skip, ix["bp"], bucket.place, bucket.place_range)
+                )
+                grad_parts[part] = _write(grad_parts[part], ix["bp"], bucket, w, go, base)
+        if plan.sparse_rows is not None and grad_parts[0] is not None:
+            # rows of a wide first part: autograd adds them into the dense gradient another reader makes
+            grad_parts[0] = torch.sparse_coo_tensor(
+                plan.sparse_rows.unsqueeze(0), grad_parts[0], (part_rows[0], n), check_invariants=False
+            )
         grad_bias = g.sum(1) if need_bias else None
-        return None, grad_x, grad_bias, None, *grad_weights
+        return None, None, grad_bias, None, *grad_parts, *grad_weights
 
 
 def _with_zero_row(weight: torch.Tensor, buckets: list[_Bucket]) -> torch.Tensor:

@@ -76,7 +76,9 @@ class KernelPlan:
 
     ``index`` holds the concatenated buffers ``fg``, ``fp``, ``fe`` (forward: rows to gather, rows to write,
     connections) and ``bg``, ``bp``, ``be`` (backward) that the buckets slice; ``fwd_init`` / ``bwd_init`` say how
-    each pass's output starts (:func:`init_mode`).
+    each pass's output starts (:func:`init_mode`). The input comes as row blocks ("parts"): group ``g`` reads part
+    ``part_of[g]`` only, and its rows are indexed within that part; the input gradient of part ``k`` has
+    ``grad_rows[k]`` rows, which are the rows ``sparse_rows`` of part 0 when its gradient is returned sparse.
     """
 
     fwd: list[list[_Bucket]]
@@ -84,6 +86,9 @@ class KernelPlan:
     index: dict[str, torch.Tensor]
     fwd_init: str
     bwd_init: str
+    part_of: list[int]
+    grad_rows: list[int]
+    sparse_rows: torch.Tensor | None = None
 
 
 def build_plan(
@@ -92,37 +97,60 @@ def build_plan(
     targets: list[np.ndarray],
     in_offsets: np.ndarray,
     out_offsets: np.ndarray,
-    n_in: int,
     n_out: int,
     per_octave: int,
     device: torch.device,
-) -> KernelPlan:
+    bounds: np.ndarray,
+    sparse_first: bool = False,
+) -> KernelPlan | None:
     """Plan the kernel groups (block shape ``(b_in, b_out)``, connections ``sources`` -> ``targets`` each).
 
-    With one kernel group each row is written by one bucket (bias folded in) and only the buckets added after the
-    self-loop bucket accumulate; with several groups every bucket accumulates.
+    ``bounds``: the first input row of every part, then the number of input rows. ``None`` when a group reads more
+    than one part. ``sparse_first``: the gradient of part 0 holds only the rows of the input blocks read (with
+    several parts: a GO level above the first, reading a few of the many gene nodes). With one kernel group each
+    row is written by one bucket (bias folded in) and only the buckets added after the self-loop bucket accumulate;
+    with several groups every bucket accumulates.
     """
+    in_sizes = np.diff(np.append(in_offsets, bounds[-1]))
+    part_of = []
+    for (b_in, _), s in zip(shapes, sources, strict=True):
+        first, last = (int(in_offsets[s].min()), int(in_offsets[s].max()) + b_in) if len(s) else (0, 0)
+        part = int(np.searchsorted(bounds, first, side="right")) - 1
+        if last > bounds[part + 1]:
+            return None
+        part_of.append(part)
+    grad_rows = [int(b) for b in np.diff(bounds)]
+    grad_offsets = [in_offsets - bounds[part] for part in part_of]
+    sparse_rows = None
+    if sparse_first and len(bounds) > 2 and 0 in part_of:
+        touched = np.unique(np.concatenate([s for s, part in zip(sources, part_of, strict=True) if part == 0]))
+        compact = np.zeros(len(in_offsets), dtype=np.int64)
+        compact[touched] = np.cumsum(in_sizes[touched]) - in_sizes[touched]
+        grad_offsets = [compact if part == 0 else offsets for part, offsets in zip(part_of, grad_offsets, strict=True)]
+        sparse_rows = torch.as_tensor(_expand(in_offsets[touched], in_sizes[touched]), device=device)
+        grad_rows[0] = len(sparse_rows)
     fwd, bwd = [], []
     buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
     several = len(shapes) > 1
-    for (b_in, b_out), s, d in zip(shapes, sources, targets, strict=True):
+    for (b_in, b_out), s, d, part, offsets in zip(shapes, sources, targets, part_of, grad_offsets, strict=True):
         twins = _twin_partners(s, d, len(out_offsets))
         # Forward: output blocks by (padded) number of inputs; gather input rows, write output rows.
-        names = ("fg", "fp", "fe")
+        names, local = ("fg", "fp", "fe"), in_offsets - bounds[part]
         fwd.append(
-            plan_buckets(d, s, out_offsets, b_out, in_offsets, b_in, n_out, several, buffers, names, per_octave, twins)
+            plan_buckets(d, s, out_offsets, b_out, local, b_in, n_out, several, buffers, names, per_octave, twins)
         )
         # Backward (transposed map): input blocks by (padded) number of outputs; gather output-gradient rows.
-        names = ("bg", "bp", "be")
+        names, rows = ("bg", "bp", "be"), grad_rows[part]
         twins = None if twins is None else (*twins, "minor")
         bwd.append(
-            plan_buckets(s, d, in_offsets, b_in, out_offsets, b_out, n_in, several, buffers, names, per_octave, twins)
+            plan_buckets(s, d, offsets, b_in, out_offsets, b_out, rows, several, buffers, names, per_octave, twins)
         )
     index = {
         name: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), device=device)
         for name, parts in buffers.items()
     }
-    return KernelPlan(fwd, bwd, index, init_mode(fwd, n_out), init_mode(bwd, n_in))
+    bwd_init = init_mode(bwd, grad_rows[0]) if len(bounds) == 2 else "fill"
+    return KernelPlan(fwd, bwd, index, init_mode(fwd, n_out), bwd_init, part_of, grad_rows, sparse_rows)
 
 
 def plan_buckets(

@@ -13,7 +13,7 @@ slice per connection, so a checkpoint depends neither on ``dense_limit`` nor on 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -266,9 +266,12 @@ class BlockSparseLinear(nn.Module):
             return self._forward_t_csr(parts)
         out = None
         if self._kernel_groups:
-            x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if self._plan(parts) is None:  # a group reads rows of several parts
+                parts_k = (parts[0] if len(parts) == 1 else torch.cat(parts),)
+            else:
+                parts_k = parts
             weights = [self.weights[g] for g in self._kernel_groups]
-            out = _BlockSparseFunction.apply(self, x, self.bias, False, *weights)
+            out = _BlockSparseFunction.apply(self, len(parts_k), self.bias, False, *parts_k, *weights)
         if self._dense:
             bias = self.bias if out is None else None
             weights = [self.weights[group.index] for group in self._dense]
@@ -290,7 +293,7 @@ class BlockSparseLinear(nn.Module):
         if self._dense or not self._kernel_groups:
             return torch.relu(self.forward_t(xt)) + xt
         weights = [self.weights[g] for g in self._kernel_groups]
-        return _BlockSparseFunction.apply(self, xt, self.bias, True, *weights)
+        return _BlockSparseFunction.apply(self, 1, self.bias, True, xt, *weights)
 
     def _csr_applies(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward_t` takes the inference path: no autograd, CPU, a sparse enough layer."""
@@ -352,33 +355,37 @@ class BlockSparseLinear(nn.Module):
         self._csr_plans[(sizes, device)] = plans
         return plans
 
-    def _plan(self, xt: torch.Tensor) -> KernelPlan:
-        """The kernel plan as it runs on ``xt``'s device and batch size, cached.
+    def _plan(self, parts: torch.Tensor | Sequence[torch.Tensor]) -> KernelPlan | None:
+        """The kernel plan as it runs on these input row blocks (device, batch size, part sizes), cached.
 
-        On CPU the buckets hold exact connection counts and are cut into cache-sized runs (:func:`split_buckets`);
-        elsewhere they are padded to the grid and run whole, so the number of kernels depends neither on the batch
-        nor on the number of distinct connection counts.
+        On CPU the buckets are cut into cache-sized runs (:func:`split_buckets`); elsewhere they run whole, so the
+        number of kernels depends neither on the batch nor on the number of distinct connection counts. ``None``
+        when a kernel group reads rows of several parts (the caller stacks them).
         """
+        parts = (parts,) if isinstance(parts, torch.Tensor) else tuple(parts)
+        xt = parts[0]
         cpu = xt.device.type == "cpu"
         per_octave = (
             self.per_octave if self.per_octave is not None else (CPU_BUCKETS_PER_OCTAVE if cpu else BUCKETS_PER_OCTAVE)
         )
         run_bytes = (self.run_bytes or CPU_RUN_BYTES) if cpu else 0
-        key = (xt.device, per_octave, run_bytes, xt.shape[1] * xt.element_size() if run_bytes else 0)
-        plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        base_key = (xt.device, per_octave, 0, 0)
-        base = self._plans.get(base_key)
-        if base is None:
-            base = build_plan(*self._kernel_structure, self.n_in, self.n_out, per_octave, xt.device)
-            self._plans[base_key] = base
-        plan = base
-        if run_bytes:
+        sizes = tuple(p.shape[0] for p in parts)
+        sparse = bool(self.sparse_first_part_grad and cpu and len(parts) > 1)
+        base_key = (xt.device, per_octave, sizes, sparse)
+        key = (*base_key, run_bytes, xt.shape[1] * xt.element_size() if run_bytes else 0)
+        if key in self._plans:
+            return self._plans[key]
+        if base_key not in self._plans:
+            bounds = np.cumsum([0, *sizes])
+            self._plans[base_key] = build_plan(
+                *self._kernel_structure, self.n_out, per_octave, xt.device, bounds, sparse_first=sparse
+            )
+        plan = base = self._plans[base_key]
+        if run_bytes and base is not None:
             row = xt.shape[1] * xt.element_size()
             fwd = [split_buckets(buckets, row, run_bytes) for buckets in base.fwd]
             bwd = [split_buckets(buckets, row, run_bytes) for buckets in base.bwd]
-            plan = KernelPlan(fwd, bwd, base.index, base.fwd_init, base.bwd_init)
+            plan = replace(base, fwd=fwd, bwd=bwd)
         self._plans[key] = plan
         return plan
 
