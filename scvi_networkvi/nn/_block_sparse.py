@@ -23,7 +23,6 @@ from torch.autograd.function import once_differentiable
 from ._block_kernel import _BlockSparseFunction
 from ._block_plan import (
     BUCKETS_PER_OCTAVE,
-    CPU_BUCKETS_PER_OCTAVE,
     KernelPlan,
     _as_range,
     _expand,
@@ -42,8 +41,9 @@ DENSE_ALWAYS = 4096
 #: A dense group reading at least this fraction of the input rows multiplies the whole input: the extra zero columns
 #: cost less than gathering the rows and scattering their gradient back.
 WHOLE_INPUT_FRACTION = 0.75
-#: On CPU the block kernel gathers at most this many bytes per batched matmul (see :func:`split_buckets`).
-CPU_RUN_BYTES = 1 << 20
+#: On CPU the block kernel gathers at most this many bytes per batched matmul (see :func:`split_buckets`); 1, 2 and
+#: 4 MiB measured 74, 64 and 67 ms on the first GO level of the full human annotations (one thread, 128 cells).
+CPU_RUN_BYTES = 1 << 21
 #: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
 #: many entries per structural weight multiplies its weight as a CSR matrix instead (see
 #: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
@@ -206,7 +206,7 @@ class BlockSparseLinear(nn.Module):
         #: so that autograd's sum is dense again: a zero-filled full-size gradient costs more than the product.
         self.sparse_first_part_grad = False
 
-        # Kernel plans, built per device on first use (:meth:`_plan`): exact buckets on CPU, padded ones elsewhere.
+        # Kernel plans, built per device, batch and input row blocks on first use (:meth:`_plan`).
         self._kernel_structure = (
             [self.groups[g] for g in self._kernel_groups],
             [group_src[g] for g in self._kernel_groups],
@@ -215,7 +215,7 @@ class BlockSparseLinear(nn.Module):
             out_offsets,
         )
         self._plans: dict[tuple, KernelPlan] = {}
-        #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: the device's default.
+        #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: ``BUCKETS_PER_OCTAVE``.
         self.per_octave: int | None = None
         #: Bytes gathered per batched matmul on CPU (:func:`split_buckets`); ``None``: ``CPU_RUN_BYTES``.
         self.run_bytes: int | None = None
@@ -358,16 +358,15 @@ class BlockSparseLinear(nn.Module):
     def _plan(self, parts: torch.Tensor | Sequence[torch.Tensor]) -> KernelPlan | None:
         """The kernel plan as it runs on these input row blocks (device, batch size, part sizes), cached.
 
-        On CPU the buckets are cut into cache-sized runs (:func:`split_buckets`); elsewhere they run whole, so the
-        number of kernels depends neither on the batch nor on the number of distinct connection counts. ``None``
-        when a kernel group reads rows of several parts (the caller stacks them).
+        The buckets are padded to the grid (``BUCKETS_PER_OCTAVE``, or :attr:`per_octave`); on CPU they are cut
+        into cache-sized runs (:func:`split_buckets`), elsewhere they run whole, so that the number of kernels
+        depends neither on the batch nor on the number of distinct connection counts. ``None`` when a kernel group
+        reads rows of several parts (the caller stacks them).
         """
         parts = (parts,) if isinstance(parts, torch.Tensor) else tuple(parts)
         xt = parts[0]
         cpu = xt.device.type == "cpu"
-        per_octave = (
-            self.per_octave if self.per_octave is not None else (CPU_BUCKETS_PER_OCTAVE if cpu else BUCKETS_PER_OCTAVE)
-        )
+        per_octave = self.per_octave if self.per_octave is not None else BUCKETS_PER_OCTAVE
         run_bytes = (self.run_bytes or CPU_RUN_BYTES) if cpu else 0
         sizes = tuple(p.shape[0] for p in parts)
         sparse = bool(self.sparse_first_part_grad and cpu and len(parts) > 1)
