@@ -36,7 +36,8 @@ to re-measure).
     training cells (the real counts). Annotations: ``tutorial`` = the tutorial's subsampled GAF (4072 BP
     annotations, 64 BP terms, 3290 genes) with the tutorial's go-basic (release 2025-03-16); ``full`` = the full
     human GAF of ``get_human_go.sh`` (176,568 BP annotations, 12,579 BP terms, 21,069 genes) with the GO release it
-    was made against (``go-2022-07-01.obo``, as ``benchmarks/interpretability.py``). These are the consistent pairs:
+    was made against (``go-2022-07-01.obo``, as ``benchmarks/interpretability.py``); without those files (and without
+    ``--human-go``) the registry's ``org.Hs.eg.db`` 3.16 with ``GO.db`` (the same GO release) by name. These are the consistent pairs:
     every BP term of each GAF is in its OBO and none is obsolete there (the full GAF has 3.4 % of its annotations on
     terms obsolete in go-basic 2025; the tutorial GAF 0.1 % of its annotations on terms missing from the 2022
     release). Interaction table: the tutorial's for both. Depth = ``n_layers_encoder``, the deepest GO level kept.
@@ -828,6 +829,24 @@ def run_cells_axis(args: argparse.Namespace) -> None:
         write_cells_md(csv.with_suffix(".md"), _read_rows(csv), args)
 
 
+def _full_annotations(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The ``full`` pair: ``get_human_go.sh``'s OBO and GAF in ``--human-go``, else the registry's human annotations.
+
+    Without ``--human-go`` and without those files, the package's default human annotations are used by name:
+    ``org.Hs.eg.db`` 3.16 (keyed by ENSEMBL id among others) with its GO release ``GO.db`` (2022-07-01), fetched
+    from the resource cache (``SCVI_NETWORKVI_OFFLINE=1``: never downloaded). The workers get their file paths,
+    so the empty wiring cache of the cold construction does not hide them.
+    """
+    folder = args.human_go or HUMAN_GO
+    files = (folder / "go-2022-07-01.obo", folder / "ensembl2go-human-2022.gaf")
+    if args.human_go is not None or all(path.is_file() for path in files):
+        return files
+    from scvi_networkvi import resources
+
+    logger.info("%s has no full human GAF: the registry's org.Hs.eg.db with GO.db instead", folder)
+    return resources.fetch("GO.db"), resources.fetch("org.Hs.eg.db")
+
+
 def run_go_axis(args: argparse.Namespace) -> None:
     """Measure every (annotations, depth) NETWORKVI and the TOTALVI reference not yet in ``scaling_go.csv``.
 
@@ -847,7 +866,7 @@ def run_go_axis(args: argparse.Namespace) -> None:
     )
     pairs = {
         "tutorial": (args.data_dir / "go-basic.obo", args.data_dir / "ensembl2go.gaf"),
-        "full": (args.human_go / "go-2022-07-01.obo", args.human_go / "ensembl2go-human-2022.gaf"),
+        "full": _full_annotations(args) if "full" in args.gafs else (None, None),
     }
     base = {**_common_spec(args), "data": os.fspath(data), "warmup_epochs": 1, "epochs": args.go_epochs}
     jobs = [("-", 0, "totalvi")] + [(gaf, depth, "networkvi") for gaf in args.gafs for depth in args.depths]
@@ -895,7 +914,13 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=DATA)
-    parser.add_argument("--human-go", type=Path, default=HUMAN_GO)
+    parser.add_argument(
+        "--human-go",
+        type=Path,
+        default=None,
+        help="folder of get_human_go.sh's files (default $NVI_HUMAN_GO or ~/.cache/nvi-human-go, if there; "
+        "otherwise the registry's org.Hs.eg.db with GO.db)",
+    )
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "nvi-scaling")
     parser.add_argument("--summarize", action="store_true", help="only rewrite the .md tables from the CSVs")
