@@ -36,8 +36,10 @@ class _Bucket:
     index the zero row appended after the group's parameters (connection index ``e``, the group's size).
     ``twins``: 2 when every output block ``o`` of the group has a twin ``o + h`` with the same inputs (the two paths
     of a GO level): a forward bucket then writes both blocks from one gather (connections laid out ``(blocks, 2,
-    k)``), a backward bucket gathers both blocks' gradient rows per slot (``(blocks, k, 2)``). ``per_block``: rows
-    gathered, rows written and connections per block (for cutting the bucket into runs).
+    k)``), a backward bucket gathers both blocks' gradient rows per slot (``(blocks, k, 2)``). ``read`` (backward
+    plans): the input rows of the major blocks, for the weight gradient (the rows written are those of the input
+    gradient, which may be compacted). ``per_block``: rows gathered, rows written, connections and rows read per
+    block (for cutting the bucket into runs).
     """
 
     k: int
@@ -51,7 +53,9 @@ class _Bucket:
     accumulate: bool
     padded: bool = False
     twins: int = 1
-    per_block: tuple[int, int, int] = (0, 0, 0)
+    per_block: tuple[int, ...] = (0, 0, 0, 0)
+    read: slice = slice(0, 0)
+    read_range: tuple[int, int] | None = None
 
 
 def bucket_size(k: np.ndarray, per_octave: int = BUCKETS_PER_OCTAVE) -> np.ndarray:
@@ -128,7 +132,7 @@ def build_plan(
         sparse_rows = torch.as_tensor(_expand(in_offsets[touched], in_sizes[touched]), device=device)
         grad_rows[0] = len(sparse_rows)
     fwd, bwd = [], []
-    buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be")}
+    buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be", "bx")}
     several = len(shapes) > 1
     for (b_in, b_out), s, d, part, offsets in zip(shapes, sources, targets, part_of, grad_offsets, strict=True):
         twins = _twin_partners(s, d, len(out_offsets))
@@ -138,10 +142,12 @@ def build_plan(
             plan_buckets(d, s, out_offsets, b_out, local, b_in, n_out, several, buffers, names, per_octave, twins)
         )
         # Backward (transposed map): input blocks by (padded) number of outputs; gather output-gradient rows.
-        names, rows = ("bg", "bp", "be"), grad_rows[part]
+        names, rows = ("bg", "bp", "be", "bx"), grad_rows[part]
         twins = None if twins is None else (*twins, "minor")
         bwd.append(
-            plan_buckets(s, d, offsets, b_in, out_offsets, b_out, rows, several, buffers, names, per_octave, twins)
+            plan_buckets(
+                s, d, offsets, b_in, out_offsets, b_out, rows, several, buffers, names, per_octave, twins, local
+            )
         )
     index = {
         name: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), device=device)
@@ -161,9 +167,10 @@ def plan_buckets(
     n_major_rows: int,
     accumulate: bool,
     buffers: dict[str, list[np.ndarray]],
-    names: tuple[str, str, str],
+    names: tuple[str, ...],
     per_octave: int = BUCKETS_PER_OCTAVE,
     twins: tuple | None = None,
+    read_offsets: np.ndarray | None = None,
 ) -> list[_Bucket]:
     """Bucket the ``major`` blocks of one connection group by their number of connections, on the grid.
 
@@ -195,16 +202,19 @@ def plan_buckets(
             real = np.stack([real, np.where(edges >= 0, partner[np.maximum(edges, 0)], n_edges)], axis=2)
         gather = _expand(minor_rows, np.full(minor_rows.size, minor_size))
         place = _expand(major_rows, np.full(major_rows.size, major_size))
-        parts = (gather, place, real.reshape(-1))
+        parts = [gather, place, real.reshape(-1)]
+        if read_offsets is not None:
+            parts.append(_expand(read_offsets[blocks], np.full(len(blocks), major_size)))
         slices = []
         for name, part, start in zip(names, parts, starts, strict=True):
             slices.append(slice(start, start + len(part)))
             buffers[name].append(part)
         starts[:] = [piece.stop for piece in slices]
-        ranges = (_as_range(part) for part in parts)
+        ranges = [_as_range(part) for part in parts]
         per_block = tuple(len(part) // len(blocks) for part in parts)
+        read = {"read": slices[3], "read_range": ranges[3]} if read_offsets is not None else {}
         padded = bool((edges < 0).any())
-        buckets.append(_Bucket(int(k), len(blocks), *slices, *ranges, accumulate, padded, m, per_block))
+        buckets.append(_Bucket(int(k), len(blocks), *slices[:3], *ranges[:3], accumulate, padded, m, per_block, **read))
 
     rest = np.arange(n_edges) if partner is None else np.flatnonzero(partner >= 0)
     if not accumulate and major_size == minor_size and partner is None:
@@ -302,13 +312,14 @@ def split_buckets(buckets: list[_Bucket], row_bytes: int, budget: int) -> list[_
                 (bucket.gather, bucket.gather_range, bucket.per_block[0]),
                 (bucket.place, bucket.place_range, bucket.per_block[1]),
                 (bucket.edges, bucket.edges_range, bucket.per_block[2]),
+                (bucket.read, bucket.read_range, bucket.per_block[3] if len(bucket.per_block) > 3 else 0),
             )
             slices, ranges = [], []
             for whole, span, per in cuts:
                 start = whole.start + first * per
                 slices.append(slice(start, start + count * per))
                 ranges.append(None if span is None else (span[0] + first * per, span[0] + (first + count) * per))
-            names = ("gather", "place", "edges")
+            names = ("gather", "place", "edges", "read")
             cut = dict(zip(names, slices, strict=True)) | {f"{n}_range": r for n, r in zip(names, ranges, strict=True)}
             out.append(replace(bucket, n_blocks=count, **cut))
     return out
