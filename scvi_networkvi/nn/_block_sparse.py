@@ -97,16 +97,20 @@ class BlockSparseLinear(nn.Module):
     1/sqrt(fan_in)) where fan_in counts the neuron's structural inputs; output neurons without inputs get a bias
     ~ U(-0.5, 0.5).
 
-    The block kernel (a custom autograd function) buckets output blocks by their number of connections rounded up
-    to a geometric grid, ``k`` (:mod:`._block_plan`; blocks with fewer connections are padded with zero weights, so a
-    layer issues O(log max connections) buckets however many GO terms it has): the ``k`` input blocks of every
-    output block of a bucket are gathered as one ``(blocks, k * b_in, n)`` tensor and multiplied by the
-    ``(blocks, b_out, k * b_in)`` stacked weights in one batched matmul, so each output row is written once, without
-    a scatter-add over connections. When every block of a square layer connects to itself (the
-    self loops of the interaction layer), those connections form a first bucket that reads and writes the rows in
-    place, with no gather at all; the other connections are added to it. The backward pass runs the same plan on the
-    transposed map for the input gradient, and one batched matmul per bucket for the weight gradient. All indices are
-    precomputed; the kernel is deterministic on CPU and differentiable once (no double backward).
+    The block kernel (a custom autograd function, :mod:`._block_kernel`) buckets output blocks by their number of
+    connections rounded up to a geometric grid, ``k`` (:mod:`._block_plan`; blocks with fewer connections are padded
+    with zero weights, which are no parameters, so a layer issues O(log max connections) buckets however many GO
+    terms it has): the ``k`` input blocks of every output block of a bucket are gathered as one
+    ``(blocks, k * b_in, n)`` tensor and multiplied by the ``(blocks, b_out, k * b_in)`` stacked weights in one
+    batched matmul, so each output row is written once, without a scatter-add over connections. Output blocks ``o``
+    and ``o + h`` with the same inputs (the two paths of a GO level) share one gather. On CPU the buckets run in
+    cache-sized pieces. When every block of a square layer connects to itself (the self loops of the interaction
+    layer), those connections form a first bucket that reads and writes the rows in place, with no gather at all;
+    the other connections are added to it. The backward pass runs the same kind of plan on the transposed map (input
+    blocks by their number of outputs): one gather of output-gradient rows per bucket feeds the input gradient and,
+    with the bucket's input rows, the weight gradient. The input may come as row blocks (``[genes | terms]``), read in
+    place. All indices are precomputed; the kernel is deterministic on CPU and differentiable once (no double
+    backward). The plain-torch reference it is tested against is the dense equivalent (:meth:`to_dense`).
     """
 
     def __init__(
