@@ -164,3 +164,20 @@ def test_parts_read_in_place_with_a_sparse_first_gradient(sparse):
     expected = layer.to_dense().T @ (2 * y.detach())
     torch.testing.assert_close(grad_genes.to_dense(), expected[:300])
     torch.testing.assert_close(grad_terms, expected[300:])
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_input_blocks_without_connections_get_their_gradient(residual):
+    """One block shape, some input blocks unconnected: only their rows are zeroed (or take the skip's gradient)."""
+    rng = np.random.default_rng(6)
+    sizes = np.full(30, 2)
+    connections = np.stack([rng.integers(5, 30, 80), rng.integers(0, 30, 80)])  # blocks 0-4 feed nothing
+    layer = configured(BlockSparseLinear(sizes, sizes, connections, dense_limit=0).double(), 2, 64)
+    x = torch.randn(60, 3, dtype=torch.float64, requires_grad=True)
+    assert layer._plan(x).bwd_init == "rest" and set(layer._plan(x).unwritten.tolist()) >= set(range(10))
+    dense, bias = layer.to_dense(), layer.bias[:, None]
+    y = layer.forward_t_relu_residual(x) if residual else layer.forward_t(x)
+    reference = torch.relu(dense @ x + bias) + x if residual else dense @ x + bias
+    torch.testing.assert_close(y, reference)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(reference, x, g)[0])

@@ -83,6 +83,12 @@ class _BlockSparseFunction(torch.autograd.Function):
             if need_x and grad_parts[part] is None:
                 if skip is not None and plan.bwd_init == "fill":
                     grad_parts[part] = skip.clone()
+                elif plan.bwd_init == "rest":  # the buckets write every other row once
+                    grad = grad_parts[part] = g.new_empty(plan.grad_rows[part], n)
+                    if skip is None:
+                        grad.index_fill_(0, plan.unwritten, 0)
+                    else:
+                        grad.index_copy_(0, plan.unwritten, skip.index_select(0, plan.unwritten))
                 else:
                     grad_parts[part] = _initial(plan.bwd_init, plan.grad_rows[part], g, None)
             # every connection is in exactly one bucket; padded slots write the extra row, dropped after

@@ -81,6 +81,8 @@ class KernelPlan:
     each pass's output starts (:func:`init_mode`). The input comes as row blocks ("parts"): group ``g`` reads part
     ``part_of[g]`` only, and its rows are indexed within that part; the input gradient of part ``k`` has
     ``grad_rows[k]`` rows, which are the rows ``sparse_rows`` of part 0 when its gradient is returned sparse.
+    ``bwd_init == "rest"``: the backward buckets write their rows once each, and only the ``unwritten`` others are
+    zeroed (the first GO level: gene nodes that feed only a dense group), instead of zero-filling the whole gradient.
     """
 
     fwd: list[list[_Bucket]]
@@ -91,6 +93,7 @@ class KernelPlan:
     part_of: list[int]
     grad_rows: list[int]
     sparse_rows: torch.Tensor | None = None
+    unwritten: torch.Tensor | None = None
 
 
 def build_plan(
@@ -153,8 +156,13 @@ def build_plan(
         name: torch.as_tensor(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64), device=device)
         for name, parts in buffers.items()
     }
-    bwd_init = init_mode(bwd, grad_rows[0]) if len(bounds) == 2 else "fill"
-    return KernelPlan(fwd, bwd, index, init_mode(fwd, n_out), bwd_init, part_of, grad_rows, sparse_rows)
+    bwd_init, unwritten = init_mode(bwd, grad_rows[0]) if len(bounds) == 2 else "fill", None
+    if bwd_init == "fill" and len(bounds) == 2 and not any(b.accumulate for buckets in bwd for b in buckets):
+        written = np.concatenate([np.zeros(0, dtype=np.int64), *buffers["bp"]])
+        unwritten = torch.as_tensor(np.setdiff1d(np.arange(grad_rows[0]), written), device=device)
+        bwd_init = "rest"
+    fwd_init = init_mode(fwd, n_out)
+    return KernelPlan(fwd, bwd, index, fwd_init, bwd_init, part_of, grad_rows, sparse_rows, unwritten)
 
 
 def plan_buckets(
