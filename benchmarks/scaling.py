@@ -36,11 +36,12 @@ to re-measure).
     training cells (the real counts). Annotations: ``tutorial`` = the tutorial's subsampled GAF (4072 BP
     annotations, 64 BP terms, 3290 genes) with the tutorial's go-basic (release 2025-03-16); ``full`` = the full
     human GAF of ``get_human_go.sh`` (176,568 BP annotations, 12,579 BP terms, 21,069 genes) with the GO release it
-    was made against (``go-2022-07-01.obo``, as ``benchmarks/interpretability.py``); without those files (and without
-    ``--human-go``) the registry's ``org.Hs.eg.db`` 3.16 with ``GO.db`` (the same GO release) by name. These are the consistent pairs:
+    was made against (``go-2022-07-01.obo``, as ``benchmarks/interpretability.py``). These are the consistent pairs:
     every BP term of each GAF is in its OBO and none is obsolete there (the full GAF has 3.4 % of its annotations on
     terms obsolete in go-basic 2025; the tutorial GAF 0.1 % of its annotations on terms missing from the 2022
-    release). Interaction table: the tutorial's for both. Depth = ``n_layers_encoder``, the deepest GO level kept.
+    release). Without those files (and without ``--human-go``), ``full`` is the registry's ``org.Hs.eg.db`` 3.16
+    with its ``GO.db`` (the same GO release), by name. Interaction table: the tutorial's for both. Depth =
+    ``n_layers_encoder``, the deepest GO level kept.
     Other settings as on the cells axis; one warm-up epoch and ``--go-epochs`` (default 3) counted epochs; TOTALVI
     once on the same cells for the ratio. Wiring: the time spent in ``compile_wirings`` during model construction
     with an empty cache folder (``SCVI_NETWORKVI_DATA_DIR`` = a new temporary folder; the files are passed as
