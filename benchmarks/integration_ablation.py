@@ -68,7 +68,15 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-none": ({"batch_centered_input": ()}, {}, {}),
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
+    # the package's own sizes instead of the benchmark's tutorial ones (gene_size=5, go_size=2)
+    "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
+    # what `annotations=None` gives: the species' full annotations and their GO release (registry), no interactions
+    # table replaced (RESOURCE_KEYS are taken out of the model arguments and passed as resources)
+    "annotations-default": ({"go": None, "annotations": None}, {}, {}),
 }
+
+#: Model-argument names of ``CHANGES`` that are resources of ``nvi.tl.train`` rather than model keywords.
+RESOURCE_KEYS = ("go", "annotations", "interactions")
 
 #: NETWORKVI's settings before this ablation (the release measured on the results page until 2026-12), for
 #: ``--base-settings legacy``.
@@ -91,7 +99,14 @@ DEC04 = (
     {"adversarial_scale": "auto"},
     {},
 )
-PINNED = {"legacy": LEGACY, "2026-12-04": DEC04}
+#: The defaults of 2026-12-05: paired CITE-seq centred everywhere, without dropout, adversary at weight 1; RNA + ATAC
+#: still uncentred, dropout 0.1, fading adversary (mixing: the checkout's rule, equal weights for RNA + ATAC).
+DEC05 = {
+    "cite": ({"batch_centered_input": "all", "dropout_rate": 0.0}, {"adversarial_scale": 1.0}, {}),
+    "multiome": ({"batch_centered_input": (), "dropout_rate": 0.1}, {"adversarial_scale": "auto"}, {}),
+}
+#: Settings by name; a name maps to one (model, train, plan) triple or to one triple per dataset.
+PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05}
 
 KEY = ("dataset", "encoder", "base_settings", "variant", "seed", "epochs", "n_cells")
 COLUMNS = (
@@ -110,9 +125,10 @@ COLUMNS = (
 )
 
 
-def settings(variant: str, n_cells: int, base_settings: str) -> tuple[dict, dict, dict]:
+def settings(variant: str, n_cells: int, base_settings: str, dataset: str = "cite") -> tuple[dict, dict, dict]:
     """Model, train and plan keyword arguments of a variant (changes applied left to right)."""
-    model, train, plan = ({}, {}, {}) if base_settings == "current" else tuple(dict(d) for d in PINNED[base_settings])
+    pinned = ({}, {}, {}) if base_settings == "current" else PINNED[base_settings]
+    model, train, plan = tuple(dict(d) for d in (pinned[dataset] if isinstance(pinned, dict) else pinned))
     for name in variant.split("+"):
         if name not in CHANGES:
             raise SystemExit(f"unknown change {name!r} in variant {variant!r}; changes: {', '.join(CHANGES)}")
@@ -140,9 +156,10 @@ def fit_variant(dataset: str, encoder: str, variant: str, mdata, epochs: int, ba
             train["lr"] = bench.MULTIVI_LR
         trained.train(max_epochs=epochs, **train)
     else:
-        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings)
+        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings, dataset)
         model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
         resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
+        resources.update({k: model_kwargs.pop(k) for k in RESOURCE_KEYS if k in model_kwargs})
         train.update(train_kwargs)
         if plan_kwargs:
             train["plan_kwargs"] = plan_kwargs
@@ -288,7 +305,7 @@ def main() -> None:
         logger.info("Machine: %s, %d CPUs, %d thread(s)", platform.machine(), os.cpu_count(), args.threads)
         for variant in args.variants:
             if variant not in REFERENCES:
-                settings(variant, 1000, args.base_settings)  # unknown names fail before any training
+                settings(variant, 1000, args.base_settings, args.dataset)  # unknown names fail before any training
         run(args)
     summarize(args.out, args.out.with_suffix(".md"))
 

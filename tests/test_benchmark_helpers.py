@@ -39,6 +39,18 @@ def test_ablation_variants_compose_left_to_right(ablation):
         ablation.settings("adv1+nope", 4000, "current")
 
 
+def test_pinned_settings_per_dataset_and_resource_changes(ablation):
+    cite = ablation.settings("base", 4000, "2026-12-05", "cite")
+    multiome = ablation.settings("no-dropout", 4000, "2026-12-05", "multiome")
+    assert cite[0]["batch_centered_input"] == "all" and cite[1]["adversarial_scale"] == 1.0
+    assert (
+        multiome[0] == {"batch_centered_input": (), "dropout_rate": 0.0} and multiome[1]["adversarial_scale"] == "auto"
+    )
+    model, _, _ = ablation.settings("sizes-default+annotations-default", 4000, "current")
+    assert model == {"gene_size": 4, "go_size": 6, "go": None, "annotations": None}
+    assert set(ablation.RESOURCE_KEYS) >= {"go", "annotations"}
+
+
 @pytest.fixture(scope="module")
 def portable(load_script):
     return load_script("benchmarks/_portable.py", "_portable")
