@@ -11,7 +11,7 @@ with the full human GO annotations at depth 4, one per distinct ``k``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class _Bucket:
     padded: bool = False
     twins: int = 1
     per_block: tuple[int, ...] = (0, 0, 0, 0)
-    read: slice = slice(0, 0)
+    read: slice = field(default_factory=lambda: slice(0, 0))  # slices are unhashable before Python 3.12
     read_range: tuple[int, int] | None = None
 
 
