@@ -9,8 +9,8 @@ MULTIVI at learning rate 4e-3 as in ``integration.py``) and ``pca`` are the refe
 Every change is a keyword of ``NETWORKVI`` or of its ``train`` (see ``CHANGES``); the encoder (``dense`` or ``go``,
 the GO encoder with the tutorial resources of ``integration.py``) is chosen with ``--encoder``. The name ``base``
 is the encoder with the settings of the checkout being measured (``--base-settings legacy`` pins the settings of
-the release before this ablation, ``2026-12-04`` those of the first round of fixes, so that a walk can be re-run
-after the defaults change).
+the release before this ablation, ``2026-12-04`` those of the first round of fixes, ``2026-12-05`` those of the
+second, per dataset, so that a walk can be re-run after the defaults change).
 
 Rows (one per dataset, encoder, variant, seed) are appended to the CSV at once (default
 ``benchmarks/results/integration_ablation.csv``; runs already there are skipped); ``--summarize`` writes the
@@ -70,8 +70,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     # the package's own sizes instead of the benchmark's tutorial ones (gene_size=5, go_size=2)
     "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
-    # what `annotations=None` gives: the species' full annotations and their GO release (registry), no interactions
-    # table replaced (RESOURCE_KEYS are taken out of the model arguments and passed as resources)
+    # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
+    # (the interaction table stays the benchmark's); RESOURCE_KEYS go to nvi.tl.train as resources, not model kwargs
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
 }
 
