@@ -131,7 +131,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from scvi_networkvi.interpret import capture_activations
+    from scvi_networkvi.interpret import ImportanceSettings, capture_activations, categorical_labels
     from scvi_networkvi.interpret._importances import design_probes, importance_table
     from scvi_networkvi.interpret._logistic import probe_device
 
@@ -148,24 +148,10 @@ def main() -> None:
             torch.cuda.synchronize()
         start = time.perf_counter()
         design = design_probes(
-            model,
-            mdata,
             activations,
-            groupby="cell_type",
-            targets=None,
-            reference="rest",
-            groups=None,
-            restrict=None,
-            cells_with=None,
-            node_types=("go_term",),
-            gene_groups=None,
-            heldout_size=0.3,
-            seed=0,
-            C=1.0,
-            class_weight="balanced",
-            min_cells=5,
-            level=0.95,
-            device=on,
+            categorical_labels(mdata, "cell_type"),
+            ImportanceSettings(seed=0, device=on),
+            feature_names={role: model.adata[acts.modality].var_names for role, acts in activations.modalities.items()},
         )
         table = importance_table(design, activations)
         if on.type == "cuda":

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     import scvi
 
     import scvi_networkvi as nvi
-    from scvi_networkvi.interpret import _importances, capture_activations
+    from scvi_networkvi.interpret import ImportanceSettings, _importances, capture_activations, categorical_labels
     from scvi_networkvi.interpret._null import null_probes
     from scvi_networkvi.interpret._null_reference import null_probes_reference
 
@@ -106,24 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     activations = capture_activations(model, mdata, genes=True)
     capture_s = time.perf_counter() - start
     design = _importances.design_probes(
-        model,
-        mdata,
         activations,
-        groupby="cell_type",
-        targets=None,
-        reference="rest",
-        groups=None,
-        restrict=None,
-        cells_with=None,
-        node_types=("go_term",),
-        gene_groups=None,
-        heldout_size=0.3,
-        seed=args.seed,
-        C=1.0,
-        class_weight="balanced",
-        min_cells=5,
-        level=0.95,
-        null_sets=args.null_sets,
+        categorical_labels(mdata, "cell_type"),
+        ImportanceSettings(seed=args.seed, null_sets=args.null_sets),
+        feature_names={role: model.adata[acts.modality].var_names for role, acts in activations.modalities.items()},
     )
 
     def timed(implementation) -> tuple[pd.DataFrame, float]:

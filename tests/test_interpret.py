@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import scvi_networkvi as nvi
-from scvi_networkvi.interpret import capture_activations, fit_logistic, importance_matrix
+from scvi_networkvi.interpret import ImportanceSettings, capture_activations, fit_logistic, importance_matrix
 from scvi_networkvi.interpret._nodes import node_table, read_gene_groups
 from scvi_networkvi.interpret._phenotypes import categorical_labels, define_phenotypes, stratified_split
 
@@ -161,6 +161,47 @@ def test_define_phenotypes_masks():
         define_phenotypes(labels, groups={"ab": ["a", "b"]}, reference="b")
 
 
+def test_settings_object_gives_the_keyword_table(model, importances):
+    table = model.get_importances(groupby="cell_type", settings=ImportanceSettings(seed=0), key_added=None)
+    pd.testing.assert_frame_equal(table, importances)
+
+
+def test_keyword_overrides_a_field_of_settings(model):
+    types = list(model.adata.obs["cell_type"].cat.categories)
+    settings = ImportanceSettings(targets=types[:1], seed=0, C=0.5)
+    kwargs = {"groupby": "cell_type", "modalities": "prot", "key_added": None}
+    table = model.get_importances(settings=settings, targets=types[1:3], **kwargs)
+    assert set(table["phenotype"]) == set(types[1:3])  # the keyword replaced the field
+    assert table.attrs["networkvi"]["C"] == 0.5 and settings.targets == types[:1]  # others kept, object unchanged
+    same = model.get_importances(targets=types[1:3], seed=0, C=0.5, **kwargs)
+    pd.testing.assert_frame_equal(table, same)
+
+
+def test_unknown_keyword_or_bad_field_fails_before_any_work(model, monkeypatch):
+    import scvi_networkvi.interpret as interpret_package
+    import scvi_networkvi.interpret._perturb as perturb_module
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the inference pass ran before the arguments were checked")
+
+    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)
+    monkeypatch.setattr(perturb_module, "capture_activations", no_pass)
+    uns_before = set(model.adata.uns)
+    with pytest.raises(
+        TypeError, match=r"get_importances\(\) got unexpected keyword argument\(s\) 'heldout'.*heldout_size"
+    ):
+        model.get_importances(groupby="cell_type", heldout=0.2)
+    with pytest.raises(ValueError, match="C must be positive"):
+        model.get_importances(groupby="cell_type", settings=ImportanceSettings(), C=-1)
+    with pytest.raises(TypeError, match="'gene_groups'"):  # not a perturbation setting
+        model.get_perturbation_importances(genes=["X"], groupby="cell_type", gene_groups={"g": ["A", "B"]})
+    with pytest.raises(ValueError, match="does not use the settings"):
+        model.get_perturbation_importances(genes=["X"], groupby="cell_type", settings=ImportanceSettings(null_sets=2))
+    with pytest.raises(TypeError, match="'heldout'"):
+        nvi.interpret.compute_importances(model, groupby="cell_type", heldout=0.2)
+    assert set(model.adata.uns) == uns_before
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -199,13 +240,13 @@ def test_bad_requests_fail_before_anything_is_stored(model, kwargs, message):
     ],
 )
 def test_unusable_probe_device_fails_before_the_inference_pass(model, monkeypatch, device, message):
-    import scvi_networkvi.interpret._importances as importances_module
+    import scvi_networkvi.interpret as interpret_package
     import scvi_networkvi.interpret._perturb as perturb_module
 
     def no_pass(*args, **kwargs):
         raise AssertionError("the inference pass ran before the device was checked")
 
-    monkeypatch.setattr(importances_module, "capture_activations", no_pass)
+    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)  # what get_importances calls
     monkeypatch.setattr(perturb_module, "capture_activations", no_pass)
     with pytest.raises(ValueError, match=message):
         model.get_importances(groupby="cell_type", device=device)
@@ -269,12 +310,12 @@ def test_size_matched_reference_of_go_terms(model, importances):
     ],
 )
 def test_bad_null_sets_fail_before_the_inference_pass(model, monkeypatch, kwargs, message):
-    import scvi_networkvi.interpret._importances as importances_module
+    import scvi_networkvi.interpret as interpret_package
 
     def no_pass(*args, **kwargs):
         raise AssertionError("the inference pass ran before null_sets was checked")
 
-    monkeypatch.setattr(importances_module, "capture_activations", no_pass)
+    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)
     with pytest.raises(ValueError, match=message):
         model.get_importances(groupby="cell_type", key_added=None, **kwargs)
 

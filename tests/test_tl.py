@@ -184,6 +184,26 @@ def test_importances_stored_and_equal_to_the_model_method(trained):
     assert mdata.uns["imp_small"] is other and mdata.uns["networkvi_importances"] is table
 
 
+def test_importances_settings_and_keyword_overrides(trained):
+    mdata, model = trained
+    types = list(mdata.obs["cell_type"].cat.categories)[:3]
+    settings = nvi.interpret.ImportanceSettings(targets=types, seed=0, reference=types[2])
+    table = nvi.tl.importances(
+        mdata, model, groupby="cell_type", settings=settings, targets=types[:1], key_added="imp_s"
+    )
+    params = mdata.uns["networkvi"]["imp_s"]["params"]
+    assert params["targets"] == types[:1] and params["reference"] == types[2]  # the keyword won, the rest is kept
+    assert set(table["phenotype"]) == set(types[:1]) and set(table["reference"]) == {types[2]}
+    before = snapshot(mdata)
+    with pytest.raises(TypeError, match=r"importances\(\) got unexpected keyword argument\(s\) 'seeds'.*seed"):
+        nvi.tl.importances(mdata, model, groupby="cell_type", seeds=1)
+    with pytest.raises(ValueError, match="min_cells must be at least 2"):
+        nvi.tl.importances(mdata, model, groupby="cell_type", settings=settings, min_cells=1)
+    with pytest.raises(TypeError, match="'null_sets'"):
+        nvi.tl.perturb(mdata, model, genes=["X"], groupby="cell_type", null_sets=3)
+    assert snapshot(mdata) == before
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

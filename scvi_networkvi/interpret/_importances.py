@@ -13,21 +13,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._activations import Activations, ModalityActivations, capture_activations, resolve_roles
+from ._activations import Activations, ModalityActivations
 from ._auroc import benjamini_hochberg
 from ._logistic import probe_device
-from ._nodes import NODE_COLUMNS, GeneGroups, NodeTable, node_table, read_gene_groups
+from ._nodes import NODE_COLUMNS, NodeTable, node_table, read_gene_groups
 from ._null import null_probes
-from ._phenotypes import Phenotype, categorical_labels, define_phenotypes, restrict_mask, stratified_split
+from ._phenotypes import Phenotype, define_phenotypes, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
-from ._progress import show_progress
+from ._settings import ImportanceSettings
 
 if TYPE_CHECKING:
     from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
-
-NodeType = Literal["go_term", "gene", "gene_group"]
 
 #: Columns of the importance table, in order.
 IMPORTANCE_COLUMNS = [
@@ -77,59 +75,49 @@ class ProbeDesign:
 
 
 def design_probes(
-    model: NETWORKVI,
-    adata,
     activations: Activations,
+    labels: pd.Series,
+    settings: ImportanceSettings,
     *,
-    groupby: str,
-    targets: Sequence[str] | None,
-    reference: str | Sequence[str],
-    groups: Mapping[str, Sequence[str]] | None,
-    restrict: Mapping[str, Any] | None,
-    cells_with: Sequence[str] | None,
-    node_types: Sequence[NodeType],
-    gene_groups: GeneGroups | None,
-    heldout_size: float,
-    seed: int,
-    C: float,
-    class_weight: str | None,
-    min_cells: int,
-    level: float,
-    device: torch.device | None = None,
-    null_sets: int = 0,
+    feature_names: Mapping[str, np.ndarray],
+    selected: np.ndarray | None = None,
 ) -> ProbeDesign:
-    """Validate the request and fix cells, split, phenotypes and nodes."""
-    check_null_sets(null_sets, node_types)
-    mdata = adata
+    """Fix the cells, split, phenotypes and nodes of the probes.
+
+    Parameters
+    ----------
+    activations
+        The captured activations; their ``obs_names`` are the cells.
+    labels
+        Categorical label per cell of ``activations`` (NaN: unlabelled, takes no part).
+    settings
+        The run's settings; ``restrict`` and ``cells_with`` are the caller's to apply, through ``selected``.
+    feature_names
+        Role -> the modality's feature names, in the order the wiring was compiled for.
+    selected
+        Boolean mask over the cells that may take part (default all).
+    """
     cells = activations.obs_names
-    labels = categorical_labels(mdata, groupby).reindex(cells)
-    selected = restrict_mask(mdata, restrict, cells) & labels.notna().to_numpy()
-    for name in cells_with or []:
-        role = model.role_of(name)
-        if role not in activations.modalities:
-            raise ValueError(f"cells_with names {name!r}, whose activations were not captured.")
-        has = np.zeros(len(cells), dtype=bool)
-        has[activations.modalities[role].cells] = True
-        selected &= has
+    labels = labels.reindex(cells)
+    chosen_cells = np.ones(len(cells), dtype=bool) if selected is None else np.asarray(selected, dtype=bool)
+    selected = chosen_cells & labels.notna().to_numpy()
     if not selected.any():
         raise ValueError("No cell is left after restrict / cells_with and dropping cells without a label.")
     chosen = labels.where(selected)
-    phenotypes = define_phenotypes(chosen, targets=targets, reference=reference, groups=groups)
-    heldout = stratified_split(chosen, heldout_size, seed)
-    unknown_types = set(node_types) - {"go_term", "gene", "gene_group"}
-    if unknown_types or not node_types:
-        raise ValueError(f"node_types must be a non-empty subset of go_term, gene, gene_group; got {list(node_types)}.")
-    if ("gene_group" in node_types) != (gene_groups is not None):
-        raise ValueError("Gene-group nodes need gene_groups=..., and gene_groups needs 'gene_group' in node_types.")
-    named_groups = read_gene_groups(gene_groups) if gene_groups is not None else None
+    phenotypes = define_phenotypes(
+        chosen, targets=settings.targets, reference=settings.reference, groups=settings.groups
+    )
+    seed = settings.run_seed()
+    heldout = stratified_split(chosen, settings.heldout_size, seed)
+    node_types = settings.node_types
+    named_groups = read_gene_groups(settings.gene_groups) if settings.gene_groups is not None else None
     nodes = {}
     for role, acts in activations.modalities.items():
-        if ({"gene", "gene_group"} & set(node_types) or null_sets) and acts.genes is None:
+        if ({"gene", "gene_group"} & set(node_types) or settings.null_sets) and acts.genes is None:
             raise ValueError(f"Gene nodes (and null_sets) of {role!r} need activations captured with genes=True.")
-        feature_names = np.asarray(model.adata[acts.modality].var_names)
         nodes[role] = node_table(
             acts.wiring,
-            feature_names,
+            np.asarray(feature_names[role]),
             go_terms="go_term" in node_types,
             genes="gene" in node_types,
             gene_groups=named_groups,
@@ -146,24 +134,14 @@ def design_probes(
         roles=list(activations.modalities),
         nodes=nodes,
         node_types=tuple(node_types),
-        C=C,
-        class_weight=class_weight,
-        min_cells=min_cells,
-        level=level,
+        C=settings.C,
+        class_weight=settings.class_weight,
+        min_cells=settings.min_cells,
+        level=settings.level,
         seed=seed,
-        device=probe_device(device),
-        null_sets=null_sets,
+        device=probe_device(settings.device),
+        null_sets=settings.null_sets,
     )
-
-
-def check_null_sets(null_sets: int, node_types: Sequence[str]) -> None:
-    """Raise a ValueError for an unusable ``null_sets`` (before the inference pass)."""
-    if isinstance(null_sets, bool) or not isinstance(null_sets, int | np.integer) or null_sets < 0:
-        raise ValueError(
-            f"null_sets must be a non-negative integer (random gene sets per term size), got {null_sets!r}."
-        )
-    if null_sets and "go_term" not in node_types:
-        raise ValueError("null_sets is a reference for GO terms: add 'go_term' to node_types or set null_sets=0.")
 
 
 @dataclass(frozen=True)
@@ -329,90 +307,80 @@ def finish_table(result: pd.DataFrame) -> pd.DataFrame:
     return result[IMPORTANCE_COLUMNS].reset_index(drop=True)
 
 
+def probe_importances(
+    activations: Activations,
+    labels: pd.Series,
+    settings: ImportanceSettings | None = None,
+    *,
+    feature_names: Mapping[str, np.ndarray],
+    selected: np.ndarray | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The importance table of captured activations: design the probes, fit and score them.
+
+    The model-free half of :meth:`~scvi_networkvi.NETWORKVI.get_importances`, which captures the activations,
+    reads the labels and applies ``restrict`` / ``cells_with`` before calling it.
+
+    Parameters
+    ----------
+    activations
+        From :func:`capture_activations` (with ``genes=True`` for gene or gene-group nodes and ``null_sets``).
+    labels
+        Categorical label per cell (indexed by cell name; NaN: unlabelled), e.g. from :func:`categorical_labels`.
+    settings
+        The run's :class:`ImportanceSettings` (default: the defaults); ``restrict`` and ``cells_with`` are not read
+        here, pass the cells they leave as ``selected``.
+    feature_names
+        Role -> the modality's feature names (``var_names``, in the model's order).
+    selected
+        Boolean mask over ``activations.obs_names``: the cells that may take part (default all).
+    progress
+        Draw scvi-tools' progress bars over the probes and the random gene sets.
+
+    Returns
+    -------
+    The table described in :meth:`~scvi_networkvi.NETWORKVI.get_importances` (columns :data:`IMPORTANCE_COLUMNS`).
+    """
+    settings = ImportanceSettings() if settings is None else settings
+    design = design_probes(activations, labels, settings, feature_names=feature_names, selected=selected)
+    result = importance_table(design, activations, progress=progress)
+    result.attrs["networkvi"] = {
+        "heldout_size": settings.heldout_size,
+        "seed": design.seed,
+        "C": settings.C,
+        "null_sets": settings.null_sets,
+    }
+    return result
+
+
 def compute_importances(
     model: NETWORKVI,
     adata=None,
     *,
     groupby: str,
-    targets: Sequence[str] | None = None,
-    reference: str | Sequence[str] = "rest",
-    groups: Mapping[str, Sequence[str]] | None = None,
-    restrict: Mapping[str, Any] | None = None,
-    cells_with: Sequence[str] | None = None,
+    settings: ImportanceSettings | None = None,
     modalities: str | Sequence[str] | None = None,
-    node_types: Sequence[NodeType] = ("go_term",),
-    gene_groups: GeneGroups | None = None,
     indices: Sequence[int] | None = None,
-    heldout_size: float = 0.3,
-    C: float = 1.0,
-    class_weight: str | None = "balanced",
-    min_cells: int = 5,
-    level: float = 0.95,
-    seed: int | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    null_sets: int = 0,
     save_path: str | os.PathLike | None = None,
     progress_bar: bool | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
     """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
 
-    See :meth:`scvi_networkvi.NETWORKVI.get_importances` for the parameters and the table.
+    :meth:`scvi_networkvi.NETWORKVI.get_importances` without storing the table in ``adata.uns``: see there for the
+    parameters and the table, and :class:`ImportanceSettings` for ``settings`` and the keywords in ``options``.
     """
-    import scvi
-
-    seed = scvi.settings.seed if seed is None else seed
-    seed = 0 if seed is None else int(seed)
-    adata = model.validate_mudata(adata)
-    categorical_labels(adata, groupby)  # fail on a bad groupby before the inference pass
-    resolve_roles(model, modalities)
-    device = probe_device(device)
-    if class_weight not in (None, "balanced"):
-        raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
-    if C <= 0:
-        raise ValueError(f"C must be positive, got {C}.")
-    if min_cells < 2:
-        raise ValueError(
-            f"min_cells must be at least 2 (a DeLong interval needs two cells per class), got {min_cells}."
-        )
-    check_null_sets(null_sets, node_types)
-    want_genes = bool({"gene", "gene_group"} & set(node_types)) or bool(null_sets)
-    progress = show_progress(progress_bar)
-    activations = capture_activations(
-        model, adata, indices, modalities=modalities, genes=want_genes, batch_size=batch_size, progress=progress
-    )
-    design = design_probes(
-        model,
+    settings = ImportanceSettings.merge(settings, options, function="compute_importances")
+    return model.get_importances(
         adata,
-        activations,
         groupby=groupby,
-        targets=targets,
-        reference=reference,
-        groups=groups,
-        restrict=restrict,
-        cells_with=cells_with,
-        node_types=node_types,
-        gene_groups=gene_groups,
-        heldout_size=heldout_size,
-        seed=seed,
-        C=C,
-        class_weight=class_weight,
-        min_cells=min_cells,
-        level=level,
-        device=device,
-        null_sets=null_sets,
+        settings=settings,
+        modalities=modalities,
+        indices=indices,
+        key_added=None,
+        save_path=save_path,
+        progress_bar=progress_bar,
     )
-    result = importance_table(design, activations, progress=progress)
-    result.attrs["networkvi"] = {
-        "groupby": groupby,
-        "heldout_size": heldout_size,
-        "seed": seed,
-        "C": C,
-        "null_sets": null_sets,
-    }
-    if save_path is not None:
-        write_table(result, save_path)
-    return result
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,17 +15,22 @@ from scvi_networkvi.module import DATA_KEYS
 
 from ._activations import capture_activations, resolve_roles
 from ._auroc import benjamini_hochberg
-from ._importances import NodeType, design_probes, modality_cells, node_rows
-from ._logistic import probe_device
+from ._importances import design_probes, modality_cells, node_rows
 from ._nodes import NODE_COLUMNS
-from ._phenotypes import categorical_labels
+from ._phenotypes import categorical_labels, restrict_mask
 from ._probe import change_probes
 from ._progress import show_progress, track
+from ._settings import ImportanceSettings
 
 if TYPE_CHECKING:
     from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
+
+#: The :class:`ImportanceSettings` fields a perturbation uses (it probes GO terms and genes of the captured cells).
+PERTURBATION_SETTINGS = frozenset(
+    f.name for f in dataclasses.fields(ImportanceSettings) if f.name not in ("cells_with", "gene_groups", "null_sets")
+)
 
 PERTURBATION_COLUMNS = [
     "perturbation",
@@ -118,37 +124,25 @@ def compute_perturbation(
     *,
     genes: Sequence[str] | Mapping[str, Sequence[str]],
     groupby: str,
+    settings: ImportanceSettings | None = None,
     perturb_modalities: Sequence[str] | None = None,
     modalities: str | Sequence[str] | None = None,
-    targets: Sequence[str] | None = None,
-    reference: str | Sequence[str] = "rest",
-    groups: Mapping[str, Sequence[str]] | None = None,
-    restrict: Mapping[str, Any] | None = None,
-    node_types: Sequence[NodeType] = ("go_term",),
     indices: Sequence[int] | None = None,
     refit: bool = True,
-    heldout_size: float = 0.3,
-    C: float = 1.0,
-    class_weight: str | None = "balanced",
-    min_cells: int = 5,
-    level: float = 0.95,
-    seed: int | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
     progress_bar: bool | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
     """Per perturbation, node and phenotype: held-out AUROC before and after zeroing genes, and the change.
 
-    See :meth:`scvi_networkvi.NETWORKVI.get_perturbation_importances`.
+    See :meth:`scvi_networkvi.NETWORKVI.get_perturbation_importances`; ``settings`` and the keywords in ``options``
+    are :class:`ImportanceSettings` fields except ``cells_with``, ``gene_groups`` and ``null_sets``.
     """
-    import scvi
-
-    seed = scvi.settings.seed if seed is None else seed
-    seed = 0 if seed is None else int(seed)
+    settings = ImportanceSettings.merge(
+        settings, options, function="compute_perturbation", accepted=PERTURBATION_SETTINGS
+    )
     adata = model.validate_mudata(adata)
-    categorical_labels(adata, groupby)
+    labels = categorical_labels(adata, groupby)
     plans = resolve_perturbations(model, genes, perturb_modalities)
-    device = probe_device(device)
     if modalities is None:  # probe the wired modalities whose features some perturbation changes
         touched = {role for plan in plans.values() for role in plan}
         wired = resolve_roles(model, None)
@@ -159,30 +153,18 @@ def compute_perturbation(
             )
     else:
         roles = resolve_roles(model, modalities)
-    want_genes = "gene" in node_types
+    want_genes = "gene" in settings.node_types
+    batch_size = settings.batch_size
     progress = show_progress(progress_bar)
     base = capture_activations(
         model, adata, indices, modalities=roles, genes=want_genes, batch_size=batch_size, progress=progress
     )
     design = design_probes(
-        model,
-        adata,
         base,
-        groupby=groupby,
-        targets=targets,
-        reference=reference,
-        groups=groups,
-        restrict=restrict,
-        cells_with=None,
-        node_types=node_types,
-        gene_groups=None,
-        heldout_size=heldout_size,
-        seed=seed,
-        C=C,
-        class_weight=class_weight,
-        min_cells=min_cells,
-        level=level,
-        device=device,
+        labels,
+        settings,
+        feature_names={role: np.asarray(model.adata[model.modality_name(role)].var_names) for role in roles},
+        selected=restrict_mask(adata, settings.restrict, base.obs_names),
     )
     frames = []
     # one bar over the perturbations (each an inference pass and its probes); the inner passes draw none
@@ -205,9 +187,9 @@ def compute_perturbation(
                 cells.fit_rows,
                 cells.eval_rows,
                 cells.targets,
-                C=C,
-                class_weight=class_weight,
-                level=level,
+                C=design.C,
+                class_weight=design.class_weight,
+                level=design.level,
                 refit=refit,
                 device=design.device,
             )
@@ -228,13 +210,18 @@ def compute_perturbation(
                 frame["auroc_fit_after"] = stats.fit_after[:, position]
                 frames.append(frame)
     if not frames:
-        raise ValueError(f"No phenotype has at least {min_cells} cases and controls in both splits.")
+        raise ValueError(f"No phenotype has at least {design.min_cells} cases and controls in both splits.")
     result = pd.concat(frames, ignore_index=True)
     result["qval"] = np.nan
     for _, index in result.groupby(["perturbation", "phenotype", "reference"], sort=False).groups.items():
         result.loc[index, "qval"] = benjamini_hochberg(result.loc[index, "pval"].to_numpy(dtype=float))
     for column in ("perturbation", "modality", "node_type", "kind", "phenotype", "reference"):
         result[column] = result[column].astype("category")
-    result.attrs["networkvi"] = {"groupby": groupby, "refit": refit, "heldout_size": heldout_size, "seed": seed}
+    result.attrs["networkvi"] = {
+        "groupby": groupby,
+        "refit": refit,
+        "heldout_size": settings.heldout_size,
+        "seed": design.seed,
+    }
     logger.info("Perturbation: %d perturbations x %d phenotypes.", len(plans), len(design.phenotypes))
     return result[PERTURBATION_COLUMNS].reset_index(drop=True)

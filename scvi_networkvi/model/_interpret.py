@@ -1,4 +1,8 @@
-"""NETWORKVI methods for interpretation: thin wrappers over :mod:`scvi_networkvi.interpret`."""
+"""NETWORKVI methods for interpretation over :mod:`scvi_networkvi.interpret`.
+
+The model-side steps (checking the data, reading labels, looking up modality roles, the inference pass) happen here;
+``interpret`` computes on the activations, labels and :class:`~scvi_networkvi.interpret.ImportanceSettings`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    import torch
+    from scvi_networkvi.interpret import ImportanceSettings
 
 
 class NetworkVIInterpretMixin:
@@ -20,27 +25,13 @@ class NetworkVIInterpretMixin:
         adata=None,
         *,
         groupby: str,
-        targets: Sequence[str] | None = None,
-        reference: str | Sequence[str] = "rest",
-        groups: Mapping[str, Sequence[str]] | None = None,
-        restrict: Mapping[str, Any] | None = None,
-        cells_with: Sequence[str] | None = None,
+        settings: ImportanceSettings | None = None,
         modalities: str | Sequence[str] | None = None,
-        node_types: Sequence[str] = ("go_term",),
-        gene_groups=None,
         indices: Sequence[int] | None = None,
-        heldout_size: float = 0.3,
-        C: float = 1.0,
-        class_weight: str | None = "balanced",
-        min_cells: int = 5,
-        level: float = 0.95,
-        seed: int | None = None,
-        batch_size: int = 256,
-        device: str | torch.device | None = None,
-        null_sets: int = 0,
         key_added: str | None = "networkvi_importances",
         save_path: str | os.PathLike | None = None,
         progress_bar: bool | None = None,
+        **options: Any,
     ) -> pd.DataFrame:
         """How well each GO term (gene, gene group) tells a phenotype apart: held-out AUROC of a probe on its neurons.
 
@@ -55,53 +46,15 @@ class NetworkVIInterpretMixin:
             MuData set up like the model's (default: the registered one).
         groupby
             Categorical ``obs`` column with the labels (``"mod:col"`` for a modality's column).
-        targets
-            Labels tested as cases (default: every label present, except the reference labels).
-        reference
-            ``"rest"`` (one-vs-rest) or a label / list of labels as controls.
-        groups
-            ``{name: [labels]}``: label groups, each tested as one phenotype (instead of ``targets``).
-        restrict
-            ``{obs column: value or list}``: only cells with these values take part.
-        cells_with
-            Only cells measured in these modalities (mosaic data); each modality's probes always use only the cells
-            that have it.
+        settings
+            The run's options, :class:`~scvi_networkvi.interpret.ImportanceSettings` (phenotypes: ``targets``,
+            ``reference``, ``groups``; cells: ``restrict``, ``cells_with``; nodes: ``node_types``, ``gene_groups``;
+            probes: ``heldout_size``, ``C``, ``class_weight``, ``min_cells``, ``level``, ``seed``, ``device``,
+            ``null_sets``; ``batch_size``). Default: its defaults.
         modalities
             GO-wired modalities to probe (roles or MuData names; default all).
-        node_types
-            Any of ``"go_term"`` (every kept term: GO terms, the root and UNKNOWN nodes, see ``kind``), ``"gene"``
-            (each gene node's ``gene_size`` neurons), ``"gene_group"`` (with ``gene_groups``).
-        gene_groups
-            Gene-id (or symbol) sets: ``{name: ids}``, a list of sets, or an ``.npy`` array of sets; a group's node is
-            the union of its genes' neurons (groups with fewer than two genes in a modality are left out).
         indices
             Cells of ``adata`` to use (default all).
-        heldout_size
-            Fraction of each label's cells held out for scoring.
-        C, class_weight
-            Probe regularisation (scikit-learn's meaning) and class weighting (``"balanced"`` or ``None``).
-        min_cells
-            Phenotypes with fewer cases or controls in either split are skipped (with a warning).
-        level
-            Confidence level of the intervals.
-        seed
-            Seed of the split (default ``scvi.settings.seed``); the same seed gives the same table.
-        batch_size
-            Cells per inference minibatch (the inference pass runs on the model's device).
-        device
-            Torch device the probes are fitted on (float64 batched Newton): ``None`` or ``"cpu"`` (default), or
-            ``"cuda"`` / ``"cuda:N"``. Independent of where the model is; an unusable device raises before any work.
-        null_sets
-            Size- and width-matched reference for GO terms (``kind == "go"``): per term size (log-spaced bins of
-            ratio 1.5; a bin's draws have its geometric middle size, within a factor 1.22 of each term's)
-            ``null_sets`` random sets of as many annotated genes of the modality; their gene-node activations (the
-            gene layer the term reads) are summarised in ``width`` dimensions by PCA (fitted on up to 500 seeded
-            fitting cells) and probed like the term. The random sets' summaries are not trained while the term's
-            neurons are: beating the reference takes the term's size out of its importance, it does not prove that
-            its genes are special. For that, the term's own genes are summarised and probed exactly like the random
-            sets (``auroc_set``, ``pval_set``): a like-with-like test of its gene set against random sets of its
-            size. ``0`` (default): no reference. 100 sets resolve p-values down to 0.01 and cost about
-            ``null_sets`` probes per size bin and phenotype, plus one per GO term and phenotype.
         key_added
             Store the table in ``adata.uns[key_added]`` (``None``: do not store).
         save_path
@@ -110,6 +63,10 @@ class NetworkVIInterpretMixin:
             Draw scvi-tools' progress bars (``scvi.settings.progress_bar_style``) over the inference pass, the probes
             and the random gene sets. Default: while ``scvi.settings.verbosity`` is INFO or lower (scvi-tools'
             default); ``scvi.settings.verbosity = logging.WARNING`` or ``False`` hides them.
+        **options
+            Any :class:`~scvi_networkvi.interpret.ImportanceSettings` field as a keyword (``targets=...``,
+            ``C=0.5``...): it replaces that field of ``settings``. Another keyword is a TypeError; a bad value raises
+            before the inference pass.
 
         Returns
         -------
@@ -126,34 +83,46 @@ class NetworkVIInterpretMixin:
         multiple testing across terms and raise ``null_sets`` for finer p-values), ``auroc_fit`` (in-sample,
         optimistic), ``n_cells_fit``, ``n_cells_heldout``, ``n_cases_heldout``.
         """
-        from scvi_networkvi.interpret import compute_importances
+        from scvi_networkvi.interpret import (
+            ImportanceSettings,
+            capture_activations,
+            categorical_labels,
+            probe_importances,
+            restrict_mask,
+            show_progress,
+            write_table,
+        )
 
+        settings = ImportanceSettings.merge(settings, options, function="get_importances")
         adata = self._validate_anndata(adata)
-        table = compute_importances(
+        labels = categorical_labels(adata, groupby)  # a bad groupby fails before the inference pass
+        cells_with = [self.role_of(name) for name in settings.cells_with or []]
+        progress = show_progress(progress_bar)
+        activations = capture_activations(
             self,
             adata,
-            groupby=groupby,
-            targets=targets,
-            reference=reference,
-            groups=groups,
-            restrict=restrict,
-            cells_with=cells_with,
+            indices,
             modalities=modalities,
-            node_types=node_types,
-            gene_groups=gene_groups,
-            indices=indices,
-            heldout_size=heldout_size,
-            C=C,
-            class_weight=class_weight,
-            min_cells=min_cells,
-            level=level,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            null_sets=null_sets,
-            save_path=save_path,
-            progress_bar=progress_bar,
+            genes=settings.needs_gene_activations,
+            batch_size=settings.batch_size,
+            progress=progress,
         )
+        selected = restrict_mask(adata, settings.restrict, activations.obs_names)
+        for name, role in zip(settings.cells_with or [], cells_with, strict=True):
+            if role not in activations.modalities:
+                raise ValueError(f"cells_with names {name!r}, whose activations were not captured.")
+            has = np.zeros(len(activations.obs_names), dtype=bool)
+            has[activations.modalities[role].cells] = True
+            selected &= has
+        feature_names = {
+            role: np.asarray(self.adata[acts.modality].var_names) for role, acts in activations.modalities.items()
+        }
+        table = probe_importances(
+            activations, labels, settings, feature_names=feature_names, selected=selected, progress=progress
+        )
+        table.attrs["networkvi"] = {"groupby": groupby, **table.attrs["networkvi"]}
+        if save_path is not None:
+            write_table(table, save_path)
         if key_added is not None:
             adata.uns[key_added] = table
         return table
@@ -164,26 +133,15 @@ class NetworkVIInterpretMixin:
         *,
         genes: Sequence[str] | Mapping[str, Sequence[str]],
         groupby: str,
+        settings: ImportanceSettings | None = None,
         perturb_modalities: Sequence[str] | None = None,
         modalities: str | Sequence[str] | None = None,
-        targets: Sequence[str] | None = None,
-        reference: str | Sequence[str] = "rest",
-        groups: Mapping[str, Sequence[str]] | None = None,
-        restrict: Mapping[str, Any] | None = None,
-        node_types: Sequence[str] = ("go_term",),
         indices: Sequence[int] | None = None,
         refit: bool = True,
-        heldout_size: float = 0.3,
-        C: float = 1.0,
-        class_weight: str | None = "balanced",
-        min_cells: int = 5,
-        level: float = 0.95,
-        seed: int | None = None,
-        batch_size: int = 256,
-        device: str | torch.device | None = None,
         key_added: str | None = "networkvi_perturbation",
         save_path: str | os.PathLike | None = None,
         progress_bar: bool | None = None,
+        **options: Any,
     ) -> pd.DataFrame:
         """In-silico perturbation: zero genes' features and report how each node's held-out AUROC changes.
 
@@ -197,12 +155,16 @@ class NetworkVIInterpretMixin:
         genes
             Gene ids or feature names (e.g. symbols): a list (each gene is one perturbation) or ``{name: [genes]}``
             (each entry one perturbation of several genes). A gene found in no perturbed modality is an error.
+        groupby, adata, indices
+            As in :meth:`get_importances`.
+        settings, **options
+            :class:`~scvi_networkvi.interpret.ImportanceSettings` and keywords replacing its fields, as in
+            :meth:`get_importances`, except ``cells_with``, ``gene_groups`` and ``null_sets`` (and ``node_types``
+            without gene groups).
         perturb_modalities
             Modalities whose features are zeroed (default: every modality measuring the gene).
         modalities
             Modalities whose nodes are probed (default: the perturbed GO-wired ones).
-        groupby, targets, reference, groups, restrict, node_types, indices, heldout_size, C, class_weight, min_cells, level, seed, batch_size, device
-            As in :meth:`get_importances` (``node_types`` without gene groups).
         refit
             Refit the probes on perturbed cells (default) or reuse the unperturbed ones.
         key_added, save_path
@@ -220,31 +182,27 @@ class NetworkVIInterpretMixin:
         ``auroc_fit_before`` / ``auroc_fit_after`` (in-sample AUROC on the fitting cells, optimistic: the number the
         original's perturbation compared).
         """
-        from scvi_networkvi.interpret import compute_perturbation, write_table
+        from scvi_networkvi.interpret import (
+            PERTURBATION_SETTINGS,
+            ImportanceSettings,
+            compute_perturbation,
+            write_table,
+        )
 
+        settings = ImportanceSettings.merge(
+            settings, options, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+        )
         adata = self._validate_anndata(adata)
         table = compute_perturbation(
             self,
             adata,
             genes=genes,
             groupby=groupby,
+            settings=settings,
             perturb_modalities=perturb_modalities,
             modalities=modalities,
-            targets=targets,
-            reference=reference,
-            groups=groups,
-            restrict=restrict,
-            node_types=node_types,
             indices=indices,
             refit=refit,
-            heldout_size=heldout_size,
-            C=C,
-            class_weight=class_weight,
-            min_cells=min_cells,
-            level=level,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
             progress_bar=progress_bar,
         )
         if save_path is not None:
@@ -275,8 +233,10 @@ class NetworkVIInterpretMixin:
 
         Parameters
         ----------
-        adata, indices, batch_size
-            Cells and minibatch size, as in :meth:`get_importances`.
+        adata, indices
+            Cells, as in :meth:`get_importances`.
+        batch_size
+            Cells per inference minibatch.
         groupby
             Optional label column: statistics per label besides the overall ones.
         modalities

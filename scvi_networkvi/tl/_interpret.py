@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from mudata import MuData
 
+from scvi_networkvi.interpret import PERTURBATION_SETTINGS, ImportanceSettings
+
 from ._utils import check_features, check_groupby, check_key, check_model, check_mudata, record, rollback
+
+#: The keywords that are :class:`~scvi_networkvi.interpret.ImportanceSettings` fields.
+SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(ImportanceSettings))
 
 
 def _prepare(mdata: MuData, model, groupby: str | None, key_added: str | None, modalities) -> None:
@@ -32,24 +38,28 @@ def _store(mdata: MuData, table: pd.DataFrame, key_added: str | None, section: s
     record(mdata, key_added, {"function": section, **params})
 
 
+def _settings(
+    settings: ImportanceSettings | None, kwargs: dict[str, Any], function: str, accepted: Collection[str]
+) -> ImportanceSettings:
+    """``settings`` with the keywords that are its fields applied (taken out of ``kwargs``); the rest go on."""
+    fields = {key: kwargs.pop(key) for key in list(kwargs) if key in SETTINGS_FIELDS}
+    return ImportanceSettings.merge(settings, fields, function=function, accepted=accepted)
+
+
 def importances(
     mdata: MuData,
     model,
     *,
     groupby: str,
-    targets: Sequence[str] | None = None,
-    reference: str | Sequence[str] = "rest",
-    groups: Mapping[str, Sequence[str]] | None = None,
+    settings: ImportanceSettings | None = None,
     modalities: str | Sequence[str] | None = None,
-    node_types: Sequence[str] = ("go_term",),
     key_added: str | None = "networkvi_importances",
-    seed: int | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Which GO terms (genes, gene groups) tell each ``groupby`` label apart: held-out AUROC of a probe per node.
 
-    A thin wrapper of :meth:`~scvi_networkvi.NETWORKVI.get_importances` (see there for the method and every
-    option) that checks its inputs before anything is computed or stored.
+    A thin wrapper of :meth:`~scvi_networkvi.NETWORKVI.get_importances` (see there for the method) that checks its
+    inputs before anything is computed or stored.
 
     Parameters
     ----------
@@ -59,20 +69,19 @@ def importances(
         A trained :class:`~scvi_networkvi.NETWORKVI`.
     groupby
         Label column (categorical, string or boolean) of ``mdata.obs``, or ``"mod:col"``.
-    targets, reference, groups
-        Which labels are tested against which (default: every label against the rest).
+    settings
+        The run's options, :class:`~scvi_networkvi.interpret.ImportanceSettings` (which labels are tested against
+        which, the nodes, the probes, the seed...). Default: its defaults, every label against the rest.
     modalities
         GO-wired modalities to probe (roles or MuData names; default all).
-    node_types
-        ``"go_term"``, ``"gene"``, ``"gene_group"``.
     key_added
         ``mdata.uns`` key of the table (``None``: return it only).
-    seed
-        Seed of the held-out split (default ``scvi.settings.seed``).
     **kwargs
-        Further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``heldout_size``, ``C``, ``restrict``, ``device``,
-        ``null_sets``, ``gene_groups``, ``save_path``, ``progress_bar``...). Progress bars are scvi-tools' own and
-        show by default; ``progress_bar=False`` or ``scvi.settings.verbosity = logging.WARNING`` hides them.
+        Any :class:`~scvi_networkvi.interpret.ImportanceSettings` field (``targets``, ``reference``, ``groups``,
+        ``node_types``, ``seed``, ``heldout_size``, ``C``, ``null_sets``...), replacing it in ``settings``, and the
+        further :meth:`~scvi_networkvi.NETWORKVI.get_importances` arguments (``indices``, ``save_path``,
+        ``progress_bar``). Progress bars are scvi-tools' own and show by default; ``progress_bar=False`` or
+        ``scvi.settings.verbosity = logging.WARNING`` hides them.
 
     Returns
     -------
@@ -80,23 +89,21 @@ def importances(
     ``auroc_low`` / ``auroc_high``, ``pval``, ``qval`` and ``rank``). Sets ``mdata.uns[key_added]`` (the table) and
     ``mdata.uns["networkvi"][key_added]["params"]``.
     """
+    settings = _settings(settings, kwargs, "importances", SETTINGS_FIELDS)
     _prepare(mdata, model, groupby, key_added, modalities)
     with rollback(mdata):
         table = model.get_importances(
-            mdata,
-            groupby=groupby,
-            targets=targets,
-            reference=reference,
-            groups=groups,
-            modalities=modalities,
-            node_types=node_types,
-            seed=seed,
-            key_added=None,
-            **kwargs,
+            mdata, groupby=groupby, settings=settings, modalities=modalities, key_added=None, **kwargs
         )
-    params = {"groupby": groupby, "targets": targets, "reference": reference, "groups": groups}
-    _store(mdata, table, key_added, "importances", {**params, "modalities": modalities, "node_types": node_types})
+    params = {"groupby": groupby, **_phenotype_params(settings)}
+    _store(
+        mdata, table, key_added, "importances", {**params, "modalities": modalities, "node_types": settings.node_types}
+    )
     return table
+
+
+def _phenotype_params(settings: ImportanceSettings) -> dict[str, Any]:
+    return {"targets": settings.targets, "reference": settings.reference, "groups": settings.groups}
 
 
 def perturb(
@@ -105,17 +112,15 @@ def perturb(
     *,
     genes: Sequence[str] | Mapping[str, Sequence[str]],
     groupby: str,
-    targets: Sequence[str] | None = None,
-    reference: str | Sequence[str] = "rest",
+    settings: ImportanceSettings | None = None,
     perturb_modalities: Sequence[str] | None = None,
     modalities: str | Sequence[str] | None = None,
     key_added: str | None = "networkvi_perturbation",
-    seed: int | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """In-silico knock-out: zero genes' features and report how each node's held-out AUROC changes.
 
-    A thin wrapper of :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances` (see there for every option).
+    A thin wrapper of :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances` (see there for the method).
 
     Parameters
     ----------
@@ -125,19 +130,21 @@ def perturb(
         A trained :class:`~scvi_networkvi.NETWORKVI`.
     genes
         Gene ids or feature names: a list (one perturbation per gene) or ``{name: [genes]}``.
-    groupby, targets, reference
-        The phenotypes, as in :func:`importances`.
+    groupby
+        The label column, as in :func:`importances`.
+    settings
+        :class:`~scvi_networkvi.interpret.ImportanceSettings` without ``cells_with``, ``gene_groups`` and
+        ``null_sets`` (default: its defaults).
     perturb_modalities
         Modalities whose features are zeroed (default: every modality measuring the gene).
     modalities
         Modalities whose nodes are probed (default: the perturbed GO-wired ones).
     key_added
         ``mdata.uns`` key of the table (``None``: return it only).
-    seed
-        Seed of the held-out split.
     **kwargs
-        Further :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances` arguments (``progress_bar=False``
-        hides the progress bars).
+        Those :class:`~scvi_networkvi.interpret.ImportanceSettings` fields (``targets``, ``reference``, ``seed``...),
+        replacing them in ``settings``, and the further :meth:`~scvi_networkvi.NETWORKVI.get_perturbation_importances`
+        arguments (``refit``, ``indices``, ``save_path``; ``progress_bar=False`` hides the progress bars).
 
     Returns
     -------
@@ -145,6 +152,7 @@ def perturb(
     its interval, ``pval``, ``qval``). Sets ``mdata.uns[key_added]`` and
     ``mdata.uns["networkvi"][key_added]["params"]``.
     """
+    settings = _settings(settings, kwargs, "perturb", PERTURBATION_SETTINGS)
     _prepare(mdata, model, groupby, key_added, modalities)
     if perturb_modalities is not None:
         for mod in [perturb_modalities] if isinstance(perturb_modalities, str) else list(perturb_modalities):
@@ -154,15 +162,13 @@ def perturb(
             mdata,
             genes=genes,
             groupby=groupby,
-            targets=targets,
-            reference=reference,
+            settings=settings,
             perturb_modalities=perturb_modalities,
             modalities=modalities,
-            seed=seed,
             key_added=None,
             **kwargs,
         )
-    params = {"genes": genes, "groupby": groupby, "targets": targets, "reference": reference}
+    params = {"genes": genes, "groupby": groupby, **_phenotype_params(settings)}
     _store(mdata, table, key_added, "perturb", {**params, "modalities": modalities})
     return table
 

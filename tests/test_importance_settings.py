@@ -1,0 +1,113 @@
+"""``ImportanceSettings``: the importance options held once; checks on construction, keyword overrides, unknown names.
+
+Model-free; the entry points' use of it (same table, overrides, errors before the inference pass) is tested in
+``test_interpret.py`` and ``test_tl.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from scvi_networkvi.interpret import PERTURBATION_SETTINGS, ImportanceSettings
+
+
+def test_defaults_are_the_entry_points_former_defaults():
+    settings = ImportanceSettings()
+    assert settings.reference == "rest" and settings.node_types == ("go_term",)
+    assert (settings.heldout_size, settings.C, settings.class_weight) == (0.3, 1.0, "balanced")
+    assert (settings.min_cells, settings.level, settings.seed) == (5, 0.95, None)
+    assert (settings.batch_size, settings.device, settings.null_sets) == (256, None, 0)
+    assert not settings.needs_gene_activations
+    assert ImportanceSettings(node_types=("gene",)).needs_gene_activations
+    assert ImportanceSettings(null_sets=3).needs_gene_activations
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ImportanceSettings().C = 2.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"node_types": ["pathway"]}, "node_types must be a non-empty subset"),
+        ({"node_types": []}, "node_types must be a non-empty subset"),
+        ({"node_types": "gene"}, "node_types must be a non-empty subset"),
+        ({"node_types": ["gene_group"]}, "need gene_groups"),
+        ({"gene_groups": {"g": ["A", "B"]}}, "needs 'gene_group' in node_types"),
+        ({"heldout_size": 1.0}, "heldout_size must be strictly between 0 and 1"),
+        ({"heldout_size": 0}, "heldout_size must be strictly between 0 and 1"),
+        ({"class_weight": "auto"}, "class_weight must be None or 'balanced'"),
+        ({"C": 0}, "C must be positive"),
+        ({"min_cells": 1}, "min_cells must be at least 2"),
+        ({"level": 95}, "level must be strictly between 0 and 1"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"null_sets": -1}, "null_sets must be a non-negative integer"),
+        ({"null_sets": True}, "null_sets must be a non-negative integer"),
+        ({"null_sets": 5, "node_types": ("gene",)}, "reference for GO terms"),
+        ({"device": "tpu9"}, "is not a torch device"),
+        ({"device": "mps"}, "need float64"),
+    ],
+)
+def test_bad_fields_fail_on_construction_naming_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ImportanceSettings(**fields)
+
+
+def test_replace_checks_again():
+    with pytest.raises(ValueError, match="C must be positive"):
+        dataclasses.replace(ImportanceSettings(), C=-1.0)
+
+
+def test_merge_keyword_overrides_a_field_and_keeps_the_others():
+    base = ImportanceSettings(C=0.5, targets=["B"], seed=3)
+    merged = ImportanceSettings.merge(base, {"C": 2.0}, function="get_importances")
+    assert (merged.C, merged.targets, merged.seed) == (2.0, ["B"], 3)
+    assert base.C == 0.5  # the caller's object is left as it was
+    assert ImportanceSettings.merge(base, {}, function="get_importances") is base
+    assert ImportanceSettings.merge(None, {}, function="get_importances") == ImportanceSettings()
+
+
+def test_merge_checks_the_overridden_value():
+    with pytest.raises(ValueError, match="min_cells must be at least 2"):
+        ImportanceSettings.merge(ImportanceSettings(), {"min_cells": 0}, function="get_importances")
+
+
+def test_unknown_keyword_is_a_type_error_naming_it_and_the_valid_names():
+    with pytest.raises(TypeError, match=r"get_importances\(\) got unexpected keyword argument\(s\) 'heldout'") as err:
+        ImportanceSettings.merge(None, {"heldout": 0.2, "C": 2.0}, function="get_importances")
+    assert "heldout_size" in str(err.value) and "null_sets" in str(err.value)
+
+
+def test_settings_of_another_type_are_refused():
+    with pytest.raises(TypeError, match="settings must be an ImportanceSettings, got dict"):
+        ImportanceSettings.merge({"C": 2.0}, {}, function="get_importances")  # type: ignore[arg-type]
+
+
+def test_perturbation_accepts_only_its_fields():
+    assert {"cells_with", "gene_groups", "null_sets"}.isdisjoint(PERTURBATION_SETTINGS)
+    assert {"targets", "C", "seed", "device", "batch_size"} <= PERTURBATION_SETTINGS
+    with pytest.raises(TypeError, match="'null_sets'") as err:
+        ImportanceSettings.merge(
+            None, {"null_sets": 3}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+        )
+    assert "cells_with" not in str(err.value).split(":", 1)[1]
+    with pytest.raises(ValueError, match=r"does not use the settings \['null_sets'\]"):
+        ImportanceSettings.merge(
+            ImportanceSettings(null_sets=3), {}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+        )
+    kept = ImportanceSettings.merge(
+        ImportanceSettings(C=3.0), {"seed": 1}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+    )
+    assert (kept.C, kept.seed) == (3.0, 1)
+
+
+def test_run_seed_falls_back_to_scvi_settings(monkeypatch):
+    import scvi
+
+    monkeypatch.setattr(scvi.settings, "seed", 7)
+    assert ImportanceSettings().run_seed() == 7
+    assert ImportanceSettings(seed=2).run_seed() == 2
