@@ -143,9 +143,9 @@ def test_train_makes_setup_mudatas_checks_before_reading_gene_ids(kwargs, messag
     assert sorted(mdata.uns) == uns and list(mdata.obs.columns) == obs
 
 
-@pytest.mark.parametrize("subpackage", ["interpret", "pl"])
+@pytest.mark.parametrize("subpackage", ["interpret", "tl", "pl"])
 def test_no_private_attribute_of_the_model_is_used_above_it(subpackage):
-    """``interpret`` and ``pl`` use the model's public surface only (``model.role_of``, ``validate_mudata``...)."""
+    """``interpret``, ``tl`` and ``pl`` use the model's public surface only (``model.role_of``, ``summary_string``...)."""
     offences = []
     for path in sorted((ROOT / subpackage).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):

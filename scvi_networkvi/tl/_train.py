@@ -307,7 +307,7 @@ def train(
         model = NETWORKVI(
             mdata, go=go, annotations=annotations, interactions=interactions, encoder=encoder, **model_kwargs
         )
-        logger.info("Training %s", model._model_summary_string.splitlines()[0])
+        logger.info("Training %s", model.summary_string.splitlines()[0])
         if "rna_layer" in mods:
             advice = gene_count_advice(mdata[mods["rna_layer"]].n_vars, encoder)
             if advice is not None:
