@@ -10,7 +10,8 @@ Every change is a keyword of ``NETWORKVI`` or of its ``train`` (see ``CHANGES``)
 the GO encoder with the tutorial resources of ``integration.py``) is chosen with ``--encoder``. The name ``base``
 is the encoder with the settings of the checkout being measured (``--base-settings legacy`` pins the settings of
 the release before this ablation, ``2026-12-04`` those of the first round of fixes, ``2026-12-05`` those of the
-second, per dataset, so that a walk can be re-run after the defaults change).
+second, per dataset, ``2026-12-05b`` those of the third, per dataset and encoder, so that a walk can be re-run after
+the defaults change).
 
 Rows (one per dataset, encoder, variant, seed) are appended to the CSV at once (default
 ``benchmarks/results/integration_ablation.csv``; runs already there are skipped); ``--summarize`` writes the
@@ -105,8 +106,15 @@ DEC05 = {
     "cite": ({"batch_centered_input": "all", "dropout_rate": 0.0}, {"adversarial_scale": 1.0}, {}),
     "multiome": ({"batch_centered_input": (), "dropout_rate": 0.1}, {"adversarial_scale": "auto"}, {}),
 }
-#: Settings by name; a name maps to one (model, train, plan) triple or to one triple per dataset.
-PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05}
+#: The defaults of 2026-12-05b (third round): no dropout for two or more modalities; on paired RNA + ATAC the GO
+#: encoder also centres every input and keeps the adversary at weight 1, the dense encoder neither.
+DEC05B = {
+    "cite": DEC05["cite"],
+    "multiome/go": ({"batch_centered_input": "all", "dropout_rate": 0.0}, {"adversarial_scale": 1.0}, {}),
+    "multiome/dense": ({"batch_centered_input": (), "dropout_rate": 0.0}, {"adversarial_scale": "auto"}, {}),
+}
+#: Settings by name; a name maps to one (model, train, plan) triple, or to one per dataset or "dataset/encoder".
+PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05, "2026-12-05b": DEC05B}
 
 KEY = ("dataset", "encoder", "base_settings", "variant", "seed", "epochs", "n_cells")
 COLUMNS = (
@@ -125,10 +133,14 @@ COLUMNS = (
 )
 
 
-def settings(variant: str, n_cells: int, base_settings: str, dataset: str = "cite") -> tuple[dict, dict, dict]:
+def settings(
+    variant: str, n_cells: int, base_settings: str, dataset: str = "cite", encoder: str = "go"
+) -> tuple[dict, dict, dict]:
     """Model, train and plan keyword arguments of a variant (changes applied left to right)."""
     pinned = ({}, {}, {}) if base_settings == "current" else PINNED[base_settings]
-    model, train, plan = tuple(dict(d) for d in (pinned[dataset] if isinstance(pinned, dict) else pinned))
+    if isinstance(pinned, dict):
+        pinned = pinned.get(f"{dataset}/{encoder}") or pinned[dataset]
+    model, train, plan = tuple(dict(d) for d in pinned)
     for name in variant.split("+"):
         if name not in CHANGES:
             raise SystemExit(f"unknown change {name!r} in variant {variant!r}; changes: {', '.join(CHANGES)}")
@@ -156,7 +168,7 @@ def fit_variant(dataset: str, encoder: str, variant: str, mdata, epochs: int, ba
             train["lr"] = bench.MULTIVI_LR
         trained.train(max_epochs=epochs, **train)
     else:
-        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings, dataset)
+        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings, dataset, encoder)
         model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
         resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
         resources.update({k: model_kwargs.pop(k) for k in RESOURCE_KEYS if k in model_kwargs})

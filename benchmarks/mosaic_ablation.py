@@ -44,9 +44,15 @@ REFERENCES = ("multivi",)
 #: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
 CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "base": ({}, {}, {}),
-    # the defaults before this ablation (2026-12-04): mixing by the rule for paired data (poe with proteins), and
-    # scvi-tools' fading adversary; the single changes below were measured on top of it ("legacy+mean")
-    "legacy": ({"modality_mixing": None}, {"adversarial_scale": "auto"}, {}),
+    # the defaults before this ablation (2026-12-04): mixing by the rule for paired data (poe with proteins), the
+    # protein input centred, dropout 0.1, scvi-tools' fading adversary; the single changes below were measured on top
+    # of it ("legacy+mean"). "legacy+adv1" is the mosaic default of 2026-12-05, "legacy+adv1+center-all+no-dropout"
+    # the one since 2026-12-05b (third round).
+    "legacy": (
+        {"modality_mixing": None, "batch_centered_input": ("protein",), "dropout_rate": 0.1},
+        {"adversarial_scale": "auto"},
+        {},
+    ),
     # MULTIVI's modality mixing: equal weights over the modalities a cell has (NETWORKVI's default with proteins: poe)
     "mean": ({"modality_mixing": "mean"}, {}, {}),
     "poe": ({"modality_mixing": "poe"}, {}, {}),
@@ -56,10 +62,12 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # MULTIVI adds its modality penalty at full weight from the first step
     "pen-full": ({"modality_penalty_warmup": False}, {}, {}),
     "no-penalty": ({"modality_penalty": None}, {}, {}),
-    # every encoder's input centred within the cell's dataset (the default centres the protein one only)
+    # every encoder's input centred within the cell's dataset (the default with proteins since 2026-12-05b)
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-rna": ({"batch_centered_input": ("rna", "protein")}, {}, {}),
     "center-prot": ({"batch_centered_input": ("protein",)}, {}, {}),
+    # the encoders without dropout (the default for two or more modalities since 2026-12-05b)
+    "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),
     # the batch classifier also reads each modality's own posterior mean
     "adv-mod": ({}, {}, {"adversarial_modalities": True}),

@@ -46,6 +46,11 @@ def test_pinned_settings_per_dataset_and_resource_changes(ablation):
     assert (
         multiome[0] == {"batch_centered_input": (), "dropout_rate": 0.0} and multiome[1]["adversarial_scale"] == "auto"
     )
+    go = ablation.settings("base", 4000, "2026-12-05b", "multiome", "go")
+    dense = ablation.settings("base", 4000, "2026-12-05b", "multiome", "dense")
+    assert go[0]["batch_centered_input"] == "all" and go[1]["adversarial_scale"] == 1.0
+    assert dense[0] == {"batch_centered_input": (), "dropout_rate": 0.0} and dense[1]["adversarial_scale"] == "auto"
+    assert ablation.settings("base", 4000, "2026-12-05b", "cite", "dense") == cite  # per dataset where encoders agree
     model, _, _ = ablation.settings("sizes-default+annotations-default", 4000, "current")
     assert model == {"gene_size": 4, "go_size": 6, "go": None, "annotations": None}
     assert set(ablation.RESOURCE_KEYS) >= {"go", "annotations"}

@@ -1,5 +1,6 @@
-"""Defaults by data type: mosaics and CITE-seq keep a steady adversary, paired CITE-seq centres every input and
-trains without dropout, equal-weight mixing on mosaics on request.
+"""Defaults by data type: mosaics and CITE-seq keep a steady adversary and centre every input, and so does the GO
+encoder on paired multiome; every model of two or more modalities trains without dropout; one modality keeps dropout
+and the fading adversary; equal-weight mixing on mosaics on request.
 
 On the real CITE-seq and multiome subsets of tests/data, combined into a CITE-seq + multiome mosaic as in
 ``benchmarks/mosaic.py --cross``.
@@ -17,6 +18,7 @@ import scvi
 import torch
 
 import scvi_networkvi as nvi
+from scvi_networkvi.model._defaults import data_type_defaults
 from scvi_networkvi.model._networkvi import _adversarial_scale
 
 DATA = Path(__file__).parent / "data"
@@ -127,21 +129,71 @@ def _shifted(model) -> set[str]:
     return {name.removeprefix("input_shift_") for name, _ in model.module.named_buffers() if "input_shift_" in name}
 
 
-def test_paired_cite_seq_centres_every_input_and_trains_without_dropout(cite):
-    model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense")
-    assert _shifted(model) == {"rna", "protein"}
+@pytest.mark.parametrize("which", ["cite", "mosaic"])
+def test_data_with_proteins_centre_every_input_and_train_without_dropout(cite, multiome, which):
+    mdata = paired(cite, CITE_MODS) if which == "cite" else mosaic(cite, multiome)
+    model = nvi.NETWORKVI(mdata, encoder="dense")
+    assert _shifted(model) == set(model.modality_roles)
     assert all(m.p == 0.0 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
     params = model.init_params_["non_kwargs"]
     assert params["batch_centered_input"] == "all" and params["dropout_rate"] == 0.0  # saved resolved
 
 
-@pytest.mark.parametrize("which", ["mosaic", "multiome"])
-def test_other_data_keep_dropout_and_centre_only_proteins(cite, multiome, which):
-    mdata = mosaic(cite, multiome) if which == "mosaic" else paired(multiome, MULTIOME_MODS)
-    model = nvi.NETWORKVI(mdata, encoder="dense")
-    assert _shifted(model) == ({"protein"} if which == "mosaic" else set())
-    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.1
+def test_paired_multiome_trains_without_dropout_on_uncentred_inputs(multiome):
+    model = nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), encoder="dense")
+    assert _shifted(model) == set()
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.0
+    assert all(m.p == 0.0 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adversary(multiome):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), gene_size=2, go_size=2, **resources)
+    assert _shifted(model) == {"rna", "atac"}
+    assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.0
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == 1.0
+
+
+@pytest.mark.parametrize(
+    ("roles", "mosaic_data", "encoder", "expected"),
+    [
+        (["rna"], False, "go", (0.1, (), False)),
+        (["rna", "protein"], False, "dense", (0.0, "all", True)),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True)),
+        (["rna", "atac"], False, "go", (0.0, "all", True)),
+        (["rna", "atac"], False, "dense", (0.0, (), False)),
+        (["rna", "atac"], True, "go", (0.0, (), True)),
+    ],
+)
+def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
+    rule = data_type_defaults(roles, mosaic_data, encoder)
+    assert (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary) == expected
+
+
+def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
+    rna = md.MuData({"rna": multiome["rna"].copy()})
+    nvi.NETWORKVI.setup_mudata(rna, batch_key="batch", modalities={"rna_layer": "rna", "batch_key": "rna"})
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(rna, encoder="dense")
+    assert _shifted(model) == set() and model.init_params_["non_kwargs"]["dropout_rate"] == 0.1
     assert any(m.p == 0.1 for m in model.module.encoders.modules() if isinstance(m, torch.nn.Dropout))
+    model.train(**TRAIN)
+    assert model.trainer.lightning_module.scale_adversarial_loss == "auto"
+
+
+def test_a_mosaic_model_saved_with_the_previous_defaults_loads_with_them(cite, multiome, tmp_path):
+    mdata = mosaic(cite, multiome)
+    scvi.settings.seed = 0
+    # what the defaults of 2026-12-05 resolved to on a mosaic with proteins
+    model = nvi.NETWORKVI(mdata, encoder="dense", dropout_rate=0.1, batch_centered_input=("protein",))
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    assert _shifted(loaded) == {"protein"} and loaded.init_params_["non_kwargs"]["dropout_rate"] == 0.1
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
 
 
 def test_explicit_settings_win_over_the_paired_cite_seq_defaults(cite):

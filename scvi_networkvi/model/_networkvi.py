@@ -27,6 +27,7 @@ from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_sourc
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
+from ._defaults import DataTypeDefaults, data_type_defaults
 from ._finite_loss import FiniteLossCheck
 from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
@@ -147,9 +148,8 @@ class NETWORKVI(
         the default learning rate. The statistics are saved with the model; a query model keeps the reference's.
         ``False``: the raw values, as scvi-tools' models and the original use them.
     dropout_rate
-        Dropout in the encoders. ``None``: 0 on paired data with a protein modality (every cell has every
-        modality), else 0.1; measured per data type (results page, integration ablation). The resolved value is
-        what the model saves.
+        Dropout in the encoders. ``None``: 0 with two or more modalities (paired or mosaic), 0.1 with one; measured
+        per data type (results page, integration and mosaic ablations). The resolved value is what the model saves.
     activation, linear_path
         Encoder settings.
     covariate_attention
@@ -170,14 +170,15 @@ class NETWORKVI(
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
         with more than 10 proteins (totalVI's rule). ``False``: a random start (the original's).
     batch_centered_input
-        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``; ``None``: ``"all"`` on paired data with
-        a protein modality, ``"protein"`` on mosaics with one, else none) whose encoder reads its ``log1p`` counts
+        Modality roles (``"protein"``, ``"rna"``, ``"atac"``, or ``"all"``) whose encoder reads its ``log1p`` counts
         minus their mean within the cell's batch (means over the cells the model is built on, saved with it; a query
         model keeps the reference's for known batches and centres a new batch by its own). The decoders still model
-        the raw counts. Protein panels carry strong per-batch offsets (ambient antibody, staining), which an encoder
-        that reads raw counts passes into the latent, where neither the batch-aware decoders nor the adversary remove
-        them; ``()``: uncentred inputs, as in the original. A model saved before this option existed loads with
-        uncentred inputs, as it was trained.
+        the raw counts. ``None``: ``"all"`` on data with a protein modality (paired or mosaic) and for the GO encoder
+        on paired RNA + ATAC, else none. Protein panels carry strong per-batch offsets (ambient antibody, staining),
+        which an encoder that reads raw counts passes into the latent, where neither the batch-aware decoders nor the
+        adversary remove them; the dense encoder on RNA + ATAC lost bio conservation with centred inputs instead
+        (results page). ``()``: uncentred inputs, as in the original. A model saved before this option existed loads
+        with uncentred inputs, as it was trained.
     region_factors
         Learn per-region accessibility factors.
     """
@@ -259,13 +260,12 @@ class NETWORKVI(
             modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
             modality_mixing = "poe" if "protein" in roles else "mean"
-        # Paired CITE-seq: centring every input and no dropout integrated best (results page, integration ablation);
-        # resolved here so that the model saves (and a query model reuses) the values it was trained with.
-        paired_protein = "protein" in roles and not self.is_mosaic
+        # Resolved here (rules in _defaults.py) so that the model saves, and a query model reuses, what it trained with.
+        defaults = data_type_defaults(roles, self.is_mosaic, encoder)
         if dropout_rate is None:
-            dropout_rate = 0.0 if paired_protein else 0.1
+            dropout_rate = defaults.dropout_rate
         if batch_centered_input is None:
-            batch_centered_input = "all" if paired_protein else tuple(r for r in roles if r == "protein")
+            batch_centered_input = defaults.batch_centered_input
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
@@ -408,6 +408,11 @@ class NETWORKVI(
     def is_mosaic(self) -> bool:
         """Whether the registered cells differ in the modalities they have (some cell lacks a registered one)."""
         return not bool(np.asarray(self.adata_manager.get_from_registry(MASK_KEY)).all())
+
+    def _data_type_defaults(self) -> DataTypeDefaults:
+        """What ``None`` resolves to for this model's data and encoder (see ``_defaults.py``)."""
+        encoder = self.init_params_["non_kwargs"].get("encoder", "go")
+        return data_type_defaults(self.modality_roles, self.is_mosaic, encoder)
 
     @property
     def modality_roles(self) -> list[str]:
@@ -765,12 +770,12 @@ class NETWORKVI(
         adversarial_scale
             Weight of the fooling term in the loss. ``"auto"``: scvi-tools' ``1 - KL weight``, which fades out with the
             KL warm-up (to 0 after ``n_epochs_kl_warmup`` epochs). A number: that weight throughout (MULTIVI trains
-            with 1). ``None``: 1 on mosaic data (cells differ in the modalities they have) and on data with a protein
-            modality, else ``"auto"`` (the default until 2026-12 for all data). In a mosaic the batch is typically
-            the dataset, which also decides which modalities a cell has, and a fading adversary left the datasets
-            apart (CITE-seq + multiome mosaic, 3 seeds: dataset mixing 0.15 -> 0.22 with the dense encoder, 0.09 ->
-            0.13 with the GO encoder, better on every seed, label transfer as before); on CITE-seq the full weight
-            corrected the batch better (results page: mosaic and integration ablations).
+            with 1). ``None``: 1 on mosaic data (cells differ in the modalities they have), on data with a protein
+            modality and for the GO encoder on paired RNA + ATAC, else ``"auto"`` (the default until 2026-12 for all
+            data). In a mosaic the batch is typically the dataset, which also decides which modalities a cell has,
+            and a fading adversary left the datasets apart; on CITE-seq the full weight corrected the batch better,
+            while the dense encoder on paired RNA + ATAC lost bio conservation with it (results page: mosaic and
+            integration ablations).
         n_epochs_kl_warmup, n_steps_kl_warmup
             Linear KL warm-up.
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
@@ -800,7 +805,7 @@ class NETWORKVI(
             "n_steps_kl_warmup": n_steps_kl_warmup,
             "adversarial_classifier": use_adversarial,
             "scale_adversarial_loss": _adversarial_scale(
-                adversarial_scale, self.is_mosaic or "protein" in self.modality_roles
+                adversarial_scale, self._data_type_defaults().full_weight_adversary
             ),
         }
         plan.update(plan_kwargs or {})
