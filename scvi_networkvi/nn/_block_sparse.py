@@ -444,8 +444,3 @@ class BlockSparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_in={self.n_in}, n_out={self.n_out}, connections={self.n_connections}, dense={self.dense}"
-
-
-def block_density(n_connections: int, n_in_blocks: int, n_out_blocks: int) -> float:
-    """Connected block pairs over all block pairs (the original's "block structure density")."""
-    return n_connections / max(1, n_in_blocks * n_out_blocks)
