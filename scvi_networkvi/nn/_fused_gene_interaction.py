@@ -20,7 +20,7 @@ threads they are split into chunks that torch's own OpenMP team computes (:mod:`
 same for every thread count.
 
 Written by hand because no torch operation fuses these steps on CPU (``torch.compile`` was tried and was slower, see
-benchmarks/README.md); numba is already installed with scanpy and scvi-tools. :meth:`GeneLayer.forward_t_with
+benchmarks/HISTORY.md); numba is already installed with scanpy and scvi-tools. :meth:`GeneLayer.forward_t_with
 <scvi_networkvi.nn.GeneLayer.forward_t_with>` decides when the kernel applies and otherwise leaves the work to the torch
 layers (GPU tensors, other activations, inputs that need a gradient).
 """
