@@ -166,6 +166,18 @@ def test_settings_object_gives_the_keyword_table(model, importances):
     pd.testing.assert_frame_equal(table, importances)
 
 
+def test_probe_importances_works_from_activations_alone(model, importances):
+    activations = capture_activations(model, model.adata)
+    labels = categorical_labels(model.adata, "cell_type")
+    names = {role: np.asarray(model.adata[acts.modality].var_names) for role, acts in activations.modalities.items()}
+    table = nvi.interpret.probe_importances(activations, labels, ImportanceSettings(seed=0), feature_names=names)
+    pd.testing.assert_frame_equal(table, importances)  # the model-free half gives the method's table
+    with pytest.raises(ValueError, match="No cell is left"):
+        nvi.interpret.probe_importances(
+            activations, labels, feature_names=names, selected=np.zeros(len(activations.obs_names), dtype=bool)
+        )
+
+
 def test_keyword_overrides_a_field_of_settings(model):
     types = list(model.adata.obs["cell_type"].cat.categories)
     settings = ImportanceSettings(targets=types[:1], seed=0, C=0.5)
