@@ -71,6 +71,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     # the package's own sizes instead of the benchmark's tutorial ones (gene_size=5, go_size=2)
     "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
+    # the GO encoder's own structure: wider UNKNOWN nodes (the path of the genes without annotation), wider GO terms
+    "unknown64": ({"unknown_size": 64}, {}, {}),
+    "term12": ({"go_size": 12}, {}, {}),
     # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
     # (the interaction table stays the benchmark's); RESOURCE_KEYS go to nvi.tl.train as resources, not model kwargs
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
