@@ -74,6 +74,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the GO encoder's own structure: wider UNKNOWN nodes (the path of the genes without annotation), wider GO terms
     "unknown64": ({"unknown_size": 64}, {}, {}),
     "term12": ({"go_size": 12}, {}, {}),
+    "head-levels": ({"head_input": "levels"}, {}, {}),
     # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
     # (the interaction table stays the benchmark's); RESOURCE_KEYS go to nvi.tl.train as resources, not model kwargs
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),

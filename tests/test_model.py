@@ -183,6 +183,21 @@ def test_unknown_chain_width_is_a_model_setting():
         nvi.NETWORKVI(mdata, unknown_size=0, **GO_KW)
 
 
+def test_heads_reading_every_go_level_train_save_and_load(tmp_path):
+    mdata = read(CITE)
+    model = train(mdata, CITE_MODS, epochs=1, head_input="levels")
+    encoder = model.module.encoders["rna"]
+    levels = sum(b - a for a, b in encoder.go_network.level_slices)
+    assert encoder.mean_encoder.in_features == levels > model.wirings_["rna"].term_size[-1]
+    latent = model.get_latent_representation()
+    model.save(tmp_path / "model", save_anndata=False)
+    loaded = nvi.NETWORKVI.load(tmp_path / "model", adata=mdata)
+    assert loaded.init_params_["non_kwargs"]["head_input"] == "levels"
+    np.testing.assert_allclose(loaded.get_latent_representation(), latent, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="head_input"):
+        nvi.NETWORKVI(mdata, head_input="all", **GO_KW)
+
+
 @pytest.mark.parametrize("warmup", [True, False])
 def test_modality_penalty_follows_the_kl_warmup(warmup):
     mdata = read(CITE)

@@ -604,6 +604,28 @@ def test_go_network_normalises_every_level_or_none(wiring):
         GONetwork(wiring, inputs, wiring.gene_term, norm="layer")
 
 
+def test_wired_encoder_heads_read_every_level_with_head_input_levels(wiring):
+    root = WiredEncoder(wiring, n_latent=3, head_input="root")
+    levels = WiredEncoder(wiring, n_latent=3, head_input="levels")
+    widths = [b - a for a, b in levels.go_network.level_slices]
+    assert root.mean_encoder.in_features == widths[-1] == wiring.term_size[-1]
+    assert levels.mean_encoder.in_features == levels.var_encoder.in_features == sum(widths) > widths[-1]
+    # With every level above the deepest cut to zero, only heads that read the levels still depend on the input.
+    x = torch.rand(5, wiring.n_features) * 5
+    assert levels.hidden(x).shape == (5, sum(widths))
+    for encoder in (root, levels):
+        encoder.eval()
+        with torch.no_grad():
+            for level in encoder.go_network.levels[1:]:
+                for p in level.parameters():
+                    p.zero_()
+    x.requires_grad_(True)
+    assert torch.autograd.grad(root(x)[0].sum(), x, allow_unused=True)[0].abs().sum() == 0
+    assert torch.autograd.grad(levels(x)[0].sum(), x)[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="head_input must be 'root' or 'levels'"):
+        WiredEncoder(wiring, n_latent=3, head_input="all")
+
+
 @pytest.mark.parametrize("kwargs", [{"n_neurons": 0}, {"n_neurons": 3, "momentum": 1.5}, {"n_neurons": 3, "eps": 0.0}])
 def test_level_batch_norm_rejects_invalid_settings(kwargs):
     with pytest.raises(ValueError, match="LevelBatchNorm needs"):

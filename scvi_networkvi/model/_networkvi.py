@@ -163,6 +163,11 @@ class NETWORKVI(
         modalities collapse: a GO term sums many non-negative gene activations, the top node becomes a function of
         the cell's total signal alone and the posterior falls back to the prior (measured on the tutorial multiome
         data: results page).
+    head_input
+        What the GO encoder's posterior heads read: ``"root"``, the top node's ``n_hidden`` neurons (the original),
+        or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
+        directly rather than only through the narrower levels above it. The latent stays a function of GO-term
+        activations either way.
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     empirical_protein_background_prior
@@ -223,6 +228,7 @@ class NETWORKVI(
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: Literal["batch", "none"] = "batch",
+        head_input: Literal["root", "levels"] = "root",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         empirical_protein_background_prior: bool | None = False,
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
@@ -244,6 +250,7 @@ class NETWORKVI(
         _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
         _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
         _check_choice("go_norm", go_norm, ("batch", "none"))
+        _check_choice("head_input", head_input, ("root", "levels"))
         if covariate_attention != "none" and not encode_covariates:
             raise ValueError(
                 f"covariate_attention={covariate_attention!r} attends over the encoders' covariates: set "
@@ -342,6 +349,7 @@ class NETWORKVI(
             linear_path=linear_path,
             covariate_attention=covariate_attention,
             go_norm=go_norm,
+            head_input=head_input,
             protein_dispersion=protein_dispersion,
             **self._protein_background_init(empirical_protein_background_prior),
             input_shifts={role: self._batch_means(role) for role in _centered_roles(batch_centered_input, roles)},

@@ -71,7 +71,7 @@ class NetworkVAE(BaseModuleClass):
         Whether encoders see the batch and extra covariates.
     deeply_inject_covariates
         Covariates at every decoder layer.
-    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention, go_norm
+    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention, go_norm, head_input
         GO-encoder settings, see :class:`~scvi_networkvi.nn.WiredEncoder`.
     protein_dispersion
         ``protein`` or ``protein-batch``.
@@ -121,6 +121,7 @@ class NetworkVAE(BaseModuleClass):
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: Literal["batch", "none"] = "batch",
+        head_input: Literal["root", "levels"] = "root",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         protein_background_prior: bool = True,
         protein_background_prior_mean: Any = None,
@@ -185,6 +186,7 @@ class NetworkVAE(BaseModuleClass):
                     inject_covariates=encode_covariates,
                     covariate_attention=covariate_attention,
                     go_norm=go_norm,
+                    head_input=head_input,
                 )
             else:
                 self.encoders[m] = Encoder(

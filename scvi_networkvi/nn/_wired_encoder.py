@@ -523,8 +523,13 @@ class GONetwork(nn.Module):
         """Activations of the top node (``n, root_size``) from the input-node activations ``h``."""
         return self.forward_t(h.t()).t().contiguous()
 
-    def forward_t(self, ht: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
-        """Feature-major :meth:`forward`: ``(n_inputs, n)`` -> ``(root_size, n)``; ``covariates`` feed attention."""
+    def forward_t(
+        self, ht: torch.Tensor, covariates: torch.Tensor | None = None, all_levels: bool = False
+    ) -> torch.Tensor:
+        """Feature-major :meth:`forward`: ``(n_inputs, n)`` -> ``(root_size, n)``; ``covariates`` feed attention.
+
+        ``all_levels``: return every level's output stacked (``(n_level_neurons, n)``, deepest first, root last).
+        """
         # Each level reads [inputs | all deeper terms] as row blocks: the wide input rows are never copied.
         state = [ht]
         for i, level in enumerate(self.levels):
@@ -534,7 +539,12 @@ class GONetwork(nn.Module):
             if self.norms:
                 out = self.norms[i](out)
             state.append(self.level_taps[i](out))
-        return state[-1]
+        return torch.cat(state[1:], 0) if all_levels else state[-1]
+
+    @property
+    def n_level_neurons(self) -> int:
+        """Neurons of all levels together, root included (the width of ``forward_t(..., all_levels=True)``)."""
+        return sum(stop - start for start, stop in self.level_slices)
 
 
 class WiredEncoder(nn.Module):
@@ -564,6 +574,10 @@ class WiredEncoder(nn.Module):
         ``last_layer_inject_covariates``); otherwise LayerNorm + activation.
     go_norm
         Normalisation after each GO level, see :class:`GONetwork`.
+    head_input
+        What the posterior heads read: ``"root"``, the top node's neurons (the original), or ``"levels"``, the
+        neurons of every GO level, root included, so that each term also reaches the latent without passing the
+        narrower levels above it. Either way the latent is a function of GO-term activations only.
     var_eps
         Floor added to the posterior variance.
     """
@@ -583,9 +597,13 @@ class WiredEncoder(nn.Module):
         inject_covariates: bool = False,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: GONorm = "batch",
+        head_input: Literal["root", "levels"] = "root",
         var_eps: float = 1e-4,
     ):
         super().__init__()
+        if head_input not in ("root", "levels"):
+            raise ValueError(f"head_input must be 'root' or 'levels', got {head_input!r}.")
+        self.head_input = head_input
         if covariate_attention not in ("none", "genes", "go", "all"):
             raise ValueError(
                 f"covariate_attention must be 'none', 'genes', 'go' or 'all', got {covariate_attention!r}."
@@ -630,7 +648,7 @@ class WiredEncoder(nn.Module):
         self.gene_tap = nn.Identity() if self.gene_layer is not None else None
         #: run the gene layer and the first interaction layer as one CPU kernel where it applies (see GeneLayer)
         self.fuse_gene_layers = True
-        n_hidden = self.go_network.n_output
+        n_hidden = self.go_network.n_output if head_input == "root" else self.go_network.n_level_neurons
         self.inject_covariates = inject_covariates
         if inject_covariates:
             self.covariate_layer = FCLayers(
@@ -672,7 +690,7 @@ class WiredEncoder(nn.Module):
             h = layer.forward_t(h)
         if self.gene_tap is not None:
             h = self.gene_tap(h)
-        h = self.go_network.forward_t(h, u).t()
+        h = self.go_network.forward_t(h, u, all_levels=self.head_input == "levels").t()
         if self.inject_covariates:
             return self.covariate_layer(h, *cat_list, cont=cont)
         return self.activation(self.norm(h))
