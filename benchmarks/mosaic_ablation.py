@@ -71,6 +71,10 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "encode-cov": ({"encode_covariates": True}, {}, {}),
     # the batch classifier also reads each modality's own posterior mean
     "adv-mod": ({}, {}, {"adversarial_modalities": True}),
+    # the GO encoder at the package's own sizes (what nvi.tl.train gives) instead of the tutorial's gene_size=5, go_size=2
+    "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
+    # the GO encoder's posterior heads read every GO level, not only the root
+    "head-levels": ({"head_input": "levels"}, {}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
