@@ -113,12 +113,23 @@ DEC05 = {
 #: The defaults of 2026-12-05b (third round): no dropout for two or more modalities; on paired RNA + ATAC the GO
 #: encoder also centres every input and keeps the adversary at weight 1, the dense encoder neither.
 DEC05B = {
-    "cite": DEC05["cite"],
-    "multiome/go": ({"batch_centered_input": "all", "dropout_rate": 0.0}, {"adversarial_scale": 1.0}, {}),
+    "cite": ({**DEC05["cite"][0], "head_input": "root"}, *DEC05["cite"][1:]),
+    "multiome/go": (
+        {"batch_centered_input": "all", "dropout_rate": 0.0, "head_input": "root"},
+        {"adversarial_scale": 1.0},
+        {},
+    ),
     "multiome/dense": ({"batch_centered_input": (), "dropout_rate": 0.0}, {"adversarial_scale": "auto"}, {}),
 }
+#: The defaults of 2026-12-05c: those of 2026-12-05b, and the GO encoder's posterior heads read every GO level on
+#: paired data (``head_input="levels"``).
+DEC05C = {
+    "cite": ({**DEC05B["cite"][0], "head_input": "levels"}, *DEC05B["cite"][1:]),
+    "multiome/go": ({**DEC05B["multiome/go"][0], "head_input": "levels"}, *DEC05B["multiome/go"][1:]),
+    "multiome/dense": DEC05B["multiome/dense"],
+}
 #: Settings by name; a name maps to one (model, train, plan) triple, or to one per dataset or "dataset/encoder".
-PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05, "2026-12-05b": DEC05B}
+PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05, "2026-12-05b": DEC05B, "2026-12-05c": DEC05C}
 
 KEY = ("dataset", "encoder", "base_settings", "variant", "seed", "epochs", "n_cells")
 COLUMNS = (

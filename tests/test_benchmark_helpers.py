@@ -50,7 +50,12 @@ def test_pinned_settings_per_dataset_and_resource_changes(ablation):
     dense = ablation.settings("base", 4000, "2026-12-05b", "multiome", "dense")
     assert go[0]["batch_centered_input"] == "all" and go[1]["adversarial_scale"] == 1.0
     assert dense[0] == {"batch_centered_input": (), "dropout_rate": 0.0} and dense[1]["adversarial_scale"] == "auto"
-    assert ablation.settings("base", 4000, "2026-12-05b", "cite", "dense") == cite  # per dataset where encoders agree
+    cite_05b = ablation.settings("base", 4000, "2026-12-05b", "cite", "dense")  # per dataset where encoders agree
+    assert cite_05b[1:] == cite[1:] and cite_05b[0] == {**cite[0], "head_input": "root"}
+    # 2026-12-05c: the GO encoder's heads read every level on paired data, the rest as the day before
+    go_05c = ablation.settings("base", 4000, "2026-12-05c", "multiome", "go")
+    assert go_05c[0] == {**go[0], "head_input": "levels"} and go_05c[1:] == go[1:] and go[0]["head_input"] == "root"
+    assert ablation.settings("base", 4000, "2026-12-05c", "cite", "go")[0]["head_input"] == "levels"
     model, _, _ = ablation.settings("sizes-default+annotations-default", 4000, "current")
     assert model == {"gene_size": 4, "go_size": 6, "go": None, "annotations": None}
     assert set(ablation.RESOURCE_KEYS) >= {"go", "annotations"}

@@ -160,17 +160,18 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
 @pytest.mark.parametrize(
     ("roles", "mosaic_data", "encoder", "expected"),
     [
-        (["rna"], False, "go", (0.1, (), False)),
-        (["rna", "protein"], False, "dense", (0.0, "all", True)),
-        (["rna", "protein", "atac"], True, "go", (0.0, "all", True)),
-        (["rna", "atac"], False, "go", (0.0, "all", True)),
-        (["rna", "atac"], False, "dense", (0.0, (), False)),
-        (["rna", "atac"], True, "go", (0.0, (), True)),
+        (["rna"], False, "go", (0.1, (), False, "root")),
+        (["rna", "protein"], False, "dense", (0.0, "all", True, "root")),
+        (["rna", "protein"], False, "go", (0.0, "all", True, "levels")),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root")),
+        (["rna", "atac"], False, "go", (0.0, "all", True, "levels")),
+        (["rna", "atac"], False, "dense", (0.0, (), False, "root")),
+        (["rna", "atac"], True, "go", (0.0, (), True, "root")),
     ],
 )
 def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
-    assert (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary) == expected
+    assert (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input) == expected
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -200,3 +201,33 @@ def test_explicit_settings_win_over_the_paired_cite_seq_defaults(cite):
     model = nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense", dropout_rate=0.2, batch_centered_input=("protein",))
     assert _shifted(model) == {"protein"}
     assert model.init_params_["non_kwargs"]["dropout_rate"] == 0.2
+
+
+def test_a_model_saved_before_head_input_existed_loads_and_maps_queries_with_root_heads(multiome, tmp_path):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    mdata = paired(multiome, MULTIOME_MODS)
+    assert data_type_defaults(["rna", "atac"], False, "go").head_input == "levels"
+    assert (
+        nvi.NETWORKVI(mdata, gene_size=2, go_size=2, **resources).init_params_["non_kwargs"]["head_input"] == "levels"
+    )
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, gene_size=2, go_size=2, head_input="root", **resources)
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    # what the saved file of a model from before the option holds: no head_input among its parameters
+    saved = torch.load(tmp_path / "model" / "model.pt", map_location="cpu", weights_only=False)
+    del saved["attr_dict"]["init_params_"]["non_kwargs"]["head_input"]
+    torch.save(saved, tmp_path / "model" / "model.pt")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    assert loaded.init_params_["non_kwargs"]["head_input"] == "root"
+    assert {e.head_input for e in loaded.module.encoders.values()} == {"root"}
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+    query = multiome.copy()
+    nvi.NETWORKVI.prepare_query_mudata(query, str(tmp_path / "model"))
+    mapped = nvi.NETWORKVI.load_query_data(query, str(tmp_path / "model"))
+    assert {e.head_input for e in mapped.module.encoders.values()} == {"root"}
+    # outside loading, an unset head_input is the data type's default again
+    assert (
+        nvi.NETWORKVI(mdata, gene_size=2, go_size=2, **resources).init_params_["non_kwargs"]["head_input"] == "levels"
+    )

@@ -5,7 +5,9 @@ One home for the rules, so that the constructor and ``train`` resolve the same c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -21,11 +23,38 @@ class DataTypeDefaults:
         Roles whose encoder reads its inputs centred within the batch (``"all"`` or a tuple of roles).
     full_weight_adversary
         Whether the adversary keeps weight 1 throughout training (else scvi-tools' fading ``"auto"``).
+    head_input
+        What the GO encoder's posterior heads read (``"root"`` or ``"levels"``).
     """
 
     dropout_rate: float
     batch_centered_input: str | tuple[str, ...]
     full_weight_adversary: bool
+    head_input: str = "root"
+
+
+#: What an option introduced after a model was saved means for that model: how it was built and trained. A model
+#: rebuilt from saved parameters (``load``, ``load_query_data``) without the option gets this value, not the default.
+BEFORE_THE_OPTION: dict[str, object] = {"head_input": "root"}
+
+_rebuilding = ContextVar("rebuilding_saved_model", default=False)
+
+
+@contextmanager
+def rebuilding_saved_model() -> Iterator[None]:
+    """Within this block the model constructor rebuilds a saved model (see :data:`BEFORE_THE_OPTION`)."""
+    token = _rebuilding.set(True)
+    try:
+        yield
+    finally:
+        _rebuilding.reset(token)
+
+
+def resolve_option(name: str, value, default):
+    """``value``, or for ``None`` the saved model's :data:`BEFORE_THE_OPTION` value when rebuilding, else ``default``."""
+    if value is not None:
+        return value
+    return BEFORE_THE_OPTION[name] if _rebuilding.get() and name in BEFORE_THE_OPTION else default
 
 
 def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> DataTypeDefaults:
@@ -41,6 +70,9 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
       encoder uncentred with the fading adversary (each change cost it bio conservation: the cell-type composition
       differs between batches, and a dense encoder keeps that in its input).
     - Other mosaics (RNA + ATAC): uncentred (not measured) with the adversary at weight 1, as every mosaic.
+    - The GO encoder on paired data of two or more modalities: posterior heads that read every GO level
+      (``head_input="levels"``); it raised the scib total on paired multiome and CITE-seq over three seeds, mostly
+      through bio conservation. Mosaics and single modalities keep the root (the original's).
     """
     multimodal = len(roles) > 1
     paired_go_atac = encoder == "go" and multimodal and not is_mosaic and "atac" in roles
@@ -49,4 +81,5 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         dropout_rate=0.0 if multimodal else 0.1,
         batch_centered_input="all" if centre else (),
         full_weight_adversary=centre or is_mosaic,
+        head_input="levels" if encoder == "go" and multimodal and not is_mosaic else "root",
     )

@@ -27,7 +27,7 @@ from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_sourc
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
-from ._defaults import DataTypeDefaults, data_type_defaults
+from ._defaults import DataTypeDefaults, data_type_defaults, rebuilding_saved_model, resolve_option
 from ._finite_loss import FiniteLossCheck
 from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology, report, report_coverage
 from ._interpret import NetworkVIInterpretMixin
@@ -167,7 +167,9 @@ class NETWORKVI(
         What the GO encoder's posterior heads read: ``"root"``, the top node's ``n_hidden`` neurons (the original),
         or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
         directly rather than only through the narrower levels above it. The latent stays a function of GO-term
-        activations either way.
+        activations either way. ``None``: ``"levels"`` for paired data of two or more modalities (it integrated
+        better on paired CITE-seq and multiome: results page), else ``"root"``. A model saved before this option
+        existed loads with ``"root"``, as it was trained.
     protein_dispersion
         ``"protein"`` or ``"protein-batch"``.
     empirical_protein_background_prior
@@ -228,7 +230,7 @@ class NETWORKVI(
         linear_path: bool = True,
         covariate_attention: Literal["none", "genes", "go", "all"] = "none",
         go_norm: Literal["batch", "none"] = "batch",
-        head_input: Literal["root", "levels"] = "root",
+        head_input: Literal["root", "levels"] | None = None,
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         empirical_protein_background_prior: bool | None = False,
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
@@ -250,7 +252,7 @@ class NETWORKVI(
         _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
         _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
         _check_choice("go_norm", go_norm, ("batch", "none"))
-        _check_choice("head_input", head_input, ("root", "levels"))
+        _check_choice("head_input", head_input, ("root", "levels", None))
         if covariate_attention != "none" and not encode_covariates:
             raise ValueError(
                 f"covariate_attention={covariate_attention!r} attends over the encoders' covariates: set "
@@ -273,6 +275,7 @@ class NETWORKVI(
             dropout_rate = defaults.dropout_rate
         if batch_centered_input is None:
             batch_centered_input = defaults.batch_centered_input
+        head_input = resolve_option("head_input", head_input, defaults.head_input)
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
@@ -489,6 +492,15 @@ class NETWORKVI(
                 detection = self._detect_gene_ids(strict=False)
             ids[role] = detection.chosen[self.modality_name(role)].ids
         return ids
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | MuData | None = None, **kwargs) -> NETWORKVI:
+        """Load a saved model (:meth:`scvi.model.base.BaseModelClass.load`, same arguments).
+
+        A model saved before an option existed is rebuilt as it was trained, not with that option's current default.
+        """
+        with rebuilding_saved_model():
+            return super().load(dir_path, adata=adata, **kwargs)
 
     @classmethod
     def setup_anndata(
@@ -941,7 +953,8 @@ class NETWORKVI(
         )
         params = attr_dict["init_params_"]
         kwargs = {**params.get("non_kwargs", {}), **params.get("kwargs", {})}
-        model = cls(mdata, **kwargs)
+        with rebuilding_saved_model():
+            model = cls(mdata, **kwargs)
         ref_cats = [
             registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["summary_stats"]["n_batch"],
             *registry["field_registries"]
