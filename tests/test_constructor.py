@@ -19,6 +19,7 @@ import torch
 import scvi_networkvi as nvi
 from scvi_networkvi.module import NetworkVAE
 from scvi_networkvi.nn import WiredEncoder
+from scvi_networkvi.wiring import WiringConfig
 
 DATA = Path(__file__).parent / "data"
 CITE = DATA / "bmmc_cite.h5mu"
@@ -41,7 +42,7 @@ def registered() -> md.MuData:
 
 def test_the_constructor_keeps_only_what_the_model_uses():
     explicit = [p for p in inspect.signature(nvi.NETWORKVI.__init__).parameters if p not in ("self", "model_kwargs")]
-    assert len(explicit) <= 24
+    assert len(explicit) == 15  # TOTALVI 8, MULTIVI 21
     options = NetworkVAE.options()
     moved = ["gene_likelihood", "modality_penalty", "encode_covariates", "n_layers_decoder", "gene_layer"]
     encoder = ["activation", "linear_path", "covariate_attention", "go_norm", "head_input", "n_interaction_layers"]
@@ -78,6 +79,30 @@ def test_an_unknown_keyword_is_named_before_any_work():
 def test_a_bad_value_is_refused_before_any_work(kwargs, message):
     with pytest.raises(ValueError, match=message):
         nvi.NETWORKVI(md.read_h5mu(CITE), **kwargs)  # unregistered: nothing was read or compiled
+
+
+def test_wiring_options_by_config_or_keyword():
+    mdata = registered()
+    config = WiringConfig(gene_size=3, term_size=2, unknown_size=5, relations=("is_a", "part_of"))
+    by_config = nvi.NETWORKVI(mdata, wiring_config=config, **GO_KW)
+    by_keyword = nvi.NETWORKVI(mdata, gene_size=3, go_size=2, unknown_size=5, relations=["part_of"], **GO_KW)
+    for role, wiring in by_config.wirings_.items():
+        for name, value in wiring.to_dict().items():
+            other = by_keyword.wirings_[role].to_dict()[name]
+            assert np.array_equal(value, other) if isinstance(value, np.ndarray) else value == other, name
+    saved = by_config.init_params_["non_kwargs"]["wiring_config"]
+    assert saved == by_keyword.init_params_["non_kwargs"]["wiring_config"]
+    assert saved["gene_size"] == 3 and saved["max_depth"] == 2 and saved["root_size"] == 128  # resolved
+    assert "gene_size" not in by_keyword.init_params_["kwargs"]["model_kwargs"]
+    over = nvi.NETWORKVI(mdata, wiring_config={"gene_size": 3}, gene_size=2, **GO_KW)  # the keyword wins
+    assert over.wirings_["rna"].gene_size == 2
+    unregistered = md.read_h5mu(CITE)
+    with pytest.raises(TypeError, match=r"wiring_config has no field\(s\) \['go_size'\]"):
+        nvi.NETWORKVI(unregistered, wiring_config={"go_size": 2})
+    with pytest.raises(ValueError, match="differs from n_layers_encoder=2"):
+        nvi.NETWORKVI(unregistered, wiring_config=WiringConfig(max_depth=3))
+    with pytest.raises(ValueError, match="gene_size must be a positive integer"):
+        nvi.NETWORKVI(unregistered, gene_size=0)
 
 
 def test_options_reach_the_module_and_the_encoders_and_are_saved_resolved():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -25,7 +26,7 @@ from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import DATA_KEYS, MASK_KEY, MODALITIES, NetworkVAE
 from scvi_networkvi.nn import check_choices
-from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
+from scvi_networkvi.wiring import VAR_NAMES, Wiring, WiringConfig, compile_wirings, read_source, symbols_of
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
@@ -102,14 +103,13 @@ class NETWORKVI(
         CD4+ T cells on the CITE-seq starter, 60 epochs: marker log fold changes below 0.3 instead of 2-7).
     n_layers_encoder
         Depth of dense encoders and the deepest GO level kept.
-    gene_size, go_size
-        Neurons per gene node (``standard_gene_size``) and per GO term (``standard_go_size``).
-    unknown_size
-        Neurons per node of the UNKNOWN chain, the path of the genes without annotation (12, the original's). With a
-        sparse annotation file most genes take this path, and each of its neurons costs one weight per gene-node
-        neuron on that path. Wider chains did not embed better in our measurements (results page, ablation).
-    namespaces, relations, min_genes, max_genes, terms, interaction_cutoff
-        Wiring options, see :class:`~scvi_networkvi.wiring.WiringConfig`.
+    wiring_config
+        How the GO wiring is compiled (:class:`~scvi_networkvi.wiring.WiringConfig`, or a mapping of its fields):
+        namespaces, relations, term filters, interaction cutoff and the neurons per gene node (``gene_size``), GO
+        term (``term_size``) and node of the UNKNOWN chain (``unknown_size``, the path of the genes without
+        annotation). Its ``max_depth`` and ``root_size`` are the model's ``n_layers_encoder`` and ``n_hidden``.
+        Each field may also be given as a keyword (``gene_size=5``, ``go_size=2`` for ``term_size``), which
+        replaces the config's. The resolved config is what the model saves.
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
@@ -150,9 +150,9 @@ class NETWORKVI(
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``, ``head_input``...). Their
-        full list with defaults is ``NetworkVAE.options()``. A name that is neither an argument here nor a module
-        option is a TypeError naming the valid ones, and a bad value a ValueError, both before anything is built.
-        The model saves every option, defaults included (:attr:`init_settings`).
+        full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
+        (:attr:`init_settings`). Also the fields of ``wiring_config`` as keywords. A name that is none of these is a
+        TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
     """
 
     _module_cls = NetworkVAE
@@ -170,15 +170,7 @@ class NETWORKVI(
         n_hidden: int | Literal["sqrt"] | None = None,
         n_latent: int | Literal["sqrt"] | None = None,
         n_layers_encoder: int = 2,
-        gene_size: int = 4,
-        go_size: int = 6,
-        unknown_size: int = 12,
-        namespaces: Sequence[str] = ("biological_process",),
-        relations: Sequence[str] = ("is_a",),
-        min_genes: int | None = None,
-        max_genes: int | None = None,
-        terms: Sequence[str] | None = None,
-        interaction_cutoff: float | None = None,
+        wiring_config: WiringConfig | Mapping[str, Any] | None = None,
         modality_mixing: Literal["moe", "poe", "mean", "auto"] | None = None,
         standardize_continuous_covariates: bool = True,
         dropout_rate: float | None = None,
@@ -192,12 +184,19 @@ class NETWORKVI(
                 "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
                 "otherwise register a MuData with NETWORKVI.setup_mudata."
             )
-        model_kwargs = self._module_options(model_kwargs, wired=encoder == "go" or bool(wirings))
+        wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing}, _CHOICES)
+        config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
         super().__init__(mdata)
         roles = self.modality_roles
         n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
         n_hidden, n_latent = _layer_sizes(n_inputs, n_hidden, n_latent)
+        if config.root_size not in (None, n_hidden):
+            raise ValueError(
+                f"wiring_config.root_size={config.root_size} differs from n_hidden={n_hidden}: the GO root is "
+                "n_hidden wide; set n_hidden instead."
+            )
+        config = dataclasses.replace(config, root_size=n_hidden)
         if modality_mixing == "auto":  # mosaic: equal weights (results page, mosaic ablation)
             modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
@@ -239,17 +238,7 @@ class NETWORKVI(
                 annotations=annotations,
                 interactions=interactions,
                 feature_names={role: self._modality(role).var_names.tolist() for role in roles},
-                max_depth=n_layers_encoder,
-                namespaces=tuple(namespaces),
-                relations=tuple(relations),
-                min_genes=min_genes,
-                max_genes=max_genes,
-                terms=tuple(terms) if terms is not None else None,
-                gene_size=gene_size,
-                term_size=go_size,
-                unknown_size=unknown_size,
-                root_size=n_hidden,
-                interaction_cutoff=interaction_cutoff,
+                config=config,
             )
             for role, wiring in compiled.items():
                 report_coverage(self.modality_name(role), wiring, annotations)
@@ -279,6 +268,7 @@ class NETWORKVI(
             f"n_hidden {n_hidden}, n_latent {n_latent}, GO depth {n_layers_encoder}, {modality_mixing} mixing, "
             f"{model_kwargs['modality_penalty']} penalty" + "".join(f"\n  {w!r}" for w in compiled.values())
         )
+        wiring_config = dataclasses.asdict(config)  # saved resolved, as a mapping of its fields
         self.init_params_ = self._get_init_params(locals())
         # The saved model must rebuild without the OBO/GAF/CSV files: it carries the compiled wirings as arrays.
         params = self.init_params_["non_kwargs"]
@@ -339,27 +329,32 @@ class NETWORKVI(
         return data_type_defaults(self.modality_roles, self.is_mosaic, self.init_settings.get("encoder", "go"))
 
     @classmethod
-    def _module_options(cls, given: Mapping[str, Any], *, wired: bool) -> dict[str, Any]:
-        """``**model_kwargs`` checked in the constructor's words, with the defaults of the module options not given.
+    def _split_options(cls, given: Mapping[str, Any], *, wired: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``**model_kwargs`` checked in the constructor's words: the wiring fields given, and the module options.
 
-        The options are the module's (``NetworkVAE.options()``) less the constructor's own arguments and
-        ``log_variational`` (the batch-centred inputs are means of ``log1p`` counts).
+        The wiring fields are those of :class:`~scvi_networkvi.wiring.WiringConfig` but ``max_depth`` and
+        ``root_size`` (``go_size``: ``term_size``). The module options are the module's (``NetworkVAE.options()``)
+        less the constructor's own arguments and ``log_variational`` (the batch-centred inputs are means of
+        ``log1p`` counts), each given value over its default.
         """
         own = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model_kwargs")]
+        wiring = {f.name: f.name for f in dataclasses.fields(WiringConfig) if f.name not in ("max_depth", "root_size")}
+        wiring["go_size"] = "term_size"
         options = {
             name: default
             for name, default in cls._module_cls.options().items()
             if name not in own and name != "log_variational"
         }
-        unknown = [name for name in given if name not in options]
+        unknown = [name for name in given if name not in options and name not in wiring]
         if unknown:
             raise TypeError(
                 f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; its arguments "
-                f"are: {', '.join(own[1:])}; its module options (**model_kwargs, see NetworkVAE and WiredEncoder) "
-                f"are: {', '.join(options)}."
+                f"are: {', '.join(own[1:])}; its wiring options (fields of WiringConfig) are: {', '.join(wiring)}; "
+                f"its module options (see NetworkVAE and WiredEncoder) are: {', '.join(options)}."
             )
-        cls._module_cls.check_options(given, wired=wired, caller=cls.__name__)
-        return {**options, **given}
+        module = {name: value for name, value in given.items() if name in options}
+        cls._module_cls.check_options(module, wired=wired, caller=cls.__name__)
+        return {wiring[n]: v for n, v in given.items() if n in wiring}, {**options, **module}
 
     @property
     def init_settings(self) -> dict[str, Any]:
@@ -1095,6 +1090,36 @@ def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[st
     if unknown:
         raise ValueError(f"batch_centered_input names {unknown}; the model's modality roles are {list(roles)}.")
     return [r for r in roles if r in wanted]
+
+
+def _wiring_config(
+    config: WiringConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any], max_depth: int
+) -> WiringConfig:
+    """The wiring settings: ``config``'s fields, ``overrides`` over them, ``max_depth`` the model's depth."""
+    if config is None:
+        base: dict[str, Any] = {}
+    elif isinstance(config, WiringConfig):
+        base = dataclasses.asdict(config)
+        if base["max_depth"] not in (max_depth, WiringConfig.max_depth):
+            raise ValueError(
+                f"wiring_config.max_depth={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
+                "depth is n_layers_encoder; set that instead."
+            )
+        base["max_depth"] = max_depth
+    elif isinstance(config, Mapping):
+        base = dict(config)
+        names = [f.name for f in dataclasses.fields(WiringConfig)]
+        unknown = [name for name in base if name not in names]
+        if unknown:
+            raise TypeError(f"wiring_config has no field(s) {unknown}; the fields of WiringConfig are: {names}.")
+        if base.get("max_depth", max_depth) != max_depth:
+            raise ValueError(
+                f"wiring_config['max_depth']={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
+                "depth is n_layers_encoder; set that instead."
+            )
+    else:
+        raise TypeError(f"wiring_config must be a WiringConfig, a mapping of its fields or None, got {config!r}.")
+    return WiringConfig(**{**base, **overrides, "max_depth": max_depth})
 
 
 def flat_init_params(params: Mapping[str, Any]) -> dict[str, Any]:
