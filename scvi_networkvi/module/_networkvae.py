@@ -232,20 +232,13 @@ class NetworkVAE(BaseModuleClass):
         log_variational: bool = True,
         **encoder_kwargs: Any,
     ):
-        super().__init__()
-        wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
+        options = self.options()
         self.check_options(
-            {
-                "gene_likelihood": gene_likelihood,
-                "latent_distribution": latent_distribution,
-                "modality_penalty": modality_penalty,
-                "protein_dispersion": protein_dispersion,
-                "gene_layer": gene_layer,
-                "encode_covariates": encode_covariates,
-                **encoder_kwargs,
-            },
+            {**{name: value for name, value in locals().items() if name in options}, **encoder_kwargs},
             wired=bool(wirings),
         )
+        super().__init__()
+        wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
         unknown = [m for m in n_inputs if m not in MODALITIES]
         if unknown or not n_inputs:
             raise ValueError(f"n_inputs must map some of {MODALITIES} to feature counts, got {dict(n_inputs)}.")

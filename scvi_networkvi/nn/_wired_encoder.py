@@ -657,16 +657,8 @@ class WiredEncoder(nn.Module):
         head_input: Literal["root", "levels"] = "root",
         var_eps: float = 1e-4,
     ):
+        self.check_options({name: value for name, value in locals().items() if name in self.CHOICES})
         super().__init__()
-        self.check_options(
-            {
-                "gene_layer": gene_layer,
-                "activation": activation,
-                "covariate_attention": covariate_attention,
-                "go_norm": go_norm,
-                "head_input": head_input,
-            }
-        )
         self.head_input = head_input
         self.n_cat_list = list(n_cat_list or [])
         n_covariates = covariate_width(self.n_cat_list, n_cont)
