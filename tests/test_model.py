@@ -192,7 +192,7 @@ def test_heads_reading_every_go_level_train_save_and_load(tmp_path):
     latent = model.get_latent_representation()
     model.save(tmp_path / "model", save_anndata=False)
     loaded = nvi.NETWORKVI.load(tmp_path / "model", adata=mdata)
-    assert loaded.init_params_["non_kwargs"]["head_input"] == "levels"
+    assert loaded.init_settings["head_input"] == "levels"
     np.testing.assert_allclose(loaded.get_latent_representation(), latent, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="head_input"):
         nvi.NETWORKVI(mdata, head_input="all", **GO_KW)

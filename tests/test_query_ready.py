@@ -66,7 +66,7 @@ def test_query_ready_reference_maps_a_new_batch(cite, caplog):
             train_kwargs=TRAIN,
         )
     assert not not_ready_lines(caplog)
-    settings = {**model.init_params_["non_kwargs"], **model.init_params_["kwargs"]}  # what a saved model keeps
+    settings = model.init_settings  # what a saved model keeps
     assert settings["encode_covariates"] is True and settings["deeply_inject_covariates"] is True
     assert model.module.encode_covariates
     assert reference.uns["networkvi"]["train"]["params"]["query_ready"] is True

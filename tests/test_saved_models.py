@@ -58,7 +58,7 @@ def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make
     mdata = as_saved(make_saved_model.subset(), path)
     assert np.array_equal(np.asarray(mdata.obs_names, dtype=str), expected["obs_names"])
     model = nvi.NETWORKVI.load(str(path), adata=mdata)
-    saved = model.init_params_["non_kwargs"]
+    saved = model.init_settings
     # the settings it was saved with, not today's defaults, build the module
     assert model.module.n_latent == (saved["n_latent"] or 10)
     assert model.module.encode_covariates == saved["encode_covariates"]

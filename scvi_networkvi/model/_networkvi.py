@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -23,7 +25,8 @@ from scvi.model.base._save_load import _load_saved_files
 from scvi.utils import setup_anndata_dsp
 
 from scvi_networkvi.module import DATA_KEYS, MASK_KEY, MODALITIES, NetworkVAE
-from scvi_networkvi.wiring import VAR_NAMES, Wiring, compile_wirings, read_source, symbols_of
+from scvi_networkvi.nn import check_choices
+from scvi_networkvi.wiring import VAR_NAMES, Wiring, WiringConfig, compile_wirings, read_source, symbols_of
 
 from ._anndata import PROTEIN_MOD, RNA_MOD, SETUP_ANNDATA, cite_mudata
 from ._data import ModalityMaskField, MosaicAnnDataManager, presence_mask
@@ -51,6 +54,12 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 
 PathOrName = str | os.PathLike
+#: Allowed values of the constructor's own choice arguments (the module options': NetworkVAE.check_options).
+_CHOICES = {
+    "encoder": ("go", "dense"),
+    "modality_mixing": ("moe", "poe", "mean", "auto", None),
+    "head_input": ("root", "levels", None),
+}
 
 
 class NETWORKVI(
@@ -98,24 +107,13 @@ class NETWORKVI(
         CD4+ T cells on the CITE-seq starter, 60 epochs: marker log fold changes below 0.3 instead of 2-7).
     n_layers_encoder
         Depth of dense encoders and the deepest GO level kept.
-    n_layers_decoder
-        Depth of the decoders.
-    gene_size, go_size
-        Neurons per gene node (``standard_gene_size``) and per GO term (``standard_go_size``).
-    unknown_size
-        Neurons per node of the UNKNOWN chain, the path of the genes without annotation (12, the original's). With a
-        sparse annotation file most genes take this path, and each of its neurons costs one weight per gene-node
-        neuron on that path. Wider chains did not embed better in our measurements (results page, ablation).
-    gene_layer
-        ``"interaction"`` (gene nodes + gene–gene layers when ``interactions`` is given), ``"standard"``, ``"none"``.
-    n_interaction_layers
-        Stacked interaction layers.
-    namespaces, relations, min_genes, max_genes, terms, interaction_cutoff
-        Wiring options, see :class:`~scvi_networkvi.wiring.WiringConfig`.
-    gene_likelihood
-        ``"zinb"``, ``"nb"`` or ``"poisson"``.
-    latent_distribution
-        ``"normal"`` or ``"ln"``.
+    wiring_config
+        How the GO wiring is compiled (:class:`~scvi_networkvi.wiring.WiringConfig`, or a mapping of its fields):
+        namespaces, relations, term filters, interaction cutoff and the neurons per gene node (``gene_size``), GO
+        term (``term_size``) and node of the UNKNOWN chain (``unknown_size``, the path of the genes without
+        annotation). Its ``max_depth`` and ``root_size`` are the model's ``n_layers_encoder`` and ``n_hidden``.
+        Each field may also be given as a keyword (``gene_size=5``, ``go_size=2`` for ``term_size``), which
+        replaces the config's. The resolved config is what the model saves.
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
@@ -129,18 +127,6 @@ class NETWORKVI(
         multiome mosaic). It mixed that mosaic's datasets better with the dense encoder and worse with the GO encoder,
         so it is not the default (results page, mosaic ablation). The resolved choice is what the model saves, so a
         saved or query model keeps the mixing it was trained with, whatever data it is loaded with.
-    modality_penalty
-        ``"jeffreys"``, ``"mmd"`` or ``None``.
-    modality_penalty_warmup
-        Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
-        original's full weight from the first step, which embedded cell types less well in our measurements
-        (changelog).
-    encode_covariates
-        Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
-        for query mapping needs it, so that the query's new batches get encoder columns to learn
-        (:meth:`load_query_data`); ``nvi.tl.train(..., query_ready=True)`` sets it with ``deeply_inject_covariates``.
-    deeply_inject_covariates
-        Covariates enter every decoder layer.
     standardize_continuous_covariates
         The model reads each registered continuous covariate as ``(value - mean) / sd`` over the cells it is built on
         (a constant one: minus its mean). Raw values such as a donor age of 20-60 fed into the encoders, the
@@ -150,28 +136,13 @@ class NETWORKVI(
     dropout_rate
         Dropout in the encoders. ``None``: 0 with two or more modalities (paired or mosaic), 0.1 with one; measured
         per data type (results page, integration and mosaic ablations). The resolved value is what the model saves.
-    activation, linear_path
-        Encoder settings.
-    covariate_attention
-        GO-specific covariate attention (the original's section 4.5): every neuron attends over the covariate vector
-        ``[one-hot batch and categorical covariates | continuous covariates]``. ``"genes"``: on the gene-node
-        output; ``"go"``: on every GO level but the deepest; ``"all"``: both (the original's
-        ``deeply_inject_covariates`` for GO encoders). Needs ``encode_covariates=True``.
-    go_norm
-        ``"batch"``: batch-normalise every GO level's output (each neuron over the cells of the minibatch; running
-        statistics at inference). ``"none"``: the original's un-normalised GO network, whose encoders of large
-        modalities collapse: a GO term sums many non-negative gene activations, the top node becomes a function of
-        the cell's total signal alone and the posterior falls back to the prior (measured on the tutorial multiome
-        data: results page).
     head_input
         What the GO encoder's posterior heads read: ``"root"``, the top node's ``n_hidden`` neurons (the original),
         or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
         directly rather than only through the narrower levels above it. The latent stays a function of GO-term
-        activations either way. ``None``: ``"levels"`` for paired data of two or more modalities (it integrated
-        better on paired CITE-seq and multiome: results page), else ``"root"``. A model saved before this option
-        existed loads with ``"root"``, as it was trained.
-    protein_dispersion
-        ``"protein"`` or ``"protein-batch"``.
+        activations either way. ``None``: ``"levels"`` for the GO encoder on paired data of two or more modalities
+        (it integrated better on paired CITE-seq and multiome: results page), else ``"root"``. The resolved value is
+        what the model saves; a model saved before this option existed loads with ``"root"``, as it was trained.
     empirical_protein_background_prior
         Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
@@ -186,8 +157,13 @@ class NETWORKVI(
         adversary remove them; the dense encoder on RNA + ATAC lost bio conservation with centred inputs instead
         (results page). ``()``: uncentred inputs, as in the original. A model saved before this option existed loads
         with uncentred inputs, as it was trained.
-    region_factors
-        Learn per-region accessibility factors.
+    **model_kwargs
+        Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
+        penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
+        encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``, ``head_input``...). Their
+        full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
+        (:attr:`init_settings`). Also the fields of ``wiring_config`` as keywords. A name that is none of these is a
+        TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
     """
 
     _module_cls = NetworkVAE
@@ -205,36 +181,14 @@ class NETWORKVI(
         n_hidden: int | Literal["sqrt"] | None = None,
         n_latent: int | Literal["sqrt"] | None = None,
         n_layers_encoder: int = 2,
-        n_layers_decoder: int = 2,
-        gene_size: int = 4,
-        go_size: int = 6,
-        unknown_size: int = 12,
-        gene_layer: Literal["none", "standard", "interaction"] = "interaction",
-        n_interaction_layers: int = 1,
-        namespaces: Sequence[str] = ("biological_process",),
-        relations: Sequence[str] = ("is_a",),
-        min_genes: int | None = None,
-        max_genes: int | None = None,
-        terms: Sequence[str] | None = None,
-        interaction_cutoff: float | None = None,
-        gene_likelihood: Literal["zinb", "nb", "poisson"] = "zinb",
-        latent_distribution: Literal["normal", "ln"] = "normal",
+        wiring_config: WiringConfig | Mapping[str, Any] | None = None,
         modality_mixing: Literal["moe", "poe", "mean", "auto"] | None = None,
-        modality_penalty: Literal["jeffreys", "mmd"] | None = "jeffreys",
-        modality_penalty_warmup: bool = True,
-        encode_covariates: bool = False,
-        deeply_inject_covariates: bool = False,
         standardize_continuous_covariates: bool = True,
         dropout_rate: float | None = None,
-        activation: Literal["relu", "leaky_relu", "hardswish"] = "relu",
-        linear_path: bool = True,
-        covariate_attention: Literal["none", "genes", "go", "all"] = "none",
-        go_norm: Literal["batch", "none"] = "batch",
         head_input: Literal["root", "levels"] | None = None,
-        protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         empirical_protein_background_prior: bool | None = False,
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
-        region_factors: bool = True,
+        **model_kwargs: Any,
     ):
         if isinstance(mdata, AnnData):
             raise TypeError(
@@ -242,29 +196,19 @@ class NETWORKVI(
                 "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
                 "otherwise register a MuData with NETWORKVI.setup_mudata."
             )
+        wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
+        check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
+        config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
         super().__init__(mdata)
-        _check_choice("encoder", encoder, ("go", "dense"))
-        _check_choice("gene_layer", gene_layer, ("none", "standard", "interaction"))
-        _check_choice("gene_likelihood", gene_likelihood, ("zinb", "nb", "poisson"))
-        _check_choice("latent_distribution", latent_distribution, ("normal", "ln"))
-        _check_choice("modality_mixing", modality_mixing, ("moe", "poe", "mean", "auto", None))
-        _check_choice("modality_penalty", modality_penalty, ("jeffreys", "mmd", None))
-        _check_choice("protein_dispersion", protein_dispersion, ("protein", "protein-batch"))
-        _check_choice("covariate_attention", covariate_attention, ("none", "genes", "go", "all"))
-        _check_choice("go_norm", go_norm, ("batch", "none"))
-        _check_choice("head_input", head_input, ("root", "levels", None))
-        if covariate_attention != "none" and not encode_covariates:
-            raise ValueError(
-                f"covariate_attention={covariate_attention!r} attends over the encoders' covariates: set "
-                "encode_covariates=True (the original crashed later in this case)."
-            )
-        if covariate_attention != "none" and encoder != "go":
-            raise ValueError("covariate_attention acts on GO levels: it needs encoder='go'.")
-        if gene_layer == "interaction" and interactions is None and wirings is None and encoder == "go":
-            logger.info("gene_layer='interaction' without an interactions table: no gene-gene layer is built.")
         roles = self.modality_roles
         n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
         n_hidden, n_latent = _layer_sizes(n_inputs, n_hidden, n_latent)
+        if config.root_size not in (None, n_hidden):
+            raise ValueError(
+                f"wiring_config.root_size={config.root_size} differs from n_hidden={n_hidden}: the GO root is "
+                "n_hidden wide; set n_hidden instead."
+            )
+        config = dataclasses.replace(config, root_size=n_hidden)
         if modality_mixing == "auto":  # mosaic: equal weights (results page, mosaic ablation)
             modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
@@ -307,23 +251,10 @@ class NETWORKVI(
                 annotations=annotations,
                 interactions=interactions,
                 feature_names={role: self._modality(role).var_names.tolist() for role in roles},
-                max_depth=n_layers_encoder,
-                namespaces=tuple(namespaces),
-                relations=tuple(relations),
-                min_genes=min_genes,
-                max_genes=max_genes,
-                terms=tuple(terms) if terms is not None else None,
-                gene_size=gene_size,
-                term_size=go_size,
-                unknown_size=unknown_size,
-                root_size=n_hidden,
-                interaction_cutoff=interaction_cutoff,
+                config=config,
             )
             for role, wiring in compiled.items():
                 report_coverage(self.modality_name(role), wiring, annotations)
-        effective_gene_layer = gene_layer
-        if gene_layer == "interaction" and not any(w.gene_edges.shape[1] > w.n_genes for w in compiled.values()):
-            effective_gene_layer = "standard"  # no table: self loops only would be an identity-like extra layer
         n_cats = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).get("n_cats_per_key", [])
         self.module = self._module_cls(
             n_inputs,
@@ -332,39 +263,26 @@ class NETWORKVI(
             n_hidden=n_hidden,
             n_latent=n_latent,
             n_layers_encoder=n_layers_encoder,
-            n_layers_decoder=n_layers_decoder,
             n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
             continuous_covariate_stats=self._continuous_covariate_stats()
             if standardize_continuous_covariates
             else None,
             n_cats_per_cov=n_cats if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry else None,
             dropout_rate=dropout_rate,
-            gene_likelihood=gene_likelihood,
-            latent_distribution=latent_distribution,
             modality_mixing=modality_mixing,
-            modality_penalty=modality_penalty,
-            penalty_warmup=modality_penalty_warmup,
-            encode_covariates=encode_covariates,
-            deeply_inject_covariates=deeply_inject_covariates,
-            gene_layer=effective_gene_layer,
-            n_interaction_layers=n_interaction_layers,
-            activation=activation,
-            linear_path=linear_path,
-            covariate_attention=covariate_attention,
-            go_norm=go_norm,
             head_input=head_input,
-            protein_dispersion=protein_dispersion,
             **self._protein_background_init(empirical_protein_background_prior),
             input_shifts={role: self._batch_means(role) for role in _centered_roles(batch_centered_input, roles)},
-            region_factors=region_factors,
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
+            **model_kwargs,
         )
         self.wirings_ = compiled
         self._model_summary_string = (
             f"NETWORKVI ({encoder} encoder) on {', '.join(f'{r}: {n}' for r, n in n_inputs.items())} features; "
             f"n_hidden {n_hidden}, n_latent {n_latent}, GO depth {n_layers_encoder}, {modality_mixing} mixing, "
-            f"{modality_penalty} penalty" + "".join(f"\n  {w!r}" for w in compiled.values())
+            f"{model_kwargs['modality_penalty']} penalty" + "".join(f"\n  {w!r}" for w in compiled.values())
         )
+        wiring_config = dataclasses.asdict(config)  # saved resolved, as a mapping of its fields
         self.init_params_ = self._get_init_params(locals())
         # The saved model must rebuild without the OBO/GAF/CSV files: it carries the compiled wirings as arrays.
         params = self.init_params_["non_kwargs"]
@@ -422,8 +340,46 @@ class NETWORKVI(
 
     def _data_type_defaults(self) -> DataTypeDefaults:
         """What ``None`` resolves to for this model's data and encoder (see ``_defaults.py``)."""
-        encoder = self.init_params_["non_kwargs"].get("encoder", "go")
-        return data_type_defaults(self.modality_roles, self.is_mosaic, encoder)
+        return data_type_defaults(self.modality_roles, self.is_mosaic, self.init_settings.get("encoder", "go"))
+
+    @classmethod
+    def _split_options(cls, given: Mapping[str, Any], *, wired: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``**model_kwargs`` checked in the constructor's words: the wiring fields given, and the module options.
+
+        The wiring fields are those of :class:`~scvi_networkvi.wiring.WiringConfig` but ``max_depth`` and
+        ``root_size`` (``go_size``: ``term_size``). The module options are the module's (``NetworkVAE.options()``)
+        less the constructor's own arguments and ``log_variational`` (the batch-centred inputs are means of
+        ``log1p`` counts), each given value over its default.
+        """
+        own = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model_kwargs")]
+        wiring = {f.name: f.name for f in dataclasses.fields(WiringConfig) if f.name not in ("max_depth", "root_size")}
+        wiring["go_size"] = "term_size"
+        options = {
+            name: default
+            for name, default in cls._module_cls.options().items()
+            if name not in own and name != "log_variational"
+        }
+        unknown = [name for name in given if name not in options and name not in wiring]
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; its arguments "
+                f"are: {', '.join(own[1:])}; its wiring options (fields of WiringConfig) are: {', '.join(wiring)}; "
+                f"its module options (see NetworkVAE and WiredEncoder) are: {', '.join(options)}."
+            )
+        module = {name: value for name, value in given.items() if name in options}
+        cls._module_cls.check_options(module, wired=wired, caller=cls.__name__)
+        return {wiring[n]: v for n, v in given.items() if n in wiring}, {**options, **module}
+
+    @property
+    def init_settings(self) -> dict[str, Any]:
+        """The settings the model was built with, as it saves them, in one flat mapping.
+
+        The constructor's arguments as resolved (``n_hidden``, ``modality_mixing``, ``dropout_rate``,
+        ``batch_centered_input``...) and every module option (``**model_kwargs``, defaults included); the compiled
+        ``wirings`` are left out. A model saved before the module options moved to ``**model_kwargs`` kept them
+        among the arguments: they are read from either place.
+        """
+        return {name: value for name, value in flat_init_params(self.init_params_).items() if name != "wirings"}
 
     @property
     def modality_roles(self) -> list[str]:
@@ -951,8 +907,7 @@ class NETWORKVI(
             _caller=_caller or query_caller("NETWORKVI.load_query_data"),
             **setup_args,
         )
-        params = attr_dict["init_params_"]
-        kwargs = {**params.get("non_kwargs", {}), **params.get("kwargs", {})}
+        kwargs = flat_init_params(attr_dict["init_params_"])
         with rebuilding_saved_model():
             model = cls(mdata, **kwargs)
         ref_cats = [
@@ -1161,13 +1116,50 @@ def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[st
     return [r for r in roles if r in wanted]
 
 
+def _wiring_config(
+    config: WiringConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any], max_depth: int
+) -> WiringConfig:
+    """The wiring settings: ``config``'s fields, ``overrides`` over them, ``max_depth`` the model's depth."""
+    if config is None:
+        base: dict[str, Any] = {}
+    elif isinstance(config, WiringConfig):
+        base = dataclasses.asdict(config)
+        if base["max_depth"] not in (max_depth, WiringConfig.max_depth):
+            raise ValueError(
+                f"wiring_config.max_depth={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
+                "depth is n_layers_encoder; set that instead."
+            )
+        base["max_depth"] = max_depth
+    elif isinstance(config, Mapping):
+        base = dict(config)
+        names = [f.name for f in dataclasses.fields(WiringConfig)]
+        unknown = [name for name in base if name not in names]
+        if unknown:
+            raise TypeError(f"wiring_config has no field(s) {unknown}; the fields of WiringConfig are: {names}.")
+        if base.get("max_depth", max_depth) != max_depth:
+            raise ValueError(
+                f"wiring_config['max_depth']={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
+                "depth is n_layers_encoder; set that instead."
+            )
+    else:
+        raise TypeError(f"wiring_config must be a WiringConfig, a mapping of its fields or None, got {config!r}.")
+    return WiringConfig(**{**base, **overrides, "max_depth": max_depth})
+
+
+def flat_init_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's ``init_params_`` as the keywords that rebuild it, as scvi-tools' loader reads them.
+
+    ``non_kwargs`` (the named arguments; before the module options moved to ``**model_kwargs``, all of them) and the
+    contents of each ``kwargs`` entry (``{"model_kwargs": {...}}``).
+    """
+    flat = dict(params.get("non_kwargs", {}))
+    for group in params.get("kwargs", {}).values():
+        flat.update(group)
+    return flat
+
+
 def _n_key(role: str) -> str:
     return {"rna": "n_vars", "protein": "n_proteins", "atac": "n_atac"}[role]
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
 
 
 def _positions(names: np.ndarray, wanted: Sequence[str], what: str) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +17,13 @@ from scvi.nn import DecoderSCVI, Encoder
 from torch import nn
 from torch.distributions import Normal, Poisson, kl_divergence
 
-from scvi_networkvi.nn import WideDropout, WiredEncoder
+from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults
 from scvi_networkvi.wiring import Wiring
 
 from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells
 from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
+
+logger = logging.getLogger(__name__)
 
 #: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
 MODALITIES = ("rna", "protein", "atac")
@@ -33,6 +36,11 @@ MASK_KEY = "networkvi_modality_mask"
 
 class NetworkVAE(BaseModuleClass):
     """The NetworkVI variational autoencoder.
+
+    Its options are also ``NETWORKVI``'s: the model passes its ``**model_kwargs`` here, and this class passes its
+    ``**encoder_kwargs`` on to the GO encoders (:class:`~scvi_networkvi.nn.WiredEncoder`). The arguments derived from
+    the data (``n_inputs``, ``wirings``, ``n_batch``, the covariate counts and statistics, the protein prior's start,
+    ``input_shifts``, ``use_size_factor_key``) are set by the model.
 
     Parameters
     ----------
@@ -47,8 +55,10 @@ class NetworkVAE(BaseModuleClass):
         Width of dense layers (and of the GO root node, which the wiring already fixes).
     n_latent
         Latent dimensions.
-    n_layers_encoder, n_layers_decoder
-        Depth of dense encoders and of the decoders.
+    n_layers_encoder
+        Depth of dense encoders.
+    n_layers_decoder
+        Depth of the decoders.
     n_continuous_cov, n_cats_per_cov
         Extra covariates.
     continuous_covariate_stats
@@ -58,23 +68,29 @@ class NetworkVAE(BaseModuleClass):
     dropout_rate
         Encoder dropout.
     gene_likelihood
-        ``zinb``, ``nb`` or ``poisson`` for RNA.
+        ``"zinb"``, ``"nb"`` or ``"poisson"`` for RNA.
     latent_distribution
-        ``normal`` or ``ln``.
+        ``"normal"`` or ``"ln"``.
     modality_mixing
-        ``moe``, ``poe`` or ``mean``; see :class:`~scvi_networkvi.module.ModalityMixer`.
+        ``"moe"``, ``"poe"`` or ``"mean"``; see :class:`~scvi_networkvi.module.ModalityMixer`.
     modality_penalty
-        ``jeffreys``, ``mmd`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
-    penalty_warmup
-        Multiply the modality penalty by the KL warm-up weight (the original adds it at full weight throughout).
+        ``"jeffreys"``, ``"mmd"`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
+    modality_penalty_warmup
+        Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
+        original's full weight from the first step, which embedded cell types less well in our measurements
+        (changelog).
     encode_covariates
-        Whether encoders see the batch and extra covariates.
+        Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
+        for query mapping needs it, so that the query's new batches get encoder columns to learn
+        (``NETWORKVI.load_query_data``); ``nvi.tl.train(..., query_ready=True)`` sets it with
+        ``deeply_inject_covariates``.
     deeply_inject_covariates
-        Covariates at every decoder layer.
-    gene_layer, n_interaction_layers, activation, linear_path, covariate_attention, go_norm, head_input
-        GO-encoder settings, see :class:`~scvi_networkvi.nn.WiredEncoder`.
+        Covariates enter every decoder layer.
+    gene_layer
+        ``"interaction"`` (gene nodes + gene–gene layers where a wiring has gene–gene edges, else as
+        ``"standard"``), ``"standard"`` (features -> gene nodes) or ``"none"`` (features straight into GO terms).
     protein_dispersion
-        ``protein`` or ``protein-batch``.
+        ``"protein"`` or ``"protein-batch"``.
     protein_background_prior
         Add totalVI's KL between the protein background posterior and a learned per-protein, per-batch prior (the
         original creates that prior but never uses it).
@@ -85,14 +101,103 @@ class NetworkVAE(BaseModuleClass):
         Role -> ``(n_batch, n_features)`` array subtracted from that encoder's input (``log1p`` counts) for each
         cell's batch, so that the encoder reads its features centred within the batch; roles not here: not centred.
     region_factors
-        Learn a per-region accessibility factor.
+        Learn per-region accessibility factors.
     use_size_factor_key
         Use the registered size factor as RNA library size.
     use_observed_lib_size
         Use the observed RNA library size (log of the counts' sum); else learn it with a library encoder.
     log_variational
         Encoders read ``log1p`` of the counts (the original reads raw counts).
+    **encoder_kwargs
+        Options of the GO encoders, see :class:`~scvi_networkvi.nn.WiredEncoder`: ``n_interaction_layers``,
+        ``activation``, ``linear_path``, ``covariate_attention`` (needs ``encode_covariates=True`` and GO-wired
+        encoders), ``go_norm``, ``head_input``, ``var_eps``.
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is no option (named, with the valid ones).
+    ValueError
+        For an option value outside its allowed ones (:meth:`check_options`).
     """
+
+    #: Allowed values of the module's choice options (the GO encoders' are ``WiredEncoder.CHOICES``).
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "gene_likelihood": ("zinb", "nb", "poisson"),
+        "latent_distribution": ("normal", "ln"),
+        "modality_penalty": ("jeffreys", "mmd", None),
+        "protein_dispersion": ("protein", "protein-batch"),
+    }
+    #: Keywords derived from the data, which the model sets (not options of ``NETWORKVI``).
+    DATA_ARGUMENTS = (
+        "n_inputs",
+        "wirings",
+        "n_batch",
+        "n_continuous_cov",
+        "continuous_covariate_stats",
+        "n_cats_per_cov",
+        "protein_background_prior_mean",
+        "protein_background_prior_scale",
+        "input_shifts",
+        "use_size_factor_key",
+    )
+    #: WiredEncoder keywords this module sets from its own arguments (the rest are ``**encoder_kwargs``).
+    ENCODER_ARGUMENTS = (
+        "wiring",
+        "n_latent",
+        "gene_layer",
+        "dropout_rate",
+        "n_cat_list",
+        "n_cont",
+        "inject_covariates",
+    )
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """The module's options (its keywords, then the GO encoders' ``**encoder_kwargs``) and their defaults."""
+        return {
+            **keyword_defaults(cls, exclude=cls.DATA_ARGUMENTS),
+            **keyword_defaults(WiredEncoder, exclude=cls.ENCODER_ARGUMENTS),
+        }
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], *, wired: bool, caller: str = "NetworkVAE") -> None:
+        """Check module options before anything is built.
+
+        Parameters
+        ----------
+        options
+            Option name -> value (a subset of :meth:`options`; missing ones take their defaults).
+        wired
+            Whether any encoder is GO-wired (``covariate_attention`` acts on GO levels).
+        caller
+            The name the errors give (``"NETWORKVI"`` when the model checks its ``**model_kwargs``).
+
+        Raises
+        ------
+        TypeError
+            For a name that is no option.
+        ValueError
+            For a value outside its allowed ones, or ``covariate_attention`` without encoded covariates or GO-wired
+            encoders.
+        """
+        valid = cls.options()
+        unknown = [name for name in options if name not in valid]
+        if unknown:
+            raise TypeError(
+                f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the module options "
+                f"are: {', '.join(valid)} (see NetworkVAE and WiredEncoder)."
+            )
+        check_choices(options, cls.CHOICES)
+        WiredEncoder.check_options(options)
+        attention = options.get("covariate_attention", "none")
+        if attention != "none" and not options.get("encode_covariates", False):
+            raise ValueError(
+                f"covariate_attention={attention!r} attends over the encoders' covariates: set "
+                "encode_covariates=True (the original crashed later in this case)."
+            )
+        if attention != "none" and not wired:
+            raise ValueError("covariate_attention acts on GO levels: it needs encoder='go'.")
 
     def __init__(
         self,
@@ -112,16 +217,10 @@ class NetworkVAE(BaseModuleClass):
         latent_distribution: Literal["normal", "ln"] = "normal",
         modality_mixing: MixingType = "poe",
         modality_penalty: PenaltyType = "jeffreys",
-        penalty_warmup: bool = True,
+        modality_penalty_warmup: bool = True,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
-        n_interaction_layers: int = 1,
-        activation: str = "relu",
-        linear_path: bool = True,
-        covariate_attention: Literal["none", "genes", "go", "all"] = "none",
-        go_norm: Literal["batch", "none"] = "batch",
-        head_input: Literal["root", "levels"] = "root",
         protein_dispersion: Literal["protein", "protein-batch"] = "protein",
         protein_background_prior: bool = True,
         protein_background_prior_mean: Any = None,
@@ -131,8 +230,15 @@ class NetworkVAE(BaseModuleClass):
         use_size_factor_key: bool = False,
         use_observed_lib_size: bool = True,
         log_variational: bool = True,
+        **encoder_kwargs: Any,
     ):
+        options = self.options()
+        self.check_options(
+            {**{name: value for name, value in locals().items() if name in options}, **encoder_kwargs},
+            wired=bool(wirings),
+        )
         super().__init__()
+        wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
         unknown = [m for m in n_inputs if m not in MODALITIES]
         if unknown or not n_inputs:
             raise ValueError(f"n_inputs must map some of {MODALITIES} to feature counts, got {dict(n_inputs)}.")
@@ -143,7 +249,7 @@ class NetworkVAE(BaseModuleClass):
         self.gene_likelihood = gene_likelihood
         self.latent_distribution = latent_distribution
         self.modality_penalty = modality_penalty
-        self.penalty_warmup = penalty_warmup
+        self.penalty_warmup = modality_penalty_warmup
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -164,7 +270,13 @@ class NetworkVAE(BaseModuleClass):
             self.register_buffer("continuous_covariate_loc", loc)
             self.register_buffer("continuous_covariate_scale", scale)
         encoder_cont = n_continuous_cov if encode_covariates else 0
-        wirings = {m: w if isinstance(w, Wiring) else Wiring.from_dict(dict(w)) for m, w in (wirings or {}).items()}
+        if (
+            gene_layer == "interaction"
+            and wirings
+            and not any(w.gene_edges.shape[1] > w.n_genes for w in wirings.values())
+        ):
+            logger.info("gene_layer='interaction' without gene-gene edges in the wirings: no gene-gene layer is built.")
+            gene_layer = "standard"  # self loops only would be an identity-like extra layer
 
         self.encoders = nn.ModuleDict()
         for m in self.modalities:
@@ -177,16 +289,11 @@ class NetworkVAE(BaseModuleClass):
                     wirings[m],
                     n_latent,
                     gene_layer=gene_layer,
-                    n_interaction_layers=n_interaction_layers,
-                    activation=activation,
                     dropout_rate=dropout_rate,
-                    linear_path=linear_path,
                     n_cat_list=encoder_cats,
                     n_cont=encoder_cont,
                     inject_covariates=encode_covariates,
-                    covariate_attention=covariate_attention,
-                    go_norm=go_norm,
-                    head_input=head_input,
+                    **encoder_kwargs,
                 )
             else:
                 self.encoders[m] = Encoder(
@@ -231,10 +338,6 @@ class NetworkVAE(BaseModuleClass):
                 **decoder_kwargs,
             )
             shape = (n_proteins, max(n_batch, 1)) if protein_dispersion == "protein-batch" else (n_proteins,)
-            if protein_dispersion not in ("protein", "protein-batch"):
-                raise ValueError(
-                    f"protein_dispersion must be 'protein' or 'protein-batch', got {protein_dispersion!r}."
-                )
             self.py_r = nn.Parameter(2 * torch.rand(shape))
             if protein_background_prior:
                 shape = (n_proteins, max(n_batch, 1))
@@ -477,7 +580,7 @@ class NetworkVAE(BaseModuleClass):
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
         """Masked reconstruction + ``kl_weight`` x (KL of the joint posterior + pairwise modality penalty).
 
-        The penalty is warmed up only with ``penalty_warmup``; ``kl_divergence_paired`` logs it unweighted.
+        The penalty is warmed up only with ``modality_penalty_warmup``; ``kl_divergence_paired`` logs it unweighted.
         """
         masks = inference_outputs["masks"]
         recon = self.reconstruction_losses(inference_outputs["data"], inference_outputs, generative_outputs)

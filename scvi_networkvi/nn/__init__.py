@@ -3,7 +3,16 @@
 from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
 from ._level_norm import LevelBatchNorm
-from ._wired_encoder import GeneLayer, GONetwork, InteractionLayer, WideDropout, WiredEncoder, activation_module
+from ._wired_encoder import (
+    GeneLayer,
+    GONetwork,
+    InteractionLayer,
+    WideDropout,
+    WiredEncoder,
+    activation_module,
+    check_choices,
+    keyword_defaults,
+)
 
 __all__ = [
     "BlockSparseLinear",
@@ -16,4 +25,6 @@ __all__ = [
     "WideDropout",
     "WiredEncoder",
     "activation_module",
+    "check_choices",
+    "keyword_defaults",
 ]

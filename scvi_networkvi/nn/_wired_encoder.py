@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -23,6 +24,33 @@ from ._level_norm import LevelBatchNorm
 GeneLayerType = Literal["none", "standard", "interaction"]
 GONorm = Literal["batch", "none"]
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "hardswish": nn.Hardswish}
+
+
+def check_choices(options: Mapping[str, Any], choices: Mapping[str, Sequence[Any]]) -> None:
+    """Raise a ValueError, naming the option and its allowed values, for a value of ``options`` outside ``choices``.
+
+    Parameters
+    ----------
+    options
+        Option name -> value; names without an entry in ``choices`` are not checked.
+    choices
+        Option name -> its allowed values.
+    """
+    for name, allowed in choices.items():
+        if name in options and options[name] not in allowed:
+            words = [repr(v) for v in allowed]
+            text = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+            raise ValueError(f"{name} must be {text}, got {options[name]!r}.")
+
+
+def keyword_defaults(function: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The keyword parameters of ``function`` (a class: its ``__init__``) with a default, and those defaults."""
+    skip = set(exclude)
+    return {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not p.empty and name not in skip
+    }
 
 
 def activation_module(name: str) -> nn.Module:
@@ -572,15 +600,44 @@ class WiredEncoder(nn.Module):
     inject_covariates
         After the GO root, a dense layer (scvi-tools ``FCLayers``) that sees the covariates (the original's
         ``last_layer_inject_covariates``); otherwise LayerNorm + activation.
+    covariate_attention
+        GO-specific covariate attention (the original's section 4.5): every neuron attends over the covariate vector
+        ``[one-hot batch and categorical covariates | continuous covariates]``. ``"genes"``: on the gene-node
+        output; ``"go"``: on every GO level but the deepest; ``"all"``: both (the original's
+        ``deeply_inject_covariates`` for GO encoders). Needs covariates (``NetworkVAE``'s ``encode_covariates=True``).
     go_norm
-        Normalisation after each GO level, see :class:`GONetwork`.
+        ``"batch"``: batch-normalise every GO level's output (each neuron over the cells of the minibatch; running
+        statistics at inference), see :class:`GONetwork`. ``"none"``: the original's un-normalised GO network, whose
+        encoders of large modalities collapse: a GO term sums many non-negative gene activations, the top node
+        becomes a function of the cell's total signal alone and the posterior falls back to the prior (results
+        page).
     head_input
         What the posterior heads read: ``"root"``, the top node's neurons (the original), or ``"levels"``, the
         neurons of every GO level, root included, so that each term also reaches the latent without passing the
         narrower levels above it. Either way the latent is a function of GO-term activations only.
     var_eps
         Floor added to the posterior variance.
+
+    Notes
+    -----
+    A new option of the GO encoder is a keyword here, documented above (with its allowed values in :attr:`CHOICES`
+    for a choice). :class:`~scvi_networkvi.module.NetworkVAE` passes its ``**encoder_kwargs`` on to this class, and
+    ``NETWORKVI`` its ``**model_kwargs`` to the module, so both accept it and check it before building anything.
     """
+
+    #: Allowed values of the choice options, checked by :meth:`check_options` (a new choice option: add it here).
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "gene_layer": ("none", "standard", "interaction"),
+        "activation": tuple(ACTIVATIONS),
+        "covariate_attention": ("none", "genes", "go", "all"),
+        "go_norm": ("batch", "none"),
+        "head_input": ("root", "levels"),
+    }
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise a ValueError for a choice option of ``options`` (name -> value) outside its allowed values."""
+        check_choices(options, cls.CHOICES)
 
     def __init__(
         self,
@@ -600,14 +657,9 @@ class WiredEncoder(nn.Module):
         head_input: Literal["root", "levels"] = "root",
         var_eps: float = 1e-4,
     ):
+        self.check_options({name: value for name, value in locals().items() if name in self.CHOICES})
         super().__init__()
-        if head_input not in ("root", "levels"):
-            raise ValueError(f"head_input must be 'root' or 'levels', got {head_input!r}.")
         self.head_input = head_input
-        if covariate_attention not in ("none", "genes", "go", "all"):
-            raise ValueError(
-                f"covariate_attention must be 'none', 'genes', 'go' or 'all', got {covariate_attention!r}."
-            )
         self.n_cat_list = list(n_cat_list or [])
         n_covariates = covariate_width(self.n_cat_list, n_cont)
         if covariate_attention != "none" and n_covariates == 0:
@@ -615,8 +667,6 @@ class WiredEncoder(nn.Module):
                 "covariate_attention needs covariates: encode them (encode_covariates=True) and have a batch or "
                 "categorical covariate with more than one category, or continuous covariates."
             )
-        if gene_layer not in ("none", "standard", "interaction"):
-            raise ValueError(f"gene_layer must be 'none', 'standard' or 'interaction', got {gene_layer!r}.")
         self.gene_layer = GeneLayer(wiring, activation, dropout_rate, linear_path) if gene_layer != "none" else None
         n_stack = n_interaction_layers if gene_layer == "interaction" else 0
         self.interaction_layers = nn.ModuleList([InteractionLayer(wiring, activation) for _ in range(n_stack)])

@@ -209,7 +209,7 @@ def attention(
     ``high``, ``n_cells``). Sets ``mdata.uns[key_added]`` and ``mdata.uns["networkvi"][key_added]["params"]``.
     """
     _prepare(mdata, model, groupby, key_added, modalities)
-    if model.init_params_.get("non_kwargs", {}).get("covariate_attention", "none") == "none":
+    if model.init_settings.get("covariate_attention", "none") == "none":
         raise ValueError("The model has no covariate attention: build it with covariate_attention='genes'/'go'/'all'.")
     with rollback(mdata):
         table = model.get_attention_statistics(mdata, groupby=groupby, modalities=modalities, key_added=None, **kwargs)
