@@ -122,9 +122,9 @@ DEC05B = {
     "multiome/dense": ({"batch_centered_input": (), "dropout_rate": 0.0}, {"adversarial_scale": "auto"}, {}),
 }
 #: The defaults of 2026-12-05c: those of 2026-12-05b, and the GO encoder's posterior heads read every GO level on
-#: paired data (``head_input="levels"``).
+#: paired RNA + ATAC (``head_input="levels"``).
 DEC05C = {
-    "cite": ({**DEC05B["cite"][0], "head_input": "levels"}, *DEC05B["cite"][1:]),
+    "cite": DEC05B["cite"],
     "multiome/go": ({**DEC05B["multiome/go"][0], "head_input": "levels"}, *DEC05B["multiome/go"][1:]),
     "multiome/dense": DEC05B["multiome/dense"],
 }

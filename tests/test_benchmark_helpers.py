@@ -55,7 +55,7 @@ def test_pinned_settings_per_dataset_and_resource_changes(ablation):
     # 2026-12-05c: the GO encoder's heads read every level on paired data, the rest as the day before
     go_05c = ablation.settings("base", 4000, "2026-12-05c", "multiome", "go")
     assert go_05c[0] == {**go[0], "head_input": "levels"} and go_05c[1:] == go[1:] and go[0]["head_input"] == "root"
-    assert ablation.settings("base", 4000, "2026-12-05c", "cite", "go")[0]["head_input"] == "levels"
+    assert ablation.settings("base", 4000, "2026-12-05c", "cite", "go")[0]["head_input"] == "root"
     model, _, _ = ablation.settings("sizes-default+annotations-default", 4000, "current")
     assert model == {"gene_size": 4, "go_size": 6, "go": None, "annotations": None}
     assert set(ablation.RESOURCE_KEYS) >= {"go", "annotations"}

@@ -162,7 +162,7 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
     [
         (["rna"], False, "go", (0.1, (), False, "root")),
         (["rna", "protein"], False, "dense", (0.0, "all", True, "root")),
-        (["rna", "protein"], False, "go", (0.0, "all", True, "levels")),
+        (["rna", "protein"], False, "go", (0.0, "all", True, "root")),
         (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root")),
         (["rna", "atac"], False, "go", (0.0, "all", True, "levels")),
         (["rna", "atac"], False, "dense", (0.0, (), False, "root")),

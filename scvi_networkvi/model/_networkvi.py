@@ -140,8 +140,8 @@ class NETWORKVI(
         What the GO encoder's posterior heads read: ``"root"``, the top node's ``n_hidden`` neurons (the original),
         or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
         directly rather than only through the narrower levels above it. The latent stays a function of GO-term
-        activations either way. ``None``: ``"levels"`` for the GO encoder on paired data of two or more modalities
-        (it integrated better on paired CITE-seq and multiome: results page), else ``"root"``. The resolved value is
+        activations either way. ``None``: ``"levels"`` for the GO encoder on paired RNA + ATAC (it integrated better
+        there: results page), else ``"root"``. The resolved value is
         what the model saves; a model saved before this option existed loads with ``"root"``, as it was trained.
     empirical_protein_background_prior
         Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
@@ -160,7 +160,7 @@ class NETWORKVI(
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
-        encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``, ``head_input``...). Their
+        encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
         (:attr:`init_settings`). Also the fields of ``wiring_config`` as keywords. A name that is none of these is a
         TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
