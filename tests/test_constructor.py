@@ -18,7 +18,7 @@ import torch
 
 import scvi_networkvi as nvi
 from scvi_networkvi.module import NetworkVAE
-from scvi_networkvi.nn import WiredEncoder
+from scvi_networkvi.nn import WiredEncoder, check_choices, keyword_defaults
 from scvi_networkvi.wiring import WiringConfig
 
 DATA = Path(__file__).parent / "data"
@@ -151,3 +151,18 @@ def test_a_model_saved_with_every_option_named_loads_as_trained(tmp_path):
     torch.testing.assert_close(
         mapped.module.encoders["rna"].mean_encoder.weight, loaded.module.encoders["rna"].mean_encoder.weight
     )
+
+
+def test_shared_option_helpers_name_the_allowed_values_and_read_keyword_defaults():
+    choices = {"mode": ("a", "b", None), "one": ("x",)}
+    check_choices({"mode": None, "other": 5}, choices)  # allowed, and unlisted names are not checked
+    with pytest.raises(ValueError, match=r"mode must be 'a', 'b' or None, got 'c'\."):
+        check_choices({"mode": "c"}, choices)
+    with pytest.raises(ValueError, match=r"one must be 'x', got 'y'\."):
+        check_choices({"one": "y"}, choices)
+
+    def build(data, size: int = 3, *, kind: str = "k", skip=None):
+        return data, size, kind, skip
+
+    assert keyword_defaults(build) == {"size": 3, "kind": "k", "skip": None}
+    assert keyword_defaults(build, exclude=("skip",)) == {"size": 3, "kind": "k"}

@@ -141,8 +141,8 @@ class NETWORKVI(
         or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
         directly rather than only through the narrower levels above it. The latent stays a function of GO-term
         activations either way. ``None``: ``"levels"`` for the GO encoder on paired RNA + ATAC (it integrated better
-        there: results page), else ``"root"``. The resolved value is
-        what the model saves; a model saved before this option existed loads with ``"root"``, as it was trained.
+        there: results page), else ``"root"``. The resolved value is what the model saves; a model saved before
+        this option existed loads with ``"root"``, as it was trained.
     empirical_protein_background_prior
         Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
         mixture fitted to the log counts of 100 cells per batch; the lower component is the background). ``None``:
@@ -1124,25 +1124,21 @@ def _wiring_config(
         base: dict[str, Any] = {}
     elif isinstance(config, WiringConfig):
         base = dataclasses.asdict(config)
-        if base["max_depth"] not in (max_depth, WiringConfig.max_depth):
-            raise ValueError(
-                f"wiring_config.max_depth={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
-                "depth is n_layers_encoder; set that instead."
-            )
-        base["max_depth"] = max_depth
+        if base["max_depth"] == WiringConfig.max_depth:  # the dataclass default is no choice of the user's
+            del base["max_depth"]
     elif isinstance(config, Mapping):
         base = dict(config)
         names = [f.name for f in dataclasses.fields(WiringConfig)]
         unknown = [name for name in base if name not in names]
         if unknown:
             raise TypeError(f"wiring_config has no field(s) {unknown}; the fields of WiringConfig are: {names}.")
-        if base.get("max_depth", max_depth) != max_depth:
-            raise ValueError(
-                f"wiring_config['max_depth']={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO "
-                "depth is n_layers_encoder; set that instead."
-            )
     else:
         raise TypeError(f"wiring_config must be a WiringConfig, a mapping of its fields or None, got {config!r}.")
+    if base.get("max_depth", max_depth) != max_depth:
+        raise ValueError(
+            f"wiring_config's max_depth={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO depth "
+            "is n_layers_encoder; set that instead."
+        )
     return WiringConfig(**{**base, **overrides, "max_depth": max_depth})
 
 

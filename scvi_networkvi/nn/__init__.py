@@ -3,6 +3,7 @@
 from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
 from ._level_norm import LevelBatchNorm
+from ._options import check_choices, keyword_defaults
 from ._wired_encoder import (
     GeneLayer,
     GONetwork,
@@ -10,8 +11,6 @@ from ._wired_encoder import (
     WideDropout,
     WiredEncoder,
     activation_module,
-    check_choices,
-    keyword_defaults,
 )
 
 __all__ = [
