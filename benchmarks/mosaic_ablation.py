@@ -13,13 +13,20 @@ Besides ``mosaic.py``'s metrics (``transfer_cross_acc`` / ``_f1``, ``knn_cv``, `
 ``modality="expression"``), which tells whether the datasets are apart already in the one modality they share or
 only in the joint latent.
 
+``--fraction F``: the other kind of mosaic, one dataset with a fraction ``F`` of its cells paired (``mosaic.py
+--datasets DATASET --fractions F``: ``--n-cells`` random cells of ``--dataset``, the unpaired ones split into RNA-only
+and ATAC- / protein-only halves, batch key ``Site``); the metrics are ``mosaic.py``'s for it (``transfer_rna_*`` and
+``transfer_other_*`` from the paired cells, ``mixing`` of the three groups, ``knn_cv``, ``silhouette_label``), the
+rows go to ``results/mosaic_fraction_ablation.csv``.
+
 Rows (one per encoder, variant, seed) are appended to the CSV as runs finish (default
 ``benchmarks/results/mosaic_ablation.csv``; runs already there are skipped); ``--summarize`` writes the markdown
 table next to it (mean ± sd across seeds).
 
     python benchmarks/mosaic_ablation.py --variants legacy legacy+mean multivi [--encoder dense] [--seeds 0]
         [--epochs 50] [--n-cells 2000] [--threads 1] [--out CSV]
-    python benchmarks/mosaic_ablation.py --summarize [--out CSV]
+    python benchmarks/mosaic_ablation.py --fraction 0.2 [--dataset multiome] --variants base multivi [--encoder go]
+    python benchmarks/mosaic_ablation.py --summarize [--fraction 0.2] [--out CSV]
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import pandas as pd
 
 logger = logging.getLogger("benchmarks.mosaic_ablation")
 OUT = Path(__file__).parent / "results" / "mosaic_ablation.csv"
+OUT_FRACTION = Path(__file__).parent / "results" / "mosaic_fraction_ablation.csv"
 REFERENCES = ("multivi",)
 
 #: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
@@ -79,6 +87,16 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
 METRICS = ("transfer_cross_acc", "transfer_cross_f1", "knn_cv", "silhouette_label", "mixing", "mixing_rna")
+KEY_FRACTION = ("dataset", "fraction", *KEY)
+METRICS_FRACTION = (
+    "transfer_rna_acc",
+    "transfer_other_acc",
+    "transfer_rna_f1",
+    "transfer_other_f1",
+    "mixing",
+    "knn_cv",
+    "silhouette_label",
+)
 
 
 def settings(variant: str) -> tuple[dict, dict, dict]:
@@ -92,25 +110,73 @@ def settings(variant: str) -> tuple[dict, dict, dict]:
     return model, train, plan
 
 
-def fit(encoder: str, variant: str, mosaic, padded, epochs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train one variant (or MULTIVI): the joint latent and the RNA encoder's posterior means of all cells."""
+def fit(
+    encoder: str, variant: str, mosaic, padded, epochs: int, batch_key: str = "dataset", rna_latent: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Train one variant (or MULTIVI): the joint latent and (``rna_latent``) the RNA encoder's posterior means."""
     import scvi
 
     train = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 4e-3}
     if variant == "multivi":
+        layers = {"rna": "rna_layer", "prot": "protein_layer", "atac": "atac_layer"}
+        modalities = {layers[name]: name for name in padded.mod}
         scvi.model.MULTIVI.setup_mudata(
-            padded, batch_key="dataset", modalities={"rna_layer": "rna", "protein_layer": "prot", "atac_layer": "atac"}
+            padded,
+            batch_key=batch_key,
+            modalities={**modalities, "batch_key": "rna"} if batch_key != "dataset" else modalities,
         )
         model = scvi.model.MULTIVI(padded)
         model.train(max_epochs=epochs, early_stopping=False, **train)
-        return model.get_latent_representation(), model.get_latent_representation(modality="expression")
+        rna = model.get_latent_representation(modality="expression") if rna_latent else None
+        return model.get_latent_representation(), rna
     model_kwargs, train_kwargs, plan_kwargs = settings(variant)
     train.update(train_kwargs)
     if plan_kwargs:
         train["plan_kwargs"] = plan_kwargs
     name = "networkvi-dense" if encoder == "dense" else "networkvi"
-    model = bench.train_networkvi(name, mosaic, "dataset", epochs, train, model_kwargs)
-    return model.get_latent_representation(), model.get_latent_representation(modality="rna")
+    model = bench.train_networkvi(name, mosaic, batch_key, epochs, train, model_kwargs)
+    rna = model.get_latent_representation(modality="rna") if rna_latent else None
+    return model.get_latent_representation(), rna
+
+
+def run_fraction(args: argparse.Namespace) -> None:
+    """``--fraction``: every (variant, seed) on the paired-fraction mosaic not yet in the CSV: train, score, append."""
+    import scvi
+    import torch
+
+    torch.set_num_threads(args.threads)
+    scvi.settings.verbosity = logging.WARNING
+    done = set()
+    if args.out.is_file():
+        done = set(pd.read_csv(args.out)[list(KEY_FRACTION)].astype(str).agg("|".join, axis=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    mdata = bench.load_paired(args.dataset, args.n_cells, seed=0)
+    labels = mdata.obs["cell_type"].astype(str).to_numpy()
+    other = bench.OTHER[args.dataset]
+    for seed in args.seeds:
+        groups = bench.split_groups(mdata.n_obs, args.fraction, seed)
+        for variant in args.variants:
+            encoder = "-" if variant in REFERENCES else args.encoder
+            key = (args.dataset, args.fraction, encoder, variant, seed, args.epochs, mdata.n_obs)
+            if "|".join(map(str, key)) in done:
+                logger.info("%s: in %s, skipped", key, args.out)
+                continue
+            logger.info("%s encoder, %s, seed %d ...", encoder, variant, seed)
+            scvi.settings.seed = seed
+            start = time.perf_counter()
+            mosaic = bench.mosaic_mudata(mdata, other, groups)
+            padded = bench.padded_mudata(mdata, other, groups)
+            latent, _ = fit(args.encoder, variant, mosaic, padded, args.epochs, batch_key="Site", rna_latent=False)
+            order = padded.obs_names if variant in REFERENCES else mosaic.obs_names
+            latent = pd.DataFrame(latent, index=order).loc[mdata.obs_names].to_numpy()
+            row = dict(zip(KEY_FRACTION, key, strict=True))
+            row["train_s"] = round(time.perf_counter() - start, 1)
+            row.update(bench.evaluate(latent, labels, groups))
+            row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+            row["finished"] = datetime.now().isoformat(timespec="seconds")
+            frame = pd.DataFrame([row])
+            frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
+            logger.info("%s", frame[[*KEY_FRACTION, *METRICS_FRACTION, "train_s"]].round(3).to_string(index=False))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -147,11 +213,13 @@ def run(args: argparse.Namespace) -> None:
             logger.info("%s", frame[[*KEY, *METRICS, "train_s"]].round(3).to_string(index=False))
 
 
-def summarize(path: Path) -> pd.DataFrame:
+def summarize(path: Path, fraction: bool = False) -> pd.DataFrame:
     """Mean ± sd across seeds per (encoder, variant, epochs, cells); printed and written as ``<csv stem>.md``."""
     frame = pd.read_csv(path)
-    grouped = frame.groupby(["n_cells", "epochs", "encoder", "variant"], sort=False)
-    mean, sd = grouped[[*METRICS, "train_s"]].mean(), grouped[[*METRICS, "train_s"]].std()
+    by = ["dataset", "fraction"] if fraction else []
+    metrics = [*(METRICS_FRACTION if fraction else METRICS), "train_s"]
+    grouped = frame.groupby([*by, "n_cells", "epochs", "encoder", "variant"], sort=False)
+    mean, sd = grouped[metrics].mean(), grouped[metrics].std()
     table = mean.copy().astype(object)
     for column in mean:
         table[column] = [
@@ -160,6 +228,16 @@ def summarize(path: Path) -> pd.DataFrame:
     table["seeds"] = grouped.size()
     table = table.reset_index()
     logger.info("\n%s", table.to_string(index=False))
+    if fraction:
+        header = (
+            "# Mosaic ablation: one dataset with a fraction of its cells paired\n\n"
+            f"`python benchmarks/mosaic_ablation.py --fraction F` -> `{path.name}`: mean ± sd across seeds (a value "
+            "without ± is one seed). `transfer_rna` / `transfer_other`: kNN-15 from the paired cells to the RNA-only "
+            "and the ATAC- or protein-only cells; `mixing`: of the three groups (1 = as mixed as random). Command "
+            "lines: `benchmarks/README.md`, section 'Mosaic ablation'.\n\n"
+        )
+        path.with_suffix(".md").write_text(header + table.to_markdown(index=False) + "\n")
+        return table
     header = (
         "# Mosaic ablation: CITE-seq + multiome, dataset mixing\n\n"
         f"`python benchmarks/mosaic_ablation.py` -> `{path.name}`: mean ± sd across seeds (a value without ± is one "
@@ -179,10 +257,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--n-cells", type=int, default=2000)
+    parser.add_argument("--fraction", type=float, default=None, help="the paired-fraction mosaic of --dataset")
+    parser.add_argument("--dataset", choices=sorted(bench.OTHER), default="multiome", help="with --fraction")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="CSV (default results/mosaic_ablation.csv, or mosaic_fraction_ablation.csv with --fraction)",
+    )
     parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = OUT if args.fraction is None else OUT_FRACTION
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -193,8 +280,8 @@ def main() -> None:
         for variant in args.variants:
             if variant not in REFERENCES:
                 settings(variant)  # unknown names fail before any training
-        run(args)
-    summarize(args.out)
+        run(args) if args.fraction is None else run_fraction(args)
+    summarize(args.out, fraction=args.fraction is not None)
 
 
 if __name__ == "__main__":
