@@ -75,6 +75,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "unknown64": ({"unknown_size": 64}, {}, {}),
     "term12": ({"go_size": 12}, {}, {}),
     "head-levels": ({"head_input": "levels"}, {}, {}),
+    # twice the learning rate: the GO encoder learned more slowly than the dense one (multiome ablation)
+    "lr8e-3": ({}, {"lr": 8e-3}, {}),
     # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
     # (the interaction table stays the benchmark's); RESOURCE_KEYS go to nvi.tl.train as resources, not model kwargs
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
