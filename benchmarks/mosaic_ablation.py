@@ -87,6 +87,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
 METRICS = ("transfer_cross_acc", "transfer_cross_f1", "knn_cv", "silhouette_label", "mixing", "mixing_rna")
+#: NETWORKVI only: how the modality experts meet (see ``expert_summary``).
+EXPERT_METRICS = ("mixing_other", "rna_share_cite", "rna_share_multiome")
 KEY_FRACTION = ("dataset", "fraction", *KEY)
 METRICS_FRACTION = (
     "transfer_rna_acc",
@@ -112,8 +114,9 @@ def settings(variant: str) -> tuple[dict, dict, dict]:
 
 def fit(
     encoder: str, variant: str, mosaic, padded, epochs: int, batch_key: str = "dataset", rna_latent: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Train one variant (or MULTIVI): the joint latent and (``rna_latent``) the RNA encoder's posterior means."""
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+    """Train one variant (or MULTIVI): the joint latent, (``rna_latent``) the RNA encoder's posterior means and
+    (NETWORKVI on the cross mosaic) :func:`expert_summary`."""
     import scvi
 
     train = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 4e-3}
@@ -128,7 +131,7 @@ def fit(
         model = scvi.model.MULTIVI(padded)
         model.train(max_epochs=epochs, early_stopping=False, **train)
         rna = model.get_latent_representation(modality="expression") if rna_latent else None
-        return model.get_latent_representation(), rna
+        return model.get_latent_representation(), rna, {}
     model_kwargs, train_kwargs, plan_kwargs = settings(variant)
     train.update(train_kwargs)
     if plan_kwargs:
@@ -136,7 +139,39 @@ def fit(
     name = "networkvi-dense" if encoder == "dense" else "networkvi"
     model = bench.train_networkvi(name, mosaic, batch_key, epochs, train, model_kwargs)
     rna = model.get_latent_representation(modality="rna") if rna_latent else None
-    return model.get_latent_representation(), rna
+    experts = expert_summary(model, np.asarray(mosaic.obs["dataset"])) if rna_latent else {}
+    return model.get_latent_representation(), rna, experts
+
+
+def expert_summary(model, dataset: np.ndarray) -> dict[str, float]:
+    """How the modality posteriors meet in the joint latent of the cross mosaic (NETWORKVI).
+
+    ``mixing_other``: dataset mixing of each cell's second-modality posterior mean (protein for the CITE-seq cells,
+    ATAC for the multiome ones); low when those two experts place the datasets apart. ``rna_share_<dataset>``: the
+    RNA expert's share of the joint precision (product of experts, prior included), mean over cells and dimensions.
+    """
+    import torch
+
+    means, variances, masks = [], [], []
+    model.module.eval()
+    with torch.no_grad():
+        for tensors in model._make_data_loader(adata=model.adata, batch_size=512):
+            out = model.module.inference(**model.module._get_inference_input(tensors))
+            means.append(out["means"])
+            variances.append(out["variances"])
+            masks.append(out["masks"])
+    means, variances, masks = (torch.cat(x).numpy() for x in (means, variances, masks))
+    rna = model.module.modalities.index("rna")
+    present = masks.copy()
+    present[:, rna] = 0
+    other = (means * present[..., None]).sum(1)  # each cell has exactly one modality besides RNA here
+    precision = masks[..., None] / variances
+    share = (precision[:, rna] / (1.0 + precision.sum(1))).mean(1)
+    return {
+        "mixing_other": bench.mixing_score(other, dataset),
+        "rna_share_cite": float(share[dataset == "CITE-seq"].mean()),
+        "rna_share_multiome": float(share[dataset != "CITE-seq"].mean()),
+    }
 
 
 def run_fraction(args: argparse.Namespace) -> None:
@@ -166,7 +201,7 @@ def run_fraction(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             mosaic = bench.mosaic_mudata(mdata, other, groups)
             padded = bench.padded_mudata(mdata, other, groups)
-            latent, _ = fit(args.encoder, variant, mosaic, padded, args.epochs, batch_key="Site", rna_latent=False)
+            latent, _, _ = fit(args.encoder, variant, mosaic, padded, args.epochs, batch_key="Site", rna_latent=False)
             order = padded.obs_names if variant in REFERENCES else mosaic.obs_names
             latent = pd.DataFrame(latent, index=order).loc[mdata.obs_names].to_numpy()
             row = dict(zip(KEY_FRACTION, key, strict=True))
@@ -201,11 +236,12 @@ def run(args: argparse.Namespace) -> None:
             logger.info("%s encoder, %s, seed %d ...", encoder, variant, seed)
             scvi.settings.seed = seed
             start = time.perf_counter()
-            latent, rna_latent = fit(args.encoder, variant, mosaic, padded, args.epochs)
+            latent, rna_latent, experts = fit(args.encoder, variant, mosaic, padded, args.epochs)
             row = dict(zip(KEY, key, strict=True))
             row["train_s"] = round(time.perf_counter() - start, 1)
             row.update(bench.evaluate_cross(latent, labels, dataset))
             row["mixing_rna"] = bench.mixing_score(rna_latent, np.asarray(dataset))
+            row.update(experts)
             row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
             row["finished"] = datetime.now().isoformat(timespec="seconds")
             frame = pd.DataFrame([row])
@@ -218,6 +254,7 @@ def summarize(path: Path, fraction: bool = False) -> pd.DataFrame:
     frame = pd.read_csv(path)
     by = ["dataset", "fraction"] if fraction else []
     metrics = [*(METRICS_FRACTION if fraction else METRICS), "train_s"]
+    metrics += [m for m in EXPERT_METRICS if m in frame and not fraction]
     grouped = frame.groupby([*by, "n_cells", "epochs", "encoder", "variant"], sort=False)
     mean, sd = grouped[metrics].mean(), grouped[metrics].std()
     table = mean.copy().astype(object)
