@@ -83,6 +83,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
     # the GO encoder's posterior heads read every GO level, not only the root
     "head-levels": ({"head_input": "levels"}, {}, {}),
+    # the UNKNOWN chain (the path of the genes and peaks without GO annotation) 64 neurons wide instead of 12
+    "unknown64": ({"unknown_size": 64}, {}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
