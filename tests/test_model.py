@@ -198,11 +198,11 @@ def test_heads_reading_every_go_level_train_save_and_load(tmp_path):
         nvi.NETWORKVI(mdata, head_input="all", **GO_KW)
 
 
-@pytest.mark.parametrize("warmup", [True, False])
-def test_modality_penalty_follows_the_kl_warmup(warmup):
+@pytest.mark.parametrize(("warmup", "scale"), [(True, 1.0), (False, 1.0), (True, 5.0)])
+def test_modality_penalty_follows_the_kl_warmup_and_its_scale(warmup, scale):
     mdata = read(CITE)
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
-    model = nvi.NETWORKVI(mdata, encoder="dense", modality_penalty_warmup=warmup)
+    model = nvi.NETWORKVI(mdata, encoder="dense", modality_penalty_warmup=warmup, modality_penalty_scale=scale)
     module = model.module.eval()
     tensors = next(iter(model._make_data_loader(adata=mdata, indices=np.arange(32))))
     with torch.no_grad():
@@ -218,8 +218,18 @@ def test_modality_penalty_follows_the_kl_warmup(warmup):
     for w, loss in losses.items():
         np.testing.assert_array_equal(loss.kl_local["kl_divergence_paired"], penalty)  # logged unweighted
         kl = loss.kl_local["kl_divergence_z"] + loss.kl_local["kl_divergence_background"]
-        expected = recon + w * kl + (w if warmup else 1.0) * penalty
+        expected = recon + w * kl + (w if warmup else 1.0) * scale * penalty
         np.testing.assert_allclose(float(loss.loss), float(expected.mean()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [-1.0, "5", True])
+def test_a_bad_modality_penalty_scale_is_refused_before_registration(scale):
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    registered = set(mdata.uns)
+    with pytest.raises(ValueError, match="modality_penalty_scale must be a number >= 0"):
+        nvi.NETWORKVI(mdata, encoder="dense", modality_penalty_scale=scale)
+    assert set(mdata.uns) == registered
 
 
 class _EpochCounter(Callback):

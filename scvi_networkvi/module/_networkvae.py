@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -79,6 +80,10 @@ class NetworkVAE(BaseModuleClass):
         Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
         original's full weight from the first step, which embedded cell types less well in our measurements
         (changelog).
+    modality_penalty_scale
+        Weight of the modality penalty relative to the KL term (after the warm-up). Larger values pull every
+        modality's posterior towards the others of the same cell, so the joint latent of a cell depends less on which
+        modalities it has.
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
         for query mapping needs it, so that the query's new batches get encoder columns to learn
@@ -178,8 +183,8 @@ class NetworkVAE(BaseModuleClass):
         TypeError
             For a name that is no option.
         ValueError
-            For a value outside its allowed ones, or ``covariate_attention`` without encoded covariates or GO-wired
-            encoders.
+            For a value outside its allowed ones, a negative ``modality_penalty_scale``, or ``covariate_attention``
+            without encoded covariates or GO-wired encoders.
         """
         valid = cls.options()
         unknown = [name for name in options if name not in valid]
@@ -189,6 +194,9 @@ class NetworkVAE(BaseModuleClass):
                 f"are: {', '.join(valid)} (see NetworkVAE and WiredEncoder)."
             )
         check_choices(options, cls.CHOICES)
+        scale = options.get("modality_penalty_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale >= 0:
+            raise ValueError(f"modality_penalty_scale must be a number >= 0, got {scale!r}.")
         WiredEncoder.check_options(options)
         attention = options.get("covariate_attention", "none")
         if attention != "none" and not options.get("encode_covariates", False):
@@ -218,6 +226,7 @@ class NetworkVAE(BaseModuleClass):
         modality_mixing: MixingType = "poe",
         modality_penalty: PenaltyType = "jeffreys",
         modality_penalty_warmup: bool = True,
+        modality_penalty_scale: float = 1.0,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
@@ -250,6 +259,7 @@ class NetworkVAE(BaseModuleClass):
         self.latent_distribution = latent_distribution
         self.modality_penalty = modality_penalty
         self.penalty_warmup = modality_penalty_warmup
+        self.penalty_scale = float(modality_penalty_scale)
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -605,7 +615,7 @@ class NetworkVAE(BaseModuleClass):
             kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"], validate_args=False), prior).sum(-1)
             kl_local["kl_divergence_background"] = kl_back * masks[:, self.modalities.index("protein")]
             extra = kl_local["kl_divergence_background"]
-        penalty_weight = kl_weight if self.penalty_warmup else 1.0
+        penalty_weight = (kl_weight if self.penalty_warmup else 1.0) * self.penalty_scale
         total = sum(recon.values()) + kl_weight * kl_z + penalty_weight * penalty + kl_weight * extra
         return LossOutput(
             loss=total.mean(),
