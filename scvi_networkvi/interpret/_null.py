@@ -11,8 +11,9 @@ term's own genes are summarised and probed exactly as the random sets are: wheth
 phenotype better than random gene sets of its size, in the trained gene layer's representation.
 
 Cost: the neurons are standardised on the PCA cells once, the PCA summaries of all sets of a size bin are one
-batched computation (:func:`fit_set_projections`, scikit-learn's solvers reproduced), and only held-out cells are
-scored. What remains is mostly the probes themselves: ``n_sets`` x phenotypes Newton fits per size bin.
+batched computation (:func:`fit_set_projections`, scikit-learn's solvers reproduced), and the ``n_sets`` x
+phenotypes probes per size bin are fitted and scored on the held-out cells by a compiled kernel
+(:mod:`._probe_kernel`; the batched torch solver on GPUs).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import _probe_kernel
 from ._logistic import decision_function, fit_logistic
-from ._probe import Targets, sample_weights, standardise, tied
+from ._probe import Targets, sample_weights, tied
 from ._progress import track
 
 #: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
@@ -247,7 +249,12 @@ def randomized_components(
 
 
 def project_sets(neurons: np.ndarray, projections: list[SetProjection | None], width: int) -> np.ndarray:
-    """``(sets, cells, width)`` summaries of every cell (zeros for ``None`` and for missing components).
+    """``(sets, cells, width)`` float64 summaries of every cell (zeros for ``None`` and for missing components)."""
+    return summaries(neurons, projections, width).transpose(0, 2, 1).astype(np.float64)
+
+
+def summaries(neurons: np.ndarray, projections: list[SetProjection | None], width: int) -> np.ndarray:
+    """``(sets, width, cells)`` float32 summaries of every cell (zeros for ``None`` and for missing components).
 
     Sets that are large against all neurons share one dense product (one pass over the neurons for all of them);
     small ones read their own rows through a sparse product (their neurons are never copied).
@@ -271,7 +278,7 @@ def project_sets(neurons: np.ndarray, projections: list[SetProjection | None], w
             index = (np.repeat(np.arange(c), len(p.rows)), columns)
             z[i, :c] = sp.csr_matrix((p.weights.ravel(), index), shape=(c, n_neurons)) @ neurons
         z[i, :c] -= p.offset
-    return z.transpose(0, 2, 1).astype(np.float64)
+    return z
 
 
 def null_probes(
@@ -341,8 +348,8 @@ def null_probes(
         own = [] if own_sets is None else [t for t in terms if len(own_sets[t])]
         members += [np.asarray(own_sets[t], dtype=np.int64) for t in own]  # probed in the same batch, after the null
         projections = fit_set_projections(cells, gene_size, members, width, seed)
-        z = project_sets(neurons, projections, width)  # (sets, cells, width)
-        held_auroc = held_out_aurocs(z[:, fit_rows], z[:, eval_rows], targets, C, class_weight, device)
+        z = summaries(neurons, projections, width)  # (sets, width, cells)
+        held_auroc = held_out_aurocs(z[..., fit_rows], z[..., eval_rows], targets, C, class_weight, device)
         null = held_auroc[:n_sets]
         out.auroc_null[terms] = null.mean(0)
         out.pval_null[terms] = exceedance(null, observed[terms], n_sets)
@@ -360,19 +367,45 @@ def held_out_aurocs(
     class_weight: str | None,
     device: torch.device | None = None,
 ) -> np.ndarray:
-    """``(sets, p)`` held-out AUROCs of probes fitted on ``(sets, cells, width)`` summaries.
+    """``(sets, p)`` held-out AUROCs of probes fitted on ``(sets, width, cells)`` summaries (feature-major).
 
-    The probes of :func:`scvi_networkvi.interpret._probe.fitted_scores` (standardised on the fitting cells, the same
-    batched fit and tie rounding); only the held-out cells are scored.
+    The probes of :func:`scvi_networkvi.interpret._probe.fitted_scores`: standardised on the fitting cells, the same
+    L2-regularised logistic regressions, decision values rounded as :func:`._probe.tied` does; only the held-out
+    cells are scored. On the CPU the compiled kernel (:mod:`._probe_kernel`) fits and scores them, on torch's thread
+    count; on another device the batched torch solver (:func:`._logistic.fit_logistic`) does.
     """
-    x_fit, x_eval = standardise(z_fit, z_eval)
+    mean = z_fit.mean(axis=-1, keepdims=True, dtype=np.float64)
+    std = z_fit.std(axis=-1, keepdims=True, dtype=np.float64)
+    scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 0.0)
+    x_fit, x_eval = ((z - mean) * scale for z in (z_fit, z_eval))
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
+    if device is not None and torch.device(device).type != "cpu":
+        return held_out_aurocs_torch(x_fit, x_eval, targets, weights, C, device)
+    threads = torch.get_num_threads()
+    beta, *_ = _probe_kernel.fit_sets(x_fit, targets.case_fit, weights, C=C, num_threads=threads)
+    held = targets.case_eval | targets.control_eval
+    return _probe_kernel.held_out_aurocs(x_eval, beta, held, targets.case_eval, num_threads=threads)
+
+
+def held_out_aurocs_torch(
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    targets: Targets,
+    weights: np.ndarray,
+    C: float,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """:func:`held_out_aurocs` by the batched torch solver, on any device, for standardised ``x_fit`` / ``x_eval``.
+
+    The plain implementation of the compiled kernel's fits and scores (the first fast path's), used on GPUs.
+    """
+    x_fit, x_eval = x_fit.transpose(0, 2, 1), x_eval.transpose(0, 2, 1)
     fit = fit_logistic(x_fit, targets.case_fit.astype(np.float64), C=C, sample_weight=weights, device=device)
     scores = tied(decision_function(fit, x_eval))  # (sets, p, held-out cells)
+    held = targets.case_eval | targets.control_eval
     out = np.empty(scores.shape[:2])
     for j in range(targets.n_phenotypes):
-        held = targets.case_eval[j] | targets.control_eval[j]
-        out[:, j] = rank_auroc(scores[:, j, held], targets.case_eval[j, held])
+        out[:, j] = rank_auroc(scores[:, j, held[j]], targets.case_eval[j, held[j]])
     return out
 
 
