@@ -19,11 +19,14 @@ phenotypes probes per size bin are fitted and scored on the held-out cells by a 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
+from threadpoolctl import threadpool_limits
 
 from . import _probe_kernel
 from ._logistic import decision_function, fit_logistic
@@ -184,17 +187,27 @@ def flip_signs(components: torch.Tensor) -> torch.Tensor:
 def exact_components(cells: PCACells, rows: np.ndarray, n_components: int) -> np.ndarray:
     """``(b, n_components, set neurons)`` float64 leading principal axes of each set (rows ``(b, set neurons)``).
 
-    The eigenvectors of the smaller of the neurons' covariance and the cells' Gram matrix of the centred data.
+    The leading eigenvectors of the smaller of the neurons' covariance and the cells' Gram matrix of the centred
+    data. Only those are computed (LAPACK's ``syevr`` on a subset, four times faster than all of them at 500
+    neurons), one set at a time on torch's thread count: torch's batched ``eigh`` spread over threads was measured
+    ten times slower than on one on a busy 2-core machine.
     """
     x = torch.from_numpy(cells.standard[rows]).to(torch.float64)  # (b, m, cells)
     x -= torch.from_numpy(cells.centre[rows])[..., None]
     m, n = x.shape[1:]
+    gram = (x @ x.transpose(1, 2) if m <= n else x.transpose(1, 2) @ x).numpy()
+    size = gram.shape[-1]
+
+    def leading(matrix: np.ndarray) -> np.ndarray:
+        _, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n_components, size - 1], driver="evr")
+        return vectors[:, ::-1]  # descending eigenvalues
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        vectors = torch.from_numpy(np.stack(list(pool.map(leading, gram))))  # (b, size, c)
     if m <= n:
-        _, vectors = torch.linalg.eigh(x @ x.transpose(1, 2))  # ascending eigenvalues
-        components = vectors[..., -n_components:].flip(-1).transpose(1, 2)
+        components = vectors.transpose(1, 2)
     else:
-        _, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)
-        axes = x @ vectors[..., -n_components:].flip(-1)  # (b, m, c): X v = s u
+        axes = x @ vectors  # (b, m, c): X v = s u
         components = (axes / axes.norm(dim=1, keepdim=True).clamp_min(1e-300)).transpose(1, 2)
     return flip_signs(components).numpy()
 
@@ -243,7 +256,8 @@ def randomized_components(
         q = backward(forward(q))
     q, _ = torch.linalg.qr(forward(q))  # (b, m, r)
     small = backward(q).transpose(1, 2)  # B = Q.T M: (b, r, cells)
-    u_small, _, _ = torch.linalg.svd(small, full_matrices=False)
+    # numpy's loop of LAPACK calls: torch's batched SVD of these small matrices was measured 10x slower on 2 threads
+    u_small = torch.from_numpy(np.linalg.svd(small.numpy(), full_matrices=False)[0])
     components = (q @ u_small)[..., :n_components].transpose(1, 2)
     return flip_signs(components).numpy()
 
