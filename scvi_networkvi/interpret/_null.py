@@ -256,8 +256,12 @@ def randomized_components(
         q = backward(forward(q))
     q, _ = torch.linalg.qr(forward(q))  # (b, m, r)
     small = backward(q).transpose(1, 2)  # B = Q.T M: (b, r, cells)
-    # numpy's loop of LAPACK calls: torch's batched SVD of these small matrices was measured 10x slower on 2 threads
-    u_small = torch.from_numpy(np.linalg.svd(small.numpy(), full_matrices=False)[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch's batched SVD of these small matrices was measured 10x slower on 2 busy threads
+    try:
+        u_small, _, _ = torch.linalg.svd(small, full_matrices=False)
+    finally:
+        torch.set_num_threads(threads)
     components = (q @ u_small)[..., :n_components].transpose(1, 2)
     return flip_signs(components).numpy()
 
