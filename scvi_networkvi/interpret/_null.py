@@ -80,6 +80,9 @@ PCA_BATCH_BYTES = 128 * 2**20
 #: SVD (used for more than 500 neurons, as its automatic solver does).
 POWER_ITERATIONS = 2
 OVERSAMPLES = 4
+#: Covariance (or Gram) matrices up to this size get a full eigendecomposition, larger ones only their leading
+#: eigenvectors (:func:`exact_components`).
+FULL_EIGH = 100
 
 
 @dataclass(frozen=True)
@@ -188,22 +191,31 @@ def exact_components(cells: PCACells, rows: np.ndarray, n_components: int) -> np
     """``(b, n_components, set neurons)`` float64 leading principal axes of each set (rows ``(b, set neurons)``).
 
     The leading eigenvectors of the smaller of the neurons' covariance and the cells' Gram matrix of the centred
-    data. Only those are computed (LAPACK's ``syevr`` on a subset, four times faster than all of them at 500
-    neurons), one set at a time on torch's thread count: torch's batched ``eigh`` spread over threads was measured
-    ten times slower than on one on a busy 2-core machine.
+    data. Up to :data:`FULL_EIGH` rows all eigenvectors are computed, as before (torch's ``eigh``, on one thread:
+    spread over two busy threads its batched ``eigh`` was measured ten times slower); above, only the leading ones
+    (LAPACK's ``syevr`` on a subset, 4x faster at 500 rows), one set per torch thread. Both are exact solvers: they
+    differ in rounding, and where a set's ``width``-th and next eigenvalues nearly tie, in which axis they return.
     """
     x = torch.from_numpy(cells.standard[rows]).to(torch.float64)  # (b, m, cells)
     x -= torch.from_numpy(cells.centre[rows])[..., None]
     m, n = x.shape[1:]
-    gram = (x @ x.transpose(1, 2) if m <= n else x.transpose(1, 2) @ x).numpy()
+    gram = x @ x.transpose(1, 2) if m <= n else x.transpose(1, 2) @ x
     size = gram.shape[-1]
+    if size <= FULL_EIGH:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            vectors = torch.linalg.eigh(gram)[1][..., -n_components:].flip(-1)  # ascending eigenvalues
+        finally:
+            torch.set_num_threads(threads)
+    else:
 
-    def leading(matrix: np.ndarray) -> np.ndarray:
-        _, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n_components, size - 1], driver="evr")
-        return vectors[:, ::-1]  # descending eigenvalues
+        def leading(matrix: np.ndarray) -> np.ndarray:
+            _, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n_components, size - 1], driver="evr")
+            return vectors[:, ::-1]  # descending eigenvalues
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(torch.get_num_threads()) as pool:
-        vectors = torch.from_numpy(np.stack(list(pool.map(leading, gram))))  # (b, size, c)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(torch.get_num_threads()) as pool:
+            vectors = torch.from_numpy(np.stack(list(pool.map(leading, gram.numpy()))))  # (b, size, c)
     if m <= n:
         components = vectors.transpose(1, 2)
     else:
