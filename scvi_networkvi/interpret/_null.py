@@ -11,8 +11,9 @@ term's own genes are summarised and probed exactly as the random sets are: wheth
 phenotype better than random gene sets of its size, in the trained gene layer's representation.
 
 Cost: the neurons are standardised on the PCA cells once, the PCA summaries of all sets of a size bin are one
-batched computation (:func:`fit_set_projections`, scikit-learn's solvers reproduced), and only held-out cells are
-scored. What remains is mostly the probes themselves: ``n_sets`` x phenotypes Newton fits per size bin.
+batched computation (:func:`fit_set_projections`, scikit-learn's solvers reproduced), and the ``n_sets`` x
+phenotypes probes per size bin are fitted and scored on the held-out cells by a compiled kernel
+(:mod:`._probe_kernel`; the batched torch solver on GPUs).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import _probe_kernel
 from ._logistic import decision_function, fit_logistic
-from ._probe import Targets, sample_weights, standardise, tied
+from ._probe import Targets, sample_weights, tied
 from ._progress import track
 
 #: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
@@ -182,17 +184,25 @@ def flip_signs(components: torch.Tensor) -> torch.Tensor:
 def exact_components(cells: PCACells, rows: np.ndarray, n_components: int) -> np.ndarray:
     """``(b, n_components, set neurons)`` float64 leading principal axes of each set (rows ``(b, set neurons)``).
 
-    The eigenvectors of the smaller of the neurons' covariance and the cells' Gram matrix of the centred data.
+    The eigenvectors of the smaller of the neurons' covariance and the cells' Gram matrix of the centred data, on one
+    torch thread: spread over two busy threads, torch's batched ``eigh`` was measured ten times slower. (LAPACK's
+    ``syevr`` on the leading eigenvectors only is 4x faster at 500 rows, but where eigenvalues nearly tie it returns
+    other axes than the full decomposition: 0.9 % of the gene-set p-values moved with the full human annotations.)
     """
     x = torch.from_numpy(cells.standard[rows]).to(torch.float64)  # (b, m, cells)
     x -= torch.from_numpy(cells.centre[rows])[..., None]
     m, n = x.shape[1:]
+    gram = x @ x.transpose(1, 2) if m <= n else x.transpose(1, 2) @ x
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vectors = torch.linalg.eigh(gram)[1][..., -n_components:].flip(-1)  # ascending eigenvalues
+    finally:
+        torch.set_num_threads(threads)
     if m <= n:
-        _, vectors = torch.linalg.eigh(x @ x.transpose(1, 2))  # ascending eigenvalues
-        components = vectors[..., -n_components:].flip(-1).transpose(1, 2)
+        components = vectors.transpose(1, 2)
     else:
-        _, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)
-        axes = x @ vectors[..., -n_components:].flip(-1)  # (b, m, c): X v = s u
+        axes = x @ vectors  # (b, m, c): X v = s u
         components = (axes / axes.norm(dim=1, keepdim=True).clamp_min(1e-300)).transpose(1, 2)
     return flip_signs(components).numpy()
 
@@ -241,13 +251,23 @@ def randomized_components(
         q = backward(forward(q))
     q, _ = torch.linalg.qr(forward(q))  # (b, m, r)
     small = backward(q).transpose(1, 2)  # B = Q.T M: (b, r, cells)
-    u_small, _, _ = torch.linalg.svd(small, full_matrices=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch's batched SVD of these small matrices was measured 10x slower on 2 busy threads
+    try:
+        u_small, _, _ = torch.linalg.svd(small, full_matrices=False)
+    finally:
+        torch.set_num_threads(threads)
     components = (q @ u_small)[..., :n_components].transpose(1, 2)
     return flip_signs(components).numpy()
 
 
 def project_sets(neurons: np.ndarray, projections: list[SetProjection | None], width: int) -> np.ndarray:
-    """``(sets, cells, width)`` summaries of every cell (zeros for ``None`` and for missing components).
+    """``(sets, cells, width)`` float64 summaries of every cell (zeros for ``None`` and for missing components)."""
+    return summaries(neurons, projections, width).transpose(0, 2, 1).astype(np.float64)
+
+
+def summaries(neurons: np.ndarray, projections: list[SetProjection | None], width: int) -> np.ndarray:
+    """``(sets, width, cells)`` float32 summaries of every cell (zeros for ``None`` and for missing components).
 
     Sets that are large against all neurons share one dense product (one pass over the neurons for all of them);
     small ones read their own rows through a sparse product (their neurons are never copied).
@@ -271,7 +291,7 @@ def project_sets(neurons: np.ndarray, projections: list[SetProjection | None], w
             index = (np.repeat(np.arange(c), len(p.rows)), columns)
             z[i, :c] = sp.csr_matrix((p.weights.ravel(), index), shape=(c, n_neurons)) @ neurons
         z[i, :c] -= p.offset
-    return z.transpose(0, 2, 1).astype(np.float64)
+    return z
 
 
 def null_probes(
@@ -341,8 +361,8 @@ def null_probes(
         own = [] if own_sets is None else [t for t in terms if len(own_sets[t])]
         members += [np.asarray(own_sets[t], dtype=np.int64) for t in own]  # probed in the same batch, after the null
         projections = fit_set_projections(cells, gene_size, members, width, seed)
-        z = project_sets(neurons, projections, width)  # (sets, cells, width)
-        held_auroc = held_out_aurocs(z[:, fit_rows], z[:, eval_rows], targets, C, class_weight, device)
+        z = summaries(neurons, projections, width)  # (sets, width, cells)
+        held_auroc = held_out_aurocs(z[..., fit_rows], z[..., eval_rows], targets, C, class_weight, device)
         null = held_auroc[:n_sets]
         out.auroc_null[terms] = null.mean(0)
         out.pval_null[terms] = exceedance(null, observed[terms], n_sets)
@@ -360,19 +380,45 @@ def held_out_aurocs(
     class_weight: str | None,
     device: torch.device | None = None,
 ) -> np.ndarray:
-    """``(sets, p)`` held-out AUROCs of probes fitted on ``(sets, cells, width)`` summaries.
+    """``(sets, p)`` held-out AUROCs of probes fitted on ``(sets, width, cells)`` summaries (feature-major).
 
-    The probes of :func:`scvi_networkvi.interpret._probe.fitted_scores` (standardised on the fitting cells, the same
-    batched fit and tie rounding); only the held-out cells are scored.
+    The probes of :func:`scvi_networkvi.interpret._probe.fitted_scores`: standardised on the fitting cells, the same
+    L2-regularised logistic regressions, decision values rounded as :func:`._probe.tied` does; only the held-out
+    cells are scored. On the CPU the compiled kernel (:mod:`._probe_kernel`) fits and scores them, on torch's thread
+    count; on another device the batched torch solver (:func:`._logistic.fit_logistic`) does.
     """
-    x_fit, x_eval = standardise(z_fit, z_eval)
+    mean = z_fit.mean(axis=-1, keepdims=True, dtype=np.float64)
+    std = z_fit.std(axis=-1, keepdims=True, dtype=np.float64)
+    scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 0.0)
+    x_fit, x_eval = ((z - mean) * scale for z in (z_fit, z_eval))
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
+    if device is not None and torch.device(device).type != "cpu":
+        return held_out_aurocs_torch(x_fit, x_eval, targets, weights, C, device)
+    threads = torch.get_num_threads()
+    beta, *_ = _probe_kernel.fit_sets(x_fit, targets.case_fit, weights, C=C, num_threads=threads)
+    held = targets.case_eval | targets.control_eval
+    return _probe_kernel.held_out_aurocs(x_eval, beta, held, targets.case_eval, num_threads=threads)
+
+
+def held_out_aurocs_torch(
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    targets: Targets,
+    weights: np.ndarray,
+    C: float,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """:func:`held_out_aurocs` by the batched torch solver, on any device, for standardised ``x_fit`` / ``x_eval``.
+
+    The plain implementation of the compiled kernel's fits and scores (the first fast path's), used on GPUs.
+    """
+    x_fit, x_eval = x_fit.transpose(0, 2, 1), x_eval.transpose(0, 2, 1)
     fit = fit_logistic(x_fit, targets.case_fit.astype(np.float64), C=C, sample_weight=weights, device=device)
     scores = tied(decision_function(fit, x_eval))  # (sets, p, held-out cells)
+    held = targets.case_eval | targets.control_eval
     out = np.empty(scores.shape[:2])
     for j in range(targets.n_phenotypes):
-        held = targets.case_eval[j] | targets.control_eval[j]
-        out[:, j] = rank_auroc(scores[:, j, held], targets.case_eval[j, held])
+        out[:, j] = rank_auroc(scores[:, j, held[j]], targets.case_eval[j, held[j]])
     return out
 
 
