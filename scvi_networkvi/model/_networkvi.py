@@ -201,6 +201,11 @@ class NETWORKVI(
         config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
         super().__init__(mdata)
         roles = self.modality_roles
+        anchor = model_kwargs.get("modality_penalty_anchor")
+        if anchor is not None and anchor not in roles:
+            raise ValueError(
+                f"modality_penalty_anchor={anchor!r} is not a modality of this model ({roles}): pass one of them or None."
+            )
         n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
         n_hidden, n_latent = _layer_sizes(n_inputs, n_hidden, n_latent)
         if config.root_size not in (None, n_hidden):
