@@ -72,6 +72,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "no-penalty": ({"modality_penalty": None}, {}, {}),
     # the modality penalty 5x the KL weight: each modality's posterior pulled towards the cell's other ones
     "pen5": ({"modality_penalty_scale": 5.0}, {}, {}),
+    # the penalty moves the protein and ATAC posteriors towards the RNA one, not the RNA posterior towards them
+    # (in the fraction mosaic: the ATAC posterior of the paired cells)
+    "anchor-rna": ({"modality_penalty_anchor": "rna"}, {}, {}),
     # every encoder's input centred within the cell's dataset (the default with proteins since 2026-12-05b)
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-rna": ({"batch_centered_input": ("rna", "protein")}, {}, {}),

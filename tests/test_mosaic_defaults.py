@@ -160,18 +160,22 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
 @pytest.mark.parametrize(
     ("roles", "mosaic_data", "encoder", "expected"),
     [
-        (["rna"], False, "go", (0.1, (), False, "root")),
-        (["rna", "protein"], False, "dense", (0.0, "all", True, "root")),
-        (["rna", "protein"], False, "go", (0.0, "all", True, "root")),
-        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root")),
-        (["rna", "atac"], False, "go", (0.0, "all", True, "levels")),
-        (["rna", "atac"], False, "dense", (0.0, (), False, "root")),
-        (["rna", "atac"], True, "go", (0.0, (), True, "root")),
+        (["rna"], False, "go", (0.1, (), False, "root", None)),
+        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None)),
+        (["rna", "protein"], False, "go", (0.0, "all", True, "root", None)),
+        (["rna", "protein"], True, "go", (0.0, "all", True, "root", "rna")),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna")),
+        (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None)),
+        (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None)),
+        (["rna", "atac"], False, "dense", (0.0, (), False, "root", None)),
+        (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna")),
+        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None)),
     ],
 )
 def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
-    assert (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input) == expected
+    got = (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input)
+    assert (*got, rule.penalty_anchor) == expected
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -231,3 +235,32 @@ def test_a_model_saved_before_head_input_existed_loads_and_maps_queries_with_roo
     assert (
         nvi.NETWORKVI(mdata, gene_size=2, go_size=2, **resources).init_params_["non_kwargs"]["head_input"] == "levels"
     )
+
+
+def _anchor(model) -> str | None:
+    return model.init_params_["kwargs"]["model_kwargs"]["modality_penalty_anchor"]
+
+
+def test_the_go_mosaic_anchors_the_penalty_on_rna_and_older_models_load_without(cite, multiome, tmp_path):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    mdata = mosaic(cite, multiome)
+    sizes = {"gene_size": 2, "go_size": 2}
+    assert nvi.NETWORKVI(mdata, **sizes, **resources).module.penalty_anchor == "rna"
+    assert nvi.NETWORKVI(mdata, encoder="dense").module.penalty_anchor is None
+    assert nvi.NETWORKVI(paired(cite, CITE_MODS), **sizes, **resources).module.penalty_anchor is None
+    # an explicit choice wins, None included, and is what the model saves
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, modality_penalty_anchor=None, **sizes, **resources)
+    assert model.module.penalty_anchor is None and _anchor(model) is None
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    assert nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata).module.penalty_anchor is None
+    # a model saved before the option existed has no such keyword: it loads as it was trained, without an anchor
+    saved = torch.load(tmp_path / "model" / "model.pt", map_location="cpu", weights_only=False)
+    del saved["attr_dict"]["init_params_"]["kwargs"]["model_kwargs"]["modality_penalty_anchor"]
+    torch.save(saved, tmp_path / "model" / "model.pt")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    assert loaded.module.penalty_anchor is None and _anchor(loaded) is None
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+    assert _anchor(nvi.NETWORKVI(mdata, **sizes, **resources)) == "rna"

@@ -162,7 +162,11 @@ class NETWORKVI(
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
-        (:attr:`init_settings`). Also the fields of ``wiring_config`` as keywords. A name that is none of these is a
+        (:attr:`init_settings`). One of them depends on the data when not given: ``modality_penalty_anchor`` is
+        ``"rna"`` for the GO encoder on mosaic data (the penalty then aligns the other modalities' posteriors to the
+        RNA one; the datasets of the CITE-seq + multiome mosaic mixed better: results page), else ``None``; a model
+        saved before this option loads without an anchor, as it was trained. Also the fields of ``wiring_config``
+        as keywords. A name that is none of these is a
         TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
     """
 
@@ -196,11 +200,17 @@ class NETWORKVI(
                 "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
                 "otherwise register a MuData with NETWORKVI.setup_mudata."
             )
+        anchor_given = "modality_penalty_anchor" in model_kwargs  # else the data type's (rules in _defaults.py)
         wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
         config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
         super().__init__(mdata)
         roles = self.modality_roles
+        anchor = model_kwargs["modality_penalty_anchor"]
+        if anchor_given and anchor is not None and anchor not in roles:
+            raise ValueError(
+                f"modality_penalty_anchor={anchor!r} is not a modality of this model ({roles}): pass one of them or None."
+            )
         n_inputs = {role: self.summary_stats[_n_key(role)] for role in roles}
         n_hidden, n_latent = _layer_sizes(n_inputs, n_hidden, n_latent)
         if config.root_size not in (None, n_hidden):
@@ -220,6 +230,10 @@ class NETWORKVI(
         if batch_centered_input is None:
             batch_centered_input = defaults.batch_centered_input
         head_input = resolve_option("head_input", head_input, defaults.head_input)
+        if not anchor_given:
+            model_kwargs["modality_penalty_anchor"] = resolve_option(
+                "modality_penalty_anchor", None, defaults.penalty_anchor
+            )
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).

@@ -84,6 +84,10 @@ class NetworkVAE(BaseModuleClass):
         Weight of the modality penalty relative to the KL term (after the warm-up). Larger values pull every
         modality's posterior towards the others of the same cell, so the joint latent of a cell depends less on which
         modalities it has.
+    modality_penalty_anchor
+        A modality role whose posterior the modality penalty does not move (its gradient flows only into the other
+        modalities' encoders): in a mosaic, the modality every dataset shares, so the others align to it rather than
+        it to them. ``None``: the penalty pulls both posteriors of a pair.
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
         for query mapping needs it, so that the query's new batches get encoder columns to learn
@@ -131,6 +135,7 @@ class NetworkVAE(BaseModuleClass):
         "gene_likelihood": ("zinb", "nb", "poisson"),
         "latent_distribution": ("normal", "ln"),
         "modality_penalty": ("jeffreys", "mmd", None),
+        "modality_penalty_anchor": (None, "rna", "protein", "atac"),
         "protein_dispersion": ("protein", "protein-batch"),
     }
     #: Keywords derived from the data, which the model sets (not options of ``NETWORKVI``).
@@ -227,6 +232,7 @@ class NetworkVAE(BaseModuleClass):
         modality_penalty: PenaltyType = "jeffreys",
         modality_penalty_warmup: bool = True,
         modality_penalty_scale: float = 1.0,
+        modality_penalty_anchor: Literal["rna", "protein", "atac"] | None = None,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
@@ -260,6 +266,12 @@ class NetworkVAE(BaseModuleClass):
         self.modality_penalty = modality_penalty
         self.penalty_warmup = modality_penalty_warmup
         self.penalty_scale = float(modality_penalty_scale)
+        if modality_penalty_anchor is not None and modality_penalty_anchor not in self.modalities:
+            raise ValueError(
+                f"modality_penalty_anchor={modality_penalty_anchor!r} is not a modality of this model "
+                f"({self.modalities})."
+            )
+        self.penalty_anchor = modality_penalty_anchor
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -597,9 +609,13 @@ class NetworkVAE(BaseModuleClass):
         recon = {m: recon[m] * masks[:, self.modalities.index(m)] for m in recon}
         qz_m, qz_v = inference_outputs["qz_m"], inference_outputs["qz_v"]
         kl_z = 0.5 * (qz_m.square() + qz_v - qz_v.log() - 1.0).sum(-1)  # KL(N(m, v) || N(0, 1)), closed form
-        penalty = pairwise_penalty(
-            inference_outputs["means"], inference_outputs["variances"], masks, self.modality_penalty
-        )
+        means, variances = inference_outputs["means"], inference_outputs["variances"]
+        if self.penalty_anchor is not None:
+            anchor = torch.zeros(len(self.modalities), dtype=torch.bool, device=means.device)
+            anchor[self.modalities.index(self.penalty_anchor)] = True
+            means = torch.where(anchor[None, :, None], means.detach(), means)
+            variances = torch.where(anchor[None, :, None], variances.detach(), variances)
+        penalty = pairwise_penalty(means, variances, masks, self.modality_penalty)
         kl_local = {"kl_divergence_z": kl_z, "kl_divergence_paired": penalty}
         extra = torch.zeros(())
         if "protein" in self.modalities and self.protein_background_prior:
