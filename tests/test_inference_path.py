@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import mudata as md
@@ -140,3 +142,18 @@ def test_train_logs_the_advice_once_above_the_threshold(monkeypatch, caplog, lim
     assert len(advice) == int(fires)
     if fires:
         assert advice[0].levelno == logging.INFO and "1000 genes" in advice[0].getMessage()
+
+
+def test_inference_path_prints_no_torch_notice():
+    # torch warns once per process that sparse CSR support is in beta: a fresh interpreter, warnings as errors
+    code = (
+        "import numpy as np, torch\n"
+        "from scvi_networkvi.nn._block_sparse import BlockSparseLinear\n"
+        "pairs = np.argwhere(np.random.default_rng(1).random((200, 200)) < 0.03).T\n"
+        "layer = BlockSparseLinear(np.full(200, 3), np.full(200, 3), pairs, dense_limit=1 << 30)\n"
+        "layer.inference_csr = True\n"
+        "with torch.no_grad():\n"
+        "    layer.forward_t(torch.rand(layer.n_in, 11))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

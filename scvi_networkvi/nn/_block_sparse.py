@@ -12,6 +12,7 @@ slice per connection, so a checkpoint depends neither on ``dense_limit`` nor on 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -327,9 +328,11 @@ class BlockSparseLinear(nn.Module):
             if plan is None:
                 continue
             order, crow, col, n_cols = plan
-            matrix = torch.sparse_csr_tensor(
-                crow, col, values.index_select(0, order), (self.n_out, n_cols), check_invariants=False
-            )
+            with warnings.catch_warnings():  # torch's one-time "sparse CSR support is in beta" notice: not the user's
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+                matrix = torch.sparse_csr_tensor(
+                    crow, col, values.index_select(0, order), (self.n_out, n_cols), check_invariants=False
+                )
             product = torch.sparse.mm(matrix, part.contiguous())
             out = product if out is None else out.add_(product)
         if out is None:
