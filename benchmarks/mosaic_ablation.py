@@ -75,6 +75,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the penalty moves the protein and ATAC posteriors towards the RNA one, not the RNA posterior towards them
     # (in the fraction mosaic: the ATAC posterior of the paired cells)
     "anchor-rna": ({"modality_penalty_anchor": "rna"}, {}, {}),
+    # the symmetric penalty (the GO encoder's mosaic default until 2026-12-05d)
+    "anchor-none": ({"modality_penalty_anchor": None}, {}, {}),
     # every encoder's input centred within the cell's dataset (the default with proteins since 2026-12-05b)
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-rna": ({"batch_centered_input": ("rna", "protein")}, {}, {}),
