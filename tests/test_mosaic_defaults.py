@@ -163,7 +163,7 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
         (["rna"], False, "go", (0.1, (), False, "root", None)),
         (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None)),
         (["rna", "protein"], False, "go", (0.0, "all", True, "root", None)),
-        (["rna", "protein"], True, "go", (0.0, "all", True, "root", "rna")),
+        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None)),
         (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna")),
         (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None)),
         (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None)),

@@ -163,8 +163,9 @@ class NETWORKVI(
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
         (:attr:`init_settings`). One of them depends on the data when not given: ``modality_penalty_anchor`` is
-        ``"rna"`` for the GO encoder on mosaic data (the penalty then aligns the other modalities' posteriors to the
-        RNA one; the datasets of the CITE-seq + multiome mosaic mixed better: results page), else ``None``; a model
+        ``"rna"`` for the GO encoder on mosaic data with RNA and ATAC (the penalty then aligns the other modalities'
+        posteriors to the RNA one; the datasets of the CITE-seq + multiome mosaic mixed better: results page), else
+        ``None``; a model
         saved before this option loads without an anchor, as it was trained. Also the fields of ``wiring_config``
         as keywords. A name that is none of these is a
         TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
