@@ -57,7 +57,12 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # of it ("legacy+mean"). "legacy+adv1" is the mosaic default of 2026-12-05, "legacy+adv1+center-all+no-dropout"
     # the one since 2026-12-05b (third round).
     "legacy": (
-        {"modality_mixing": None, "batch_centered_input": ("protein",), "dropout_rate": 0.1},
+        {
+            "modality_mixing": None,
+            "batch_centered_input": ("protein",),
+            "dropout_rate": 0.1,
+            "modality_penalty_anchor": None,
+        },
         {"adversarial_scale": "auto"},
         {},
     ),
