@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,19 @@ __all__ = [
     "predict_proba",
     "standardize",
 ]
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on ``n`` torch threads (``None``: unchanged), restoring the previous count afterwards."""
+    threads = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -518,10 +532,7 @@ def fit_logistic(
     n_iter = np.zeros((k, p), dtype=np.int64)
     converged = np.zeros((k, p), dtype=bool)
     objective = np.zeros((k, p))
-    threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
+    with torch_threads(num_threads):
         if shared and k > 0:  # one (1, p, n) copy for all chunks
             y_shared = torch.tensor(yn, dtype=torch.float64, device=dev)[None]
             sw_shared = torch.tensor(swn, dtype=torch.float64, device=dev)[None]
@@ -549,8 +560,6 @@ def fit_logistic(
                 n_iter[block] = it.cpu().numpy()
                 converged[block] = conv.cpu().numpy()
                 objective[block] = obj.cpu().numpy()
-    finally:
-        torch.set_num_threads(threads)
 
     def shape_out(a: np.ndarray) -> np.ndarray:
         a = a.reshape(*batch, *a.shape[2:])

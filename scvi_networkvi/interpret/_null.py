@@ -26,8 +26,8 @@ import scipy.sparse as sp
 import torch
 
 from . import _probe_kernel
-from ._logistic import decision_function, fit_logistic
-from ._probe import Targets, sample_weights, tied
+from ._logistic import decision_function, fit_logistic, torch_threads
+from ._probe import Targets, sample_weights, standardise, tied
 from ._progress import track
 
 #: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
@@ -193,12 +193,8 @@ def exact_components(cells: PCACells, rows: np.ndarray, n_components: int) -> np
     x -= torch.from_numpy(cells.centre[rows])[..., None]
     m, n = x.shape[1:]
     gram = x @ x.transpose(1, 2) if m <= n else x.transpose(1, 2) @ x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         vectors = torch.linalg.eigh(gram)[1][..., -n_components:].flip(-1)  # ascending eigenvalues
-    finally:
-        torch.set_num_threads(threads)
     if m <= n:
         components = vectors.transpose(1, 2)
     else:
@@ -251,12 +247,8 @@ def randomized_components(
         q = backward(forward(q))
     q, _ = torch.linalg.qr(forward(q))  # (b, m, r)
     small = backward(q).transpose(1, 2)  # B = Q.T M: (b, r, cells)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # torch's batched SVD of these small matrices was measured 10x slower on 2 busy threads
-    try:
+    with torch_threads(1):  # torch's batched SVD of these small matrices was measured 10x slower on 2 busy threads
         u_small, _, _ = torch.linalg.svd(small, full_matrices=False)
-    finally:
-        torch.set_num_threads(threads)
     components = (q @ u_small)[..., :n_components].transpose(1, 2)
     return flip_signs(components).numpy()
 
@@ -387,10 +379,7 @@ def held_out_aurocs(
     cells are scored. On the CPU the compiled kernel (:mod:`._probe_kernel`) fits and scores them, on torch's thread
     count; on another device the batched torch solver (:func:`._logistic.fit_logistic`) does.
     """
-    mean = z_fit.mean(axis=-1, keepdims=True, dtype=np.float64)
-    std = z_fit.std(axis=-1, keepdims=True, dtype=np.float64)
-    scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 0.0)
-    x_fit, x_eval = ((z - mean) * scale for z in (z_fit, z_eval))
+    x_fit, x_eval = standardise(z_fit.astype(np.float64), z_eval.astype(np.float64), axis=-1)
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
     if device is not None and torch.device(device).type != "cpu":
         return held_out_aurocs_torch(x_fit, x_eval, targets, weights, C, device)

@@ -81,10 +81,13 @@ def gather(matrix: np.ndarray, table: NodeTable, positions: np.ndarray, rows: np
     return np.ascontiguousarray(block.transpose(1, 0, 2), dtype=np.float64)
 
 
-def standardise(x_fit: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Centre and scale each neuron by its fitting-split mean and deviation (constant neurons become 0)."""
-    mean = x_fit.mean(axis=1, keepdims=True)
-    std = x_fit.std(axis=1, keepdims=True)
+def standardise(x_fit: np.ndarray, *others: np.ndarray, axis: int = 1) -> tuple[np.ndarray, ...]:
+    """Centre and scale each neuron by its fitting-split mean and deviation (constant neurons become 0).
+
+    ``axis``: the cells' axis (1 for ``(sets, cells, neurons)``, -1 for feature-major ``(sets, neurons, cells)``).
+    """
+    mean = x_fit.mean(axis=axis, keepdims=True)
+    std = x_fit.std(axis=axis, keepdims=True)
     scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 0.0)
     return tuple((x - mean) * scale for x in (x_fit, *others))
 
