@@ -37,6 +37,7 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -188,6 +189,23 @@ def expert_summary(model, dataset: np.ndarray) -> dict[str, float]:
     }
 
 
+def done_runs(path: Path, key: Sequence[str]) -> set[str]:
+    """The runs already in the CSV at ``path``, as ``|``-joined key values (empty without a CSV)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return set(pd.read_csv(path)[list(key)].astype(str).agg("|".join, axis=1)) if path.is_file() else set()
+
+
+def append_row(path: Path, row: dict, shown: Sequence[str]) -> None:
+    """Add the machine and time to ``row``, append it to the CSV at ``path`` and log its ``shown`` columns."""
+    import torch
+
+    row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
+    row["finished"] = datetime.now().isoformat(timespec="seconds")
+    frame = pd.DataFrame([row])
+    frame.to_csv(path, mode="a", header=not path.is_file(), index=False)
+    logger.info("%s", frame[list(shown)].round(3).to_string(index=False))
+
+
 def run_fraction(args: argparse.Namespace) -> None:
     """``--fraction``: every (variant, seed) on the paired-fraction mosaic not yet in the CSV: train, score, append."""
     import scvi
@@ -195,10 +213,7 @@ def run_fraction(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     scvi.settings.verbosity = logging.WARNING
-    done = set()
-    if args.out.is_file():
-        done = set(pd.read_csv(args.out)[list(KEY_FRACTION)].astype(str).agg("|".join, axis=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_runs(args.out, KEY_FRACTION)
     mdata = bench.load_paired(args.dataset, args.n_cells, seed=0)
     labels = mdata.obs["cell_type"].astype(str).to_numpy()
     other = bench.OTHER[args.dataset]
@@ -221,11 +236,7 @@ def run_fraction(args: argparse.Namespace) -> None:
             row = dict(zip(KEY_FRACTION, key, strict=True))
             row["train_s"] = round(time.perf_counter() - start, 1)
             row.update(bench.evaluate(latent, labels, groups))
-            row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
-            row["finished"] = datetime.now().isoformat(timespec="seconds")
-            frame = pd.DataFrame([row])
-            frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
-            logger.info("%s", frame[[*KEY_FRACTION, *METRICS_FRACTION, "train_s"]].round(3).to_string(index=False))
+            append_row(args.out, row, [*KEY_FRACTION, *METRICS_FRACTION, "train_s"])
 
 
 def run(args: argparse.Namespace) -> None:
@@ -235,10 +246,7 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     scvi.settings.verbosity = logging.WARNING
-    done = set()
-    if args.out.is_file():
-        done = set(pd.read_csv(args.out)[list(KEY)].astype(str).agg("|".join, axis=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_runs(args.out, KEY)
     for seed in args.seeds:
         for variant in args.variants:
             encoder = "-" if variant in REFERENCES else args.encoder
@@ -256,11 +264,7 @@ def run(args: argparse.Namespace) -> None:
             row.update(bench.evaluate_cross(latent, labels, dataset))
             row["mixing_rna"] = bench.mixing_score(rna_latent, np.asarray(dataset))
             row.update(experts)
-            row.update(threads=torch.get_num_threads(), machine=platform.machine(), cpus=os.cpu_count())
-            row["finished"] = datetime.now().isoformat(timespec="seconds")
-            frame = pd.DataFrame([row])
-            frame.to_csv(args.out, mode="a", header=not args.out.is_file(), index=False)
-            logger.info("%s", frame[[*KEY, *METRICS, "train_s"]].round(3).to_string(index=False))
+            append_row(args.out, row, [*KEY, *METRICS, "train_s"])
 
 
 def summarize(path: Path, fraction: bool = False) -> pd.DataFrame:

@@ -342,13 +342,13 @@ def _score_sets(x, beta, held, cases, first, last, out):
 
 
 def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    """Up to ``parts`` contiguous, non-empty ``(first, last)`` ranges covering ``0:n``."""
     bounds = np.linspace(0, n, parts + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def _run(kernel, n_sets: int, num_threads: int, *args) -> None:
-    """Run ``kernel(*args[:-k], first, last, *outputs)`` over ranges of sets on ``num_threads`` threads."""
-    inputs, outputs = args
+def _run(kernel, n_sets: int, num_threads: int, inputs: tuple, outputs: tuple) -> None:
+    """Run ``kernel(*inputs, first, last, *outputs)`` over ranges of sets on ``num_threads`` threads."""
     parts = _ranges(n_sets, max(1, num_threads) * 4)  # a few ranges per thread: problems differ in their steps
     if num_threads <= 1 or len(parts) <= 1:
         kernel(*inputs, 0, n_sets, *outputs)
