@@ -183,6 +183,14 @@ def header(title: str, args: argparse.Namespace, extra: str = "") -> str:
 # --------------------------------------------------------------------------------------------- parts 1 and 2
 
 
+def model_path(args: argparse.Namespace, seed: int) -> Path | None:
+    """Where ``--models-dir`` keeps (and finds) the model of ``seed`` and its full importance tables."""
+    if args.models_dir is None:
+        return None
+    gaf = Path(args.gaf).stem.replace(".", "-")
+    return args.models_dir / f"{gaf}_depth{args.depth or 'default'}_epochs{args.epochs}_cells{args.n_cells}_seed{seed}"
+
+
 def train_tutorial_model(args: argparse.Namespace, seed: int):
     import scvi
 
@@ -194,22 +202,32 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
         mdata = mdata[keep].copy()
     mdata.obs["cell_type"] = mdata.obs["cell_type"].astype("category")
     scvi.settings.seed = seed
+    saved = model_path(args, seed)
     start = time.perf_counter()
-    model = nvi.tl.train(
-        mdata,
-        batch_key="Site",
-        go=args.go,
-        annotations=args.gaf,
-        interactions=args.interactions,
-        model_kwargs={"gene_size": 5, "go_size": 2, **({"n_layers_encoder": args.depth} if args.depth else {})},
-        max_epochs=args.epochs,
-        train_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
-    )
-    train_s = time.perf_counter() - start
+    if saved is not None and (saved / "model.pt").is_file():
+        model = nvi.NETWORKVI.load(str(saved), adata=mdata)
+        train_s = float("nan")
+        logger.info("seed %d: model loaded from %s", seed, saved)
+    else:
+        model = nvi.tl.train(
+            mdata,
+            batch_key="Site",
+            go=args.go,
+            annotations=args.gaf,
+            interactions=args.interactions,
+            model_kwargs={"gene_size": 5, "go_size": 2, **({"n_layers_encoder": args.depth} if args.depth else {})},
+            max_epochs=args.epochs,
+            train_kwargs={"accelerator": "cpu", "enable_progress_bar": False},
+        )
+        train_s = time.perf_counter() - start
+        if saved is not None:
+            model.save(str(saved), overwrite=True)
     start = time.perf_counter()
     null_sets = args.null_sets if "size" in args.parts else 0
     table = model.get_importances(groupby="cell_type", key_added=None, seed=seed, null_sets=null_sets)
     probe_s = time.perf_counter() - start
+    if saved is not None:
+        table.to_csv(saved / f"importances_null{null_sets}.csv.gz", index=False)
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
     wiring = {role: w.summary() for role, w in model.wirings_.items()}
@@ -715,6 +733,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factor", type=float, default=4.0, help="count multiplier in the planted cells")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="save each seed's model and full importance table here, and load a saved model instead of training",
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
