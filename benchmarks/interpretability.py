@@ -72,6 +72,7 @@ import logging
 import math
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -145,8 +146,10 @@ def setup_torch(threads: int | None) -> None:
 
 
 def has_keyword(name: str, keywords: tuple[str, ...]) -> bool:
+    """Does a keyword start a word of ``name``? (``"t cell"`` must not match ``"host cell"``; prefixes such as
+    ``"phagocyt"`` still match ``"phagocytosis"``.)"""
     low = str(name).lower()
-    return any(k in low for k in keywords)
+    return any(re.search(rf"\b{re.escape(k)}", low) for k in keywords)
 
 
 def chance_hit(n_terms: int, n_matching: int, k: int) -> float:

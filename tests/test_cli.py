@@ -28,16 +28,24 @@ def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys, noise):
     assert "Embedded example: 2000 real CITE-seq cells" in out and "Top 3 GO terms per cell type" in out
     mdata = result["mdata"]
     types = set(mdata.obs["cell_type"].cat.categories)
-    assert {phenotype for phenotype, _, _ in result["top_terms"]} == types  # every cell type gets its terms
+    assert {phenotype for phenotype, *_ in result["top_terms"]} == types  # every cell type gets its terms
     assert sum(f"  {t}\n" in out for t in types) == len(types)
     assert set(result["figures"]) == {"umap_cell_type", "umap_Site", "importances", "perturbation"}
     for path in result["figures"].values():
         assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert np.isfinite(mdata.obsm["X_networkvi"]).all()
     best = {}
-    for phenotype, _, auroc in result["top_terms"]:
+    for phenotype, _, _, auroc in result["top_terms"]:
         best[phenotype] = max(best.get(phenotype, 0.0), auroc)
     assert np.median(list(best.values())) > 0.75  # even 8 epochs give informative GO terms
+    # the terms printed are each cell type's most specific ones (the table's default rank)
+    table = mdata.uns["networkvi_importances"]
+    rna = table[(table["modality"] == "rna") & (table["kind"] == "go")]
+    for phenotype, node, specificity, _ in result["top_terms"]:
+        own = rna[rna["phenotype"] == phenotype]
+        large = own[own["n_genes"] >= 5]
+        if (own.set_index("node_id").loc[node, "n_genes"]) >= 5:
+            assert specificity >= large["specificity"].nlargest(3).min() - 1e-12
     # names cut at a word boundary, q-values with the floor the test resolves
     names = set(mdata.uns["networkvi_importances"]["name"].astype(str))
     printed = [line[8:56].rstrip() for line in out.splitlines() if line[4:6].strip().isdigit() and line[6] == "."]

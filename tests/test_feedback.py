@@ -76,7 +76,14 @@ def test_importances_draw_scvi_tools_bars_by_default(trained, capsys, scvi_setti
     scvi_settings.verbosity = logging.INFO  # scvi-tools' default
     table = nvi.tl.importances(mdata, model, groupby="cell_type", key_added=None, seed=0)
     drawn = bars(capsys.readouterr().out)
-    assert drawn == ["Activations", "Probes (rna)", "Probes (prot)"]
+    # the default 100 random gene sets per term size get their own bar per modality
+    assert drawn == [
+        "Activations",
+        "Probes (rna)",
+        "Random gene sets (rna)",
+        "Probes (prot)",
+        "Random gene sets (prot)",
+    ]
     scvi_settings.verbosity = logging.WARNING  # scvi-tools asked for quiet: no bars
     quiet = nvi.tl.importances(mdata, model, groupby="cell_type", key_added=None, seed=0)
     assert capsys.readouterr().out == ""

@@ -18,10 +18,18 @@ def test_defaults_are_the_entry_points_former_defaults():
     assert settings.reference == "rest" and settings.node_types == ("go_term",)
     assert (settings.heldout_size, settings.C, settings.class_weight) == (0.3, 1.0, "balanced")
     assert (settings.min_cells, settings.level, settings.seed) == (5, 0.95, None)
-    assert (settings.batch_size, settings.device, settings.null_sets) == (256, None, 0)
-    assert not settings.needs_gene_activations
-    assert ImportanceSettings(node_types=("gene",)).needs_gene_activations
-    assert ImportanceSettings(null_sets=3).needs_gene_activations
+    assert (settings.batch_size, settings.device) == (256, None)
+
+
+def test_default_ranks_by_specificity_against_100_random_sets():
+    settings = ImportanceSettings()
+    assert (settings.null_sets, settings.rank_by, settings.rank_min_genes) == (100, None, 5)
+    assert settings.ranking == "specificity" and settings.needs_gene_activations
+    without = ImportanceSettings(null_sets=0)
+    assert without.ranking == "auroc" and not without.needs_gene_activations
+    assert ImportanceSettings(rank_by="auroc").ranking == "auroc"
+    genes_only = ImportanceSettings(node_types=("gene",))  # random sets are a reference of GO terms only
+    assert genes_only.term_null_sets == 0 and genes_only.ranking == "auroc" and genes_only.needs_gene_activations
 
 
 def test_frozen():
@@ -47,7 +55,9 @@ def test_frozen():
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"null_sets": -1}, "null_sets must be a non-negative integer"),
         ({"null_sets": True}, "null_sets must be a non-negative integer"),
-        ({"null_sets": 5, "node_types": ("gene",)}, "reference for GO terms"),
+        ({"rank_by": "pval"}, "rank_by must be 'specificity', 'auroc' or None"),
+        ({"rank_by": "specificity", "null_sets": 0}, r"pass null_sets > 0 \(e.g. 100\), or rank_by='auroc'"),
+        ({"rank_min_genes": 0}, "rank_min_genes must be a positive integer"),
         ({"device": "tpu9"}, "is not a torch device"),
         ({"device": "mps"}, "need float64"),
     ],
@@ -88,17 +98,28 @@ def test_settings_of_another_type_are_refused():
 
 
 def test_perturbation_accepts_only_its_fields():
-    assert {"cells_with", "gene_groups", "null_sets"}.isdisjoint(PERTURBATION_SETTINGS)
+    assert {"cells_with", "gene_groups", "null_sets", "rank_by", "rank_min_genes"}.isdisjoint(PERTURBATION_SETTINGS)
     assert {"targets", "C", "seed", "device", "batch_size"} <= PERTURBATION_SETTINGS
     with pytest.raises(TypeError, match="'null_sets'") as err:
         ImportanceSettings.merge(
             None, {"null_sets": 3}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
         )
     assert "cells_with" not in str(err.value).split(":", 1)[1]
-    with pytest.raises(ValueError, match=r"does not use the settings \['null_sets'\]"):
+    with pytest.raises(ValueError, match=r"does not use the settings \['cells_with'\]"):
         ImportanceSettings.merge(
-            ImportanceSettings(null_sets=3), {}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+            ImportanceSettings(cells_with=["rna"]),
+            {},
+            function="get_perturbation_importances",
+            accepted=PERTURBATION_SETTINGS,
         )
+    # the importance table's reference and rank: an importance run's settings object passes, they are ignored
+    table_settings = ImportanceSettings(null_sets=3, rank_by="auroc")
+    assert (
+        ImportanceSettings.merge(
+            table_settings, {}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
+        )
+        is table_settings
+    )
     kept = ImportanceSettings.merge(
         ImportanceSettings(C=3.0), {"seed": 1}, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
     )

@@ -167,9 +167,12 @@ def test_settings_object_gives_the_keyword_table(model, importances):
 
 
 def test_probe_importances_works_from_activations_alone(model, importances):
-    activations = capture_activations(model, model.adata)
+    without_genes = capture_activations(model, model.adata)
     labels = categorical_labels(model.adata, "cell_type")
-    names = {role: np.asarray(model.adata[acts.modality].var_names) for role, acts in activations.modalities.items()}
+    names = {role: np.asarray(model.adata[acts.modality].var_names) for role, acts in without_genes.modalities.items()}
+    with pytest.raises(ValueError, match=r"genes=True\), or pass null_sets=0"):  # the default random gene sets
+        nvi.interpret.probe_importances(without_genes, labels, ImportanceSettings(seed=0), feature_names=names)
+    activations = capture_activations(model, model.adata, genes=True)
     table = nvi.interpret.probe_importances(activations, labels, ImportanceSettings(seed=0), feature_names=names)
     pd.testing.assert_frame_equal(table, importances)  # the model-free half gives the method's table
     with pytest.raises(ValueError, match="No cell is left"):
@@ -208,7 +211,9 @@ def test_unknown_keyword_or_bad_field_fails_before_any_work(model, monkeypatch):
     with pytest.raises(TypeError, match="'gene_groups'"):  # not a perturbation setting
         model.get_perturbation_importances(genes=["X"], groupby="cell_type", gene_groups={"g": ["A", "B"]})
     with pytest.raises(ValueError, match="does not use the settings"):
-        model.get_perturbation_importances(genes=["X"], groupby="cell_type", settings=ImportanceSettings(null_sets=2))
+        model.get_perturbation_importances(
+            genes=["X"], groupby="cell_type", settings=ImportanceSettings(cells_with=["rna"])
+        )
     with pytest.raises(TypeError, match="'heldout'"):
         nvi.interpret.compute_importances(model, groupby="cell_type", heldout=0.2)
     assert set(model.adata.uns) == uns_before
@@ -288,21 +293,28 @@ def test_probes_are_fitted_on_the_requested_device(model, importances, monkeypat
 
 
 def test_size_matched_reference_of_go_terms(model, importances):
-    """``null_sets`` adds a reference per GO term and changes nothing else; the default leaves it empty.
+    """``null_sets`` adds a reference per GO term and changes nothing else; ``null_sets=0`` leaves it empty.
 
-    (Seeding and what the reference detects: ``test_interpret_null.py``.)
+    (Seeding and what the reference detects: ``test_interpret_null.py``; the rank it gives: below.)
     """
-    reference = ["auroc_null", "pval_null", "auroc_set", "pval_set"]
-    assert importances[reference].isna().all().all()
+    reference = ["auroc_null", "pval_null", "auroc_set", "pval_set", "auroc_null_sd", "specificity"]
+    go = importances["kind"] == "go"
+    assert importances.loc[go, reference].notna().all().all()  # the default draws 100 random sets per size
+    assert importances.attrs["networkvi"]["null_sets"] == 100
     cell_types = list(model.adata.obs["cell_type"].cat.categories)[:2]
     kwargs = {"groupby": "cell_type", "targets": cell_types, "modalities": "rna", "key_added": None, "seed": 0}
+    without = model.get_importances(null_sets=0, **kwargs)
+    assert without[reference].isna().all().all() and without.attrs["networkvi"]["null_sets"] == 0
     table = model.get_importances(null_sets=9, **kwargs)
     rna = importances["modality"] == "rna"
     same = importances[rna & importances["phenotype"].isin(cell_types)].reset_index(drop=True)
     np.testing.assert_array_equal(table["auroc"], same["auroc"])  # the reference does not touch the term probes
+    np.testing.assert_array_equal(without["auroc"], same["auroc"])
     go = table["kind"] == "go"
     assert table.loc[~go, reference].isna().all().all()  # root, UNKNOWN: structural, no reference
     assert table.loc[go, ["auroc_null", "auroc_set"]].stack().between(0, 1).all()
+    assert (table.loc[go, "auroc_null_sd"] > 0).all()
+    np.testing.assert_allclose(table["specificity"], table["auroc_set"] - table["auroc_null"])
     for column in ("pval_null", "pval_set"):
         counts = table.loc[go, column].to_numpy() * 10 - 1  # (1 + random sets at least as good) / (1 + 9)
         np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
@@ -312,13 +324,41 @@ def test_size_matched_reference_of_go_terms(model, importances):
     assert table.attrs["networkvi"]["null_sets"] == 9
 
 
+def test_rank_follows_specificity_by_default_and_auroc_on_request(model, importances):
+    """The default rank orders each phenotype's GO terms by specificity, terms under ``rank_min_genes`` genes last;
+    ``rank_by="auroc"`` (or ``null_sets=0``) orders them by held-out AUROC; structural nodes stay unranked."""
+    assert importances.attrs["networkvi"]["rank_by"] == "specificity"
+    assert importances.attrs["networkvi"]["rank_min_genes"] == 5
+    go = importances[importances["kind"] == "go"]
+    assert importances.loc[importances["kind"] != "go", "rank"].isna().all()
+    for (_, _), sub in go.groupby(["modality", "phenotype"], observed=True):
+        order = sub.sort_values("rank", kind="stable")
+        large = (order["n_genes"] >= 5).to_numpy()
+        assert not np.any(np.diff(large.astype(int)) > 0)  # every term of >= 5 genes before the smaller ones
+        for part in (order[large], order[~large]):
+            assert (np.diff(part["specificity"].to_numpy()) <= 1e-12).all()
+    assert (go["rank"] >= 1).all() and go.groupby(["modality", "phenotype"], observed=True)["rank"].min().eq(1).all()
+    cell_types = list(model.adata.obs["cell_type"].cat.categories)[:2]
+    kwargs = {"groupby": "cell_type", "targets": cell_types, "key_added": None, "seed": 0}
+    by_auroc = model.get_importances(rank_by="auroc", null_sets=3, **kwargs)
+    assert by_auroc.attrs["networkvi"]["rank_by"] == "auroc"
+    for (_, _), sub in by_auroc[by_auroc["kind"] == "go"].groupby(["modality", "phenotype"], observed=True):
+        expected = sub["auroc"].rank(ascending=False, method="min").astype("Int64")
+        pd.testing.assert_series_equal(sub["rank"], expected, check_names=False)
+    small_first = model.get_importances(rank_min_genes=1, null_sets=3, **kwargs)
+    for (_, _), sub in small_first[small_first["kind"] == "go"].groupby(["modality", "phenotype"], observed=True):
+        expected = sub["specificity"].rank(ascending=False, method="min").astype("Int64")
+        pd.testing.assert_series_equal(sub["rank"], expected, check_names=False)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"null_sets": -1}, "non-negative integer"),
         ({"null_sets": 2.5}, "non-negative integer"),
         ({"null_sets": True}, "non-negative integer"),
-        ({"null_sets": 5, "node_types": ("gene",)}, "reference for GO terms"),
+        ({"null_sets": 0, "rank_by": "specificity"}, "pass null_sets > 0"),
+        ({"rank_by": "pval_set"}, "rank_by must be"),
     ],
 )
 def test_bad_null_sets_fail_before_the_inference_pass(model, monkeypatch, kwargs, message):

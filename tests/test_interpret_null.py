@@ -198,7 +198,7 @@ def test_fast_path_gives_the_reference_numbers(n_genes, sizes):
 
     args, kwargs = reference_inputs(n_genes, sizes)
     fast, ref = null_probes(*args, **kwargs), null_probes_reference(*args, **kwargs)
-    for column in ("auroc_null", "auroc_set"):
+    for column in ("auroc_null", "auroc_set", "auroc_null_sd"):
         a, b = getattr(fast, column), getattr(ref, column)
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_allclose(a, b, atol=AUROC_TOLERANCE, rtol=0)
@@ -212,7 +212,7 @@ def test_fast_path_gives_the_reference_numbers(n_genes, sizes):
 def test_fast_path_is_deterministic():
     args, kwargs = reference_inputs(400, (14, 260))
     first, again = null_probes(*args, **kwargs), null_probes(*args, **kwargs)
-    for column in ("auroc_null", "pval_null", "auroc_set", "pval_set"):
+    for column in ("auroc_null", "pval_null", "auroc_set", "pval_set", "auroc_null_sd"):
         np.testing.assert_array_equal(getattr(first, column), getattr(again, column))
 
 

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
 
@@ -59,31 +60,55 @@ def tick_texts(labels) -> list[str]:
 
 
 # ---- importances ---------------------------------------------------------------------------------------------------
+def heatmap_cells(ax, go: pd.DataFrame, types: list[str], column: str) -> tuple[list[str], np.ndarray]:
+    """The full names of the heatmap's rows and the table's ``column`` at each of its cells."""
+    names = go.drop_duplicates("node_id").set_index("name")
+    rows = tick_texts(ax.get_yticklabels())
+    assert set(rows) <= {shorten(n) for n in names.index}
+    rows = [next(n for n in names.index if shorten(n) == r) for r in rows]
+    by_cell = go.set_index(["name", "phenotype"])
+    return rows, np.array([[by_cell.loc[(r, t), column] for t in types] for r in rows])
+
+
+def stars_of(ax) -> set[tuple[int, int]]:
+    stars = [c for c in ax.collections if c.get_gid() == "significance"]
+    return {(int(y), int(x)) for x, y in stars[0].get_offsets()} if stars else set()
+
+
 def test_importance_heatmap_cells_and_labels(analysed):
+    """Default: the specificity of the terms the table ranks best, stars on the gene-set test."""
     mdata, _, types, _ = analysed
     table = mdata.uns["networkvi_importances"]
     ax = nvi.pl.importances(mdata, top=6, modality="rna", show=False)
-    rows = tick_texts(ax.get_yticklabels())
-    assert tick_texts(ax.get_xticklabels()) == types and len(rows) == 6
+    assert tick_texts(ax.get_xticklabels()) == types and len(ax.get_yticklabels()) == 6
     go = table[(table["modality"] == "rna") & (table["kind"] == "go")]
-    names = go.drop_duplicates("node_id").set_index("name")
-    assert set(rows) <= {shorten(n) for n in names.index}
-    rows = [next(n for n in names.index if shorten(n) == r) for r in rows]
-    image = ax.get_images()[0].get_array()
-    assert image.shape == (6, len(types))
-    by_cell = go.set_index(["name", "phenotype"])
-    expected = np.array([[by_cell.loc[(r, t), "auroc"] for t in types] for r in rows])
-    np.testing.assert_allclose(image, expected)
-    # every phenotype's best term makes it into the plot (top >= number of phenotypes)
+    rows, expected = heatmap_cells(ax, go, types, "specificity")
+    image = ax.get_images()[0]
+    assert image.get_array().shape == (6, len(types)) and image.norm.vmin == 0.0
+    np.testing.assert_allclose(image.get_array(), expected)
+    # every phenotype's best-ranked term makes it into the plot (top >= number of phenotypes)
     for phenotype in types:
-        assert go[go["phenotype"] == phenotype].sort_values("auroc")["name"].iloc[-1] in rows
-    # a star on each significant cell, nowhere else
-    qvals = np.array([[by_cell.loc[(r, t), "qval"] for t in types] for r in rows])
-    stars = [c for c in ax.collections if c.get_gid() == "significance"]
-    n_stars = len(stars[0].get_offsets()) if stars else 0
-    assert n_stars == int((qvals < 0.05).sum()) > 0
-    marked = {(int(y), int(x)) for x, y in stars[0].get_offsets()}
-    assert marked == {tuple(ix) for ix in np.argwhere(qvals < 0.05)}
+        assert go[go["phenotype"] == phenotype].sort_values("rank")["name"].iloc[0] in rows
+    _, pvals = heatmap_cells(ax, go, types, "pval_set")
+    assert stars_of(ax) == {tuple(ix) for ix in np.argwhere(pvals < 0.05)}
+
+
+def test_importance_heatmap_of_aurocs_stars_the_q_values(analysed):
+    """``value="auroc", mark="qval"``: the held-out AUROCs with a star on each significant probe, nowhere else."""
+    mdata, _, types, _ = analysed
+    table = mdata.uns["networkvi_importances"]
+    ax = nvi.pl.importances(mdata, top=6, modality="rna", value="auroc", mark="qval", show=False)
+    go = table[(table["modality"] == "rna") & (table["kind"] == "go")]
+    _, expected = heatmap_cells(ax, go, types, "auroc")
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), expected)
+    _, qvals = heatmap_cells(ax, go, types, "qval")
+    assert stars_of(ax) == {tuple(ix) for ix in np.argwhere(qvals < 0.05)} and (qvals < 0.05).sum() > 0
+    # a table without the random gene sets shows AUROCs and stars q-values by default
+    plain = table.assign(**dict.fromkeys(("specificity", "pval_set", "auroc_set", "auroc_null"), np.nan))
+    default = nvi.pl.importances(plain, top=6, modality="rna", show=False)
+    assert default.get_images()[0].norm.vmin == 0.5 and stars_of(default)
+    with pytest.raises(ValueError, match="null_sets=100"):
+        nvi.pl.importances(plain, mark="pval_set", show=False)
 
 
 def test_importance_heatmap_options(analysed, tmp_path):
@@ -113,7 +138,6 @@ def test_importance_heatmap_options(analysed, tmp_path):
         ({"modality": "atac"}, "not in the table"),
         ({"top": 0}, "top must be"),
         ({"key": "networkvi_perturbation", "value": "auroc"}, "lacks columns"),
-        ({"mark": "pval_set"}, "null_sets=100"),
         ({"mark": "name"}, "numeric column"),
         ({"mark": "absent"}, "lacks columns"),
     ],
@@ -138,7 +162,7 @@ def test_importance_heatmap_stars_the_gene_set_test(analysed):
     assert ((pvals < 0.15).any()) and not (pvals < 0.15).all()  # 9 sets: p = 0.1 possible, and not for all terms
     stars = [c for c in ax.collections if c.get_gid() == "significance"]
     assert {(int(y), int(x)) for x, y in stars[0].get_offsets()} == {tuple(ix) for ix in np.argwhere(pvals < 0.15)}
-    assert ax.figure.legends[0].get_texts()[0].get_text() == "pval_set < 0.15"
+    assert ax.figure.legends[0].get_texts()[0].get_text() == "gene-set p < 0.15"
 
 
 # ---- perturbation --------------------------------------------------------------------------------------------------
@@ -249,7 +273,7 @@ def test_importance_heatmap_names_its_axes_and_score(analysed):
     assert facets[-1].get_xlabel() == "cell_type (each vs rest)"  # the groupby the table was computed for
     assert facets[0].get_xlabel() == "" and not any(t.get_text() for t in facets[0].get_xticklabels())
     colorbars = [a for a in fig.axes if a not in facets]
-    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "held-out AUROC (0.5 = chance)"
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "specificity (its genes' AUROC − random genes')"
     assert [len(f.get_yticklabels()) for f in facets] == [5, 5]  # top applies per facet
     # column labels slanted and anchored at their column, not centred over the next one
     bottom = facets[-1].get_xticklabels()
@@ -261,7 +285,7 @@ def test_importance_heatmap_names_its_axes_and_score(analysed):
     for star in stars:
         assert tuple(star.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)
         assert tuple(star.get_edgecolor()[0][:3]) == (0.0, 0.0, 0.0) and star.get_sizes()[0] >= 40
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["q < 0.05"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["gene-set p < 0.05"]
     # a table passed directly still names the groupby (from its attrs)
     direct = nvi.pl.importances(mdata.uns["networkvi_importances"], modality="rna", show=False)
     assert direct.get_xlabel() == "cell_type (each vs rest)"

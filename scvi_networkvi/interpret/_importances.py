@@ -39,10 +39,12 @@ IMPORTANCE_COLUMNS = [
     "pval",
     "qval",
     "rank",
+    "specificity",
     "auroc_null",
     "pval_null",
     "auroc_set",
     "pval_set",
+    "auroc_null_sd",
     "auroc_fit",
     "n_cells_fit",
     "n_cells_heldout",
@@ -72,6 +74,8 @@ class ProbeDesign:
     seed: int
     device: torch.device = torch.device("cpu")  # where the probes are fitted
     null_sets: int = 0  # random gene sets per GO-term size for the size- and width-matched reference
+    ranking: str = "auroc"  # the order of the table's rank (ImportanceSettings.ranking)
+    rank_min_genes: int = 5  # with ranking "specificity", smaller terms are ranked after the others
 
 
 def design_probes(
@@ -113,8 +117,12 @@ def design_probes(
     named_groups = read_gene_groups(settings.gene_groups) if settings.gene_groups is not None else None
     nodes = {}
     for role, acts in activations.modalities.items():
-        if ({"gene", "gene_group"} & set(node_types) or settings.null_sets) and acts.genes is None:
-            raise ValueError(f"Gene nodes (and null_sets) of {role!r} need activations captured with genes=True.")
+        if settings.needs_gene_activations and acts.genes is None:
+            raise ValueError(
+                f"Gene nodes and the random gene sets of null_sets (default 100) need the gene-node activations of "
+                f"{role!r}: capture them with capture_activations(..., genes=True), or pass null_sets=0 (GO terms "
+                "ranked by AUROC)."
+            )
         nodes[role] = node_table(
             acts.wiring,
             np.asarray(feature_names[role]),
@@ -140,7 +148,9 @@ def design_probes(
         level=settings.level,
         seed=seed,
         device=probe_device(settings.device),
-        null_sets=settings.null_sets,
+        null_sets=settings.term_null_sets,
+        ranking=settings.ranking,
+        rank_min_genes=settings.rank_min_genes,
     )
 
 
@@ -240,10 +250,10 @@ def importance_table(design: ProbeDesign, activations: Activations, *, progress:
             f"No phenotype has at least {design.min_cells} cases and controls in both splits of any modality: "
             "lower min_cells, use more cells or coarser labels."
         )
-    return finish_table(pd.concat(frames, ignore_index=True))
+    return finish_table(pd.concat(frames, ignore_index=True), design.ranking, design.rank_min_genes)
 
 
-REFERENCE_COLUMNS = ("auroc_null", "pval_null", "auroc_set", "pval_set")
+REFERENCE_COLUMNS = ("auroc_null", "pval_null", "auroc_set", "pval_set", "auroc_null_sd")
 
 
 def term_reference(
@@ -288,17 +298,26 @@ def term_reference(
     return columns
 
 
-def finish_table(result: pd.DataFrame) -> pd.DataFrame:
-    """Add q-values (BH across nodes per phenotype) and the rank among GO terms; order rows and columns."""
+def finish_table(result: pd.DataFrame, ranking: str = "auroc", rank_min_genes: int = 5) -> pd.DataFrame:
+    """Add q-values (BH across nodes per phenotype), the specificity and the rank among GO terms; order the table.
+
+    ``ranking="specificity"`` orders by ``specificity`` (terms of fewer than ``rank_min_genes`` genes after the
+    others), ``"auroc"`` by the held-out AUROC; ties share the best rank.
+    """
     result["qval"] = np.nan
     result["rank"] = np.nan
     for _, index in result.groupby(["phenotype", "reference"], sort=False).groups.items():
         result.loc[index, "qval"] = benjamini_hochberg(result.loc[index, "pval"].to_numpy(dtype=float))
+    result["specificity"] = result["auroc_set"] - result["auroc_null"]
     go = result["kind"] == "go"
+    if ranking == "specificity":
+        # sorted on (large enough, specificity): the offset exceeds any difference of two specificities (< 1)
+        score = result["specificity"] + 2.0 * (result["n_genes"] >= rank_min_genes)
+    else:
+        score = result["auroc"]
     # Structural nodes (root, UNKNOWN) and genes are not ranked: "important" compares GO terms with GO terms.
     result.loc[go, "rank"] = (
-        result[go]
-        .groupby(["modality", "phenotype", "reference"], sort=False)["auroc"]
+        score[go].groupby([result.loc[go, c] for c in ("modality", "phenotype", "reference")], sort=False)
         .rank(ascending=False, method="min")
     )
     result["rank"] = result["rank"].astype("Int64")
@@ -348,7 +367,9 @@ def probe_importances(
         "heldout_size": settings.heldout_size,
         "seed": design.seed,
         "C": settings.C,
-        "null_sets": settings.null_sets,
+        "null_sets": design.null_sets,
+        "rank_by": design.ranking,
+        "rank_min_genes": design.rank_min_genes,
     }
     return result
 

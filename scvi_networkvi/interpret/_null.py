@@ -46,13 +46,15 @@ class NullStats:
 
     ``auroc_null`` / ``pval_null``: the random gene sets' mean held-out AUROC and the term's empirical p-value
     against them; ``auroc_set`` / ``pval_set``: the held-out AUROC of the term's own gene set summarised like the
-    random sets, and its empirical p-value against them (NaN where the term's gene set was not given).
+    random sets, and its empirical p-value against them (NaN where the term's gene set was not given);
+    ``auroc_null_sd``: the standard deviation of the random sets' held-out AUROCs.
     """
 
     auroc_null: np.ndarray
     pval_null: np.ndarray
     auroc_set: np.ndarray
     pval_set: np.ndarray
+    auroc_null_sd: np.ndarray
 
 
 def size_bins(sizes: np.ndarray, ratio: float = SIZE_BIN_RATIO) -> np.ndarray:
@@ -336,7 +338,7 @@ def null_probes(
     numbers are those of one scikit-learn PCA per set (``_null_reference.null_probes_reference``) up to rounding.
     """
     k, p = observed.shape
-    out = NullStats(*(np.full((k, p), np.nan) for _ in range(4)))
+    out = NullStats(*(np.full((k, p), np.nan) for _ in range(5)))
     if len(pool) == 0 or k == 0:
         return out
     if own_sets is not None and len(own_sets) != k:
@@ -357,6 +359,7 @@ def null_probes(
         held_auroc = held_out_aurocs(z[..., fit_rows], z[..., eval_rows], targets, C, class_weight, device)
         null = held_auroc[:n_sets]
         out.auroc_null[terms] = null.mean(0)
+        out.auroc_null_sd[terms] = null.std(0, ddof=1) if n_sets > 1 else np.nan
         out.pval_null[terms] = exceedance(null, observed[terms], n_sets)
         if own:
             out.auroc_set[own] = held_auroc[n_sets:]

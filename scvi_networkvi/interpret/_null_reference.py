@@ -64,7 +64,7 @@ def null_probes_reference(
 ) -> NullStats:
     """:func:`scvi_networkvi.interpret._null.null_probes` as first implemented (same parameters and result)."""
     k, p = observed.shape
-    out = NullStats(*(np.full((k, p), np.nan) for _ in range(4)))
+    out = NullStats(*(np.full((k, p), np.nan) for _ in range(5)))
     if len(pool) == 0 or k == 0:
         return out
     if own_sets is not None and len(own_sets) != k:
@@ -89,6 +89,7 @@ def null_probes_reference(
             held_auroc[:, j] = auroc(scores_eval[:, j, held], targets.case_eval[j, held])
         null = held_auroc[:n_sets]
         out.auroc_null[terms] = null.mean(0)
+        out.auroc_null_sd[terms] = null.std(0, ddof=1) if n_sets > 1 else np.nan
         out.pval_null[terms] = exceedance(null, observed[terms], n_sets)
         if own:
             out.auroc_set[own] = held_auroc[n_sets:]

@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: The :class:`ImportanceSettings` fields a perturbation uses (it probes GO terms and genes of the captured cells).
 PERTURBATION_SETTINGS = frozenset(
-    f.name for f in dataclasses.fields(ImportanceSettings) if f.name not in ("cells_with", "gene_groups", "null_sets")
+    f.name
+    for f in dataclasses.fields(ImportanceSettings)
+    if f.name not in ("cells_with", "gene_groups", "null_sets", "rank_by", "rank_min_genes")
 )
 
 PERTURBATION_COLUMNS = [
@@ -135,11 +137,13 @@ def compute_perturbation(
     """Per perturbation, node and phenotype: held-out AUROC before and after zeroing genes, and the change.
 
     See :meth:`scvi_networkvi.NETWORKVI.get_perturbation_importances`; ``settings`` and the keywords in ``options``
-    are :class:`ImportanceSettings` fields except ``cells_with``, ``gene_groups`` and ``null_sets``.
+    are :class:`ImportanceSettings` fields except ``cells_with``, ``gene_groups``, ``null_sets``, ``rank_by`` and
+    ``rank_min_genes``.
     """
     settings = ImportanceSettings.merge(
         settings, options, function="compute_perturbation", accepted=PERTURBATION_SETTINGS
     )
+    settings = dataclasses.replace(settings, null_sets=0, rank_by=None)  # no random gene sets before / after
     adata = model.validate_mudata(adata)
     labels = categorical_labels(adata, groupby)
     plans = resolve_perturbations(model, genes, perturb_modalities)

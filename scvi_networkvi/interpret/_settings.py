@@ -15,6 +15,8 @@ from ._nodes import GeneGroups
 
 NodeType = Literal["go_term", "gene", "gene_group"]
 NODE_TYPES = ("go_term", "gene", "gene_group")
+#: Fields that shape only the importance table's reference and rank: a caller without that table ignores them.
+TABLE_ONLY = ("null_sets", "rank_by", "rank_min_genes")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,18 @@ class ImportanceSettings:
         special; for that, the term's own genes are reduced and probed exactly like the random sets
         (``auroc_set``, ``pval_set``), a like-for-like comparison of its gene set with random sets of its size. 100
         sets resolve p-values down to 0.01, for about ``null_sets`` probes per size bin and phenotype plus one per GO
-        term and phenotype.
+        term and phenotype. Default 100: the table's ``rank`` needs it (``rank_by``); ``0`` skips the random sets
+        (faster, less memory: no gene-node activations are kept) and ranks by AUROC.
+    rank_by
+        The order of the table's ``rank`` among the GO terms of a phenotype and modality: ``"specificity"``
+        (``auroc_set - auroc_null``: how much better the term's own genes separate the phenotype than random genes of
+        the same number; needs ``null_sets``), ``"auroc"`` (the held-out AUROC of the term's neurons: any broad term
+        that carries the latent's cell-type signal scores high, so the top terms tend to be the broadest), or
+        ``None`` (default): ``"specificity"`` with ``null_sets``, else ``"auroc"``. Measured on the results page
+        ("Interpretability").
+    rank_min_genes
+        With ``rank_by="specificity"``, terms reached by fewer genes are ranked after all the others (a term of one or
+        two genes tells what a gene does, not a process, and its gene-set test is the noisiest). Default 5.
     """
 
     targets: Sequence[str] | None = None
@@ -97,7 +110,9 @@ class ImportanceSettings:
     seed: int | None = None
     batch_size: int = 256
     device: str | torch.device | None = None
-    null_sets: int = 0
+    null_sets: int = 100
+    rank_by: Literal["specificity", "auroc"] | None = None
+    rank_min_genes: int = 5
 
     def __post_init__(self) -> None:
         if isinstance(self.node_types, str) or not self.node_types or set(self.node_types) - set(NODE_TYPES):
@@ -124,8 +139,15 @@ class ImportanceSettings:
             raise ValueError(
                 f"null_sets must be a non-negative integer (random gene sets per term size), got {self.null_sets!r}."
             )
-        if self.null_sets and "go_term" not in self.node_types:
-            raise ValueError("null_sets is a reference for GO terms: add 'go_term' to node_types or set null_sets=0.")
+        if self.rank_by not in (None, "specificity", "auroc"):
+            raise ValueError(f"rank_by must be 'specificity', 'auroc' or None, got {self.rank_by!r}.")
+        if self.rank_by == "specificity" and not self.null_sets:
+            raise ValueError(
+                "rank_by='specificity' compares each term's genes with random gene sets: pass null_sets > 0 (e.g. "
+                "100), or rank_by='auroc'."
+            )
+        if not _is_int(self.rank_min_genes) or self.rank_min_genes < 1:
+            raise ValueError(f"rank_min_genes must be a positive integer, got {self.rank_min_genes!r}.")
         probe_device(self.device)  # raises for an unusable device, naming the usable ones
 
     def run_seed(self) -> int:
@@ -136,9 +158,21 @@ class ImportanceSettings:
         return 0 if seed is None else int(seed)
 
     @property
+    def ranking(self) -> Literal["specificity", "auroc"]:
+        """The order of the table's ``rank``: ``rank_by``, resolved."""
+        if self.rank_by is not None:
+            return self.rank_by
+        return "specificity" if self.term_null_sets else "auroc"
+
+    @property
     def needs_gene_activations(self) -> bool:
         """Whether the inference pass must keep the gene-node activations (gene or gene-group nodes, random sets)."""
-        return bool({"gene", "gene_group"} & set(self.node_types)) or bool(self.null_sets)
+        return bool({"gene", "gene_group"} & set(self.node_types)) or self.term_null_sets > 0
+
+    @property
+    def term_null_sets(self) -> int:
+        """The random gene sets a run draws: ``null_sets``, or none without GO-term nodes (it is their reference)."""
+        return self.null_sets if "go_term" in self.node_types else 0
 
     @classmethod
     def merge(
@@ -182,7 +216,9 @@ class ImportanceSettings:
                 f"{function}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
                 f"its importance settings are: {', '.join(valid)} (see ImportanceSettings)."
             )
-        unused = [n for n in names if n not in valid and _differs(getattr(settings, n), getattr(cls, n))]
+        unused = [
+            n for n in names if n not in valid and n not in TABLE_ONLY and _differs(getattr(settings, n), getattr(cls, n))
+        ]
         if unused:
             raise ValueError(f"{function}() does not use the settings {unused}: leave them at their defaults.")
         return dataclasses.replace(settings, **options) if options else settings

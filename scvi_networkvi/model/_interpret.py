@@ -39,6 +39,9 @@ class NetworkVIInterpretMixin:
         activations. The cells are split once, stratified by ``groupby`` and seeded; for every node and phenotype an
         L2 logistic regression (``C``, balanced classes, neurons standardised on the fitting cells) is fitted on the
         fitting split and scored on the held-out split. All probes of a width are fitted together (batched Newton).
+        By default (``null_sets=100``) each GO term's own genes, and 100 random gene sets of its size, are summarised
+        and probed alike; the GO terms are ranked by how much their genes beat the random ones (``specificity``),
+        not by their AUROC, which is high for any broad term once the latent separates the phenotypes.
 
         Parameters
         ----------
@@ -50,7 +53,7 @@ class NetworkVIInterpretMixin:
             The run's options, :class:`~scvi_networkvi.interpret.ImportanceSettings` (phenotypes: ``targets``,
             ``reference``, ``groups``; cells: ``restrict``, ``cells_with``; nodes: ``node_types``, ``gene_groups``;
             probes: ``heldout_size``, ``C``, ``class_weight``, ``min_cells``, ``level``, ``seed``, ``device``,
-            ``null_sets``; ``batch_size``). Default: its defaults.
+            ``null_sets``; the order: ``rank_by``, ``rank_min_genes``; ``batch_size``). Default: its defaults.
         modalities
             GO-wired modalities to probe (roles or MuData names; default all).
         indices
@@ -74,13 +77,18 @@ class NetworkVIInterpretMixin:
         ``root``, ``unknown``, ``gene``, ``gene_group``), ``name``, ``level``, ``n_genes``, ``width``, ``phenotype``,
         ``reference``, ``auroc`` (held-out, the number to read), ``auroc_low`` / ``auroc_high`` (DeLong interval),
         ``pval`` (one-sided DeLong test of AUROC > 0.5), ``qval`` (Benjamini–Hochberg across the nodes of a
-        phenotype), ``rank`` (among GO terms, structural nodes unranked), ``auroc_null`` (mean held-out AUROC of the
-        term's random gene sets; NaN without ``null_sets`` and for other nodes), ``pval_null`` (share of random sets
+        phenotype), ``rank`` (among the GO terms of a phenotype and modality, 1 = best, structural nodes unranked; by
+        default by ``specificity``, terms of fewer than ``rank_min_genes`` genes after the others; by ``auroc`` with
+        ``rank_by="auroc"`` or ``null_sets=0``), ``specificity`` (``auroc_set - auroc_null``: how much better the
+        term's own genes separate the phenotype than random genes of the same number, the headline number),
+        ``auroc_null`` (mean held-out AUROC of the term's random gene sets; NaN with ``null_sets=0`` and for other
+        nodes), ``pval_null`` (share of random sets
         scoring at least the term's AUROC, ``(1 + count) / (1 + null_sets)``: small when the term beats gene sets of
         its size and width), ``auroc_set`` (held-out AUROC of the term's own genes summarised like the random sets),
         ``pval_set`` (share of random sets scoring at least ``auroc_set``: small when the term's genes separate the
         phenotype better than random genes of the same number; one test per term and phenotype, so correct for
-        multiple testing across terms and raise ``null_sets`` for finer p-values), ``auroc_fit`` (in-sample,
+        multiple testing across terms and raise ``null_sets`` for finer p-values), ``auroc_null_sd`` (standard deviation
+        of the random sets' AUROCs), ``auroc_fit`` (in-sample,
         optimistic), ``n_cells_fit``, ``n_cells_heldout``, ``n_cases_heldout``.
         """
         from scvi_networkvi.interpret import (

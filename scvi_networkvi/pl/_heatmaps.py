@@ -200,22 +200,36 @@ def _star_handle(size: float, mark_label: str, alpha: float):
     )
 
 
-def _top_rows(values: pd.DataFrame, top: int | None, by_magnitude: bool) -> pd.DataFrame:
+def _filled(table: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` holds a value for some GO term."""
+    return column in table.columns and bool(table.loc[table["kind"].astype(str) == "go", column].notna().any())
+
+
+def _top_rows(
+    values: pd.DataFrame, top: int | None, by_magnitude: bool, ranks: pd.DataFrame | None = None
+) -> pd.DataFrame:
     if top is not None and (not isinstance(top, int) or top < 1):
         raise ValueError(f"top must be a positive integer or None, got {top!r}.")
     scores = values.abs() if by_magnitude else values
-    # the best rank each term reaches in any phenotype, ties broken by its largest value: every phenotype gets its
-    # leading terms into the plot, not only the phenotype with the highest numbers
-    best_rank = scores.rank(ascending=False, method="min").min(axis=1)
+    # the best rank each term reaches in any phenotype (the table's, else by value), ties broken by its largest
+    # value: every phenotype gets its leading terms into the plot, not only the one with the highest numbers
+    if ranks is None:
+        best_rank = scores.rank(ascending=False, method="min").min(axis=1)
+    else:
+        best_rank = ranks.reindex(index=values.index, columns=values.columns).min(axis=1)
     order = pd.DataFrame({"rank": best_rank, "score": -scores.max(axis=1)}).sort_values(["rank", "score"]).index
     chosen = order if top is None else order[:top]
     return values.loc[chosen]
 
 
-def _top_per_modality(values: pd.DataFrame, top: int | None, by_magnitude: bool) -> pd.DataFrame:
+def _top_per_modality(
+    values: pd.DataFrame, top: int | None, by_magnitude: bool, ranks: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The ``top`` rows of each modality (its facet), modalities in their order of appearance."""
     modality = values.index.get_level_values("modality")
-    return pd.concat([_top_rows(values[modality == mod], top, by_magnitude) for mod in dict.fromkeys(modality)], axis=0)
+    return pd.concat(
+        [_top_rows(values[modality == mod], top, by_magnitude, ranks) for mod in dict.fromkeys(modality)], axis=0
+    )
 
 
 def importances(
@@ -225,19 +239,19 @@ def importances(
     top: int | None = 20,
     phenotypes: Sequence[str] | None = None,
     modality: str | None = None,
-    value: str = "auroc",
+    value: str | None = None,
     alpha: float = 0.05,
-    mark: str = "qval",
+    mark: str | None = None,
     cmap: str = "viridis",
-    vmin: float | None = 0.5,
-    vmax: float | None = 1.0,
+    vmin: float | None = None,
+    vmax: float | None = None,
     title: str | None = None,
     ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
 ) -> Axes | list[Axes] | None:
-    """Heatmap of GO-term importances: held-out AUROC per GO term (rows, by name) and phenotype (columns).
+    """Heatmap of GO-term importances: specificity (or held-out AUROC) per GO term (rows) and phenotype (columns).
 
     Parameters
     ----------
@@ -246,22 +260,26 @@ def importances(
     key
         ``uns`` key of the table.
     top
-        Number of GO terms shown: those reaching the best rank in any phenotype (``None``: all).
+        Number of GO terms shown: those reaching the best ``rank`` of the table in any phenotype (``None``: all).
     phenotypes
         Phenotypes (columns) to show, in this order (default all).
     modality
         Modality (MuData name as in the table) to show; default all, each in its own facet (RNA and protein GO
         terms are not mixed), stacked with shared columns and one colour bar; ``top`` applies per facet.
     value
-        Column shown (``"auroc"``; ``"auroc_fit"`` for in-sample numbers).
+        Column shown: default ``"specificity"`` (how much better the term's genes separate the phenotype than random
+        genes of the same number; the table's order) when the table has it (importances with ``null_sets``, the
+        default), else ``"auroc"``; ``"auroc_fit"`` for in-sample numbers.
     alpha
         A star marks cells whose ``mark`` column is below ``alpha``.
     mark
-        Column the stars read: ``"qval"`` (Benjamini–Hochberg q-value of the probe, default), ``"pval_set"`` (the
-        term's own genes beat random gene sets of its size) or ``"pval_null"`` (the term beats that reference); the
-        last two need importances computed with ``null_sets``.
+        Column the stars read: default ``"pval_set"`` (the term's own genes beat random gene sets of its size: a
+        test of the term, uncorrected for the number of terms) when the table has it, else ``"qval"``
+        (Benjamini–Hochberg q-value of the probe's AUROC > 0.5, which almost every term passes once the latent
+        separates the phenotypes); ``"pval_null"``: the term's neurons beat the random sets.
     cmap, vmin, vmax
-        Colour map and its limits (AUROC 0.5 is chance).
+        Colour map and its limits (default: 0.5 (chance) to 1 for AUROCs, 0 (random genes) to the largest value for
+        specificity).
     title
         Title (of the figure, with several facets).
     ax
@@ -279,16 +297,31 @@ def importances(
     labelled with the ``groupby`` column the table was computed for (from ``uns["networkvi"][key]["params"]`` or
     the table's ``attrs``); the significance stars (gid ``significance``) are white with a black edge.
     """
-    table = stored_table(mdata, key, [*_NODE_COLUMNS, value, mark], "nvi.tl.importances")
+    table = stored_table(mdata, key, _NODE_COLUMNS, "nvi.tl.importances")
+    value = value or ("specificity" if _filled(table, "specificity") else "auroc")
+    mark = mark or ("pval_set" if _filled(table, "pval_set") else "qval")
+    table = stored_table(table, key, [value, mark], "nvi.tl.importances")
     _check_mark(table, mark)
+    if value == "specificity":
+        vmin = 0.0 if vmin is None else vmin
+    elif value.startswith("auroc"):
+        vmin, vmax = (0.5 if vmin is None else vmin), (1.0 if vmax is None else vmax)
     rows = _select(table, modality=modality, phenotypes=phenotypes)
     if phenotypes is None:
         order = list(dict.fromkeys(rows["phenotype"].astype(str)))
     else:
         order = [phenotypes] if isinstance(phenotypes, str) else list(phenotypes)
     values, qvals, labels = _matrices(rows, value, rows["phenotype"].astype(str), order, mark)
-    values = _top_per_modality(values, top, by_magnitude=False)
-    label = "held-out AUROC (0.5 = chance)" if value == "auroc" else value
+    ranks = None
+    if "rank" in rows.columns and rows["rank"].notna().any():  # the table's own order picks the rows
+        ranks, _, _ = _matrices(
+            rows.assign(rank=rows["rank"].astype(float)), "rank", rows["phenotype"].astype(str), order
+        )
+    values = _top_per_modality(values, top, by_magnitude=False, ranks=ranks)
+    label = {
+        "auroc": "held-out AUROC (0.5 = chance)",
+        "specificity": "specificity (its genes' AUROC − random genes')",
+    }.get(value, value)
     return finish(
         _draw(
             values,
@@ -303,7 +336,7 @@ def importances(
             title=title,
             ax=ax,
             figsize=figsize,
-            mark_label="q" if mark == "qval" else mark,
+            mark_label={"qval": "q", "pval_set": "gene-set p", "pval_null": "p vs random sets"}.get(mark, mark),
         ),
         show,
         save,

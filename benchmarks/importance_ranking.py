@@ -1,0 +1,219 @@
+"""Which order of the GO terms names the biology specific to a cell type? Candidate rankings, scored on saved runs.
+
+The importance table of each model (``get_importances(groupby="cell_type", null_sets=N)``) holds several numbers per
+(GO term, cell type): the held-out AUROC of the probe on the term's neurons, its size- and width-matched reference
+(``auroc_null``), the term's own gene set probed like the random sets (``auroc_set``, ``pval_set``). This script
+orders the GO terms of every (cell type, modality) by each candidate ranking (``RANKINGS``) and scores the orders
+with the evidence of issue "Importances that name specific biology", fixed before any run:
+
+- keyword hits: the 12 cell types and keyword lists of ``interpretability.py`` (``EXPECTED``, not edited here): is a
+  term whose name holds a keyword among the top ``--top-k`` (5), per modality, with its chance level;
+- stability: per cell type (every tested one), the mean pairwise overlap of the top-10 sets between the seeds' models
+  (identical wirings: same data, same resources), mean and spread over cell types, and the share at >= 0.7;
+- what the top 10 are: their median gene count (all ranked terms: ~20) and the share passing the gene-set test
+  (``pval_set <= 0.05``).
+
+Input: the folders that ``python benchmarks/interpretability.py --models-dir DIR --seeds 0 1 2 [--depth D]`` writes
+(one per seed: the saved model, and ``importances_null<N>.csv.gz``: the full table). ``parent_gain`` reads the GO
+DAG of the saved model's wiring (``term_term``), so the model is loaded (no training, no inference).
+
+Usage::
+
+    python benchmarks/importance_ranking.py --runs DIR/org-Hs-eg_depthdefault_epochs50_cellsNone_seed{0,1,2} \
+        [--top-k 5] [--out benchmarks/results/importance_ranking.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import logging
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _portable import portable_command, portable_text  # the sibling script (on sys.path)
+from interpretability import EXPECTED, chance_hit, has_keyword, md_table
+
+logger = logging.getLogger("benchmarks.importance_ranking")
+
+SET_PASS = 0.05  # the gene-set test's threshold, as on the results page
+
+
+def _parent_gain(group: pd.DataFrame, parents: dict[tuple[str, str], list[str]]) -> pd.Series:
+    """AUROC minus the best AUROC among the term's parents in the kept GO DAG (root included) for this phenotype."""
+    modality = str(group["modality"].iloc[0])
+    auroc = dict(zip(group["node_id"], group["auroc"], strict=True))
+    best = [
+        max((auroc.get(p, np.nan) for p in parents.get((modality, node), [])), default=np.nan)
+        for node in group["node_id"]
+    ]
+    return group["auroc"] - np.nan_to_num(np.asarray(best, dtype=float), nan=0.5)
+
+
+#: name -> (score of each GO term within one (phenotype, modality) group: higher first; what it means).
+RANKINGS: dict[str, tuple[Callable[..., pd.Series], str]] = {
+    "auroc": (lambda g, _: g["auroc"], "held-out AUROC (the package's order until now)"),
+    "excess_null": (lambda g, _: g["auroc"] - g["auroc_null"], "AUROC minus its size-matched reference"),
+    "excess_set": (
+        lambda g, _: g["auroc_set"] - g["auroc_null"],
+        "the term's gene set (probed like random sets) minus random sets of its size",
+    ),
+    "z_set": (
+        lambda g, _: (g["auroc_set"] - g["auroc_null"]) / g["auroc_null_sd"],
+        "the gene set's excess over random sets of its size, in the random sets' standard deviations",
+    ),
+    "z_term": (
+        lambda g, _: (g["auroc"] - g["auroc_null"]) / g["auroc_null_sd"],
+        "the term's AUROC minus its size-matched reference, in the random sets' standard deviations",
+    ),
+    "set_pval_then_excess": (
+        lambda g, _: -100 * g["pval_set"] + g["auroc_set"] - g["auroc_null"],
+        "gene-set test p-value, ties (100 random sets resolve 0.01) by the gene set's excess over random sets",
+    ),
+    "excess_set_min5": (
+        lambda g, _: (g["n_genes"] >= 5).astype(float) * 10 + g["auroc_set"] - g["auroc_null"],
+        "the gene set's excess over random sets, terms of >= 5 genes first",
+    ),
+    "z_set_min5": (
+        lambda g, _: (g["n_genes"] >= 5).astype(float) * 100 + (g["auroc_set"] - g["auroc_null"]) / g["auroc_null_sd"],
+        "z_set, terms of >= 5 genes first",
+    ),
+    "excess_set_min3": (
+        lambda g, _: (g["n_genes"] >= 3).astype(float) * 10 + g["auroc_set"] - g["auroc_null"],
+        "the gene set's excess over random sets, terms of >= 3 genes first",
+    ),
+    "excess_set_min10": (
+        lambda g, _: (g["n_genes"] >= 10).astype(float) * 10 + g["auroc_set"] - g["auroc_null"],
+        "the gene set's excess over random sets, terms of >= 10 genes first",
+    ),
+    "set_then_auroc": (
+        lambda g, _: (g["pval_set"] <= SET_PASS).astype(float) * 10 + g["auroc"],
+        "terms passing the gene-set test first, each part by AUROC",
+    ),
+    "set_then_excess": (
+        lambda g, _: (g["pval_set"] <= SET_PASS).astype(float) * 10 + g["auroc"] - g["auroc_null"],
+        "terms passing the gene-set test first, each part by AUROC minus the reference",
+    ),
+    "parent_gain": (_parent_gain, "AUROC minus the best of its GO parents' AUROCs"),
+}
+
+
+def term_parents(model) -> dict[tuple[str, str], list[str]]:
+    """(modality role, GO id) -> the GO ids of its parents in the model's wiring."""
+    parents: dict[tuple[str, str], list[str]] = {}
+    for role, wiring in model.wirings_.items():
+        for child, parent in wiring.term_term.T:
+            parents.setdefault((role, str(wiring.term_ids[child])), []).append(str(wiring.term_ids[parent]))
+    return parents
+
+
+def ranked(table: pd.DataFrame, ranking: str, parents: dict) -> pd.DataFrame:
+    """GO rows with a ``score`` column of ``ranking``, ordered best first within (phenotype, modality)."""
+    go = table[(table["kind"] == "go") & table["auroc"].notna()].copy()
+    score = RANKINGS[ranking][0]
+    go["score"] = np.nan
+    for _, index in go.groupby(["phenotype", "modality"], observed=True).groups.items():
+        go.loc[index, "score"] = score(go.loc[index], parents).to_numpy()
+    return go.sort_values(["phenotype", "modality", "score", "node_id"], ascending=[True, True, False, True])
+
+
+def keyword_hits(order: pd.DataFrame, k: int) -> dict[str, float]:
+    """Per modality: cell types of ``EXPECTED`` with a keyword term in the top k, and the chance expectation."""
+    out: dict[str, float] = {}
+    for modality, sub in order.groupby("modality", observed=True):
+        hits, chance = 0, 0.0
+        for cell_type, (_, keywords) in EXPECTED.items():
+            terms = sub[sub["phenotype"] == cell_type]
+            if terms.empty:
+                continue
+            matching = terms["name"].map(lambda n, kw=keywords: has_keyword(n, kw))
+            hits += bool(matching.iloc[:k].any())
+            chance += chance_hit(len(terms), int(matching.sum()), k)
+        out[f"hits_{modality}"] = hits
+        out[f"chance_{modality}"] = round(chance, 1)
+    return out
+
+
+def top_sets(order: pd.DataFrame, top: int = 10) -> dict[tuple[str, str], set[str]]:
+    """(phenotype, modality) -> the node ids of its top terms."""
+    return {
+        (str(p), str(m)): set(sub["node_id"].iloc[:top])
+        for (p, m), sub in order.groupby(["phenotype", "modality"], observed=True)
+    }
+
+
+def stability(orders: list[pd.DataFrame], top: int = 10) -> dict[str, float]:
+    """Per modality over cell types: mean pairwise top-``top`` overlap between seeds (mean, sd, min, share >= 0.7)."""
+    sets = [top_sets(o, top) for o in orders]
+    out: dict[str, float] = {}
+    for modality in sorted({m for s in sets for _, m in s}):
+        per_type = []
+        for key in sorted(k for k in sets[0] if k[1] == modality):
+            pairs = [len(a[key] & b[key]) / top for a, b in itertools.combinations(sets, 2) if key in a and key in b]
+            if pairs:
+                per_type.append(float(np.mean(pairs)))
+        values = np.asarray(per_type)
+        out[f"stability_{modality}"] = f"{values.mean():.2f} ± {values.std():.2f} (min {values.min():.2f})"
+        out[f"stable_share_{modality}"] = round(float((values >= 0.7).mean()), 2)
+    return out
+
+
+def top_profile(order: pd.DataFrame, top: int = 10) -> dict[str, float]:
+    """Per modality: median gene count of the top terms and their share passing the gene-set test."""
+    out: dict[str, float] = {}
+    for modality, sub in order.groupby("modality", observed=True):
+        head = sub.groupby("phenotype", observed=True).head(top)
+        out[f"median_genes_{modality}"] = float(head["n_genes"].median())
+        out[f"set_pass_{modality}"] = round(float((head["pval_set"] <= SET_PASS).mean()), 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders of interpretability.py")
+    parser.add_argument("--null-sets", type=int, default=100, help="which saved table: importances_null<N>.csv.gz")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS))
+    parser.add_argument("--out", type=Path, default=None, help="markdown table (default: log only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    import scvi_networkvi as nvi
+
+    tables, parents = [], []
+    for run in args.runs:
+        tables.append(pd.read_csv(run / f"importances_null{args.null_sets}.csv.gz"))
+        parents.append(term_parents(nvi.NETWORKVI.load(str(run), adata=nvi.datasets.tutorial_cite())))
+    rows = []
+    for ranking in args.rankings:
+        orders = [ranked(t, ranking, p) for t, p in zip(tables, parents, strict=True)]
+        per_seed = [keyword_hits(o, args.top_k) | top_profile(o) for o in orders]
+        row: dict[str, object] = {"ranking": ranking, "meaning": RANKINGS[ranking][1]}
+        for key in per_seed[0]:
+            values = [s[key] for s in per_seed]
+            row[key] = " / ".join(f"{v:g}" for v in values)
+        row.update(stability(orders) if len(orders) > 1 else {})
+        rows.append(row)
+        logger.info("%s", row)
+    frame = pd.DataFrame(rows)
+    if args.out is not None:
+        text = portable_text(
+            "# GO-term rankings against the evidence of specific biology\n\n"
+            f"Generated by `python benchmarks/importance_ranking.py {portable_command(list(argv or sys.argv[1:]))}` "
+            f"on {datetime.date.today().isoformat()}, {platform.machine()}. One value per run (seed order) where "
+            f"separated by ` / `. `hits_<modality>`: of the 12 cell types of `interpretability.py`'s EXPECTED, those "
+            f"with a keyword term in the top {args.top_k} (`chance_*`: expected at random); `median_genes_*` and "
+            f"`set_pass_*`: the top 10 per cell type, median gene count and share with `pval_set <= {SET_PASS}`; "
+            "`stability_*`: per cell type, mean pairwise top-10 overlap between the seeds' models, mean ± sd (min) "
+            "over cell types, `stable_share_*` the share of cell types at >= 0.7.\n\n" + md_table(frame) + "\n"
+        )
+        args.out.write_text(text)
+        logger.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()
