@@ -80,8 +80,8 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
     best = rna[rna["rank"] <= top].sort_values(["phenotype", "rank"])
     stream.write(
         f"\nTop {top} GO terms per cell type (RNA encoder), most specific first. specificity: how much better the\n"
-        "term's genes separate the cell type than random genes of the same number (AUROC difference); p: share of\n"
-        "the 100 random gene sets at least as good; then the held-out AUROC of the term's neurons, 95% interval:\n"
+        "term's genes separate the cell type than random genes of the same number (AUROC difference); q: that\n"
+        "test's Benjamini-Hochberg q-value; then the held-out AUROC of the term's neurons with its 95% interval:\n"
     )
     summary_rows = []
     for phenotype, rows in best.groupby("phenotype", observed=True):
@@ -89,7 +89,7 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
         for _, row in rows.iterrows():
             stream.write(
                 f"    {row['rank']:>2}. {shorten(str(row['name']), 48):<48} {row['specificity']:+.3f}  "
-                f"p={row['pval_set']:.2f}  {row['auroc']:.3f} [{row['auroc_low']:.3f}, {row['auroc_high']:.3f}]  "
+                f"q={row['qval_set']:<7.2g} {row['auroc']:.3f} [{row['auroc_low']:.3f}, {row['auroc_high']:.3f}]  "
                 f"{int(row['n_genes'])} genes\n"
             )
             summary_rows.append((str(phenotype), row["node_id"], float(row["specificity"]), float(row["auroc"])))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import scvi
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -297,7 +298,7 @@ def test_size_matched_reference_of_go_terms(model, importances):
 
     (Seeding and what the reference detects: ``test_interpret_null.py``; the rank it gives: below.)
     """
-    reference = ["auroc_null", "pval_null", "auroc_set", "pval_set", "auroc_null_sd", "specificity"]
+    reference = ["auroc_null", "pval_null", "auroc_set", "pval_set", "auroc_null_sd", "specificity", "qval_set"]
     go = importances["kind"] == "go"
     assert importances.loc[go, reference].notna().all().all()  # the default draws 100 random sets per size
     assert importances.attrs["networkvi"]["null_sets"] == 100
@@ -315,6 +316,10 @@ def test_size_matched_reference_of_go_terms(model, importances):
     assert table.loc[go, ["auroc_null", "auroc_set"]].stack().between(0, 1).all()
     assert (table.loc[go, "auroc_null_sd"] > 0).all()
     np.testing.assert_allclose(table["specificity"], table["auroc_set"] - table["auroc_null"])
+    # qval_set: BH over each phenotype's GO terms of the normal-approximation p-value of the gene-set test
+    for _, sub in table[go].groupby("phenotype", observed=True):
+        p_norm = scipy.stats.norm.sf(sub["specificity"] / sub["auroc_null_sd"])
+        np.testing.assert_allclose(sub["qval_set"], scipy.stats.false_discovery_control(p_norm))
     for column in ("pval_null", "pval_set"):
         counts = table.loc[go, column].to_numpy() * 10 - 1  # (1 + random sets at least as good) / (1 + 9)
         np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)

@@ -89,8 +89,8 @@ def test_importance_heatmap_cells_and_labels(analysed):
     # every phenotype's best-ranked term makes it into the plot (top >= number of phenotypes)
     for phenotype in types:
         assert go[go["phenotype"] == phenotype].sort_values("rank")["name"].iloc[0] in rows
-    _, pvals = heatmap_cells(ax, go, types, "pval_set")
-    assert stars_of(ax) == {tuple(ix) for ix in np.argwhere(pvals < 0.05)}
+    _, qvals = heatmap_cells(ax, go, types, "qval_set")
+    assert stars_of(ax) == {tuple(ix) for ix in np.argwhere(qvals < 0.05)}
 
 
 def test_importance_heatmap_of_aurocs_stars_the_q_values(analysed):
@@ -104,7 +104,7 @@ def test_importance_heatmap_of_aurocs_stars_the_q_values(analysed):
     _, qvals = heatmap_cells(ax, go, types, "qval")
     assert stars_of(ax) == {tuple(ix) for ix in np.argwhere(qvals < 0.05)} and (qvals < 0.05).sum() > 0
     # a table without the random gene sets shows AUROCs and stars q-values by default
-    plain = table.assign(**dict.fromkeys(("specificity", "pval_set", "auroc_set", "auroc_null"), np.nan))
+    plain = table.assign(**dict.fromkeys(("specificity", "pval_set", "qval_set", "auroc_set", "auroc_null"), np.nan))
     default = nvi.pl.importances(plain, top=6, modality="rna", show=False)
     assert default.get_images()[0].norm.vmin == 0.5 and stars_of(default)
     with pytest.raises(ValueError, match="null_sets=100"):
@@ -268,7 +268,7 @@ def test_pl_returns_none_when_shown(analysed, monkeypatch):
 # ---- figure properties: labels, facets, colour bars, marks, sizes --------------------------------------------------
 def test_importance_heatmap_names_its_axes_and_score(analysed):
     mdata, _, types, _ = analysed
-    facets = nvi.pl.importances(mdata, top=5, show=False)
+    facets = nvi.pl.importances(mdata, top=5, mark="qval", show=False)  # q of the probes: stars on a 3-epoch model
     fig = facets[0].figure
     assert facets[-1].get_xlabel() == "cell_type (each vs rest)"  # the groupby the table was computed for
     assert facets[0].get_xlabel() == "" and not any(t.get_text() for t in facets[0].get_xticklabels())
@@ -285,7 +285,7 @@ def test_importance_heatmap_names_its_axes_and_score(analysed):
     for star in stars:
         assert tuple(star.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)
         assert tuple(star.get_edgecolor()[0][:3]) == (0.0, 0.0, 0.0) and star.get_sizes()[0] >= 40
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["gene-set p < 0.05"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["q < 0.05"]
     # a table passed directly still names the groupby (from its attrs)
     direct = nvi.pl.importances(mdata.uns["networkvi_importances"], modality="rna", show=False)
     assert direct.get_xlabel() == "cell_type (each vs rest)"

@@ -217,7 +217,9 @@ class ImportanceSettings:
                 f"its importance settings are: {', '.join(valid)} (see ImportanceSettings)."
             )
         unused = [
-            n for n in names if n not in valid and n not in TABLE_ONLY and _differs(getattr(settings, n), getattr(cls, n))
+            n
+            for n in names
+            if n not in valid and n not in TABLE_ONLY and _differs(getattr(settings, n), getattr(cls, n))
         ]
         if unused:
             raise ValueError(f"{function}() does not use the settings {unused}: leave them at their defaults.")

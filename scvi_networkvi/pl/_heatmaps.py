@@ -41,7 +41,7 @@ def _check_mark(table: pd.DataFrame, mark: str) -> None:
     if not pd.api.types.is_numeric_dtype(table[mark]):
         raise ValueError(f"mark must name a numeric column such as 'qval' or 'pval_set', got {mark!r}.")
     if not table.loc[table["kind"].astype(str) == "go", mark].notna().any():
-        if mark in ("pval_set", "pval_null"):
+        if mark in ("pval_set", "qval_set", "pval_null"):
             raise ValueError(f"Column {mark!r} is empty: compute the importances with null_sets=100 (or more).")
         raise ValueError(f"Column {mark!r} holds no values for GO terms: mark another column.")
 
@@ -273,10 +273,10 @@ def importances(
     alpha
         A star marks cells whose ``mark`` column is below ``alpha``.
     mark
-        Column the stars read: default ``"pval_set"`` (the term's own genes beat random gene sets of its size: a
-        test of the term, uncorrected for the number of terms) when the table has it, else ``"qval"``
-        (Benjamini–Hochberg q-value of the probe's AUROC > 0.5, which almost every term passes once the latent
-        separates the phenotypes); ``"pval_null"``: the term's neurons beat the random sets.
+        Column the stars read: default ``"qval_set"`` (the term's own genes beat random gene sets of its size,
+        Benjamini–Hochberg across the phenotype's terms) when the table has it, else ``"qval"`` (q-value of the
+        probe's AUROC > 0.5, which almost every term passes once the latent separates the phenotypes);
+        ``"pval_set"``: the same gene-set test uncorrected; ``"pval_null"``: the term's neurons beat the random sets.
     cmap, vmin, vmax
         Colour map and its limits (default: 0.5 (chance) to 1 for AUROCs, 0 (random genes) to the largest value for
         specificity).
@@ -299,7 +299,7 @@ def importances(
     """
     table = stored_table(mdata, key, _NODE_COLUMNS, "nvi.tl.importances")
     value = value or ("specificity" if _filled(table, "specificity") else "auroc")
-    mark = mark or ("pval_set" if _filled(table, "pval_set") else "qval")
+    mark = mark or ("qval_set" if _filled(table, "qval_set") else "qval")
     table = stored_table(table, key, [value, mark], "nvi.tl.importances")
     _check_mark(table, mark)
     if value == "specificity":
@@ -336,7 +336,7 @@ def importances(
             title=title,
             ax=ax,
             figsize=figsize,
-            mark_label={"qval": "q", "pval_set": "gene-set p", "pval_null": "p vs random sets"}.get(mark, mark),
+            mark_label={"qval": "q", "qval_set": "gene-set q", "pval_set": "gene-set p"}.get(mark, mark),
         ),
         show,
         save,
