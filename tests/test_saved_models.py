@@ -53,7 +53,7 @@ def test_there_is_a_saved_model_of_the_first_release():
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.name for p in SAVED])
-def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make_saved_model):
+def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make_saved_model, noise):
     expected = np.load(path / "expected.npz")
     mdata = as_saved(make_saved_model.subset(), path)
     assert np.array_equal(np.asarray(mdata.obs_names, dtype=str), expected["obs_names"])
@@ -65,6 +65,7 @@ def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make
     assert model.module.mixer.mixing == (saved["modality_mixing"] or "poe")  # None: poe with proteins
     latent = model.get_latent_representation()
     np.testing.assert_allclose(latent, expected["latent"], rtol=1e-4, atol=1e-5)
+    assert noise.warnings() == []  # e.g. no FutureWarning of mudata's from scvi-tools' load
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.name for p in SAVED])

@@ -470,7 +470,9 @@ class NETWORKVI(
 
         A model saved before an option existed is rebuilt as it was trained, not with that option's current default.
         """
-        with rebuilding_saved_model():
+        with rebuilding_saved_model(), warnings.catch_warnings():
+            # scvi-tools' load reads MuData.mod_names, which newer mudata (0.4) deprecates: the user cannot act on it
+            warnings.filterwarnings("ignore", message="The method mod_names is deprecated", category=FutureWarning)
             return super().load(dir_path, adata=adata, **kwargs)
 
     @classmethod
