@@ -17,10 +17,14 @@ Input: the folders that ``python benchmarks/interpretability.py --models-dir DIR
 (one per seed: the saved model, and ``importances_null<N>.csv.gz``: the full table). ``parent_gain`` reads the GO
 DAG of the saved model's wiring (``term_term``), so the model is loaded (no training, no inference).
 
+The seeds' tables differ by their model and by their held-out split (each model's training seed); with
+``interpretability.py --importance-seed 0`` every model is probed on the same split, and ``--split 0`` here reads
+those tables: stability then measures the models alone.
+
 Usage::
 
     python benchmarks/importance_ranking.py --runs DIR/org-Hs-eg_depthdefault_epochs50_cellsNone_seed{0,1,2} \
-        [--top-k 5] [--out benchmarks/results/importance_ranking.md]
+        [--split 0] [--top-k 5] [--out benchmarks/results/importance_ranking.md]
 """
 
 from __future__ import annotations
@@ -177,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders of interpretability.py")
     parser.add_argument("--null-sets", type=int, default=100, help="which saved table: importances_null<N>.csv.gz")
+    parser.add_argument(
+        "--split",
+        type=int,
+        default=None,
+        help="read the tables made with interpretability.py --importance-seed S (importances_null<N>_split<S>.csv.gz)",
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS))
     parser.add_argument("--out", type=Path, default=None, help="markdown table (default: log only)")
@@ -186,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
 
     tables, parents = [], []
     for run in args.runs:
-        tables.append(pd.read_csv(run / f"importances_null{args.null_sets}.csv.gz"))
+        suffix = "" if args.split is None else f"_split{args.split}"
+        tables.append(pd.read_csv(run / f"importances_null{args.null_sets}{suffix}.csv.gz"))
         parents.append(term_parents(nvi.NETWORKVI.load(str(run), adata=nvi.datasets.tutorial_cite())))
     rows = []
     for ranking in args.rankings:

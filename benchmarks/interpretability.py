@@ -227,10 +227,12 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
             model.save(str(saved), overwrite=True)
     start = time.perf_counter()
     null_sets = args.null_sets if "size" in args.parts else 0
-    table = model.get_importances(groupby="cell_type", key_added=None, seed=seed, null_sets=null_sets)
+    split = seed if args.importance_seed is None else args.importance_seed
+    table = model.get_importances(groupby="cell_type", key_added=None, seed=split, null_sets=null_sets)
     probe_s = time.perf_counter() - start
     if saved is not None:
-        table.to_csv(saved / f"importances_null{null_sets}.csv.gz", index=False)
+        suffix = "" if args.importance_seed is None else f"_split{split}"
+        table.to_csv(saved / f"importances_null{null_sets}{suffix}.csv.gz", index=False)
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
     wiring = {role: w.summary() for role, w in model.wirings_.items()}
@@ -753,6 +755,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factor", type=float, default=4.0, help="count multiplier in the planted cells")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--importance-seed",
+        type=int,
+        default=None,
+        help="seed of the importances' held-out split and random sets (default: each model's training seed)",
+    )
     parser.add_argument(
         "--models-dir",
         type=Path,
