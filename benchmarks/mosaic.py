@@ -118,19 +118,22 @@ def train_networkvi(
 ):
     """NETWORKVI with the tutorial settings (GO or dense encoder by ``name``) trained on a mosaic MuData.
 
-    ``model_kwargs`` are added to (and override) the tutorial's ``gene_size=5, go_size=2`` (the ablations' changes).
+    ``model_kwargs`` are added to (and override) the tutorial's ``gene_size=5, go_size=2`` (the ablations' changes);
+    its ``go`` / ``annotations`` / ``interactions`` entries replace the tutorial's resources (``None``: the package's
+    default, e.g. the species' full annotations).
     """
     import scvi_networkvi as nvi
 
+    model_kwargs = dict(model_kwargs or {})
+    resources = {"go": "go-basic", "annotations": "ensembl2go-tutorial", "interactions": "k562-contact-domains"}
+    resources.update({key: model_kwargs.pop(key) for key in list(resources) if key in model_kwargs})
     return nvi.tl.train(
         mosaic,
         batch_key=batch_key,
-        go="go-basic",
-        annotations="ensembl2go-tutorial",
-        interactions="k562-contact-domains",
+        **resources,
         encoder="dense" if name == "networkvi-dense" else "go",
         max_epochs=epochs,
-        model_kwargs={"gene_size": 5, "go_size": 2, **(model_kwargs or {})},
+        model_kwargs={"gene_size": 5, "go_size": 2, **model_kwargs},
         train_kwargs=train_kwargs,
     )
 

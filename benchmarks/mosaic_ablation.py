@@ -98,6 +98,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "head-levels": ({"head_input": "levels"}, {}, {}),
     # the UNKNOWN chain (the path of the genes and peaks without GO annotation) 64 neurons wide instead of 12
     "unknown64": ({"unknown_size": 64}, {}, {}),
+    # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
+    "annotations-default": ({"go": None, "annotations": None}, {}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
