@@ -93,6 +93,8 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
                 f"{int(row['n_genes'])} genes\n"
             )
             summary_rows.append((str(phenotype), row["node_id"], float(row["specificity"]), float(row["auroc"])))
+        if not (rows["qval_set"] < 0.05).any():
+            stream.write("    (weak evidence: no term's genes beat random genes at q < 0.05)\n")
     figures["importances"] = out / "importances.png"
     nvi.pl.importances(mdata, modality="rna", top=15, show=False, save=figures["importances"])
 

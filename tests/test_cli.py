@@ -38,6 +38,11 @@ def test_demo_runs_the_whole_workflow_offline(tmp_path, capsys, noise):
     for phenotype, _, _, auroc in result["top_terms"]:
         best[phenotype] = max(best.get(phenotype, 0.0), auroc)
     assert np.median(list(best.values())) > 0.75  # even 8 epochs give informative GO terms
+    # a cell type none of whose top terms passes the corrected gene-set test is flagged as weak evidence
+    top_table = mdata.uns["networkvi_importances"]
+    top_rna = top_table[(top_table["modality"] == "rna") & (top_table["kind"] == "go") & (top_table["rank"] <= 3)]
+    weak = sum(not (sub["qval_set"] < 0.05).any() for _, sub in top_rna.groupby("phenotype", observed=True))
+    assert out.count("(weak evidence:") == weak
     # the terms printed are each cell type's most specific ones (the table's default rank)
     table = mdata.uns["networkvi_importances"]
     rna = table[(table["modality"] == "rna") & (table["kind"] == "go")]
