@@ -42,6 +42,7 @@ def test_notebook_is_stored_executed_and_clean(path):
         text = _outputs_text(cell)
         assert "\N{ELECTRIC LIGHT BULB} Tip:" not in text
         assert "IProgress not found" not in text
+        assert not re.search(r"\d+%\|.*\| *\d+/\d+ \[", text), f"{path.name} stored a progress bar"
         assert not MACHINE_PATH.search(text), f"{path.name} shows a path of the build machine: {text[:300]}"
     placeholders = [
         c for c in cells if c["cell_type"] == "markdown" and re.fullmatch(r"[A-Z0-9_]+", "".join(c["source"]))
@@ -71,6 +72,10 @@ def test_clean_outputs_drops_noise_and_install_paths():
             text="\N{ELECTRIC LIGHT BULB} Tip: try a cloud logger\n"
             "/home/me/.venv/lib/python3.12/site-packages/lightning/fit_loop.py:321: few batches\n",
         ),
+        nbformat.v4.new_output(
+            "stream", name="stderr", text="Probes (rna):  33%|███▎      | 1/3 [00:53<01:46, 53.40s/it]\n"
+        ),
+        nbformat.v4.new_output("stream", name="stderr", text="\n"),  # what a finished bar leaves
         nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.9\n"),
     ]
     nb.cells = [cell]
