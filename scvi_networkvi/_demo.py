@@ -95,6 +95,10 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
             summary_rows.append((str(phenotype), row["node_id"], float(row["specificity"]), float(row["auroc"])))
         if not (rows["qval_set"] < 0.05).any():
             stream.write("    (weak evidence: no term's genes beat random genes at q < 0.05)\n")
+    stream.write(
+        "  The embedded example carries the tutorial's subsampled annotations (few, broad GO terms), so weak evidence\n"
+        "  is expected here; with the full annotations (the default for your own data) see the GO-analysis tutorial.\n"
+    )
     figures["importances"] = out / "importances.png"
     nvi.pl.importances(mdata, modality="rna", top=15, show=False, save=figures["importances"])
 
