@@ -53,11 +53,15 @@ def test_there_is_a_saved_model_of_the_first_release():
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.name for p in SAVED])
-def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make_saved_model, noise):
+def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make_saved_model):
     expected = np.load(path / "expected.npz")
     mdata = as_saved(make_saved_model.subset(), path)
     assert np.array_equal(np.asarray(mdata.obs_names, dtype=str), expected["obs_names"])
-    model = nvi.NETWORKVI.load(str(path), adata=mdata)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = nvi.NETWORKVI.load(str(path), adata=mdata)
+    # no deprecation notice a user cannot act on (mudata's mod_names one, raised inside scvi-tools' load)
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning | DeprecationWarning)]
     saved = model.init_settings
     # the settings it was saved with, not today's defaults, build the module
     assert model.module.n_latent == (saved["n_latent"] or 10)
@@ -65,7 +69,6 @@ def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make
     assert model.module.mixer.mixing == (saved["modality_mixing"] or "poe")  # None: poe with proteins
     latent = model.get_latent_representation()
     np.testing.assert_allclose(latent, expected["latent"], rtol=1e-4, atol=1e-5)
-    assert noise.warnings() == []  # e.g. no FutureWarning of mudata's from scvi-tools' load
 
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.name for p in SAVED])
