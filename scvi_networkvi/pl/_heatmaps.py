@@ -40,7 +40,7 @@ def _check_mark(table: pd.DataFrame, mark: str) -> None:
     """Raise a ValueError when the starred column is not numeric or holds nothing for GO terms."""
     if not pd.api.types.is_numeric_dtype(table[mark]):
         raise ValueError(f"mark must name a numeric column such as 'qval' or 'pval_set', got {mark!r}.")
-    if not table.loc[table["kind"].astype(str) == "go", mark].notna().any():
+    if not _filled(table, mark):
         if mark in ("pval_set", "qval_set", "pval_null"):
             raise ValueError(f"Column {mark!r} is empty: compute the importances with null_sets=100 (or more).")
         raise ValueError(f"Column {mark!r} holds no values for GO terms: mark another column.")
