@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 import scvi
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -62,6 +62,21 @@ def test_cite_trains_and_separates_cell_types(cite_model):
     labels = cite_model.adata["rna"].obs["cell_type"]
     majority = labels.value_counts(normalize=True).iloc[0]
     assert knn_accuracy(latent, labels) > 2 * majority  # 35 cell types, majority class 13%
+
+
+def test_early_stopping_watches_the_validation_elbo(cite_model):
+    """Like TOTALVI: the default early stopping monitors the ELBO, which the plan logs each epoch."""
+    stoppers = [cb for cb in cite_model.trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert [cb.monitor for cb in stoppers] == ["elbo_validation"]
+    assert len(cite_model.history["elbo_validation"]) == 25
+
+
+def test_an_unknown_early_stopping_monitor_is_refused_before_training(cite_model):
+    state = {k: v.clone() for k, v in cite_model.module.state_dict().items()}
+    with pytest.raises(ValueError, match=r"train\(early_stopping_monitor='elbo'\).*elbo_validation"):
+        cite_model.train(max_epochs=1, early_stopping_monitor="elbo", accelerator="cpu")
+    for key, value in cite_model.module.state_dict().items():
+        assert torch.equal(value, state[key])
 
 
 def test_modality_latents_by_role_or_name(cite_model):

@@ -60,6 +60,8 @@ _CHOICES = {
     "modality_mixing": ("moe", "poe", "mean", "auto", None),
     "head_input": ("root", "levels", None),
 }
+#: Validation metrics the training plan logs each epoch, which ``train(early_stopping_monitor=...)`` may watch.
+EARLY_STOPPING_MONITORS = ("elbo_validation", "reconstruction_loss_validation", "kl_local_validation")
 
 
 class NETWORKVI(
@@ -737,6 +739,7 @@ class NETWORKVI(
         shuffle_set_split: bool = True,
         early_stopping: bool = True,
         early_stopping_patience: int = 50,
+        early_stopping_monitor: str = "elbo_validation",
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         datasplitter_kwargs: dict | None = None,
@@ -773,8 +776,11 @@ class NETWORKVI(
             Linear KL warm-up.
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
             Data splitting, as in scvi-tools.
-        early_stopping, early_stopping_patience
-            Stop when ``reconstruction_loss_validation`` has not improved for this many epochs.
+        early_stopping, early_stopping_patience, early_stopping_monitor
+            Stop when the validation metric ``early_stopping_monitor`` has not improved for this many epochs. The
+            default, the validation ELBO (reconstruction + unweighted KL and modality penalty), is TOTALVI's; earlier
+            versions monitored ``"reconstruction_loss_validation"`` (MULTIVI's choice), which stops sooner. One of
+            ``"elbo_validation"``, ``"reconstruction_loss_validation"``, ``"kl_local_validation"``.
         accelerator, devices
             Lightning hardware settings (``strategy`` and other Trainer arguments pass through ``trainer_kwargs``).
         plan_kwargs
@@ -784,6 +790,11 @@ class NETWORKVI(
         **trainer_kwargs
             Passed to the Lightning Trainer; an unknown name is an error there.
         """
+        if early_stopping and early_stopping_monitor not in EARLY_STOPPING_MONITORS:
+            raise ValueError(
+                f"train(early_stopping_monitor={early_stopping_monitor!r}) is not a validation metric the model logs; "
+                f"use one of {list(EARLY_STOPPING_MONITORS)}."
+            )
         if weight_decay is None:
             weight_decay = 0.0 if getattr(self, "query_", False) else 1e-3
         n_batch = self.summary_stats.n_batch
@@ -806,7 +817,7 @@ class NETWORKVI(
         callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
         trainer_kwargs["callbacks"] = [*callbacks, FiniteLossCheck()]
         if early_stopping:
-            trainer_kwargs.setdefault("early_stopping_monitor", "reconstruction_loss_validation")
+            trainer_kwargs.setdefault("early_stopping_monitor", early_stopping_monitor)
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         quiet = TRAINING_WARNINGS + (QUERY_WARNINGS if getattr(self, "query_", False) else ())
