@@ -158,8 +158,8 @@ def _epoch_timer():
 
 def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", early_stopping: bool = False):
     """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
-    wall times of the training epochs. ``early_stopping``: up to ``epochs``, each model's own early stopping on the
-    validation ELBO (its converged budget)."""
+    wall times of the training epochs. ``early_stopping``: up to ``epochs``, each model's own early stopping (its
+    patience and schedule) on the validation ELBO (its converged budget)."""
     import scvi
 
     import scvi_networkvi as nvi
@@ -167,6 +167,8 @@ def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", 
     mdata = mdata.copy()  # registration writes into the MuData
     timer = _epoch_timer()
     train = {"early_stopping": early_stopping, "enable_progress_bar": False, "callbacks": [timer]}
+    if early_stopping:  # every model on the same criterion, TOTALVI's (MULTIVI's own is its reconstruction loss)
+        train["early_stopping_monitor"] = "elbo_validation"
     train.update({"accelerator": "gpu", "devices": 1} if accelerator == "cuda" else {"accelerator": "cpu"})
     if model in ("networkvi", "networkvi-dense"):
         settings = NETWORKVI_SETTINGS if model == "networkvi" else {"model_kwargs": NETWORKVI_SETTINGS["model_kwargs"]}
@@ -542,7 +544,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model (early stopping off)")
     parser.add_argument(
-        "--early-stopping", action="store_true", help="converged budgets: each model's early stopping, up to --epochs"
+        "--early-stopping",
+        action="store_true",
+        help="converged budgets: each model's early stopping on the validation ELBO, up to --epochs",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="scvi.settings.seed of each run")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
