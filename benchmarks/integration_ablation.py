@@ -19,6 +19,7 @@ markdown table next to it: mean ± sd across seeds and the difference of each va
 
     python benchmarks/integration_ablation.py --variants base adv1 totalvi [--encoder dense] [--dataset cite]
         [--seeds 0] [--epochs 50] [--threads 1] [--out CSV]
+    python benchmarks/integration_ablation.py --early-stopping --epochs 400 ...   # converged budgets, own CSV
     python benchmarks/integration_ablation.py --summarize [--out CSV]
 """
 
@@ -38,6 +39,7 @@ import integration as bench  # the sibling script (on sys.path): data, PCA, scor
 
 logger = logging.getLogger("benchmarks.integration_ablation")
 OUT = bench.RESULTS / "integration_ablation.csv"
+OUT_CONVERGED = bench.RESULTS / "integration_ablation_converged.csv"  # --early-stopping: rows apart from fixed budgets
 REFERENCES = ("totalvi", "multivi", "pca")
 
 #: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments). A callable
@@ -166,15 +168,22 @@ def settings(
     return model, train, plan
 
 
-def fit_variant(dataset: str, encoder: str, variant: str, mdata, epochs: int, base_settings: str):
-    """Train one variant (or a reference model) on a copy of ``mdata``: latent, epochs trained, epoch seconds."""
+def fit_variant(
+    dataset: str, encoder: str, variant: str, mdata, epochs: int, base_settings: str, early_stopping: bool = False
+):
+    """Train one variant (or a reference model) on a copy of ``mdata``: latent, epochs trained, epoch seconds.
+
+    ``early_stopping``: up to ``epochs``, each model's own early stopping on the validation ELBO (converged budget).
+    """
     import scvi
 
     import scvi_networkvi as nvi
 
     mdata = mdata.copy()
     timer = bench._epoch_timer()
-    train = {"early_stopping": False, "enable_progress_bar": False, "callbacks": [timer], "accelerator": "cpu"}
+    train = {"early_stopping": early_stopping, "enable_progress_bar": False, "callbacks": [timer], "accelerator": "cpu"}
+    if early_stopping:  # the same criterion for every model, TOTALVI's (MULTIVI's own is its reconstruction loss)
+        train["early_stopping_monitor"] = "elbo_validation"
     if variant in ("totalvi", "multivi"):
         peer = scvi.model.TOTALVI if variant == "totalvi" else scvi.model.MULTIVI
         peer.setup_mudata(
@@ -242,7 +251,7 @@ def run(args: argparse.Namespace) -> None:
                 latent, epochs_trained, epoch_s = pca, 0, [0.0]
             else:
                 latent, epochs_trained, epoch_s = fit_variant(
-                    args.dataset, args.encoder, variant, mdata, args.epochs, args.base_settings
+                    args.dataset, args.encoder, variant, mdata, args.epochs, args.base_settings, args.early_stopping
                 )
             fit_s = time.perf_counter() - start
             row.update(bench.scib_scores(mdata.obs, latent, pca))
@@ -323,11 +332,19 @@ def main() -> None:
     parser.add_argument("--dataset", choices=bench.DATASETS, default="cite")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="converged budgets: each model's early stopping on the validation ELBO, up to --epochs (default --out: "
+        "results/integration_ablation_converged.csv)",
+    )
     parser.add_argument("--n-cells", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--summarize", action="store_true", help="only summarise the CSV, train nothing")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = OUT_CONVERGED if args.early_stopping else OUT
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
     if not args.summarize:
