@@ -52,6 +52,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # TOTALVI's KL warm-up: 0.75 x n_cells steps (about 200 epochs at batch 256 on 5000 cells)
     "kl-totalvi": ({}, {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": lambda n: int(0.75 * n)}, {}),
     "kl-50": ({}, {"n_epochs_kl_warmup": 50, "n_steps_kl_warmup": None}, {}),
+    # TOTALVI's learning-rate schedule: x0.6 after 30 epochs without a better validation ELBO
+    "plateau": ({}, {}, {"reduce_lr_on_plateau": True}),
     "bs256": ({}, {"batch_size": 256}, {}),
     "bs128": ({}, {"batch_size": 128}, {}),
     "latent20": ({"n_latent": 20}, {}, {}),
