@@ -281,8 +281,11 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
-def summarize(path: Path, markdown: Path) -> None:
-    """Mean ± sd per (dataset, encoder, base settings, variant) and the difference to that group's ``base``."""
+def summarize(path: Path, markdown: Path, converged: bool = False) -> None:
+    """Mean ± sd per (dataset, encoder, base settings, variant) and the difference to that group's ``base``.
+
+    ``converged``: the rows were trained with ``--early-stopping`` (their epochs are the limit, not the budget).
+    """
     import pandas as pd
 
     table = pd.DataFrame(bench.read_rows(path))
@@ -302,8 +305,10 @@ def summarize(path: Path, markdown: Path) -> None:
         if epochs == "0":
             continue
         part = pd.concat([group, table[(table["dataset"] == dataset) & (table["variant"] == "pca")]])
-        lines += [f"## {dataset}, {n_cells} cells, {epochs} epochs", ""]
-        header = ["encoder", "settings", "variant", "seeds", *(s.replace("knn15_accuracy", "kNN-15") for s in shown)]
+        budget = f"early stopping on the validation ELBO, up to {epochs} epochs" if converged else f"{epochs} epochs"
+        lines += [f"## {dataset}, {n_cells} cells, {budget}", ""]
+        header = ["encoder", "settings", "variant", "seeds", "epochs trained"]
+        header += [s.replace("knn15_accuracy", "kNN-15") for s in shown]
         header += ["Δ Total", "Δ batch"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (encoder, base_settings), runs in part.groupby(["encoder", "base_settings"], sort=False):
@@ -311,7 +316,7 @@ def summarize(path: Path, markdown: Path) -> None:
             order = list(dict.fromkeys(runs["variant"]))
             for variant in order:
                 sub = runs[runs["variant"] == variant]
-                cells = [encoder, base_settings, variant, str(len(sub))]
+                cells = [encoder, base_settings, variant, str(len(sub)), ", ".join(map(str, sub["epochs_trained"]))]
                 cells += [bench._mean_sd(sub[c]) for c in shown]
                 if len(base) and variant != "base" and encoder != "-":
                     cells += [
@@ -355,7 +360,7 @@ def main() -> None:
             if variant not in REFERENCES:
                 settings(variant, 1000, args.base_settings, args.dataset)  # unknown names fail before any training
         run(args)
-    summarize(args.out, args.out.with_suffix(".md"))
+    summarize(args.out, args.out.with_suffix(".md"), converged=args.early_stopping)
 
 
 if __name__ == "__main__":
