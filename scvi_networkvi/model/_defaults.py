@@ -5,10 +5,11 @@ One home for the rules, so that the constructor and ``train`` resolve the same c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,18 @@ def rebuilding_saved_model() -> Iterator[None]:
         yield
     finally:
         _rebuilding.reset(token)
+
+
+def flat_init_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's ``init_params_`` as the keywords that rebuild it, as scvi-tools' loader reads them.
+
+    ``non_kwargs`` (the named arguments; before the module options moved to ``**model_kwargs``, all of them) and the
+    contents of each ``kwargs`` entry (``{"model_kwargs": {...}}``).
+    """
+    flat = dict(params.get("non_kwargs", {}))
+    for group in params.get("kwargs", {}).values():
+        flat.update(group)
+    return flat
 
 
 def resolve_option(name: str, value, default):
