@@ -99,10 +99,9 @@ class NETWORKVI(
     n_latent
         Latent dimensions. ``None``: 10, as scVI. ``"sqrt"``: the original's ``floor(sqrt(n_hidden))``, at least 2.
 
-        The original's square-root sizes are too narrow for typical panels (1000 genes give ``n_hidden=31`` and
-        ``n_latent=5``): such a model learns the cell-type structure of the RNA several times more slowly, and
-        after a usual training its decoded expression barely differs between cell types (CD14+ monocytes vs naive
-        CD4+ T cells on the CITE-seq starter, 60 epochs: marker log fold changes below 0.3 instead of 2-7).
+        The original's square-root sizes are narrow for typical panels (1000 genes give ``n_hidden=31`` and
+        ``n_latent=5``): such a model learns the cell-type structure of the RNA more slowly (results page, smaller
+        measurements).
     n_layers_encoder
         Depth of dense encoders and the deepest GO level kept.
     wiring_config
@@ -115,31 +114,31 @@ class NETWORKVI(
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
-        original's default: a gating network learns the weights; it collapsed onto one modality in every run we made,
-        the protein modality on CITE-seq, so the other encoders trained only through the penalty).
+        original's default: a gating network learns the weights; it can settle on one modality, whose encoder then
+        trains alone while the others learn only through the penalty: results page, smaller measurements).
         ``None``: ``"poe"`` with a protein modality, else ``"mean"``, the better of the two on the tutorial data
         (results page, integration ablation).
         ``"auto"``: ``"mean"`` on mosaic data, whose cells differ in the modalities they have, else as ``None``. A
         product of experts lets the more certain modality decide a cell's place; in a mosaic that modality is often
         one that only some cells have (protein for the CITE-seq cells, ATAC for the multiome ones of a CITE-seq +
-        multiome mosaic). It mixed that mosaic's datasets better with the dense encoder and worse with the GO encoder,
-        so it is not the default (results page, mosaic ablation). The resolved choice is what the model saves, so a
+        multiome mosaic). Not the default: it helps the dense encoder only (results page, mosaic ablation). The
+        resolved choice is what the model saves, so a
         saved or query model keeps the mixing it was trained with, whatever data it is loaded with.
     standardize_continuous_covariates
         The model reads each registered continuous covariate as ``(value - mean) / sd`` over the cells it is built on
-        (a constant one: minus its mean). Raw values such as a donor age of 20-60 fed into the encoders, the
-        covariate attention and the decoders made training diverge to NaN within 5 epochs on the example data at
-        the default learning rate. The statistics are saved with the model; a query model keeps the reference's.
+        (a constant one: minus its mean), so that raw units (an age in years) feed the encoders, the covariate
+        attention and the decoders on the scale of the other inputs; raw values can make training diverge (results
+        page, smaller measurements). The statistics are saved with the model; a query model keeps the reference's.
         ``False``: the raw values, as scvi-tools' models and the original use them.
     dropout_rate
-        Dropout in the encoders. ``None``: 0 with two or more modalities (paired or mosaic), 0.1 with one; measured
-        per data type (results page, integration and mosaic ablations). The resolved value is what the model saves.
+        Dropout in the encoders. ``None``: 0 with two or more modalities (paired or mosaic), 0.1 with one (results
+        page, integration and mosaic ablations). The resolved value is what the model saves.
     head_input
         What the GO encoder's posterior heads read: ``"root"``, the top node's ``n_hidden`` neurons (the original),
         or ``"levels"``, the neurons of every GO level, root included, so that each term also reaches the latent
         directly rather than only through the narrower levels above it. The latent stays a function of GO-term
-        activations either way. ``None``: ``"levels"`` for the GO encoder on paired RNA + ATAC (it integrated better
-        there: results page), else ``"root"``. The resolved value is what the model saves; a model saved before
+        activations either way. ``None``: ``"levels"`` for the GO encoder on paired RNA + ATAC (results page,
+        multiome), else ``"root"``. The resolved value is what the model saves; a model saved before
         this option existed loads with ``"root"``, as it was trained.
     empirical_protein_background_prior
         Start the per-batch prior of the protein background from the counts, as totalVI does (a two-component
@@ -152,8 +151,8 @@ class NETWORKVI(
         the raw counts. ``None``: ``"all"`` on data with a protein modality (paired or mosaic) and for the GO encoder
         on paired RNA + ATAC, else none. Protein panels carry strong per-batch offsets (ambient antibody, staining),
         which an encoder that reads raw counts passes into the latent, where neither the batch-aware decoders nor the
-        adversary remove them; the dense encoder on RNA + ATAC lost bio conservation with centred inputs instead
-        (results page). ``()``: uncentred inputs, as in the original. A model saved before this option existed loads
+        adversary remove them; the dense encoder on RNA + ATAC stays uncentred (results page, multiome). ``()``:
+        uncentred inputs, as in the original. A model saved before this option existed loads
         with uncentred inputs, as it was trained.
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
@@ -162,11 +161,10 @@ class NETWORKVI(
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
         (:attr:`init_settings`). One of them depends on the data when not given: ``modality_penalty_anchor`` is
         ``"rna"`` for the GO encoder on mosaic data with RNA and ATAC (the penalty then aligns the other modalities'
-        posteriors to the RNA one; the datasets of the CITE-seq + multiome mosaic mixed better: results page), else
-        ``None``; a model
-        saved before this option loads without an anchor, as it was trained. Also the fields of ``wiring_config``
-        as keywords. A name that is none of these is a
-        TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
+        posteriors to the RNA one: results page, mosaic ablation), else ``None``; a model saved before this option
+        loads without an anchor, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
+        none of these is a TypeError naming the valid ones, and a bad value a ValueError, both before anything is
+        registered or built.
     """
 
     _module_cls = NetworkVAE

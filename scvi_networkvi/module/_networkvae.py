@@ -76,8 +76,8 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         ``"jeffreys"``, ``"mmd"`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
     modality_penalty_warmup
         Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
-        original's full weight from the first step, which embedded cell types less well in our measurements
-        (changelog).
+        original's full weight from the first step (it embedded cell types less well: results page, smaller
+        measurements).
     modality_penalty_scale
         Weight of the modality penalty relative to the KL term (after the warm-up). Larger values pull every
         modality's posterior towards the others of the same cell, so the joint latent of a cell depends less on which
@@ -486,9 +486,8 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
 def _use_wide_dropout(module: nn.Module) -> None:
     """Replace every plain :class:`torch.nn.Dropout` inside ``module`` by ``WideDropout``.
 
-    They sit in scvi-tools' ``FCLayers`` (decoders, covariate layers). Same semantics and no state, but the CPU keep
-    mask costs ~40 us instead of ~130 us with torch's ``bernoulli_`` on 128 x 128 (eight per step on the tutorial
-    CITE-seq model: step 47.6 -> 47.0 ms, alternating in one process).
+    They sit in scvi-tools' ``FCLayers`` (decoders, covariate layers). Same semantics and no state, with a cheaper
+    CPU keep mask than torch's ``bernoulli_`` (results page, smaller measurements).
     """
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
