@@ -22,7 +22,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from scvi_networkvi.interpret._logistic import decision_function, fit_logistic, standardize
+from scvi_networkvi.interpret._logistic import decision_function, fit_logistic
+from scvi_networkvi.interpret._standardize import standardize
 
 
 def make_data(k: int, p: int, n: int, widths: list[int], seed: int = 0):

@@ -28,8 +28,8 @@ def run_demo(out_dir: str | Path, *, epochs: int = 60, top: int = 3, stream: Tex
     import scvi
 
     import scvi_networkvi as nvi
-    from scvi_networkvi.model._quiet import quiet_lightning
-    from scvi_networkvi.pl._utils import shorten
+    from scvi_networkvi.model import quiet_lightning
+    from scvi_networkvi.pl import shorten
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from scvi_networkvi.interpret._logistic import (
     fit_logistic,
     fit_logistic_grouped,
     predict_proba,
-    standardize,
 )
+from scvi_networkvi.interpret._standardize import standardize
 
 
 def sk_fit_w(x, y, C=1.0, sample_weight=None, class_weight=None):
@@ -236,9 +236,11 @@ def test_standardize():
     np.testing.assert_allclose(z_fit[0, :, [0, 2, 3]].std(1), 1, atol=1e-5)
     mean, std = x_fit[0, :, 0].astype(np.float64).mean(), x_fit[0, :, 0].astype(np.float64).std()
     np.testing.assert_allclose(z_other[0, :, 0], (x_other[0, :, 0] - mean) / std, rtol=1e-5)
-    zt, none = standardize(torch.from_numpy(x_fit))
-    assert isinstance(zt, torch.Tensor) and none is None
+    (zt,) = standardize(torch.from_numpy(x_fit))
+    assert isinstance(zt, torch.Tensor)
     np.testing.assert_array_equal(zt.numpy(), z_fit)
+    with pytest.raises(ValueError, match="apart from the cells"):
+        standardize(x_fit, x_other[:, :, :3])
 
 
 # ----------------------------------------------------------------------------------------------------------------------

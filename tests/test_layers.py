@@ -15,6 +15,8 @@ PACKAGE = "scvi_networkvi"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 #: Every subpackage (a folder with an ``__init__.py``): the layers of the design notes and ``datasets``.
 SUBPACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if not p.parent.name.startswith("_"))
+#: The package's own modules outside the subpackages (``__init__``, ``__main__``, ``_demo``): users of every layer.
+TOP_LEVEL = sorted(p.name for p in ROOT.glob("*.py"))
 
 
 def _absolute(node: ast.ImportFrom, path: Path) -> str:
@@ -55,6 +57,28 @@ def test_the_layers_are_found():
 def test_no_subpackage_imports_a_private_module_of_another(subpackage):
     offences = [line for path in sorted((ROOT / subpackage).rglob("*.py")) for line in _private_imports(path)]
     assert not offences, "import the owning package's public names instead:\n" + "\n".join(offences)
+
+
+@pytest.mark.parametrize("module", TOP_LEVEL)
+def test_no_top_level_module_imports_a_private_module_of_a_subpackage(module):
+    """The command line and the demo use the layers as users do: through the names the subpackages export."""
+    offences = _private_imports(ROOT / module)
+    assert not offences, "import the owning package's public names instead:\n" + "\n".join(offences)
+
+
+#: A file of the package outside ``nn/`` longer than this holds more than one concept: split it (docs/contributing.md).
+MAX_LINES = 550
+
+
+def test_no_file_outside_nn_is_much_longer_than_500_lines():
+    """One concept per file keeps a change local; ``nn/`` (the kernels) is left to its own rework."""
+    long = [
+        f"{path.relative_to(ROOT.parent)}: {n} lines"
+        for path in sorted(ROOT.rglob("*.py"))
+        if path.relative_to(ROOT).parts[0] != "nn"
+        and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    ]
+    assert not long, "split by concept:\n" + "\n".join(long)
 
 
 def test_the_check_catches_each_form_of_private_import(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import torch
 
 import scvi_networkvi as nvi
 from scvi_networkvi.model._defaults import data_type_defaults
-from scvi_networkvi.model._networkvi import _adversarial_scale
+from scvi_networkvi.model._training import _adversarial_scale
 
 DATA = Path(__file__).parent / "data"
 MOSAIC_MODS = {"rna_layer": "rna", "protein_layer": "adt", "atac_layer": "atac"}

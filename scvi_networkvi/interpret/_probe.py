@@ -13,6 +13,10 @@ from ._auroc import auroc, delong, delong_paired
 from ._logistic import decision_function, fit_logistic
 from ._nodes import NodeTable
 from ._progress import track
+from ._standardize import standardize
+
+#: The name ``_null`` imports; one function with :func:`._standardize.standardize`.
+standardise = standardize
 
 #: Upper bound on cells x neurons x nodes gathered at once (float64), to bound memory on gene nodes.
 MAX_CHUNK_ELEMENTS = 40_000_000
@@ -81,17 +85,6 @@ def gather(matrix: np.ndarray, table: NodeTable, positions: np.ndarray, rows: np
     return np.ascontiguousarray(block.transpose(1, 0, 2), dtype=np.float64)
 
 
-def standardise(x_fit: np.ndarray, *others: np.ndarray, axis: int = 1) -> tuple[np.ndarray, ...]:
-    """Centre and scale each neuron by its fitting-split mean and deviation (constant neurons become 0).
-
-    ``axis``: the cells' axis (1 for ``(sets, cells, neurons)``, -1 for feature-major ``(sets, neurons, cells)``).
-    """
-    mean = x_fit.mean(axis=axis, keepdims=True)
-    std = x_fit.std(axis=axis, keepdims=True)
-    scale = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 0.0)
-    return tuple((x - mean) * scale for x in (x_fit, *others))
-
-
 def sample_weights(case: np.ndarray, control: np.ndarray, class_weight: str | None) -> np.ndarray:
     """``(p, n)`` weights: 0 for cells outside a phenotype; ``balanced`` weighs both classes to the same total."""
     case_w = case.astype(np.float64)
@@ -112,7 +105,7 @@ def fitted_scores(
     device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray, object]:
     """Fit ``k x p`` probes on standardised ``x_fit`` (on ``device``); decision values ``(k, p, n)`` on both splits."""
-    x_fit, x_eval = standardise(x_fit, x_eval)
+    x_fit, x_eval = standardize(x_fit, x_eval)
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
     fit = fit_logistic(x_fit, targets.case_fit.astype(np.float64), C=C, sample_weight=weights, device=device)
     return tied(decision_function(fit, x_fit)), tied(decision_function(fit, x_eval)), fit
@@ -214,7 +207,7 @@ def change_probes(
         if refit:
             fit_after, scores_after, _ = fitted_scores(y_fit, y_eval, targets, C, class_weight, device)
         else:
-            _, y_fit_std, y_eval_std = standardise(x_fit, y_fit, y_eval)
+            _, y_fit_std, y_eval_std = standardize(x_fit, y_fit, y_eval)
             fit_after = tied(decision_function(fit, y_fit_std))
             scores_after = tied(decision_function(fit, y_eval_std))
         for j in range(p):

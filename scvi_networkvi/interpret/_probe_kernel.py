@@ -7,7 +7,7 @@ times, and the line search's ``logsigmoid`` costs as much again: ~85 ns per cell
 is solved at a time with its cells' work vectors in the L1 / L2 cache, and each pass over them is a loop LLVM
 vectorises: ``exp`` and ``log1p`` are written as polynomials (the libm calls would keep the loops scalar).
 
-The algorithm is :func:`._logistic._newton_chunk`'s for one problem, step for step: the same start (the
+The algorithm is :func:`._newton._newton_chunk`'s for one problem, step for step: the same start (the
 intercept-only optimum), Newton system, ridge for a singular intercept pivot, safe step length, Armijo backtracking
 and convergence tests. Only the order of the sums over cells and the last bits of ``exp`` / ``log1p`` (relative error
 ~1e-14 instead of ~1e-16) differ, so the coefficients agree with :func:`._logistic.fit_logistic` far inside its ``tol``
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from ._logistic import _ARMIJO, _MAX_HALVINGS, _SAFE_NU, _TOL_FLOOR
+from ._newton import _ARMIJO, _MAX_HALVINGS, _SAFE_NU, _TOL_FLOOR
 
 # Reassociation lets LLVM vectorise the sums over cells; each problem runs on one thread in a fixed order, so the
 # numbers are the same on every run of a machine.

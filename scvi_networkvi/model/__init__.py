@@ -3,8 +3,8 @@
 Also the model layer's helpers that the tools (``nvi.tl``) build on: the modality roles of
 :meth:`NETWORKVI.setup_mudata` (:data:`LAYER_ROLES`), the checks made on the user's behalf (:class:`Caller`,
 :func:`check_setup_arguments`, :func:`check_categories`), the gene-id detection and default resources (:func:`detect_modality_gene_ids`,
-:func:`default_annotations`, :func:`paired_ontology`) and the cells of a mosaic MuData's modality
-(:func:`modality_rows`).
+:func:`default_annotations`, :func:`paired_ontology`), the cells of a mosaic MuData's modality
+(:func:`modality_rows`) and the block that keeps Lightning's start-up lines out of a call (:func:`quiet_lightning`).
 """
 
 from ._data import modality_rows
@@ -12,6 +12,7 @@ from ._finite_loss import FiniteLossCheck
 from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ontology
 from ._networkvi import NETWORKVI
 from ._protein_prior import empirical_protein_background
+from ._quiet import quiet_lightning
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import LAYER_ROLES, Caller, check_categories, check_setup_arguments, query_caller
 
@@ -29,4 +30,5 @@ __all__ = [
     "modality_rows",
     "paired_ontology",
     "query_caller",
+    "quiet_lightning",
 ]

@@ -1,14 +1,15 @@
-"""Defaults that depend on the data type, each measured on the tutorial data (results page, the ablations).
+"""Defaults that depend on the data type, each chosen by a measurement on the results page (the ablations).
 
 One home for the rules, so that the constructor and ``train`` resolve the same choice and the model saves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ def rebuilding_saved_model() -> Iterator[None]:
         _rebuilding.reset(token)
 
 
+def flat_init_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's ``init_params_`` as the keywords that rebuild it, as scvi-tools' loader reads them.
+
+    ``non_kwargs`` (the named arguments; before the module options moved to ``**model_kwargs``, all of them) and the
+    contents of each ``kwargs`` entry (``{"model_kwargs": {...}}``).
+    """
+    flat = dict(params.get("non_kwargs", {}))
+    for group in params.get("kwargs", {}).values():
+        flat.update(group)
+    return flat
+
+
 def resolve_option(name: str, value, default):
     """``value``, or for ``None`` the saved model's :data:`BEFORE_THE_OPTION` value when rebuilding, else ``default``."""
     if value is not None:
@@ -63,25 +76,22 @@ def resolve_option(name: str, value, default):
 def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> DataTypeDefaults:
     """The defaults for a model with modality ``roles`` and ``encoder``; ``is_mosaic``: some cell lacks a modality.
 
-    - Two or more modalities (paired or mosaic): no encoder dropout. It integrated better or as well with both
-      encoders on CITE-seq and multiome, and with centring on the CITE-seq + multiome mosaic; one modality keeps the
-      original's 0.1 (not measured).
+    - Two or more modalities (paired or mosaic): no encoder dropout; one modality keeps the original's 0.1 (not
+      measured).
     - A protein modality (paired CITE-seq, mosaics with one): every input centred within its batch and the adversary
       at weight 1. Protein panels carry per-batch offsets; a mosaic's batch is typically its dataset, which a fading
       adversary and uncentred RNA left apart.
-    - Paired RNA + ATAC: the GO encoder likewise (both changes raised its scib total over three seeds), the dense
-      encoder uncentred with the fading adversary (each change cost it bio conservation: the cell-type composition
-      differs between batches, and a dense encoder keeps that in its input).
+    - Paired RNA + ATAC: the GO encoder likewise; the dense encoder uncentred with the fading adversary (the
+      cell-type composition differs between batches, and a dense encoder keeps that in its input).
     - Other mosaics (RNA + ATAC): uncentred (not measured) with the adversary at weight 1, as every mosaic.
-    - The GO encoder on paired RNA + ATAC: posterior heads that read every GO level (``head_input="levels"``); it
-      raised the scib total on every seed, mostly through bio conservation. On paired CITE-seq it gained less and
-      cost the planted-signal test and query mapping, on the mosaic it lost: there the root stays (the original's).
+    - The GO encoder on paired RNA + ATAC: posterior heads that read every GO level (``head_input="levels"``);
+      elsewhere the root (the original's).
     - The GO encoder on mosaic data with RNA and ATAC: the modality penalty moves the other modalities' posteriors
-      towards the RNA one, not the RNA posterior towards them (``modality_penalty_anchor="rna"``). On the CITE-seq +
-      multiome mosaic the datasets mixed better on every seed (0.19 -> 0.32) at the same label transfer, and on the
-      20 %-paired multiome mosaic labels transferred better. On the 20 %-paired CITE-seq mosaic (RNA + protein) it
-      lost (protein-only transfer lower on every seed), and the dense encoder lost on the CITE-seq + multiome mosaic:
-      there the penalty stays symmetric.
+      towards the RNA one, not the RNA posterior towards them (``modality_penalty_anchor="rna"``); on the CITE-seq
+      mosaic (RNA + protein) and for the dense encoder the penalty stays symmetric.
+
+    The evidence for each rule, per data type and encoder, is on the results page (``docs/benchmarks.md``: the
+    integration, multiome and mosaic ablations).
     """
     multimodal = len(roles) > 1
     paired_go_atac = encoder == "go" and multimodal and not is_mosaic and "atac" in roles

@@ -1,4 +1,4 @@
-"""Per-cell outputs of NETWORKVI: protein foreground, accessibility, region factors and library size factors.
+"""Per-cell outputs of NETWORKVI: latents, RNA expression, protein foreground, accessibility, region and size factors.
 
 :class:`NetworkVIOutputsMixin` is the one class the model inherits for them; it brings the differential tests
 (``_differential``) and the shared decoding helpers (``_decoding``) with it.
@@ -7,26 +7,102 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 from mudata import MuData
+from scvi import REGISTRY_KEYS
 
 from ._decoding import BatchSpec, Indices, _is_real
 from ._differential import NetworkVIDifferentialMixin
 
 
 class NetworkVIOutputsMixin(NetworkVIDifferentialMixin):
-    """Outputs of NETWORKVI beyond the latent space and the RNA expression.
+    """Outputs of NETWORKVI.
 
-    Methods for models with proteins (:meth:`get_protein_foreground_probability`), with ATAC
+    The joint or one modality's latent (:meth:`get_latent_representation`), the decoded RNA expression
+    (:meth:`get_normalized_expression`); methods for models with proteins (:meth:`get_protein_foreground_probability`), with ATAC
     (:meth:`get_accessibility_estimates`, :meth:`get_region_factors`, :meth:`differential_accessibility`), with RNA
     (:meth:`differential_expression`), and the library size factors of RNA and ATAC
     (:meth:`get_library_size_factors`).
     """
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        mc_samples: int = 5000,
+        batch_size: int | None = None,
+        return_dist: bool = False,
+        dataloader=None,
+        modality: str = "joint",
+    ) -> np.ndarray:
+        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name)."""
+        if modality == "joint":
+            return super().get_latent_representation(
+                adata=adata,
+                indices=indices,
+                give_mean=give_mean,
+                mc_samples=mc_samples,
+                batch_size=batch_size,
+                return_dist=return_dist,
+            )
+        role = self.role_of(modality)
+        self._check_if_trained(warn=False)
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        means = []
+        for tensors in loader:
+            outputs = self.module.inference(**self.module._get_inference_input(tensors))
+            means.append(outputs[f"qz_m_{role}"].cpu())
+        return torch.cat(means).numpy()
+
+    @torch.inference_mode()
+    def get_normalized_expression(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        gene_list: Sequence[str] | None = None,
+        transform_batch: str | int | None = None,
+        library_size: float | Literal["latent"] = 1.0,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        """Decoded RNA expression (``px_scale`` x ``library_size``), cells x genes, from the posterior mean.
+
+        ``transform_batch`` changes only the decoder's batch (the encoder sees each cell's own batch).
+        """
+        rna = self._modality("rna")
+        adata = self._validate_anndata(adata)
+        batch_code = self._batch_code(transform_batch)
+        genes = np.asarray(rna.var_names)
+        columns = np.arange(len(genes)) if gene_list is None else _positions(genes, gene_list, "gene_list")
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        out = []
+        for tensors in loader:
+            inference = self.module.inference(**self.module._get_inference_input(tensors))
+            gen_input = self.module._get_generative_input(tensors, inference, transform_batch=batch_code)
+            gen = self.module.generative(**gen_input, use_z_mean=True)
+            values = gen["px_rate"] if library_size == "latent" else gen["px_scale"] * library_size
+            out.append(values[:, columns].cpu())
+        result = torch.cat(out).numpy()
+        if return_numpy:
+            return result
+        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        return pd.DataFrame(result, index=obs_names, columns=genes[columns])
+
+    def _batch_code(self, transform_batch: str | int | None) -> int | None:
+        if transform_batch is None:
+            return None
+        categories = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        if transform_batch not in categories:
+            raise ValueError(f"transform_batch {transform_batch!r} is not a registered batch; batches: {categories}.")
+        return categories.index(transform_batch)
 
     def _sigmoid_region_factors(self) -> torch.Tensor:
         self.modality_name("atac")

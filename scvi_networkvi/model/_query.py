@@ -1,4 +1,6 @@
-"""Reference -> query weight transfer and the parameters a query model trains (scArches-style surgery).
+"""Query mapping: :class:`NetworkVIQueryMixin` (``prepare_query_mudata``, ``load_query_data``) and its helpers.
+
+The reference -> query weight transfer and the parameters a query model trains (scArches-style surgery):
 
 scvi-tools' generic surgery appends new covariate columns at the end of every first-layer weight, which puts a new
 batch's column where the reference kept its other categorical covariates; and its freezing keys on module names.
@@ -13,18 +15,29 @@ so a modality named twice there (``rna_layer`` and ``batch_key`` both ``"rna"``)
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from mudata import MuData
+from scvi import REGISTRY_KEYS
+from scvi.model.base._save_load import _load_saved_files
 from scvi.nn import FCLayers
 from torch import nn
 
 from scvi_networkvi.nn import CovariateAttention, LevelBatchNorm
+
+from ._defaults import flat_init_params, rebuilding_saved_model
+from ._validation import LAYER_ROLES, Caller, query_caller
+
+if TYPE_CHECKING:
+    from ._networkvi import NETWORKVI
 
 logger = logging.getLogger(__name__)
 
@@ -245,3 +258,137 @@ def align_query_features(mdata, reference_var_names: Mapping[str, Sequence[str]]
         replaced = True
     if replaced:
         mdata.update()
+
+
+class NetworkVIQueryMixin:
+    """Query mapping of NETWORKVI: a query's features aligned to the reference's, a query model from its weights."""
+
+    @staticmethod
+    def prepare_query_mudata(
+        mdata: MuData, reference_model: NETWORKVI | str | os.PathLike, return_reference_var_names: bool = False
+    ):
+        """Reorder and zero-pad the query's features to the reference's, per modality (in place).
+
+        Raises a ValueError, before changing anything, when a modality shares no feature with the reference; logs
+        one line per modality with the features found and zero-filled, and warns below 80 % found.
+        """
+        if isinstance(reference_model, str | os.PathLike):
+            attr_dict, var_names, _, _ = _load_saved_files(os.fspath(reference_model), load_adata=False)
+            registry = attr_dict["registry_"]
+        else:
+            var_names = {r: reference_model._modality(r).var_names for r in reference_model.modality_roles}
+            var_names = {reference_model.modality_name(r): v for r, v in var_names.items()}
+            registry = reference_model.registry_
+        mods = registry["setup_args"]["modalities"]
+        for layer_key in LAYER_ROLES:
+            mod = mods.get(layer_key)
+            if mod is None:
+                continue
+            if mod not in mdata.mod:
+                raise ValueError(f"The query MuData lacks modality {mod!r} of the reference (has {list(mdata.mod)}).")
+            shared = pd.Index(var_names[mod]).intersection(mdata[mod].var_names)
+            if len(shared) == 0:
+                raise ValueError(
+                    f"The query's modality {mod!r} shares no feature with the reference model; check that both use "
+                    "the same feature names (e.g. gene symbols vs ENSEMBL ids)."
+                )
+        if return_reference_var_names:
+            return {mod: pd.Index(names) for mod, names in var_names.items()}
+        align_query_features(mdata, var_names, [mods[k] for k in LAYER_ROLES if mods.get(k) is not None])
+
+    @classmethod
+    def load_query_data(
+        cls,
+        mdata: MuData,
+        reference_model: NETWORKVI | str | os.PathLike,
+        *,
+        freeze: bool = True,
+        accelerator: str = "auto",
+        device: int | str = "auto",
+        _caller: Caller | None = None,
+    ) -> NETWORKVI:
+        """A query model: the reference's weights, with new batches added as new categories.
+
+        Parameters
+        ----------
+        mdata
+            Query MuData with the reference's features (see :meth:`prepare_query_mudata`); its batches may be new or
+            ones the reference has seen.
+        reference_model
+            Trained reference model or the folder it was saved to.
+        freeze
+            Train only covariate columns of covariate-conditioned layers (decoders, covariate projections) and
+            per-batch parameters; the GO encoders and everything else keep the reference's weights. A reference
+            built with ``encode_covariates=False`` (the default) has encoders that never see the batch: its query
+            latent is then the reference encoder applied as it is (query training adapts the decoders only), and a
+            warning says so; build the reference with ``encode_covariates=True`` for encoders that adapt.
+            Batch-centred inputs (``batch_centered_input``) keep the reference's means for the batches it had cells
+            of and centre every other batch (new, or a category the reference registered without cells) by its own.
+        accelerator, device
+            Where the query model lives.
+        _caller
+            Internal: the function the user called (``nvi.tl.map_query``), which errors about the query name.
+        """
+        if isinstance(reference_model, str | os.PathLike):
+            attr_dict, var_names, ref_state, _ = _load_saved_files(
+                os.fspath(reference_model), load_adata=False, map_location="cpu"
+            )
+            ref_state = ref_state.get("model_state_dict", ref_state)
+        else:
+            attr_dict = {k: getattr(reference_model, k, None) for k in ("registry_", "init_params_", "gene_ids_")}
+            var_names = {
+                reference_model.modality_name(r): reference_model._modality(r).var_names
+                for r in reference_model.modality_roles
+            }
+            ref_state = {k: v.detach().cpu() for k, v in reference_model.module.state_dict().items()}
+        registry = attr_dict["registry_"]
+        if registry.get("model_name") not in (cls.__name__, None):
+            raise ValueError(f"The reference is a {registry.get('model_name')} model, not {cls.__name__}.")
+        setup_args = dict(registry["setup_args"])
+        for mod, names in var_names.items():
+            if mod not in mdata.mod:
+                raise ValueError(f"The query MuData lacks modality {mod!r} of the reference (has {list(mdata.mod)}).")
+            if not np.array_equal(np.asarray(mdata[mod].var_names), np.asarray(names)):
+                raise ValueError(
+                    f"The query's {mod!r} features differ from the reference's (order or names): run "
+                    "NETWORKVI.prepare_query_mudata(query, reference_model) first."
+                )
+        cls.setup_mudata(
+            mdata,
+            source_registry=registry,
+            extend_categories=True,
+            allow_missing_labels=True,
+            _caller=_caller or query_caller("NETWORKVI.load_query_data"),
+            **setup_args,
+        )
+        kwargs = flat_init_params(attr_dict["init_params_"])
+        with rebuilding_saved_model():
+            model = cls(mdata, **kwargs)
+        ref_cats = [
+            registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["summary_stats"]["n_batch"],
+            *registry["field_registries"]
+            .get(REGISTRY_KEYS.CAT_COVS_KEY, {})
+            .get("state_registry", {})
+            .get("n_cats_per_key", []),
+        ]
+        query_cats = [model.summary_stats.n_batch, *model.module.n_cats_per_cov]
+        n_cont = model.summary_stats.get("n_extra_continuous_covs", 0)
+        model.module.load_state_dict(transfer_state(ref_state, model.module, ref_cats, query_cats, n_cont))
+        if freeze:
+            trainable = freeze_for_query(model.module)
+            logger.info("Query model: %d parameter tensors keep training (covariate columns only).", len(trainable))
+            if not kwargs.get("encode_covariates", False):
+                warnings.warn(
+                    "The reference's encoders do not take the batch (encode_covariates=False): the query's latent is "
+                    "the frozen reference encoder applied to the query and query training changes only the decoders. "
+                    "Build the reference with encode_covariates=True (nvi.tl.train(..., query_ready=True)) for encoders "
+                    "that adapt to new batches.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        model.gene_ids_ = attr_dict.get("gene_ids_")  # the reference's gene-id sources (None: saved without them)
+        model.query_ = True
+        model.is_trained_ = False
+        model.to_device(device if device != "auto" else ("cuda" if accelerator == "gpu" else "cpu"))
+        model.module.eval()
+        return model

@@ -10,19 +10,17 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.distributions import NegativeBinomialMixture
-from scvi.module._multivae import DecoderADT  # protein-only totalVI decoder (scvi-tools >= 1.1)
-from scvi.module._peakvae import Decoder as DecoderPeakVI
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
-from scvi.nn import DecoderSCVI, Encoder
+from scvi.module.base import BaseModuleClass, auto_move_data
+from scvi.nn import Encoder
 from torch import nn
-from torch.distributions import Normal, Poisson, kl_divergence
+from torch.distributions import Normal
 
 from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults
 from scvi_networkvi.wiring import Wiring
 
-from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells
-from ._mixing import MixingType, ModalityMixer, PenaltyType, pairwise_penalty
+from ._decoders import NetworkVAEDecodersMixin
+from ._loss import NetworkVAELossMixin
+from ._mixing import MixingType, ModalityMixer, PenaltyType
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KE
 MASK_KEY = "networkvi_modality_mask"
 
 
-class NetworkVAE(BaseModuleClass):
+class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     """The NetworkVI variational autoencoder.
 
     Its options are also ``NETWORKVI``'s: the model passes its ``**model_kwargs`` here, and this class passes its
@@ -78,8 +76,8 @@ class NetworkVAE(BaseModuleClass):
         ``"jeffreys"``, ``"mmd"`` or ``None``; see :func:`~scvi_networkvi.module.pairwise_penalty`.
     modality_penalty_warmup
         Scale the modality penalty by the KL warm-up weight, like every other KL-type term. ``False``: the
-        original's full weight from the first step, which embedded cell types less well in our measurements
-        (changelog).
+        original's full weight from the first step (it embedded cell types less well: results page, smaller
+        measurements).
     modality_penalty_scale
         Weight of the modality penalty relative to the KL term (after the warm-up). Larger values pull every
         modality's posterior towards the others of the same cell, so the joint latent of a cell depends less on which
@@ -332,72 +330,17 @@ class NetworkVAE(BaseModuleClass):
                 )
         self.mixer = ModalityMixer(len(self.modalities), n_latent, modality_mixing)
 
-        n_input_decoder = n_latent + n_continuous_cov
-        decoder_kwargs = {"n_cat_list": cat_list, "n_layers": n_layers_decoder, "n_hidden": n_hidden}
-        if "rna" in self.modalities:
-            self.rna_decoder = DecoderSCVI(
-                n_input_decoder,
-                self.n_inputs["rna"],
-                inject_covariates=deeply_inject_covariates,
-                use_batch_norm=False,
-                use_layer_norm=True,
-                scale_activation="softplus" if use_size_factor_key else "softmax",
-                **decoder_kwargs,
-            )
-            self.px_r = nn.Parameter(torch.randn(self.n_inputs["rna"]))
-            if not self.use_observed_lib_size:
-                self.l_encoder = Encoder(
-                    self.n_inputs["rna"], 1, n_layers=1, n_hidden=n_hidden, dropout_rate=0.0, return_dist=False
-                )
-        if "protein" in self.modalities:
-            n_proteins = self.n_inputs["protein"]
-            self.protein_decoder = DecoderADT(
-                n_input_decoder,
-                n_proteins,
-                deep_inject_covariates=deeply_inject_covariates,
-                use_batch_norm=False,
-                use_layer_norm=True,
-                **decoder_kwargs,
-            )
-            shape = (n_proteins, max(n_batch, 1)) if protein_dispersion == "protein-batch" else (n_proteins,)
-            self.py_r = nn.Parameter(2 * torch.rand(shape))
-            if protein_background_prior:
-                shape = (n_proteins, max(n_batch, 1))
-                if protein_background_prior_mean is not None:
-                    mean = torch.as_tensor(protein_background_prior_mean, dtype=torch.float32)
-                    scale = torch.as_tensor(protein_background_prior_scale, dtype=torch.float32)
-                    if mean.shape != shape or scale.shape != shape or not bool((scale > 0).all()):
-                        raise ValueError(
-                            f"protein_background_prior_mean / _scale must be {shape} arrays (scales > 0), got "
-                            f"{tuple(mean.shape)} / {tuple(scale.shape)}."
-                        )
-                    self.background_pro_alpha = nn.Parameter(mean.clone())
-                    self.background_pro_log_beta = nn.Parameter(scale.log())
-                else:
-                    self.background_pro_alpha = nn.Parameter(torch.randn(shape))
-                    self.background_pro_log_beta = nn.Parameter(torch.clamp(torch.randn(shape), -10, 1))
-        if "atac" in self.modalities:
-            n_regions = self.n_inputs["atac"]
-            self.atac_decoder = DecoderPeakVI(
-                n_input=n_input_decoder,
-                n_output=n_regions,
-                n_hidden=n_hidden,
-                n_cat_list=cat_list,
-                n_layers=n_layers_decoder,
-                use_batch_norm=False,
-                use_layer_norm=True,
-                deep_inject_covariates=deeply_inject_covariates,
-            )
-            self.atac_depth_encoder = DecoderPeakVI(
-                n_input=n_regions,
-                n_output=1,
-                n_hidden=n_hidden,
-                n_cat_list=cat_list,
-                n_layers=n_layers_encoder,
-                use_batch_norm=False,
-                use_layer_norm=True,
-            )
-            self.region_factors = nn.Parameter(torch.zeros(n_regions)) if region_factors else None
+        self._build_decoders(
+            n_latent + n_continuous_cov,
+            cat_list=cat_list,
+            n_hidden=n_hidden,
+            n_layers_decoder=n_layers_decoder,
+            n_layers_encoder=n_layers_encoder,
+            deeply_inject_covariates=deeply_inject_covariates,
+            protein_background_prior_mean=protein_background_prior_mean,
+            protein_background_prior_scale=protein_background_prior_scale,
+            region_factors=region_factors,
+        )
         self.centered_modalities = []
         for m, shift in (input_shifts or {}).items():
             shift = torch.as_tensor(shift, dtype=torch.float32)
@@ -539,113 +482,12 @@ class NetworkVAE(BaseModuleClass):
         )
         return out
 
-    @auto_move_data
-    def generative(
-        self,
-        z: torch.Tensor,
-        qz_m: torch.Tensor,
-        batch_index: torch.Tensor,
-        cat_covs: torch.Tensor | None = None,
-        cont_covs: torch.Tensor | None = None,
-        library: torch.Tensor | None = None,
-        use_z_mean: bool = False,
-    ) -> dict[str, Any]:
-        """Decoders of every modeled modality."""
-        latent = qz_m if use_z_mean else z
-        if cont_covs is not None:
-            cont = cont_covs if latent.dim() == cont_covs.dim() else cont_covs.expand(latent.shape[0], -1, -1)
-            latent = torch.cat([latent, cont], dim=-1)
-        cats = torch.split(cat_covs, 1, dim=1) if cat_covs is not None else ()
-        out: dict[str, Any] = {}
-        if "rna" in self.modalities:
-            px_scale, _, px_rate, px_dropout = self.rna_decoder("gene", latent, library, batch_index, *cats)
-            out.update(px_scale=px_scale, px_rate=px_rate, px_dropout=px_dropout, px_r=torch.exp(self.px_r))
-        if "protein" in self.modalities:
-            py_, log_back = self.protein_decoder(latent, batch_index, *cats)
-            py_r = self.py_r
-            if self.protein_dispersion == "protein-batch":
-                py_r = F.linear(F.one_hot(batch_index.squeeze(-1), self.py_r.shape[1]).float(), self.py_r)
-            py_["r"] = torch.exp(py_r)
-            out.update(py_=py_, log_pro_back_mean=log_back)
-        if "atac" in self.modalities:
-            out["p"] = self.atac_decoder(latent, batch_index, *cats)
-        return out
-
-    # ---- loss ------------------------------------------------------------------------------------------------------
-    def reconstruction_losses(self, data, inference_outputs, generative_outputs) -> dict[str, torch.Tensor]:
-        """Per-cell negative log-likelihood of each modality (not yet masked)."""
-        losses = {}
-        if "rna" in self.modalities:
-            x = data["rna"]
-            rate, theta = generative_outputs["px_rate"], generative_outputs["px_r"]
-            if self.gene_likelihood == "zinb":
-                log_prob = zinb_log_prob_cells(x, rate, theta, generative_outputs["px_dropout"])
-            elif self.gene_likelihood == "nb":
-                log_prob = nb_log_prob_cells(x, rate, theta)
-            else:
-                log_prob = Poisson(rate, validate_args=False).log_prob(x).sum(-1)
-            losses["rna"] = -log_prob
-        if "protein" in self.modalities:
-            py_ = generative_outputs["py_"]
-            dist = NegativeBinomialMixture(
-                mu1=py_["rate_back"], mu2=py_["rate_fore"], theta1=py_["r"], mixture_logits=py_["mixing"]
-            )
-            losses["protein"] = -dist.log_prob(data["protein"]).sum(-1)
-        if "atac" in self.modalities:
-            x = data["atac"]
-            p = generative_outputs["p"] * inference_outputs["atac_depth"]
-            if self.region_factors is not None:
-                p = p * torch.sigmoid(self.region_factors)
-            losses["atac"] = F.binary_cross_entropy(p, (x > 0).float(), reduction="none").sum(-1)
-        return losses
-
-    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
-        """Masked reconstruction + ``kl_weight`` x (KL of the joint posterior + pairwise modality penalty).
-
-        The penalty is warmed up only with ``modality_penalty_warmup``; ``kl_divergence_paired`` logs it unweighted.
-        """
-        masks = inference_outputs["masks"]
-        recon = self.reconstruction_losses(inference_outputs["data"], inference_outputs, generative_outputs)
-        recon = {m: recon[m] * masks[:, self.modalities.index(m)] for m in recon}
-        qz_m, qz_v = inference_outputs["qz_m"], inference_outputs["qz_v"]
-        kl_z = 0.5 * (qz_m.square() + qz_v - qz_v.log() - 1.0).sum(-1)  # KL(N(m, v) || N(0, 1)), closed form
-        means, variances = inference_outputs["means"], inference_outputs["variances"]
-        if self.penalty_anchor is not None:
-            anchor = torch.zeros(len(self.modalities), dtype=torch.bool, device=means.device)
-            anchor[self.modalities.index(self.penalty_anchor)] = True
-            means = torch.where(anchor[None, :, None], means.detach(), means)
-            variances = torch.where(anchor[None, :, None], variances.detach(), variances)
-        penalty = pairwise_penalty(means, variances, masks, self.modality_penalty)
-        kl_local = {"kl_divergence_z": kl_z, "kl_divergence_paired": penalty}
-        extra = torch.zeros(())
-        if "protein" in self.modalities and self.protein_background_prior:
-            batch = tensors[REGISTRY_KEYS.BATCH_KEY].squeeze(-1).long()
-            n_cols = self.background_pro_alpha.shape[1]
-            one_hot = F.one_hot(batch.clamp_max(n_cols - 1), n_cols).float()
-            prior = Normal(
-                F.linear(one_hot, self.background_pro_alpha),
-                torch.exp(F.linear(one_hot, self.background_pro_log_beta)),
-                validate_args=False,
-            )
-            py_ = generative_outputs["py_"]
-            kl_back = kl_divergence(Normal(py_["back_alpha"], py_["back_beta"], validate_args=False), prior).sum(-1)
-            kl_local["kl_divergence_background"] = kl_back * masks[:, self.modalities.index("protein")]
-            extra = kl_local["kl_divergence_background"]
-        penalty_weight = (kl_weight if self.penalty_warmup else 1.0) * self.penalty_scale
-        total = sum(recon.values()) + kl_weight * kl_z + penalty_weight * penalty + kl_weight * extra
-        return LossOutput(
-            loss=total.mean(),
-            reconstruction_loss=recon,
-            kl_local=kl_local,
-        )
-
 
 def _use_wide_dropout(module: nn.Module) -> None:
     """Replace every plain :class:`torch.nn.Dropout` inside ``module`` by ``WideDropout``.
 
-    They sit in scvi-tools' ``FCLayers`` (decoders, covariate layers). Same semantics and no state, but the CPU keep
-    mask costs ~40 us instead of ~130 us with torch's ``bernoulli_`` on 128 x 128 (eight per step on the tutorial
-    CITE-seq model: step 47.6 -> 47.0 ms, alternating in one process).
+    They sit in scvi-tools' ``FCLayers`` (decoders, covariate layers). Same semantics and no state, with a cheaper
+    CPU keep mask than torch's ``bernoulli_`` (results page, smaller measurements).
     """
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):

@@ -69,6 +69,17 @@ def shorten(text: str, width: int = 60) -> str:
     """``text`` in at most ``width`` characters: cut at the last word boundary that fits, with an ellipsis.
 
     A single word longer than half the width is cut inside the word rather than leaving too little.
+
+    Parameters
+    ----------
+    text
+        A GO term's (or any) name.
+    width
+        The most characters the result may have, the ellipsis included.
+
+    Returns
+    -------
+    ``text`` itself when it fits, else its start up to a space or hyphen, without trailing punctuation, and ``…``.
     """
     if len(text) <= width:
         return text

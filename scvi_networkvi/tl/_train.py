@@ -150,11 +150,9 @@ def train(
     mdata
         MuData with raw counts in one to three modalities (RNA, protein, ATAC). Select 2000-4000 highly variable
         genes first (``scanpy.pp.highly_variable_genes(rna, flavor="seurat_v3", n_top_genes=2000,
-        batch_key=...)`` on the counts): on the tutorial CITE-seq data the latent separated the cell types as well
-        from 1000, 2000 or 4000 genes (kNN-15 accuracy 0.804 / 0.802 / 0.805 after 20 epochs) while training took
-        0.44x / 0.61x / 1x the time per epoch and the latent 0.43x / 0.66x / 1x; 16,000 genes cost about 3x the time
-        of 4000 (``benchmarks/gene_selection.py``, ``benchmarks/inference_speed.py``). Above 8000
-        RNA features with ``encoder="go"``, one INFO line suggests it.
+        batch_key=...)`` on the counts): training and the latent take longer the more genes there are, while the
+        cell types separate as well from 1000-4000 of them (the measurements: the "Your own data" page and the
+        results page, inference speed). Above 8000 RNA features with ``encoder="go"``, one INFO line suggests it.
     batch_key
         obs column with the batch (site, donor, technology); looked up in ``mdata.obs`` first, then in the
         modalities' obs (or where ``modalities["batch_key"]`` says).

@@ -6,19 +6,8 @@ Pure numpy / scipy / pandas (goatools for the OBO); no torch.
 from ._annotations import annotation_keys, normalize_gene_id, read_gaf
 from ._compile import compile_wiring, compile_wirings, parse_feature_gene_ids
 from ._config import WiringConfig
-from ._gene_ids import (
-    ANTIBODY_ALIASES,
-    GENE_ID_COLUMNS,
-    VAR_NAMES,
-    Detection,
-    GeneIdSource,
-    antibody_to_symbols,
-    classify_gene_id,
-    detect_gene_ids,
-    normalize_antibody_name,
-    read_source,
-    symbols_of,
-)
+from ._gene_ids import GENE_ID_COLUMNS, VAR_NAMES, Detection, GeneIdSource, detect_gene_ids, read_source, symbols_of
+from ._id_types import ANTIBODY_ALIASES, antibody_to_symbols, classify_gene_id, normalize_antibody_name
 from ._interactions import read_interactions
 from ._ontology import NAMESPACES, RELATIONS, Ontology, read_obo
 from ._wiring import WIRING_FORMAT_VERSION, Wiring
