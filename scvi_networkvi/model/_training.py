@@ -54,10 +54,9 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         max_epochs
             ``None``: scvi-tools' heuristic from the number of cells.
         lr, weight_decay
-            AdamW settings. The learning rate is TOTALVI's 4e-3; the original's 1e-4 (``lr=1e-4``) leaves the model
-            far from trained after the usual tens to hundreds of epochs (600 cells, batch size 128: 5 steps per
-            epoch), its decoded expression nearly the same for every cell. Weight decay: the original's 1e-3 (0 for
-            a query model, whose frozen weights must not decay).
+            AdamW settings. The learning rate is TOTALVI's 4e-3 (the original's 1e-4, ``lr=1e-4``, trains far more
+            slowly: results page). Weight decay: the original's 1e-3 (0 for a query model, whose frozen weights must
+            not decay).
         adversarial_mixing
             Train a batch classifier on the latent and fool it (needs at least two batches; ignored with one).
         adversarial_scale
@@ -65,10 +64,8 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
             KL warm-up (to 0 after ``n_epochs_kl_warmup`` epochs). A number: that weight throughout (MULTIVI trains
             with 1). ``None``: 1 on mosaic data (cells differ in the modalities they have), on data with a protein
             modality and for the GO encoder on paired RNA + ATAC, else ``"auto"`` (the default until 2026-12 for all
-            data). In a mosaic the batch is typically the dataset, which also decides which modalities a cell has,
-            and a fading adversary left the datasets apart; on CITE-seq the full weight corrected the batch better,
-            while the dense encoder on paired RNA + ATAC lost bio conservation with it (results page: mosaic and
-            integration ablations).
+            data). In a mosaic the batch is typically the dataset, which also decides which modalities a cell has;
+            the evidence for each rule is on the results page (mosaic and integration ablations).
         n_epochs_kl_warmup, n_steps_kl_warmup
             Linear KL warm-up.
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
