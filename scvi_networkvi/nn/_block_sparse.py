@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._block_csr import BlockCSRFunction, CSRPlan, build_csr_plan
 from ._block_dense import _DenseGroupsFunction
 from ._block_kernel import _BlockSparseFunction
 from ._block_plan import (
@@ -218,7 +219,22 @@ class BlockSparseLinear(nn.Module):
             in_offsets,
             out_offsets,
         )
-        self._plans: dict[tuple, KernelPlan] = {}
+        # On the CPU kernel every group but the whole-input dense ones runs on it: a dense group over gathered rows
+        # multiplies mostly zeros (the second GO level: 6 % full) and its input gradient is a zero-filled full-size
+        # tensor plus a scatter, which autograd then adds to the kernel's.
+        self._cpu_dense = [group for group in self._dense if group.whole_in]
+        self._cpu_groups = sorted({*self._kernel_groups, *(group.index for group in self._dense if not group.whole_in)})
+        self._cpu_structure = (
+            [self.groups[g] for g in self._cpu_groups],
+            [group_src[g] for g in self._cpu_groups],
+            [group_dst[g] for g in self._cpu_groups],
+            in_offsets,
+            out_offsets,
+        )
+        self._plans: dict[tuple, KernelPlan | CSRPlan | None] = {}
+        #: On CPU (float32 / float64), run the kernel groups on the compressed-block-row kernel (:mod:`._block_csr`);
+        #: ``False``: the bucketed kernel of the GPU (:mod:`._block_kernel`) there too (tests, benchmarks).
+        self.cpu_kernel = True
         #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: ``BUCKETS_PER_OCTAVE``.
         self.per_octave: int | None = None
         #: Bytes gathered per batched matmul on CPU (:func:`split_buckets`); ``None``: ``CPU_RUN_BYTES``.
@@ -269,6 +285,8 @@ class BlockSparseLinear(nn.Module):
         if self._csr_applies(parts[0]):
             return self._forward_t_csr(parts)
         out = None
+        if self._cpu_kernel_applies(parts[0]):
+            return self._forward_t_cpu(parts)
         if self._kernel_groups:
             if self._plan(parts) is None:  # a group reads rows of several parts
                 parts_k = (parts[0] if len(parts) == 1 else torch.cat(parts),)
@@ -279,7 +297,7 @@ class BlockSparseLinear(nn.Module):
         if self._dense:
             bias = self.bias if out is None else None
             weights = [self.weights[group.index] for group in self._dense]
-            dense = _DenseGroupsFunction.apply(self, len(parts), *parts, bias, *weights)
+            dense = _DenseGroupsFunction.apply(self, self._dense, len(parts), *parts, bias, *weights)
             out = dense if out is None else out + dense
         return self._bias_rows(parts[0]) if out is None else out
 
@@ -294,10 +312,44 @@ class BlockSparseLinear(nn.Module):
             raise ValueError("BlockSparseLinear: a residual connection needs as many outputs as inputs.")
         if self._csr_applies(xt):  # no autograd: in place
             return torch.relu_(self._forward_t_csr((xt,))).add_(xt)
-        if self._dense or not self._kernel_groups:
+        if self._dense or not self._kernel_groups or self._cpu_kernel_applies(xt):
             return torch.relu(self.forward_t(xt)) + xt
         weights = [self.weights[g] for g in self._kernel_groups]
         return _BlockSparseFunction.apply(self, 1, self.bias, True, xt, *weights)
+
+    def _cpu_kernel_applies(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_t` runs on the CPU kernel (:mod:`._block_csr`) rather than the bucketed one."""
+        return (
+            self.cpu_kernel
+            and bool(self._cpu_groups)
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+        )
+
+    def _forward_t_cpu(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """:meth:`forward_t` on CPU: the CPU kernel's groups (bias included), plus the whole-input dense groups."""
+        plan = self._csr_kernel_plan(parts)
+        parts_k = parts if plan is not None else (torch.cat(parts),)
+        plan = plan or self._csr_kernel_plan(parts_k)
+        weights = [self.weights[g] for g in self._cpu_groups]
+        out = BlockCSRFunction.apply(plan, len(parts_k), self.bias, *parts_k, *weights)
+        if self._cpu_dense:
+            weights = [self.weights[group.index] for group in self._cpu_dense]
+            out = out + _DenseGroupsFunction.apply(self, self._cpu_dense, len(parts), *parts, None, *weights)
+        return out
+
+    def _csr_kernel_plan(self, parts: Sequence[torch.Tensor]) -> CSRPlan | None:
+        """The CPU kernel's plan on these input row blocks, cached; ``None`` when a group reads several parts."""
+        sizes = tuple(p.shape[0] for p in parts)
+        sparse = bool(self.sparse_first_part_grad and len(parts) > 1)
+        key = ("csr", sizes, sparse)
+        if key not in self._plans:
+            shapes, sources, targets, in_offsets, out_offsets = self._cpu_structure
+            bounds = np.cumsum([0, *sizes])
+            self._plans[key] = build_csr_plan(
+                shapes, sources, targets, in_offsets, out_offsets, self.n_out, bounds, sparse_first=sparse
+            )
+        return self._plans[key]
 
     def _csr_applies(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward_t` takes the inference path: no autograd, CPU, a sparse enough layer."""

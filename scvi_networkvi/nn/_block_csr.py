@@ -1,0 +1,383 @@
+"""The block kernel of :class:`~scvi_networkvi.nn.BlockSparseLinear` on CPU: compressed block rows, numba.
+
+Each output block's ``b_out x cells`` rows (both paths of a GO level: ``2 b_out`` rows) are accumulated in a small
+buffer that stays in the L1 cache while every input block it reads is multiplied into it; the backward pass does
+the same per input block, its gradient rows in the buffer, and takes each weight gradient (a dot product of an input
+row with an output-gradient row) from the same reads. Nothing is gathered or padded: no ``(blocks, k * b_in, cells)``
+copies, no zero-padded weights, no index_copy of products, no zero-filled full-size gradient.
+
+Written by hand because torch has no block-sparse CPU product: the bucketed gathers and batched matmuls of
+:mod:`._block_kernel` ran the first GO level of the full human annotations (64,500 connections of 5 x 2 blocks, 128
+cells) at about 10 GFLOP/s, one thread, forward and backward 39 ms; this kernel takes 9 ms (see benchmarks/README.md,
+"Speed"). The GPU keeps :mod:`._block_kernel` (one launch per bucket). Tested against the dense reference
+(:meth:`BlockSparseLinear.to_dense`) in float64.
+
+Output blocks (forward) and input blocks (backward) are independent, so with several torch CPU threads they are cut
+into chunks that torch's own OpenMP team computes (:mod:`._torch_threads`); every row is computed by one thread in a
+fixed order, so the result is the same for every thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+from numba import types
+from torch.autograd.function import once_differentiable
+
+from . import _torch_threads as threads
+from ._block_plan import _expand, _twin_partners, part_layout
+
+# Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
+_FAST = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _forward(x, weight, out_rows, ptr, rows, edges, out, u0, u1):
+    """``out[unit rows] += sum_p weight[edges[p]]^T x[rows[p] : rows[p] + b_in]`` for units ``[u0, u1)``.
+
+    A unit is an output block (``m = 1``) or two output blocks with the same inputs (``m = 2``, the two paths of a
+    GO level): ``out_rows (units, m)`` their first rows, ``edges (connections, m)`` the weight of each.
+    """
+    b_in, b_out = weight.shape[1], weight.shape[2]
+    m, n = out_rows.shape[1], x.shape[1]
+    acc = np.empty((m * b_out, n), dtype=x.dtype)
+    for u in range(u0, u1):
+        for t in range(m):
+            for j in range(b_out):
+                o = out_rows[u, t] + j
+                for c in range(n):
+                    acc[t * b_out + j, c] = out[o, c]
+        for p in range(ptr[u], ptr[u + 1]):
+            r = rows[p]
+            for t in range(m):
+                e = edges[p, t]
+                for j in range(b_out):
+                    k = t * b_out + j
+                    for i in range(b_in):
+                        w = weight[e, i, j]
+                        for c in range(n):
+                            acc[k, c] += w * x[r + i, c]
+        for t in range(m):
+            for j in range(b_out):
+                o = out_rows[u, t] + j
+                for c in range(n):
+                    out[o, c] = acc[t * b_out + j, c]
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, grad_w, need_x, need_w, add, zero, s0, s1):
+    """Input-gradient rows and weight gradients of input blocks ``[s0, s1)``.
+
+    Block ``s`` reads input rows ``in_rows[s] + [0, b_in)`` and writes (``add``: adds to) gradient rows
+    ``grad_rows[s] + [0, b_in)``; its connections ``ptr[s]:ptr[s + 1]`` go to output rows ``outs[p]`` with weight
+    ``edges[p]``, whose gradient is written once here.
+    """
+    b_in, b_out = weight.shape[1], weight.shape[2]
+    n = x.shape[1]
+    acc = np.empty((b_in, n), dtype=x.dtype)
+    for s in range(s0, s1):
+        r = in_rows[s]
+        if need_x:
+            for i in range(b_in):
+                for c in range(n):
+                    acc[i, c] = zero
+        for p in range(ptr[s], ptr[s + 1]):
+            o, e = outs[p], edges[p]
+            for j in range(b_out):
+                for i in range(b_in):
+                    if need_w:
+                        total = zero
+                        for c in range(n):
+                            total += x[r + i, c] * grad[o + j, c]
+                        grad_w[e, i, j] = total
+                    if need_x:
+                        w = weight[e, i, j]
+                        for c in range(n):
+                            acc[i, c] += w * grad[o + j, c]
+        if need_x:
+            g = grad_rows[s]
+            for i in range(b_in):
+                if add:
+                    for c in range(n):
+                        grad_x[g + i, c] += acc[i, c]
+                else:
+                    for c in range(n):
+                        grad_x[g + i, c] = acc[i, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _zero_rows(grad_x, rows, zero):
+    """Zero the listed rows (gradient rows no block of the writing group covers)."""
+    for r in rows:
+        for c in range(grad_x.shape[1]):
+            grad_x[r, c] = zero
+
+
+# Job layouts of the team workers: the arrays in the kernels' argument order, then the integer flags.
+_WORD = tuple(threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS * k for k in range(11))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _forward_job(data, zero):
+    """:func:`_forward` over the unit chunks of a job, for one thread of the team (``zero``: the float dtype)."""
+    at, i64, w = threads.array_at, np.int64(0), _WORD
+    x, weight, out_rows = at(data, w[0], zero, 2), at(data, w[1], zero, 3), at(data, w[2], i64, 2)
+    ptr, rows, edges, out = (
+        at(data, w[3], i64, 1),
+        at(data, w[4], i64, 1),
+        at(data, w[5], i64, 2),
+        at(data, w[6], zero, 2),
+    )
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _forward(x, weight, out_rows, ptr, rows, edges, out, start, stop)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _backward_job(data, zero):
+    """:func:`_backward` over the input-block chunks of a job, for one thread of the team."""
+    at, i64, w = threads.array_at, np.int64(0), _WORD
+    x, grad, weight = at(data, w[0], zero, 2), at(data, w[1], zero, 2), at(data, w[2], zero, 3)
+    in_rows, grad_rows, ptr = at(data, w[3], i64, 1), at(data, w[4], i64, 1), at(data, w[5], i64, 1)
+    outs, edges = at(data, w[6], i64, 1), at(data, w[7], i64, 1)
+    grad_x, grad_w = at(data, w[8], zero, 2), at(data, w[9], zero, 3)
+    need_x, need_w, add = threads.word(data, w[10]), threads.word(data, w[10] + 1), threads.word(data, w[10] + 2)
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _backward(
+            x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, grad_w,
+            need_x != 0, need_w != 0, add != 0, zero, start, stop,
+        )  # fmt: skip
+
+
+@functools.cache
+def _team_workers(dtype: type):
+    """The ``(forward, backward)`` team workers for float32 or float64 ``dtype``, else ``None``.
+
+    Defined on first use (a ``cfunc`` compiles where it is defined); no closure variables, so numba's disk cache
+    finds them again in the next process.
+    """
+    signature = types.void(types.voidptr)
+    if dtype is np.float32:
+
+        @numba.cfunc(signature, cache=True)
+        def forward_float32(data):
+            _forward_job(data, np.float32(0))
+
+        @numba.cfunc(signature, cache=True)
+        def backward_float32(data):
+            _backward_job(data, np.float32(0))
+
+        return forward_float32, backward_float32
+    if dtype is not np.float64:
+        return None
+
+    @numba.cfunc(signature, cache=True)
+    def forward_float64(data):
+        _forward_job(data, np.float64(0))
+
+    @numba.cfunc(signature, cache=True)
+    def backward_float64(data):
+        _backward_job(data, np.float64(0))
+
+    return forward_float64, backward_float64
+
+
+@dataclass(frozen=True)
+class CSRGroup:
+    """One connection group (block shape ``(b_in, b_out)``) as compressed block rows, both ways.
+
+    Forward: unit ``u`` (one output block, or two with the same inputs) writes rows ``out_rows[u]`` and reads the
+    connections ``fwd_ptr[u]:fwd_ptr[u + 1]`` (input row ``fwd_rows[p]`` within the group's part, weights
+    ``fwd_edges[p]``). Backward: input block ``s`` reads rows ``in_rows[s]`` of the part, writes gradient rows
+    ``grad_rows[s]`` and walks the connections ``bwd_ptr[s]:bwd_ptr[s + 1]`` (output row ``bwd_outs[p]``, weight
+    ``bwd_edges[p]``). ``writes``: the first group reading its part writes its gradient rows and zeroes
+    ``zero_rows`` (those no block of it covers); later groups add to the rows.
+    """
+
+    part: int
+    out_rows: np.ndarray
+    fwd_ptr: np.ndarray
+    fwd_rows: np.ndarray
+    fwd_edges: np.ndarray
+    in_rows: np.ndarray
+    grad_rows: np.ndarray
+    bwd_ptr: np.ndarray
+    bwd_outs: np.ndarray
+    bwd_edges: np.ndarray
+    writes: bool
+    zero_rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class CSRPlan:
+    """The kernel groups of a layer on given input row blocks: one :class:`CSRGroup` each.
+
+    ``grad_rows[k]``: rows of part ``k``'s gradient; ``sparse_rows``: when set, part 0's gradient holds only those
+    rows of the part (in that order) and is returned as a sparse tensor (see
+    :attr:`BlockSparseLinear.sparse_first_part_grad`).
+    """
+
+    groups: list[CSRGroup]
+    n_out: int
+    grad_rows: list[int]
+    sparse_rows: torch.Tensor | None
+
+
+def build_csr_plan(
+    shapes: list[tuple[int, int]],
+    sources: list[np.ndarray],
+    targets: list[np.ndarray],
+    in_offsets: np.ndarray,
+    out_offsets: np.ndarray,
+    n_out: int,
+    bounds: np.ndarray,
+    sparse_first: bool = False,
+) -> CSRPlan | None:
+    """Plan the kernel groups (block shape ``(b_in, b_out)``, connections ``sources`` -> ``targets``, parameter order).
+
+    ``bounds``: the first input row of every part, then the number of input rows. ``None`` when a group reads
+    rows of several parts (the caller stacks them). ``sparse_first``: part 0's gradient holds only the rows of the
+    input blocks that read it (a GO level above the first reading a few of the many gene nodes), with several parts.
+    """
+    layout = part_layout(shapes, sources, in_offsets, bounds, sparse_first)
+    if layout is None:
+        return None
+    part_of, grad_rows, grad_offsets, sparse_rows = layout
+    groups, seen = [], set()
+    for (b_in, _), s, d, part, offsets in zip(shapes, sources, targets, part_of, grad_offsets, strict=True):
+        local = in_offsets - bounds[part]
+        twins = _twin_partners(s, d, len(out_offsets))
+        if twins is None:
+            first, edges = np.arange(len(s)), np.arange(len(s))[:, None]
+        else:
+            partner, h = twins
+            first = np.flatnonzero(partner >= 0)
+        order = first[np.lexsort((s[first], d[first]))]  # by output block, then input block
+        blocks, starts = np.unique(d[order], return_index=True)
+        out_rows = out_offsets[blocks][:, None]
+        edges = order[:, None]
+        if twins is not None:
+            out_rows = np.concatenate([out_rows, out_offsets[blocks + h][:, None]], axis=1)
+            edges = np.stack([order, partner[order]], axis=1)
+        fwd_ptr = np.append(starts, len(order))
+        order = np.lexsort((d, s))  # backward: by input block, then output block
+        inputs, starts = np.unique(s[order], return_index=True)
+        writes = part not in seen
+        seen.add(part)
+        zero_rows = np.zeros(0, dtype=np.int64)
+        if writes:
+            covered = np.zeros(grad_rows[part], dtype=bool)
+            covered[_expand(offsets[inputs], np.full(len(inputs), b_in))] = True
+            zero_rows = np.flatnonzero(~covered)
+        groups.append(
+            CSRGroup(
+                part=part,
+                out_rows=np.ascontiguousarray(out_rows, dtype=np.int64),
+                fwd_ptr=fwd_ptr.astype(np.int64),
+                fwd_rows=local[s[edges[:, 0]]].astype(np.int64),
+                fwd_edges=np.ascontiguousarray(edges, dtype=np.int64),
+                in_rows=local[inputs].astype(np.int64),
+                grad_rows=offsets[inputs].astype(np.int64),
+                bwd_ptr=np.append(starts, len(order)).astype(np.int64),
+                bwd_outs=out_offsets[d[order]].astype(np.int64),
+                bwd_edges=order.astype(np.int64),
+                writes=writes,
+                zero_rows=zero_rows.astype(np.int64),
+            )
+        )
+    return CSRPlan(groups, int(n_out), grad_rows, sparse_rows)
+
+
+def _run(kernel: int, arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> None:
+    """Run :func:`_forward` (``kernel`` 0) or :func:`_backward` (1) over every unit of ``ptr``.
+
+    On torch's CPU threads when it has several and the work is large, else on this thread. ``scalars``: the
+    backward kernel's flags (``need_x``, ``need_w``, ``add``) as integers.
+    """
+    n_units = len(ptr) - 1
+    team = threads.team_size() if n_rows * arrays[0].shape[1] >= threads.MIN_TEAM_ELEMENTS else 1
+    workers = _team_workers(arrays[0].dtype.type) if team > 1 else None
+    if workers is not None:
+        bounds = threads.chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # units differ in their connections
+        threads.run(workers[kernel], threads.describe(arrays, scalars, bounds), team)
+    elif kernel == 0:
+        _forward(*arrays, 0, n_units)
+    else:
+        _backward(*arrays, *(flag != 0 for flag in scalars), arrays[0].dtype.type(0), 0, n_units)
+
+
+class BlockCSRFunction(torch.autograd.Function):
+    """The kernel groups of a :class:`BlockSparseLinear` (``W x + b`` of their rows) on CPU: see module docs.
+
+    Arguments: the layer's :class:`CSRPlan`, the number of input parts, the bias (or ``None``), the parts and the
+    groups' ``(e, b_in, b_out)`` weights. Output ``(n_out, n)``: the bias plus the groups' products. Differentiable
+    once.
+    """
+
+    @staticmethod
+    def forward(ctx, plan: CSRPlan, n_parts: int, bias, *args):
+        parts = [p.detach().contiguous() for p in args[:n_parts]]
+        weights = [w.detach().contiguous() for w in args[n_parts:]]
+        n, dtype = parts[0].shape[1], parts[0].dtype
+        if bias is None:
+            out = parts[0].new_zeros(plan.n_out, n)
+        else:
+            out = bias.detach().to(dtype)[:, None].expand(-1, n).contiguous()
+        o = out.numpy()
+        for group, weight in zip(plan.groups, weights, strict=True):
+            x, w = parts[group.part].numpy(), weight.numpy()
+            arrays = [x, w, group.out_rows, group.fwd_ptr, group.fwd_rows, group.fwd_edges, o]
+            _run(0, arrays, [], group.fwd_ptr, len(o))
+        ctx.plan, ctx.n_parts = plan, n_parts
+        ctx.part_rows = [p.shape[0] for p in parts]
+        ctx.save_for_backward(*parts, *weights)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        plan: CSRPlan = ctx.plan
+        saved = ctx.saved_tensors
+        parts, weights = saved[: ctx.n_parts], saved[ctx.n_parts :]
+        grad = grad_out.contiguous()
+        if grad.dtype != parts[0].dtype:
+            grad = grad.to(parts[0].dtype)
+        n, g_np = grad.shape[1], grad.numpy()
+        need_parts = ctx.needs_input_grad[3 : 3 + ctx.n_parts]
+        need_weights = ctx.needs_input_grad[3 + ctx.n_parts :]
+        grad_parts: list[torch.Tensor | None] = [None] * ctx.n_parts
+        grad_weights: list[torch.Tensor | None] = []
+        zero = parts[0].numpy().dtype.type(0)
+        for group, weight, need_w in zip(plan.groups, weights, need_weights, strict=True):
+            need_x = bool(need_parts[group.part])
+            if need_x and grad_parts[group.part] is None:
+                grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
+                _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
+            grad_x = grad_parts[group.part].numpy() if need_x else np.zeros((0, n), dtype=g_np.dtype)
+            grad_w = torch.empty_like(weight) if need_w else None
+            gw = grad_w.numpy() if need_w else np.zeros((0, 0, 0), dtype=g_np.dtype)
+            x, w = parts[group.part].numpy(), weight.numpy()
+            add = not group.writes
+            arrays = [
+                x, g_np, w, group.in_rows, group.grad_rows, group.bwd_ptr, group.bwd_outs, group.bwd_edges, grad_x, gw,
+            ]  # fmt: skip
+            scalars = [int(need_x), int(need_w), int(add)]
+            if need_x or need_w:
+                _run(1, arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
+            grad_weights.append(grad_w)
+        if plan.sparse_rows is not None and grad_parts[0] is not None:
+            # rows of a wide first part: autograd adds them into the dense gradient another reader makes
+            grad_parts[0] = torch.sparse_coo_tensor(
+                plan.sparse_rows.unsqueeze(0), grad_parts[0], (ctx.part_rows[0], n), check_invariants=False
+            )
+        grad_bias = grad_out.sum(1) if ctx.needs_input_grad[2] else None
+        return None, None, grad_bias, *grad_parts, *grad_weights
