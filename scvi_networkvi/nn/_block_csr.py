@@ -29,7 +29,7 @@ from numba import types
 from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
-from ._block_plan import _expand, _twin_partners, part_layout
+from ._block_plan import _expand, _twin_partners
 
 # Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
 _FAST = {"reassoc", "contract"}
@@ -199,11 +199,13 @@ class CSRGroup:
     connections ``fwd_ptr[u]:fwd_ptr[u + 1]`` (input row ``fwd_rows[p]`` within the group's part, weights
     ``fwd_edges[p]``). Backward: input block ``s`` reads rows ``in_rows[s]`` of the part, writes gradient rows
     ``grad_rows[s]`` and walks the connections ``bwd_ptr[s]:bwd_ptr[s + 1]`` (output row ``bwd_outs[p]``, weight
-    ``bwd_edges[p]``). ``writes``: the first group reading its part writes its gradient rows and zeroes
+    ``bwd_edges[p]``). ``weight``: the group's parameter (several plan groups share one when a group reads several
+    parts). ``writes``: the first group reading its part writes its gradient rows and zeroes
     ``zero_rows`` (those no block of it covers); later groups add to the rows.
     """
 
     part: int
+    weight: int
     out_rows: np.ndarray
     fwd_ptr: np.ndarray
     fwd_rows: np.ndarray
@@ -242,58 +244,67 @@ def build_csr_plan(
     bounds: np.ndarray,
     sparse_first: bool = False,
 ) -> CSRPlan | None:
-    """Plan the kernel groups (block shape ``(b_in, b_out)``, connections ``sources`` -> ``targets``, parameter order).
+    """Plan the groups (block shape ``(b_in, b_out)``, connections ``sources`` -> ``targets``, parameter order).
 
-    ``bounds``: the first input row of every part, then the number of input rows. ``None`` when a group reads
-    rows of several parts (the caller stacks them). ``sparse_first``: part 0's gradient holds only the rows of the
-    input blocks that read it (a GO level above the first reading a few of the many gene nodes), with several parts.
+    ``bounds``: the first input row of every part, then the number of input rows. A group reading several parts
+    (a GO level's term-to-term connections from several deeper levels) becomes one :class:`CSRGroup` per part, so
+    the parts are never stacked. ``None`` when an input block straddles two parts (the caller stacks them).
+    ``sparse_first``: part 0's gradient holds only the rows of the input blocks read (with several parts: a GO level
+    above the first, reading a few of the many gene nodes).
     """
-    layout = part_layout(shapes, sources, in_offsets, bounds, sparse_first)
-    if layout is None:
+    in_sizes = np.diff(np.append(in_offsets, bounds[-1]))
+    block_part = np.searchsorted(bounds, in_offsets, side="right") - 1
+    if np.any(in_offsets + in_sizes > bounds[np.minimum(block_part + 1, len(bounds) - 1)]):
         return None
-    part_of, grad_rows, grad_offsets, sparse_rows = layout
+    grad_rows = [int(b) for b in np.diff(bounds)]
+    offsets = in_offsets - bounds[block_part]  # each block's first row within its part
+    grad_offsets = offsets.copy()
+    sparse_rows = None
+    if sparse_first and len(bounds) > 2:
+        touched = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *sources]))
+        touched = touched[block_part[touched] == 0]
+        if len(touched):
+            grad_offsets[touched] = np.cumsum(in_sizes[touched]) - in_sizes[touched]
+            sparse_rows = torch.as_tensor(_expand(in_offsets[touched], in_sizes[touched]))
+            grad_rows[0] = len(sparse_rows)
     groups, seen = [], set()
-    for (b_in, _), s, d, part, offsets in zip(shapes, sources, targets, part_of, grad_offsets, strict=True):
-        local = in_offsets - bounds[part]
-        twins = _twin_partners(s, d, len(out_offsets))
-        if twins is None:
-            first, edges = np.arange(len(s)), np.arange(len(s))[:, None]
-        else:
-            partner, h = twins
-            first = np.flatnonzero(partner >= 0)
-        order = first[np.lexsort((s[first], d[first]))]  # by output block, then input block
-        blocks, starts = np.unique(d[order], return_index=True)
-        out_rows = out_offsets[blocks][:, None]
-        edges = order[:, None]
-        if twins is not None:
-            out_rows = np.concatenate([out_rows, out_offsets[blocks + h][:, None]], axis=1)
-            edges = np.stack([order, partner[order]], axis=1)
-        fwd_ptr = np.append(starts, len(order))
-        order = np.lexsort((d, s))  # backward: by input block, then output block
-        inputs, starts = np.unique(s[order], return_index=True)
-        writes = part not in seen
-        seen.add(part)
-        zero_rows = np.zeros(0, dtype=np.int64)
-        if writes:
-            covered = np.zeros(grad_rows[part], dtype=bool)
-            covered[_expand(offsets[inputs], np.full(len(inputs), b_in))] = True
-            zero_rows = np.flatnonzero(~covered)
-        groups.append(
-            CSRGroup(
-                part=part,
-                out_rows=np.ascontiguousarray(out_rows, dtype=np.int64),
-                fwd_ptr=fwd_ptr.astype(np.int64),
-                fwd_rows=local[s[edges[:, 0]]].astype(np.int64),
-                fwd_edges=np.ascontiguousarray(edges, dtype=np.int64),
-                in_rows=local[inputs].astype(np.int64),
-                grad_rows=offsets[inputs].astype(np.int64),
-                bwd_ptr=np.append(starts, len(order)).astype(np.int64),
-                bwd_outs=out_offsets[d[order]].astype(np.int64),
-                bwd_edges=order.astype(np.int64),
-                writes=writes,
-                zero_rows=zero_rows.astype(np.int64),
-            )
-        )
+    for index, ((b_in, _), src, dst) in enumerate(zip(shapes, sources, targets, strict=True)):
+        for part in np.unique(block_part[src]):
+            ids = np.flatnonzero(block_part[src] == part)  # this part's connections, as parameter indices
+            s, d = src[ids], dst[ids]
+            twins = _twin_partners(s, d, len(out_offsets))
+            first = np.arange(len(s)) if twins is None else np.flatnonzero(twins[0] >= 0)
+            order = first[np.lexsort((s[first], d[first]))]  # forward: by output block, then input block
+            blocks, starts = np.unique(d[order], return_index=True)
+            out_rows, edges = out_offsets[blocks][:, None], ids[order][:, None]
+            if twins is not None:
+                partner, h = twins
+                out_rows = np.concatenate([out_rows, out_offsets[blocks + h][:, None]], axis=1)
+                edges = np.stack([ids[order], ids[partner[order]]], axis=1)
+            fwd_rows, fwd_ptr = offsets[s[order]], np.append(starts, len(order))
+            order = np.lexsort((d, s))  # backward: by input block, then output block
+            inputs, starts = np.unique(s[order], return_index=True)
+            writes = int(part) not in seen  # the first group reading a part writes its gradient rows
+            seen.add(int(part))
+            zero_rows = np.zeros(0, dtype=np.int64)
+            if writes:  # and zeroes those of the part no block of it reads (later groups add to the rows)
+                covered = np.zeros(grad_rows[part], dtype=bool)
+                covered[_expand(grad_offsets[inputs], np.full(len(inputs), b_in))] = True
+                zero_rows = np.flatnonzero(~covered)
+            arrays = {
+                "out_rows": out_rows,
+                "fwd_ptr": fwd_ptr,
+                "fwd_rows": fwd_rows,
+                "fwd_edges": edges,
+                "in_rows": offsets[inputs],
+                "grad_rows": grad_offsets[inputs],
+                "bwd_ptr": np.append(starts, len(order)),
+                "bwd_outs": out_offsets[d[order]],
+                "bwd_edges": ids[order],
+                "zero_rows": zero_rows,
+            }
+            arrays = {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in arrays.items()}
+            groups.append(CSRGroup(part=int(part), weight=index, writes=writes, **arrays))
     return CSRPlan(groups, int(n_out), grad_rows, sparse_rows)
 
 
@@ -333,8 +344,8 @@ class BlockCSRFunction(torch.autograd.Function):
         else:
             out = bias.detach().to(dtype)[:, None].expand(-1, n).contiguous()
         o = out.numpy()
-        for group, weight in zip(plan.groups, weights, strict=True):
-            x, w = parts[group.part].numpy(), weight.numpy()
+        for group in plan.groups:
+            x, w = parts[group.part].numpy(), weights[group.weight].numpy()
             arrays = [x, w, group.out_rows, group.fwd_ptr, group.fwd_rows, group.fwd_edges, o]
             _run(0, arrays, [], group.fwd_ptr, len(o))
         ctx.plan, ctx.n_parts = plan, n_parts
@@ -355,25 +366,25 @@ class BlockCSRFunction(torch.autograd.Function):
         need_parts = ctx.needs_input_grad[3 : 3 + ctx.n_parts]
         need_weights = ctx.needs_input_grad[3 + ctx.n_parts :]
         grad_parts: list[torch.Tensor | None] = [None] * ctx.n_parts
-        grad_weights: list[torch.Tensor | None] = []
+        # every connection is in exactly one plan group: each weight gradient entry is written once
+        grad_weights = [torch.empty_like(w) if need else None for w, need in zip(weights, need_weights, strict=True)]
         zero = parts[0].numpy().dtype.type(0)
-        for group, weight, need_w in zip(plan.groups, weights, need_weights, strict=True):
-            need_x = bool(need_parts[group.part])
+        for group in plan.groups:
+            need_x, need_w = bool(need_parts[group.part]), grad_weights[group.weight] is not None
+            if not (need_x or need_w):
+                continue
             if need_x and grad_parts[group.part] is None:
                 grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
                 _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
             grad_x = grad_parts[group.part].numpy() if need_x else np.zeros((0, n), dtype=g_np.dtype)
-            grad_w = torch.empty_like(weight) if need_w else None
-            gw = grad_w.numpy() if need_w else np.zeros((0, 0, 0), dtype=g_np.dtype)
-            x, w = parts[group.part].numpy(), weight.numpy()
-            add = not group.writes
+            grad_w = grad_weights[group.weight].numpy() if need_w else np.zeros((0, 0, 0), dtype=g_np.dtype)
+            x, w = parts[group.part].numpy(), weights[group.weight].numpy()
             arrays = [
-                x, g_np, w, group.in_rows, group.grad_rows, group.bwd_ptr, group.bwd_outs, group.bwd_edges, grad_x, gw,
+                x, g_np, w, group.in_rows, group.grad_rows, group.bwd_ptr, group.bwd_outs, group.bwd_edges, grad_x,
+                grad_w,
             ]  # fmt: skip
-            scalars = [int(need_x), int(need_w), int(add)]
-            if need_x or need_w:
-                _run(1, arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
-            grad_weights.append(grad_w)
+            scalars = [int(need_x), int(need_w), int(not group.writes)]
+            _run(1, arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
         if plan.sparse_rows is not None and grad_parts[0] is not None:
             # rows of a wide first part: autograd adds them into the dense gradient another reader makes
             grad_parts[0] = torch.sparse_coo_tensor(

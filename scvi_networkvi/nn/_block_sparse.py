@@ -45,6 +45,9 @@ WHOLE_INPUT_FRACTION = 0.75
 #: On CPU the block kernel gathers at most this many bytes per batched matmul (see :func:`split_buckets`); 1, 2 and
 #: 4 MiB measured 74, 64 and 67 ms on the first GO level of the full human annotations (one thread, 128 cells).
 CPU_RUN_BYTES = 1 << 21
+#: On CPU, a whole-input dense group at least this full stays a dense matmul; sparser groups run on the CPU block kernel
+#: (:mod:`._block_csr`, about a fifth of a dense matmul's speed per multiply-add on one thread).
+CPU_DENSE_MIN_FILL = 0.25
 #: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
 #: many entries per structural weight multiplies its weight as a CSR matrix instead (see
 #: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
@@ -219,11 +222,15 @@ class BlockSparseLinear(nn.Module):
             in_offsets,
             out_offsets,
         )
-        # On the CPU kernel every group but the whole-input dense ones runs on it: a dense group over gathered rows
-        # multiplies mostly zeros (the second GO level: 6 % full) and its input gradient is a zero-filled full-size
-        # tensor plus a scatter, which autograd then adds to the kernel's.
-        self._cpu_dense = [group for group in self._dense if group.whole_in]
-        self._cpu_groups = sorted({*self._kernel_groups, *(group.index for group in self._dense if not group.whole_in)})
+        # On the CPU kernel every group but the full enough whole-input dense ones runs on it: a dense group over
+        # gathered rows multiplies mostly zeros (the second GO level of the full human annotations: 6 % full) and its
+        # input gradient is a zero-filled full-size tensor plus a scatter, which autograd then adds to the kernel's.
+        self._cpu_dense = [
+            group
+            for group in self._dense
+            if group.whole_in and self.weights[group.index].numel() >= CPU_DENSE_MIN_FILL * group.n_rows * group.n_cols
+        ]
+        self._cpu_groups = sorted(set(range(len(self.weights))) - {group.index for group in self._cpu_dense})
         self._cpu_structure = (
             [self.groups[g] for g in self._cpu_groups],
             [group_src[g] for g in self._cpu_groups],
