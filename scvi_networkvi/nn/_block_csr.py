@@ -386,9 +386,14 @@ class BlockCSRFunction(torch.autograd.Function):
             scalars = [int(need_x), int(need_w), int(not group.writes)]
             _run(1, arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
         if plan.sparse_rows is not None and grad_parts[0] is not None:
-            # rows of a wide first part: autograd adds them into the dense gradient another reader makes
+            # rows of a wide first part: autograd adds them into the dense gradient another reader makes; the rows are
+            # sorted and distinct, and saying so spares that addition a coalescing copy (a zero-filled gradient)
             grad_parts[0] = torch.sparse_coo_tensor(
-                plan.sparse_rows.unsqueeze(0), grad_parts[0], (ctx.part_rows[0], n), check_invariants=False
+                plan.sparse_rows.unsqueeze(0),
+                grad_parts[0],
+                (ctx.part_rows[0], n),
+                check_invariants=False,
+                is_coalesced=True,
             )
         grad_bias = grad_out.sum(1) if ctx.needs_input_grad[2] else None
         return None, None, grad_bias, *grad_parts, *grad_weights
