@@ -51,8 +51,9 @@ CPU_DENSE_MIN_FILL = 0.25
 #: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
 #: many entries per structural weight multiplies its weight as a CSR matrix instead (see
 #: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
-#: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch); the block
-#: kernel's layers (the first GO level reading every gene node) stay on it, CSR was 10-20 % slower there.
+#: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch). Where
+#: the CPU block kernel applies (``cpu_kernel``), it runs inference too: faster than this path (the package defaults'
+#: second GO level: 27 ms per batch here, under the profiler).
 INFERENCE_CSR_MIN_DENSE_RATIO = 8.0
 
 
@@ -289,11 +290,11 @@ class BlockSparseLinear(nn.Module):
         parts = tuple(xt) if isinstance(xt, (list, tuple)) else (xt,)
         if sum(p.shape[0] for p in parts) != self.n_in:
             raise ValueError(f"BlockSparseLinear: got {sum(p.shape[0] for p in parts)} input rows, not {self.n_in}.")
+        if self._cpu_kernel_applies(parts[0]):  # also without autograd: faster than the torch.sparse path below
+            return self._forward_t_cpu(parts)
         if self._csr_applies(parts[0]):
             return self._forward_t_csr(parts)
         out = None
-        if self._cpu_kernel_applies(parts[0]):
-            return self._forward_t_cpu(parts)
         if self._kernel_groups:
             if self._plan(parts) is None:  # a group reads rows of several parts
                 parts_k = (parts[0] if len(parts) == 1 else torch.cat(parts),)
