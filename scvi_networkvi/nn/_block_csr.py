@@ -8,9 +8,10 @@ copies, no zero-padded weights, no index_copy of products, no zero-filled full-s
 
 Written by hand because torch has no block-sparse CPU product: the bucketed gathers and batched matmuls of
 :mod:`._block_kernel` ran the first GO level of the full human annotations (64,500 connections of 5 x 2 blocks, 128
-cells) at about 10 GFLOP/s, one thread, forward and backward 39 ms; this kernel takes 9 ms (see benchmarks/README.md,
-"Speed"). The GPU keeps :mod:`._block_kernel` (one launch per bucket). Tested against the dense reference
-(:meth:`BlockSparseLinear.to_dense`) in float64.
+cells, one thread) forward and backward in 35-41 ms of thread time; this kernel takes 18-19 ms, and a training step at
+GO depth 3 / 4 is 1.4 / 1.6x faster (benchmarks/results/go_speed_cpu_2026-12-05.md). The GPU keeps
+:mod:`._block_kernel` (one launch per bucket). Tested against the dense reference (:meth:`BlockSparseLinear.to_dense`)
+in float64.
 
 Output blocks (forward) and input blocks (backward) are independent, so with several torch CPU threads they are cut
 into chunks that torch's own OpenMP team computes (:mod:`._torch_threads`); every row is computed by one thread in a
