@@ -1,4 +1,5 @@
-"""The block kernel's bucketing: bounded bucket counts, padded connections that change nothing."""
+"""The bucketed block kernel (the GPU's; run here on CPU with ``cpu_kernel = False``): bounded bucket counts, padded
+connections that change nothing. The CPU kernel is tested in ``test_block_csr.py``."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def many_counts(rng, n_out: int = 40, n_in: int = 90, square: bool = False, twin
 
 def configured(layer: BlockSparseLinear, per_octave: int, run_bytes: int | None) -> BlockSparseLinear:
     layer.per_octave, layer.run_bytes = per_octave, run_bytes
+    layer.cpu_kernel = False  # the bucketed kernel, on CPU
     return layer
 
 
@@ -152,7 +154,7 @@ def test_parts_read_in_place_with_a_sparse_first_gradient(sparse):
     connections = np.stack([rng.integers(0, 80, 150), rng.integers(0, 12, 150)])
     connections = np.concatenate([connections, connections + np.array([[0], [12]])], axis=1)  # two paths
     layer = BlockSparseLinear(in_sizes, np.concatenate([out_sizes, out_sizes]), connections, dense_limit=0).double()
-    layer.sparse_first_part_grad = sparse
+    layer.sparse_first_part_grad, layer.cpu_kernel = sparse, False
     x = torch.randn(layer.n_in, 4, dtype=torch.float64)
     parts = [x[:300].clone().requires_grad_(True), x[300:].clone().requires_grad_(True)]
     plan = layer._plan(parts)

@@ -20,17 +20,17 @@ if TYPE_CHECKING:
 
 
 class _DenseGroupsFunction(torch.autograd.Function):
-    """The dense groups of :class:`BlockSparseLinear` on feature-major inputs given as row blocks.
+    """Dense groups (``groups``, whole-input ones first) of :class:`BlockSparseLinear` on inputs given as row blocks.
 
     One autograd node for all of them: the input gradient is one tensor, written by the first whole-input group and
     accumulated in place by the others, where separate gathers would each zero-fill a gradient of the full input.
     """
 
     @staticmethod
-    def forward(ctx, layer: BlockSparseLinear, n_parts: int, *args):
+    def forward(ctx, layer: BlockSparseLinear, groups: list, n_parts: int, *args):
         parts, bias, weights = args[:n_parts], args[n_parts], args[n_parts + 1 :]
         whole, out, inputs, matrices = None, None, [], []
-        for group, weight in zip(layer._dense, weights, strict=True):
+        for group, weight in zip(groups, weights, strict=True):
             if group.whole_in:
                 if whole is None:
                     whole = parts[0] if n_parts == 1 else torch.cat(parts)
@@ -50,7 +50,7 @@ class _DenseGroupsFunction(torch.autograd.Function):
                 out.index_add_(0, getattr(layer, f"_out{group.index}"), w @ x)
             inputs.append(x)
             matrices.append(w)
-        ctx.layer = layer
+        ctx.layer, ctx.groups = layer, groups
         ctx.part_rows = [p.shape[0] for p in parts]
         ctx.save_for_backward(*inputs, *matrices)
         return out
@@ -60,16 +60,17 @@ class _DenseGroupsFunction(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         layer: BlockSparseLinear = ctx.layer
         saved = ctx.saved_tensors
-        inputs, matrices = saved[: len(layer._dense)], saved[len(layer._dense) :]
+        groups = ctx.groups
+        inputs, matrices = saved[: len(groups)], saved[len(groups) :]
         n_parts = len(ctx.part_rows)
-        need_parts = any(ctx.needs_input_grad[2 : 2 + n_parts])
-        need_bias = ctx.needs_input_grad[2 + n_parts]
+        need_parts = any(ctx.needs_input_grad[3 : 3 + n_parts])
+        need_bias = ctx.needs_input_grad[3 + n_parts]
         g = grad_out.contiguous()
         grad_parts: list[torch.Tensor | None] = [None] * n_parts  # parts no group reads get no gradient at all
         sparse_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
         grad_weights = []
-        needs = ctx.needs_input_grad[3 + n_parts :]
-        for group, x, w, needed in zip(layer._dense, inputs, matrices, needs, strict=True):
+        needs = ctx.needs_input_grad[4 + n_parts :]
+        for group, x, w, needed in zip(groups, inputs, matrices, needs, strict=True):
             rows = g if group.all_out else g.index_select(0, getattr(layer, f"_out{group.index}"))
             grad_w = None
             if needed:
@@ -104,7 +105,7 @@ class _DenseGroupsFunction(torch.autograd.Function):
                 check_invariants=False,
             )
         grad_bias = g.sum(1) if need_bias else None
-        return None, None, *grad_parts, grad_bias, *grad_weights
+        return None, None, None, *grad_parts, grad_bias, *grad_weights
 
 
 def _gather_parts(layer: BlockSparseLinear, parts: tuple[torch.Tensor, ...], g: int) -> torch.Tensor:

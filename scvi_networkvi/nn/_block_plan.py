@@ -116,24 +116,11 @@ def build_plan(
     row is written by one bucket (bias folded in) and only the buckets added after the self-loop bucket accumulate;
     with several groups every bucket accumulates.
     """
-    in_sizes = np.diff(np.append(in_offsets, bounds[-1]))
-    part_of = []
-    for (b_in, _), s in zip(shapes, sources, strict=True):
-        first, last = (int(in_offsets[s].min()), int(in_offsets[s].max()) + b_in) if len(s) else (0, 0)
-        part = int(np.searchsorted(bounds, first, side="right")) - 1
-        if part + 1 >= len(bounds) or last > bounds[part + 1]:
-            return None
-        part_of.append(part)
-    grad_rows = [int(b) for b in np.diff(bounds)]
-    grad_offsets = [in_offsets - bounds[part] for part in part_of]
-    sparse_rows = None
-    if sparse_first and len(bounds) > 2 and 0 in part_of:
-        touched = np.unique(np.concatenate([s for s, part in zip(sources, part_of, strict=True) if part == 0]))
-        compact = np.zeros(len(in_offsets), dtype=np.int64)
-        compact[touched] = np.cumsum(in_sizes[touched]) - in_sizes[touched]
-        grad_offsets = [compact if part == 0 else offsets for part, offsets in zip(part_of, grad_offsets, strict=True)]
-        sparse_rows = torch.as_tensor(_expand(in_offsets[touched], in_sizes[touched]), device=device)
-        grad_rows[0] = len(sparse_rows)
+    layout = part_layout(shapes, sources, in_offsets, bounds, sparse_first)
+    if layout is None:
+        return None
+    part_of, grad_rows, grad_offsets, sparse_rows = layout
+    sparse_rows = None if sparse_rows is None else sparse_rows.to(device)
     fwd, bwd = [], []
     buffers = {name: [] for name in ("fg", "fp", "fe", "bg", "bp", "be", "bx")}
     several = len(shapes) > 1
@@ -163,6 +150,41 @@ def build_plan(
         bwd_init = "rest"
     fwd_init = init_mode(fwd, n_out)
     return KernelPlan(fwd, bwd, index, fwd_init, bwd_init, part_of, grad_rows, sparse_rows, unwritten)
+
+
+def part_layout(
+    shapes: list[tuple[int, int]],
+    sources: list[np.ndarray],
+    in_offsets: np.ndarray,
+    bounds: np.ndarray,
+    sparse_first: bool,
+) -> tuple[list[int], list[int], list[np.ndarray], torch.Tensor | None] | None:
+    """Where each group's input blocks and their gradient rows lie when the input comes as row blocks ("parts").
+
+    ``bounds``: the first input row of every part, then the number of input rows. Returns ``(part_of, grad_rows,
+    grad_offsets, sparse_rows)``: the part each group reads, the gradient rows of every part, each group's
+    gradient-row offset of every input block, and (``sparse_first`` with several parts) the rows of part 0 whose
+    gradient is kept, compacted, or ``None``; ``None`` when a group reads rows of several parts.
+    """
+    in_sizes = np.diff(np.append(in_offsets, bounds[-1]))
+    part_of = []
+    for (b_in, _), s in zip(shapes, sources, strict=True):
+        first, last = (int(in_offsets[s].min()), int(in_offsets[s].max()) + b_in) if len(s) else (0, 0)
+        part = int(np.searchsorted(bounds, first, side="right")) - 1
+        if part + 1 >= len(bounds) or last > bounds[part + 1]:
+            return None
+        part_of.append(part)
+    grad_rows = [int(b) for b in np.diff(bounds)]
+    grad_offsets = [in_offsets - bounds[part] for part in part_of]
+    sparse_rows = None
+    if sparse_first and len(bounds) > 2 and 0 in part_of:
+        touched = np.unique(np.concatenate([s for s, part in zip(sources, part_of, strict=True) if part == 0]))
+        compact = np.zeros(len(in_offsets), dtype=np.int64)
+        compact[touched] = np.cumsum(in_sizes[touched]) - in_sizes[touched]
+        grad_offsets = [compact if part == 0 else offsets for part, offsets in zip(part_of, grad_offsets, strict=True)]
+        sparse_rows = torch.as_tensor(_expand(in_offsets[touched], in_sizes[touched]))
+        grad_rows[0] = len(sparse_rows)
+    return part_of, grad_rows, grad_offsets, sparse_rows
 
 
 def plan_buckets(

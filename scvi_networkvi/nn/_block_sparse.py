@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._block_csr import BlockCSRFunction, CSRPlan, build_csr_plan
 from ._block_dense import _DenseGroupsFunction
 from ._block_kernel import _BlockSparseFunction
 from ._block_plan import (
@@ -44,11 +45,15 @@ WHOLE_INPUT_FRACTION = 0.75
 #: On CPU the block kernel gathers at most this many bytes per batched matmul (see :func:`split_buckets`); 1, 2 and
 #: 4 MiB measured 74, 64 and 67 ms on the first GO level of the full human annotations (one thread, 128 cells).
 CPU_RUN_BYTES = 1 << 21
+#: On CPU, a whole-input dense group at least this full stays a dense matmul; sparser groups run on the CPU block kernel
+#: (:mod:`._block_csr`, about a fifth of a dense matmul's speed per multiply-add on one thread).
+CPU_DENSE_MIN_FILL = 0.25
 #: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
 #: many entries per structural weight multiplies its weight as a CSR matrix instead (see
 #: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
-#: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch); the block
-#: kernel's layers (the first GO level reading every gene node) stay on it, CSR was 10-20 % slower there.
+#: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch). Where
+#: the CPU block kernel applies (``cpu_kernel``), it runs inference too: faster than this path (the package defaults'
+#: second GO level: 27 ms per batch here, under the profiler).
 INFERENCE_CSR_MIN_DENSE_RATIO = 8.0
 
 
@@ -218,7 +223,26 @@ class BlockSparseLinear(nn.Module):
             in_offsets,
             out_offsets,
         )
-        self._plans: dict[tuple, KernelPlan] = {}
+        # On the CPU kernel every group but the full enough whole-input dense ones runs on it: a dense group over
+        # gathered rows multiplies mostly zeros (the second GO level of the full human annotations: 6 % full) and its
+        # input gradient is a zero-filled full-size tensor plus a scatter, which autograd then adds to the kernel's.
+        self._cpu_dense = [
+            group
+            for group in self._dense
+            if group.whole_in and self.weights[group.index].numel() >= CPU_DENSE_MIN_FILL * group.n_rows * group.n_cols
+        ]
+        self._cpu_groups = sorted(set(range(len(self.weights))) - {group.index for group in self._cpu_dense})
+        self._cpu_structure = (
+            [self.groups[g] for g in self._cpu_groups],
+            [group_src[g] for g in self._cpu_groups],
+            [group_dst[g] for g in self._cpu_groups],
+            in_offsets,
+            out_offsets,
+        )
+        self._plans: dict[tuple, KernelPlan | CSRPlan | None] = {}
+        #: On CPU (float32 / float64), run the kernel groups on the compressed-block-row kernel (:mod:`._block_csr`);
+        #: ``False``: the bucketed kernel of the GPU (:mod:`._block_kernel`) there too (tests, benchmarks).
+        self.cpu_kernel = True
         #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: ``BUCKETS_PER_OCTAVE``.
         self.per_octave: int | None = None
         #: Bytes gathered per batched matmul on CPU (:func:`split_buckets`); ``None``: ``CPU_RUN_BYTES``.
@@ -266,6 +290,8 @@ class BlockSparseLinear(nn.Module):
         parts = tuple(xt) if isinstance(xt, (list, tuple)) else (xt,)
         if sum(p.shape[0] for p in parts) != self.n_in:
             raise ValueError(f"BlockSparseLinear: got {sum(p.shape[0] for p in parts)} input rows, not {self.n_in}.")
+        if self._cpu_kernel_applies(parts[0]):  # also without autograd: faster than the torch.sparse path below
+            return self._forward_t_cpu(parts)
         if self._csr_applies(parts[0]):
             return self._forward_t_csr(parts)
         out = None
@@ -279,7 +305,7 @@ class BlockSparseLinear(nn.Module):
         if self._dense:
             bias = self.bias if out is None else None
             weights = [self.weights[group.index] for group in self._dense]
-            dense = _DenseGroupsFunction.apply(self, len(parts), *parts, bias, *weights)
+            dense = _DenseGroupsFunction.apply(self, self._dense, len(parts), *parts, bias, *weights)
             out = dense if out is None else out + dense
         return self._bias_rows(parts[0]) if out is None else out
 
@@ -294,10 +320,44 @@ class BlockSparseLinear(nn.Module):
             raise ValueError("BlockSparseLinear: a residual connection needs as many outputs as inputs.")
         if self._csr_applies(xt):  # no autograd: in place
             return torch.relu_(self._forward_t_csr((xt,))).add_(xt)
-        if self._dense or not self._kernel_groups:
+        if self._dense or not self._kernel_groups or self._cpu_kernel_applies(xt):
             return torch.relu(self.forward_t(xt)) + xt
         weights = [self.weights[g] for g in self._kernel_groups]
         return _BlockSparseFunction.apply(self, 1, self.bias, True, xt, *weights)
+
+    def _cpu_kernel_applies(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_t` runs on the CPU kernel (:mod:`._block_csr`) rather than the bucketed one."""
+        return (
+            self.cpu_kernel
+            and bool(self._cpu_groups)
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+        )
+
+    def _forward_t_cpu(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """:meth:`forward_t` on CPU: the CPU kernel's groups (bias included), plus the whole-input dense groups."""
+        plan = self._csr_kernel_plan(parts)
+        parts_k = parts if plan is not None else (torch.cat(parts),)
+        plan = plan or self._csr_kernel_plan(parts_k)
+        weights = [self.weights[g] for g in self._cpu_groups]
+        out = BlockCSRFunction.apply(plan, len(parts_k), self.bias, *parts_k, *weights)
+        if self._cpu_dense:
+            weights = [self.weights[group.index] for group in self._cpu_dense]
+            out = out + _DenseGroupsFunction.apply(self, self._cpu_dense, len(parts), *parts, None, *weights)
+        return out
+
+    def _csr_kernel_plan(self, parts: Sequence[torch.Tensor]) -> CSRPlan | None:
+        """The CPU kernel's plan on these input row blocks, cached; ``None`` when a group reads several parts."""
+        sizes = tuple(p.shape[0] for p in parts)
+        sparse = bool(self.sparse_first_part_grad and len(parts) > 1)
+        key = ("csr", sizes, sparse)
+        if key not in self._plans:
+            shapes, sources, targets, in_offsets, out_offsets = self._cpu_structure
+            bounds = np.cumsum([0, *sizes])
+            self._plans[key] = build_csr_plan(
+                shapes, sources, targets, in_offsets, out_offsets, self.n_out, bounds, sparse_first=sparse
+            )
+        return self._plans[key]
 
     def _csr_applies(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward_t` takes the inference path: no autograd, CPU, a sparse enough layer."""

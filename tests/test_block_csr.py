@@ -1,0 +1,154 @@
+"""The CPU block kernel (:mod:`scvi_networkvi.nn._block_csr`) against the plain-torch dense reference (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scvi_networkvi.nn import BlockSparseLinear
+from scvi_networkvi.nn import _torch_threads as threads
+from scvi_networkvi.nn._block_csr import BlockCSRFunction
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def go_level(rng, n_genes: int = 60, n_terms: int = 20, n_out: int = 12, unknown: bool = True):
+    """A GO level's structure: ``[genes (5) | deeper terms (2)]`` -> terms (2; an UNKNOWN of 12), two paths."""
+    in_sizes = np.concatenate([np.full(n_genes, 5), np.full(n_terms, 2)])
+    out_sizes = np.full(n_out, 2)
+    src = rng.integers(0, n_genes + n_terms, 4 * n_out * 3)
+    dst = rng.integers(0, n_out - unknown, len(src))
+    if unknown:  # the last term reads many genes, with wider blocks
+        out_sizes[-1] = 12
+        src = np.concatenate([src, np.arange(0, n_genes, 2)])
+        dst = np.concatenate([dst, np.full(len(range(0, n_genes, 2)), n_out - 1)])
+    connections = np.stack([src, dst])
+    connections = np.concatenate([connections, connections + np.array([[0], [n_out]])], axis=1)
+    return in_sizes, np.concatenate([out_sizes, out_sizes]), connections
+
+
+def reference_check(layer: BlockSparseLinear, parts: list[torch.Tensor], y: torch.Tensor) -> None:
+    """Output, input, weight and bias gradients equal those of ``to_dense()``."""
+    x = torch.cat([p.detach() for p in parts]).requires_grad_(True)
+    dense = layer.to_dense().requires_grad_(True)
+    bias = layer.bias if layer.bias is not None else torch.zeros(layer.n_out, dtype=x.dtype)
+    reference = dense @ x + bias[:, None]
+    torch.testing.assert_close(y, reference)
+    g = torch.randn_like(y)
+    params = [*layer.weights, *([layer.bias] if layer.bias is not None else [])]
+    grads = torch.autograd.grad(y, [*parts, *params], g)
+    grad_x, grad_dense = torch.autograd.grad(reference, [x, dense], g)
+    grad_parts = torch.cat([grad.to_dense() for grad in grads[: len(parts)]])
+    torch.testing.assert_close(grad_parts, grad_x)
+    grad_blocks = torch.cat([grad.reshape(-1) for grad in grads[len(parts) : len(parts) + len(layer.weights)]])
+    torch.testing.assert_close(grad_blocks, grad_dense[layer._rows, layer._cols])
+    if layer.bias is not None:
+        torch.testing.assert_close(grads[-1], g.sum(1))
+
+
+def run(layer: BlockSparseLinear, x: torch.Tensor, cuts: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    parts = [piece.clone().requires_grad_(True) for piece in x.split(cuts)] if cuts else [x.clone().requires_grad_()]
+    return parts, layer.forward_t(parts)
+
+
+@pytest.mark.parametrize("dense_limit", [0, None])
+@pytest.mark.parametrize("cuts", [[], [300, 40], [200, 100, 40]])
+@pytest.mark.parametrize("bias", [True, False])
+def test_matches_the_dense_reference(dense_limit, cuts, bias):
+    """Every group on the kernel (``dense_limit=0``) or the default split; one, two or three input parts (a group
+    reading terms of several deeper levels is planned once per part)."""
+    rng = np.random.default_rng(len(cuts) + 3 * bias)
+    kwargs = {} if dense_limit is None else {"dense_limit": dense_limit}
+    layer = BlockSparseLinear(*go_level(rng), bias=bias, **kwargs).double()
+    x = torch.randn(layer.n_in, 7, dtype=torch.float64)
+    parts, y = run(layer, x, cuts)
+    if cuts:
+        assert layer._csr_kernel_plan(parts) is not None  # the parts are read in place
+    reference_check(layer, parts, y)
+
+
+def test_block_straddling_two_parts_falls_back_to_stacking():
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(1)), dense_limit=0).double()
+    x = torch.randn(layer.n_in, 4, dtype=torch.float64)
+    parts, y = run(layer, x, [301, layer.n_in - 301])  # row 301 is inside the first term block (rows 300-301)
+    assert layer._csr_kernel_plan(parts) is None
+    reference_check(layer, parts, y)
+
+
+def test_sparse_first_part_gradient():
+    """A GO level above the first returns the gene rows' gradient as a sparse tensor of the rows it reads."""
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(2), unknown=False), dense_limit=0).double()
+    layer.sparse_first_part_grad = True
+    x = torch.randn(layer.n_in, 5, dtype=torch.float64)
+    parts, y = run(layer, x, [300, 40])
+    genes, terms = torch.autograd.grad(y.square().sum(), parts)
+    assert genes.is_sparse and not terms.is_sparse
+    expected = layer.to_dense().T @ (2 * y.detach())
+    torch.testing.assert_close(torch.cat([genes.to_dense(), terms]), expected)
+
+
+def test_residual_layer_and_unconnected_input_blocks():
+    """The interaction layer's ``relu(W x + b) + x``, input blocks 0-4 reading nothing (their gradient: the skip's)."""
+    rng = np.random.default_rng(6)
+    sizes = np.full(30, 2)
+    connections = np.stack([rng.integers(5, 30, 80), rng.integers(0, 30, 80)])
+    layer = BlockSparseLinear(sizes, sizes, connections, dense_limit=0).double()
+    x = torch.randn(60, 3, dtype=torch.float64, requires_grad=True)
+    y = layer.forward_t_relu_residual(x)
+    reference = torch.relu(layer.to_dense() @ x + layer.bias[:, None]) + x
+    torch.testing.assert_close(y, reference)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(reference, x, g)[0])
+
+
+def test_matches_the_bucketed_kernel_and_is_deterministic():
+    """Same results as the GPU's bucketed kernel (float32 rounding), bitwise the same on a second run."""
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(3)), dense_limit=0)
+    x = torch.randn(layer.n_in, 16)
+    runs = []
+    for cpu_kernel in (True, True, False):
+        layer.cpu_kernel = cpu_kernel
+        parts, y = run(layer, x, [300, 40])
+        runs.append((y, *torch.autograd.grad(y.sin().sum(), [*parts, *layer.parameters()])))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(runs[0], runs[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(threads._gomp_parallel() is None, reason="torch's OpenMP team is not reachable")
+def test_same_result_for_every_thread_count():
+    """Large enough to run on torch's OpenMP team: bitwise the same results with one and two threads."""
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(4), n_genes=3000, n_terms=200, n_out=400), dense_limit=0)
+    x = torch.randn(layer.n_in, 128)
+    before, runs = torch.get_num_threads(), []
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            parts, y = run(layer, x, [15000, 400])
+            runs.append((y, *torch.autograd.grad(y.sin().sum(), [*parts, *layer.parameters()])))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_inference_without_autograd_matches_training_path():
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(5)), dense_limit=0)
+    x = torch.randn(layer.n_in, 9)
+    with torch.no_grad():
+        inference = layer.forward_t([x[:300], x[300:]])
+    torch.testing.assert_close(inference, layer.forward_t([x[:300], x[300:]]).detach())
+
+
+def test_applies_on_cpu_float_only():
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(7)), dense_limit=0)
+    assert layer._cpu_kernel_applies(torch.zeros(1, 1))
+    assert not layer._cpu_kernel_applies(torch.zeros(1, 1, dtype=torch.bfloat16))
+    layer.cpu_kernel = False
+    assert not layer._cpu_kernel_applies(torch.zeros(1, 1))
+    assert BlockCSRFunction is not None
