@@ -209,14 +209,20 @@ def averaged(orders: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def split_designs(
-    orders: dict[tuple[int, int], pd.DataFrame], n_runs: int, splits: list[int], k: int, top: int = 10
+    orders: dict[tuple[int, int], pd.DataFrame],
+    n_runs: int,
+    splits: list[int],
+    k: int,
+    top: int = 10,
+    redrawn: dict[int, pd.DataFrame] | None = None,
 ) -> list[dict[str, object]]:
     """Keyword hits and top-10 overlap between the runs' models under each split design.
 
     ``orders[(run, split)]``: the ranked GO rows of a run's table on a split. Designs: every model on split ``s``;
     model i on split i and on split i + 1 (different splits); every model averaged over all splits; model i averaged
     over its own disjoint group of ``len(splits) // n_runs`` splits (when at least 2); and the same model on two
-    splits (split noise alone; pairs within each run, averaged over the runs).
+    splits (split noise alone; pairs within each run, averaged over the runs). ``redrawn[run]``: the run's order on
+    ``splits[0]`` with the random gene sets drawn from another seed; adds that design and the draw noise alone.
     """
     designs: list[tuple[str, list[pd.DataFrame]]] = [
         (f"every model on split {s}", [orders[(r, s)] for r in range(n_runs)]) for s in splits
@@ -235,6 +241,8 @@ def split_designs(
             [averaged([orders[(r, s)] for s in splits]) for r in range(n_runs)],
         )
     )
+    if redrawn:
+        designs.append((f"every model on split {splits[0]}, random sets redrawn", [redrawn[r] for r in range(n_runs)]))
     group = len(splits) // n_runs
     if group >= 2:
         designs.append(
@@ -254,17 +262,28 @@ def split_designs(
             row[f"overlap_{modality}"] = summarise_overlaps(per_type_overlaps(plain, modality, top))
             row[f"overlap_ties_{modality}"] = summarise_overlaps(per_type_overlaps(tied, modality, top))
         rows.append(row)
+    modalities = sorted({str(m) for m in orders[(0, splits[0])]["modality"].unique()})
     if len(splits) >= 2:  # the same model on two splits: what the split alone moves
-        row = {"design": "one model on two splits (split noise alone)"}
-        for modality in sorted({str(m) for m in orders[(0, splits[0])]["modality"].unique()}):
-            values = [
-                per_type_overlaps([top_sets(orders[(r, a)], top), top_sets(orders[(r, b)], top)], modality, top)
-                for r in range(n_runs)
-                for a, b in itertools.combinations(splits, 2)
-            ]
-            row[f"overlap_{modality}"] = summarise_overlaps(np.mean(values, axis=0))
-        rows.append(row)
+        pairs = [(orders[(r, a)], orders[(r, b)]) for r in range(n_runs) for a, b in itertools.combinations(splits, 2)]
+        rows.append({"design": "one model on two splits (split noise alone)"} | same_model(pairs, modalities, top))
+    if redrawn:  # the same model and split, other random sets: what more null_sets would reduce
+        pairs = [(orders[(r, splits[0])], redrawn[r]) for r in range(n_runs)]
+        rows.append(
+            {"design": f"one model on split {splits[0]}, two draws of the random sets (draw noise alone)"}
+            | same_model(pairs, modalities, top)
+        )
     return rows
+
+
+def same_model(
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame]], modalities: list[str], top: int = 10
+) -> dict[str, object]:
+    """Top-10 overlap between two orders of one model (mean over the pairs per cell type), per modality."""
+    row: dict[str, object] = {}
+    for modality in modalities:
+        values = [per_type_overlaps([top_sets(a, top), top_sets(b, top)], modality, top) for a, b in pairs]
+        row[f"overlap_{modality}"] = summarise_overlaps(np.mean(values, axis=0))
+    return row
 
 
 def top_profile(order: pd.DataFrame, top: int = 10) -> dict[str, float]:
@@ -293,6 +312,13 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=None,
         help="score split designs on the tables of interpretability.py --importance-seed S for each S",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="with --splits: also read the tables of the first split with the random sets of interpretability.py "
+        "--null-seed D",
     )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS))
@@ -347,10 +373,16 @@ def run_designs(args: argparse.Namespace, nvi) -> None:
         for r, run in enumerate(args.runs)
         for s in args.splits
     }
+    other_draws = {
+        r: pd.read_csv(run / f"importances_null{args.null_sets}_split{args.splits[0]}_draws{args.draws}.csv.gz")
+        for r, run in enumerate(args.runs)
+        if args.draws is not None
+    }
     frames = []
     for ranking in args.rankings:
         orders = {key: ranked(table, ranking, parents[key[0]]) for key, table in tables.items()}
-        rows = split_designs(orders, len(args.runs), list(args.splits), args.top_k)
+        redrawn = {r: ranked(t, ranking, parents[r]) for r, t in other_draws.items()}
+        rows = split_designs(orders, len(args.runs), list(args.splits), args.top_k, redrawn=redrawn)
         frame = pd.DataFrame(rows)
         frame.insert(0, "ranking", ranking)
         frames.append(frame)
