@@ -152,6 +152,24 @@ def keyword_hits(order: pd.DataFrame, k: int) -> dict[str, float]:
     return out
 
 
+def supported(order: pd.DataFrame, min_genes: int = 5, z: float = 1.0) -> dict[str, int]:
+    """Per modality: cell types of ``EXPECTED`` with a keyword term whose gene set beats the random sets of its size.
+
+    A keyword term of at least ``min_genes`` genes (the default order's ``rank_min_genes``) with ``specificity >= z``
+    random-set standard deviations: the hits an order that follows the gene-set evidence can reach (a keyword term
+    whose genes do no better than random genes is no evidence, wherever an order puts it).
+    """
+    out: dict[str, int] = {}
+    for modality, sub in order.groupby("modality", observed=True):
+        count = 0
+        for cell_type, (_, keywords) in EXPECTED.items():
+            terms = sub[(sub["phenotype"] == cell_type) & (sub["n_genes"] >= min_genes)]
+            keyword = terms[terms["name"].map(lambda n, kw=keywords: has_keyword(n, kw)).astype(bool)]
+            count += bool((keyword["specificity"] >= z * keyword["auroc_null_sd"]).any())
+        out[f"supported_{modality}"] = count
+    return out
+
+
 def top_sets(order: pd.DataFrame, top: int = 10, *, ties: bool = False) -> dict[tuple[str, str], set[str]]:
     """(phenotype, modality) -> the node ids of its top terms (``ties``: with every term scored as the last one)."""
     out = {}
@@ -198,11 +216,14 @@ def stability(orders: list[pd.DataFrame], top: int = 10) -> dict[str, float]:
 
 
 def averaged(orders: list[pd.DataFrame]) -> pd.DataFrame:
-    """One model's orders on several splits merged: each term's score is its mean over the splits, re-ordered."""
+    """One model's orders on several splits merged: each term's score (and gene-set numbers) is its mean over the
+    splits, re-ordered."""
     keys = ["phenotype", "modality", "node_id"]
     first = orders[0].set_index(keys)
-    scores = pd.concat([o.set_index(keys)["score"] for o in orders], axis=1)
-    first["score"] = scores.reindex(first.index).mean(axis=1)
+    for column in ("score", "specificity", "auroc_null_sd"):
+        if column in first:
+            values = pd.concat([o.set_index(keys)[column] for o in orders], axis=1)
+            first[column] = values.reindex(first.index).mean(axis=1)
     return first.reset_index().sort_values(
         ["phenotype", "modality", "score", "node_id"], ascending=[True, True, False, True]
     )
@@ -257,8 +278,11 @@ def split_designs(
         hits = [keyword_hits(o, k) for o in design]
         plain = [top_sets(o, top) for o in design]
         tied = [top_sets(o, top, ties=True) for o in design]
+        evidence = [supported(o) for o in design] if {"specificity", "auroc_null_sd"} <= set(design[0]) else None
         for modality in sorted({m for _, m in plain[0]}):
             row[f"hits_{modality}"] = " / ".join(f"{h[f'hits_{modality}']:g}" for h in hits)
+            if evidence is not None:
+                row[f"supported_{modality}"] = " / ".join(str(e[f"supported_{modality}"]) for e in evidence)
             row[f"overlap_{modality}"] = summarise_overlaps(per_type_overlaps(plain, modality, top))
             row[f"overlap_ties_{modality}"] = summarise_overlaps(per_type_overlaps(tied, modality, top))
         rows.append(row)
@@ -397,7 +421,9 @@ def run_designs(args: argparse.Namespace, nvi) -> None:
             f"`hits_<modality>`: cell types of EXPECTED with a keyword term in the top {args.top_k}, per model (run "
             "order). `overlap_<modality>`: per cell type, the mean pairwise top-10 overlap between the models, then "
             "mean ± sd (min; share of cell types at >= 0.7) over cell types; `overlap_ties_*`: the same with every "
-            "term tied with the 10th counted in the top 10.\n\n"
+            "term tied with the 10th counted in the top 10; `supported_*`: per model, cell types with a keyword term of >= 5 "
+            "genes whose gene set beats random sets of its size by >= 1 of their standard deviations (the hits an "
+            "order following the gene-set evidence can reach).\n\n"
             + md_table(pd.concat(frames, ignore_index=True).fillna(""))
             + "\n"
         )

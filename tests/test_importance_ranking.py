@@ -67,3 +67,13 @@ def test_keyword_hits_count_a_keyword_term_in_the_top_k_only(ranking):
     names = {"t4": "cell killing"}  # rank 5
     assert ranking.keyword_hits(order(scores, names=names), 5)["hits_rna"] == 1
     assert ranking.keyword_hits(order(scores, names=names), 4)["hits_rna"] == 0
+
+
+def test_supported_counts_keyword_terms_whose_genes_beat_random_sets_by_one_sd(ranking):
+    frame = order({"a": 3.0, "b": 2.0, "c": 1.0}, names={"a": "cell killing", "b": "cytolysis"})
+    frame["n_genes"] = [8, 3, 40]
+    frame["auroc_null_sd"] = 0.1
+    frame["specificity"] = [0.05, 0.3, 0.3]  # the keyword term of 8 genes: half an sd; "b" is too small to count
+    assert ranking.supported(frame)["supported_rna"] == 0
+    frame.loc[0, "specificity"] = 0.1
+    assert ranking.supported(frame)["supported_rna"] == 1
