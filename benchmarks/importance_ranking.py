@@ -344,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
         help="with --splits: also read the tables of the first split with the random sets of interpretability.py "
         "--null-seed D",
     )
+    parser.add_argument(
+        "--suffix", default="", help="with --splits: the tables' name suffix (e.g. _pca3000 of interpretability.py)"
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS))
     parser.add_argument("--out", type=Path, default=None, help="markdown table (default: log only)")
@@ -393,12 +396,14 @@ def run_designs(args: argparse.Namespace, nvi) -> None:
     """``--splits``: every ranking of ``--rankings`` under the split designs of :func:`split_designs`."""
     parents = [term_parents(nvi.NETWORKVI.load(str(run), adata=nvi.datasets.tutorial_cite())) for run in args.runs]
     tables = {
-        (r, s): pd.read_csv(run / f"importances_null{args.null_sets}_split{s}.csv.gz")
+        (r, s): pd.read_csv(run / f"importances_null{args.null_sets}_split{s}{args.suffix}.csv.gz")
         for r, run in enumerate(args.runs)
         for s in args.splits
     }
     other_draws = {
-        r: pd.read_csv(run / f"importances_null{args.null_sets}_split{args.splits[0]}_draws{args.draws}.csv.gz")
+        r: pd.read_csv(
+            run / f"importances_null{args.null_sets}_split{args.splits[0]}_draws{args.draws}{args.suffix}.csv.gz"
+        )
         for r, run in enumerate(args.runs)
         if args.draws is not None
     }

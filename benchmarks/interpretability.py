@@ -238,6 +238,7 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
     probe_s = time.perf_counter() - start
     if saved is not None:
         suffix = f"_split{split}" + ("" if args.null_seed is None else f"_draws{args.null_seed}")
+        suffix += "" if args.pca_cells is None else f"_pca{args.pca_cells}"
         table.to_csv(saved / f"importances_null{null_sets}{suffix}.csv.gz", index=False)
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
@@ -797,6 +798,12 @@ def main(argv: list[str] | None = None) -> None:
         help="draw the random gene sets from this seed, the split staying --importance-seed's (the draws' noise)",
     )
     parser.add_argument(
+        "--pca-cells",
+        type=int,
+        default=None,
+        help="fit the random and own gene sets' PCA summaries on this many fitting cells (default: the package's)",
+    )
+    parser.add_argument(
         "--models-dir",
         type=Path,
         default=None,
@@ -809,6 +816,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_torch(args.threads)
     import scvi_networkvi
 
+    if args.pca_cells is not None:
+        from scvi_networkvi.interpret import _null
+
+        _null.PCA_CELLS = args.pca_cells  # read at call time
     logger.info("scvi_networkvi from %s", Path(scvi_networkvi.__file__).parent)
     start = time.perf_counter()
     if {"top", "gap", "size"} & set(args.parts):
