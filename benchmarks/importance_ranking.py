@@ -200,7 +200,9 @@ def per_type_overlaps(
 
 
 def summarise_overlaps(values: np.ndarray) -> str:
-    """Mean ± sd (min) over cell types, and the share at >= 0.7."""
+    """Mean ± sd (min) over cell types, and the share at >= 0.7 (``-`` without a pair of lists: a single run)."""
+    if not len(values):
+        return "-"
     return f"{values.mean():.2f} ± {values.std():.2f} (min {values.min():.2f}; {(values >= 0.7).mean():.0%} >= 0.7)"
 
 

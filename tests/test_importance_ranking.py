@@ -60,6 +60,8 @@ def test_split_designs_tell_the_split_from_the_model(ranking):
     assert rows["model i on split i (different splits)"]["overlap_rna"].startswith("0.50 ± 0.00")
     assert rows["one model on two splits (split noise alone)"]["overlap_rna"].startswith("0.50")
     assert rows["every model on split 0"]["hits_rna"] == "0 / 0"  # no NK keyword among "process tNN"
+    single = ranking.split_designs({(0, 0): on_split(0)}, 1, [0], k=5)  # one run: nothing to compare
+    assert single[0]["overlap_rna"] == "-" and single[0]["hits_rna"] == "0"
 
 
 def test_keyword_hits_count_a_keyword_term_in_the_top_k_only(ranking):
