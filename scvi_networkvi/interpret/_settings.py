@@ -65,11 +65,11 @@ class ImportanceSettings:
     level
         Confidence level of the intervals (strictly between 0 and 1).
     seed
-        Seed of the held-out split and of the random gene sets. Default ``0`` (:data:`DEFAULT_SEED`): fixed, so that
-        the tables of models trained with different seeds (``scvi.settings.seed``) share their held-out cells and
-        random sets and differ only by their models; ``None``: ``scvi.settings.seed`` at call time (the default until
-        2026-12-05). One seed, one table; how far another seed moves the order is on the results page
-        ("Interpretability").
+        Seed of the held-out split, of the random gene sets and of the fitting cells their PCA summaries are fitted
+        on. Default ``0`` (:data:`DEFAULT_SEED`): fixed, so that the tables of models trained with different seeds
+        (``scvi.settings.seed``) share these and differ only by their models; ``None``: ``scvi.settings.seed`` at
+        call time (the default until 2026-12-05). One seed, one table: another seed moves the lower half of a top 10
+        about as much as another model does (results page, "Interpretability").
     batch_size
         Cells per minibatch of the inference pass, which runs wherever the model is.
     device
