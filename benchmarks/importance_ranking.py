@@ -21,10 +21,19 @@ The seeds' tables differ by their model and by their held-out split (each model'
 ``interpretability.py --importance-seed 0`` every model is probed on the same split, and ``--split 0`` here reads
 those tables: stability then measures the models alone.
 
+``--splits S1 S2 ...`` (tables of ``interpretability.py --importance-seed S`` for every S and run) scores the
+``--rankings`` under split designs instead (``--designs-out``): every model on one shared split (one row per S: the
+importance seed fixed, as the package's default seed does), every model on a different split (model i on split i, and
+on split i + 1), each model's scores averaged over all the splits (a repeated split, the same for every model), over
+disjoint groups of splits when there are enough (model i on its own group), and one model on two splits (the split
+noise alone). Next to the plain top-10 overlap it reports a tie-aware one (terms tied with the 10th count as top 10).
+
 Usage::
 
     python benchmarks/importance_ranking.py --runs DIR/org-Hs-eg_depthdefault_epochs50_cellsNone_seed{0,1,2} \
         [--split 0] [--top-k 5] [--out benchmarks/results/importance_ranking.md]
+    python benchmarks/importance_ranking.py --runs ... --splits 0 1 2 --rankings excess_set_min5 \
+        --designs-out benchmarks/results/importance_stability.md
 """
 
 from __future__ import annotations
@@ -143,12 +152,58 @@ def keyword_hits(order: pd.DataFrame, k: int) -> dict[str, float]:
     return out
 
 
-def top_sets(order: pd.DataFrame, top: int = 10) -> dict[tuple[str, str], set[str]]:
-    """(phenotype, modality) -> the node ids of its top terms."""
-    return {
-        (str(p), str(m)): set(sub["node_id"].iloc[:top])
-        for (p, m), sub in order.groupby(["phenotype", "modality"], observed=True)
-    }
+def supported(order: pd.DataFrame, min_genes: int = 5, z: float = 1.0) -> dict[str, int]:
+    """Per modality: cell types of ``EXPECTED`` with a keyword term whose gene set beats the random sets of its size.
+
+    A keyword term of at least ``min_genes`` genes (the default order's ``rank_min_genes``) with ``specificity >= z``
+    random-set standard deviations: the hits an order that follows the gene-set evidence can reach (a keyword term
+    whose genes do no better than random genes is no evidence, wherever an order puts it).
+    """
+    out: dict[str, int] = {}
+    for modality, sub in order.groupby("modality", observed=True):
+        count = 0
+        for cell_type, (_, keywords) in EXPECTED.items():
+            terms = sub[(sub["phenotype"] == cell_type) & (sub["n_genes"] >= min_genes)]
+            keyword = terms[terms["name"].map(lambda n, kw=keywords: has_keyword(n, kw)).astype(bool)]
+            count += bool((keyword["specificity"] >= z * keyword["auroc_null_sd"]).any())
+        out[f"supported_{modality}"] = count
+    return out
+
+
+def top_sets(order: pd.DataFrame, top: int = 10, *, ties: bool = False) -> dict[tuple[str, str], set[str]]:
+    """(phenotype, modality) -> the node ids of its top terms (``ties``: with every term scored as the last one)."""
+    out = {}
+    for (p, m), sub in order.groupby(["phenotype", "modality"], observed=True):
+        head = set(sub["node_id"].iloc[:top])
+        if ties and len(sub) > top:
+            head |= set(sub.loc[sub["score"] >= sub["score"].iloc[top - 1], "node_id"])
+        out[(str(p), str(m))] = head
+    return out
+
+
+def overlap(a: set[str], b: set[str], top: int) -> float:
+    """Shared terms of two top lists, as a share of ``top`` (tie-extended lists count at most ``top`` shared)."""
+    return min(len(a & b), top) / top
+
+
+def per_type_overlaps(
+    sets: list[dict[tuple[str, str], set[str]]], modality: str, top: int, pairs: list[tuple[int, int]] | None = None
+) -> np.ndarray:
+    """Per cell type of ``modality``: the mean overlap over ``pairs`` of lists (default: every pair)."""
+    pairs = list(itertools.combinations(range(len(sets)), 2)) if pairs is None else pairs
+    per_type = []
+    for key in sorted(k for k in sets[0] if k[1] == modality):
+        values = [overlap(sets[i][key], sets[j][key], top) for i, j in pairs if key in sets[i] and key in sets[j]]
+        if values:
+            per_type.append(float(np.mean(values)))
+    return np.asarray(per_type)
+
+
+def summarise_overlaps(values: np.ndarray) -> str:
+    """Mean ± sd (min) over cell types, and the share at >= 0.7 (``-`` without a pair of lists: a single run)."""
+    if not len(values):
+        return "-"
+    return f"{values.mean():.2f} ± {values.std():.2f} (min {values.min():.2f}; {(values >= 0.7).mean():.0%} >= 0.7)"
 
 
 def stability(orders: list[pd.DataFrame], top: int = 10) -> dict[str, float]:
@@ -156,15 +211,105 @@ def stability(orders: list[pd.DataFrame], top: int = 10) -> dict[str, float]:
     sets = [top_sets(o, top) for o in orders]
     out: dict[str, float] = {}
     for modality in sorted({m for s in sets for _, m in s}):
-        per_type = []
-        for key in sorted(k for k in sets[0] if k[1] == modality):
-            pairs = [len(a[key] & b[key]) / top for a, b in itertools.combinations(sets, 2) if key in a and key in b]
-            if pairs:
-                per_type.append(float(np.mean(pairs)))
-        values = np.asarray(per_type)
+        values = per_type_overlaps(sets, modality, top)
         out[f"stability_{modality}"] = f"{values.mean():.2f} ± {values.std():.2f} (min {values.min():.2f})"
         out[f"stable_share_{modality}"] = round(float((values >= 0.7).mean()), 2)
     return out
+
+
+def averaged(orders: list[pd.DataFrame]) -> pd.DataFrame:
+    """One model's orders on several splits merged: each term's score (and gene-set numbers) is its mean over the
+    splits, re-ordered."""
+    keys = ["phenotype", "modality", "node_id"]
+    first = orders[0].set_index(keys)
+    for column in ("score", "specificity", "auroc_null_sd"):
+        if column in first:
+            values = pd.concat([o.set_index(keys)[column] for o in orders], axis=1)
+            first[column] = values.reindex(first.index).mean(axis=1)
+    return first.reset_index().sort_values(
+        ["phenotype", "modality", "score", "node_id"], ascending=[True, True, False, True]
+    )
+
+
+def split_designs(
+    orders: dict[tuple[int, int], pd.DataFrame],
+    n_runs: int,
+    splits: list[int],
+    k: int,
+    top: int = 10,
+    redrawn: dict[int, pd.DataFrame] | None = None,
+) -> list[dict[str, object]]:
+    """Keyword hits and top-10 overlap between the runs' models under each split design.
+
+    ``orders[(run, split)]``: the ranked GO rows of a run's table on a split. Designs: every model on split ``s``;
+    model i on split i and on split i + 1 (different splits); every model averaged over all splits; model i averaged
+    over its own disjoint group of ``len(splits) // n_runs`` splits (when at least 2); and the same model on two
+    splits (split noise alone; pairs within each run, averaged over the runs). ``redrawn[run]``: the run's order on
+    ``splits[0]`` with the random gene sets drawn from another seed; adds that design and the draw noise alone.
+    """
+    designs: list[tuple[str, list[pd.DataFrame]]] = [
+        (f"every model on split {s}", [orders[(r, s)] for r in range(n_runs)]) for s in splits
+    ]
+    if len(splits) >= n_runs:
+        designs.append(("model i on split i (different splits)", [orders[(r, splits[r])] for r in range(n_runs)]))
+        designs.append(
+            (
+                "model i on split i + 1 (different splits)",
+                [orders[(r, splits[(r + 1) % n_runs])] for r in range(n_runs)],
+            )
+        )
+    designs.append(
+        (
+            f"mean over splits {splits} (same for every model)",
+            [averaged([orders[(r, s)] for s in splits]) for r in range(n_runs)],
+        )
+    )
+    if redrawn:
+        designs.append((f"every model on split {splits[0]}, random sets redrawn", [redrawn[r] for r in range(n_runs)]))
+    group = len(splits) // n_runs
+    if group >= 2:
+        designs.append(
+            (
+                f"model i: mean over its own {group} splits (different splits)",
+                [averaged([orders[(r, s)] for s in splits[r * group : (r + 1) * group]]) for r in range(n_runs)],
+            )
+        )
+    rows = []
+    for name, design in designs:
+        row: dict[str, object] = {"design": name}
+        hits = [keyword_hits(o, k) for o in design]
+        plain = [top_sets(o, top) for o in design]
+        tied = [top_sets(o, top, ties=True) for o in design]
+        evidence = [supported(o) for o in design] if {"specificity", "auroc_null_sd"} <= set(design[0]) else None
+        for modality in sorted({m for _, m in plain[0]}):
+            row[f"hits_{modality}"] = " / ".join(f"{h[f'hits_{modality}']:g}" for h in hits)
+            if evidence is not None:
+                row[f"supported_{modality}"] = " / ".join(str(e[f"supported_{modality}"]) for e in evidence)
+            row[f"overlap_{modality}"] = summarise_overlaps(per_type_overlaps(plain, modality, top))
+            row[f"overlap_ties_{modality}"] = summarise_overlaps(per_type_overlaps(tied, modality, top))
+        rows.append(row)
+    modalities = sorted({str(m) for m in orders[(0, splits[0])]["modality"].unique()})
+    if len(splits) >= 2:  # the same model on two splits: what the split alone moves
+        pairs = [(orders[(r, a)], orders[(r, b)]) for r in range(n_runs) for a, b in itertools.combinations(splits, 2)]
+        rows.append({"design": "one model on two splits (split noise alone)"} | same_model(pairs, modalities, top))
+    if redrawn:  # the same model and split, other random sets: what more null_sets would reduce
+        pairs = [(orders[(r, splits[0])], redrawn[r]) for r in range(n_runs)]
+        rows.append(
+            {"design": f"one model on split {splits[0]}, two draws of the random sets (draw noise alone)"}
+            | same_model(pairs, modalities, top)
+        )
+    return rows
+
+
+def same_model(
+    pairs: list[tuple[pd.DataFrame, pd.DataFrame]], modalities: list[str], top: int = 10
+) -> dict[str, object]:
+    """Top-10 overlap between two orders of one model (mean over the pairs per cell type), per modality."""
+    row: dict[str, object] = {}
+    for modality in modalities:
+        values = [per_type_overlaps([top_sets(a, top), top_sets(b, top)], modality, top) for a, b in pairs]
+        row[f"overlap_{modality}"] = summarise_overlaps(np.mean(values, axis=0))
+    return row
 
 
 def top_profile(order: pd.DataFrame, top: int = 10) -> dict[str, float]:
@@ -187,12 +332,35 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="read the tables made with interpretability.py --importance-seed S (importances_null<N>_split<S>.csv.gz)",
     )
+    parser.add_argument(
+        "--splits",
+        type=int,
+        nargs="+",
+        default=None,
+        help="score split designs on the tables of interpretability.py --importance-seed S for each S",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="with --splits: also read the tables of the first split with the random sets of interpretability.py "
+        "--null-seed D",
+    )
+    parser.add_argument(
+        "--suffix", default="", help="with --splits: the tables' name suffix (e.g. _pca3000 of interpretability.py)"
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS))
     parser.add_argument("--out", type=Path, default=None, help="markdown table (default: log only)")
+    parser.add_argument("--designs-out", type=Path, default=None, help="markdown table of --splits (default: log only)")
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     import scvi_networkvi as nvi
+
+    if args.splits is not None:
+        run_designs(args, nvi)
+        return
 
     tables, parents = [], []
     for run in args.runs:
@@ -224,6 +392,50 @@ def main(argv: list[str] | None = None) -> None:
         )
         args.out.write_text(text)
         logger.info("wrote %s", args.out)
+
+
+def run_designs(args: argparse.Namespace, nvi) -> None:
+    """``--splits``: every ranking of ``--rankings`` under the split designs of :func:`split_designs`."""
+    parents = [term_parents(nvi.NETWORKVI.load(str(run), adata=nvi.datasets.tutorial_cite())) for run in args.runs]
+    tables = {
+        (r, s): pd.read_csv(run / f"importances_null{args.null_sets}_split{s}{args.suffix}.csv.gz")
+        for r, run in enumerate(args.runs)
+        for s in args.splits
+    }
+    other_draws = {
+        r: pd.read_csv(
+            run / f"importances_null{args.null_sets}_split{args.splits[0]}_draws{args.draws}{args.suffix}.csv.gz"
+        )
+        for r, run in enumerate(args.runs)
+        if args.draws is not None
+    }
+    frames = []
+    for ranking in args.rankings:
+        orders = {key: ranked(table, ranking, parents[key[0]]) for key, table in tables.items()}
+        redrawn = {r: ranked(t, ranking, parents[r]) for r, t in other_draws.items()}
+        rows = split_designs(orders, len(args.runs), list(args.splits), args.top_k, redrawn=redrawn)
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "ranking", ranking)
+        frames.append(frame)
+        for row in rows:
+            logger.info("%s %s", ranking, row)
+    if args.designs_out is not None:
+        text = portable_text(
+            "# Stability of the GO-term order under split designs\n\n"
+            f"Generated by `python benchmarks/importance_ranking.py {portable_command(args.argv)}` on "
+            f"{datetime.date.today().isoformat()}, {platform.machine()}. Tables of `interpretability.py "
+            "--importance-seed S` (the held-out split and the random gene sets' draws), one per run and S. "
+            f"`hits_<modality>`: cell types of EXPECTED with a keyword term in the top {args.top_k}, per model (run "
+            "order). `overlap_<modality>`: per cell type, the mean pairwise top-10 overlap between the models, then "
+            "mean ± sd (min; share of cell types at >= 0.7) over cell types; `overlap_ties_*`: the same with every "
+            "term tied with the 10th counted in the top 10; `supported_*`: per model, cell types with a keyword term of >= 5 "
+            "genes whose gene set beats random sets of its size by >= 1 of their standard deviations (the hits an "
+            "order following the gene-set evidence can reach).\n\n"
+            + md_table(pd.concat(frames, ignore_index=True).fillna(""))
+            + "\n"
+        )
+        args.designs_out.write_text(text)
+        logger.info("wrote %s", args.designs_out)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,7 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
     import scvi
 
     import scvi_networkvi as nvi
+    from scvi_networkvi.interpret import ImportanceSettings
 
     mdata = nvi.datasets.tutorial_cite()
     if args.n_cells is not None and args.n_cells < mdata.n_obs:
@@ -227,11 +228,17 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
             model.save(str(saved), overwrite=True)
     start = time.perf_counter()
     null_sets = args.null_sets if "size" in args.parts else 0
-    split = seed if args.importance_seed is None else args.importance_seed
-    table = model.get_importances(groupby="cell_type", key_added=None, seed=split, null_sets=null_sets)
+    # the package's default importance seed unless --importance-seed names one (tables until 2026-12-05 used the
+    # training seed and are stored without the _split suffix)
+    split = ImportanceSettings().seed if args.importance_seed is None else args.importance_seed
+    if args.null_seed is None:
+        table = model.get_importances(groupby="cell_type", key_added=None, seed=split, null_sets=null_sets)
+    else:
+        table = null_draw_table(model, split, null_sets, args.null_seed)
     probe_s = time.perf_counter() - start
     if saved is not None:
-        suffix = "" if args.importance_seed is None else f"_split{split}"
+        suffix = f"_split{split}" + ("" if args.null_seed is None else f"_draws{args.null_seed}")
+        suffix += "" if args.pca_cells is None else f"_pca{args.pca_cells}"
         table.to_csv(saved / f"importances_null{null_sets}{suffix}.csv.gz", index=False)
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
@@ -247,6 +254,25 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
         **{f"{role}_terms_per_level": w["terms_per_level"] for role, w in wiring.items()},
     }
     return table, counts, info
+
+
+def null_draw_table(model, split: int, null_sets: int, null_seed: int) -> pd.DataFrame:
+    """The importance table on split ``split`` with the random gene sets drawn from ``null_seed`` instead.
+
+    The package draws the held-out split and the random sets from one seed; fixing the split and changing the draws
+    measures how far the random sets alone move the order (what more ``null_sets`` would reduce).
+    """
+    import dataclasses
+
+    from scvi_networkvi.interpret import ImportanceSettings, capture_activations, categorical_labels
+    from scvi_networkvi.interpret._importances import design_probes, importance_table
+
+    settings = ImportanceSettings(seed=split, null_sets=null_sets)
+    activations = capture_activations(model, genes=True)
+    labels = categorical_labels(model.adata, "cell_type")
+    names = {role: np.asarray(model.adata[a.modality].var_names) for role, a in activations.modalities.items()}
+    design = design_probes(activations, labels, settings, feature_names=names)
+    return importance_table(dataclasses.replace(design, seed=null_seed), activations)
 
 
 def top_terms(table: pd.DataFrame, counts: pd.Series, seed: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -592,6 +618,10 @@ def planted_run(args: argparse.Namespace, plant_seed: int, terms: tuple[str, ...
     model.train(max_epochs=args.planted_epochs, accelerator="cpu", enable_progress_bar=False)
     table = model.get_importances(groupby="group", reference="other", modalities="rna", key_added=None)
     elapsed = time.perf_counter() - start
+    if args.models_dir is not None:  # the full table, to study the runs without training again
+        args.models_dir.mkdir(parents=True, exist_ok=True)
+        name = f"planted_seed{plant_seed}_{'_'.join(t.replace(':', '') for t in terms)}.csv.gz"
+        table.to_csv(args.models_dir / name, index=False)
     rank_by = table.attrs["networkvi"]["rank_by"]
     table = table[table["kind"] == "go"]
     # Control: the same model at its initial weights (same seed, never trained). The planted genes reach their
@@ -759,7 +789,19 @@ def main(argv: list[str] | None = None) -> None:
         "--importance-seed",
         type=int,
         default=None,
-        help="seed of the importances' held-out split and random sets (default: each model's training seed)",
+        help="seed of the importances' held-out split and random sets (default: the package's, 0)",
+    )
+    parser.add_argument(
+        "--null-seed",
+        type=int,
+        default=None,
+        help="draw the random gene sets from this seed, the split staying --importance-seed's (the draws' noise)",
+    )
+    parser.add_argument(
+        "--pca-cells",
+        type=int,
+        default=None,
+        help="fit the random and own gene sets' PCA summaries on this many fitting cells (default: the package's)",
     )
     parser.add_argument(
         "--models-dir",
@@ -774,6 +816,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_torch(args.threads)
     import scvi_networkvi
 
+    if args.pca_cells is not None:
+        from scvi_networkvi.interpret import _null
+
+        _null.PCA_CELLS = args.pca_cells  # read at call time
     logger.info("scvi_networkvi from %s", Path(scvi_networkvi.__file__).parent)
     start = time.perf_counter()
     if {"top", "gap", "size"} & set(args.parts):

@@ -17,7 +17,7 @@ def test_defaults_are_the_entry_points_former_defaults():
     settings = ImportanceSettings()
     assert settings.reference == "rest" and settings.node_types == ("go_term",)
     assert (settings.heldout_size, settings.C, settings.class_weight) == (0.3, 1.0, "balanced")
-    assert (settings.min_cells, settings.level, settings.seed) == (5, 0.95, None)
+    assert (settings.min_cells, settings.level) == (5, 0.95)
     assert (settings.batch_size, settings.device) == (256, None)
 
 
@@ -58,6 +58,8 @@ def test_frozen():
         ({"rank_by": "pval"}, "rank_by must be 'specificity', 'auroc' or None"),
         ({"rank_by": "specificity", "null_sets": 0}, r"pass null_sets > 0 \(e.g. 100\), or rank_by='auroc'"),
         ({"rank_min_genes": 0}, "rank_min_genes must be a positive integer"),
+        ({"seed": -1}, "seed must be a non-negative integer or None"),
+        ({"seed": 1.5}, "seed must be a non-negative integer or None"),
         ({"device": "tpu9"}, "is not a torch device"),
         ({"device": "mps"}, "need float64"),
     ],
@@ -126,9 +128,19 @@ def test_perturbation_accepts_only_its_fields():
     assert (kept.C, kept.seed) == (3.0, 1)
 
 
-def test_run_seed_falls_back_to_scvi_settings(monkeypatch):
+def test_default_seed_is_fixed_not_the_training_seed(monkeypatch):
+    import scvi
+
+    monkeypatch.setattr(scvi.settings, "seed", 7)  # a model trained with seed 7 is still probed on seed 0's split
+    assert ImportanceSettings().seed == 0
+    assert ImportanceSettings().run_seed() == 0
+    assert ImportanceSettings(seed=2).run_seed() == 2
+
+
+def test_seed_none_falls_back_to_scvi_settings(monkeypatch):
     import scvi
 
     monkeypatch.setattr(scvi.settings, "seed", 7)
-    assert ImportanceSettings().run_seed() == 7
-    assert ImportanceSettings(seed=2).run_seed() == 2
+    assert ImportanceSettings(seed=None).run_seed() == 7
+    monkeypatch.setattr(scvi.settings, "seed", None)
+    assert ImportanceSettings(seed=None).run_seed() == 0

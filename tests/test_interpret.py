@@ -118,6 +118,13 @@ def test_same_seed_same_table_other_seed_other_split(model, importances):
     assert not np.allclose(other["auroc"], importances["auroc"])
 
 
+def test_default_seed_does_not_follow_the_training_seed(model, importances, monkeypatch):
+    monkeypatch.setattr(scvi.settings, "seed", 5)  # e.g. a model trained with seed 5: the split stays seed 0's
+    default = model.get_importances(groupby="cell_type", key_added=None)
+    pd.testing.assert_frame_equal(importances, default, check_like=False)
+    assert default.attrs["networkvi"]["seed"] == 0
+
+
 def test_probes_agree_with_scikit_learn(model, importances):
     acts = capture_activations(model)
     labels = categorical_labels(model.adata, "cell_type").reindex(acts.obs_names)

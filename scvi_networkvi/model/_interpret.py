@@ -36,9 +36,11 @@ class NetworkVIInterpretMixin:
         """How well each GO term (gene, gene group) tells a phenotype apart: held-out AUROC of a probe on its neurons.
 
         One inference pass (eval mode, forward hooks, nothing on the model changes) captures every node's
-        activations. The cells are split once, stratified by ``groupby`` and seeded; for every node and phenotype an
-        L2 logistic regression (``C``, balanced classes, neurons standardised on the fitting cells) is fitted on the
-        fitting split and scored on the held-out split. All probes of a width are fitted together (batched Newton).
+        activations. The cells are split once, stratified by ``groupby`` and seeded (``seed``, default 0, not the
+        training seed: models trained with different seeds are probed on the same cells and random gene sets); for
+        every node and phenotype an L2 logistic regression (``C``, balanced classes, neurons standardised on the
+        fitting cells) is fitted on the fitting split and scored on the held-out split. All probes of a width are
+        fitted together (batched Newton).
         By default (``null_sets=100``) each GO term's own genes, and 100 random gene sets of its size, are summarised
         and probed alike; the GO terms are ranked by how much their genes beat the random ones (``specificity``),
         not by their AUROC, which is high for any broad term once the latent separates the phenotypes.
