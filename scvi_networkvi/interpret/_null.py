@@ -27,8 +27,9 @@ import torch
 
 from . import _probe_kernel
 from ._logistic import decision_function, fit_logistic, torch_threads
-from ._probe import Targets, sample_weights, standardise, tied
+from ._probe import Targets, sample_weights, tied
 from ._progress import track
+from ._standardize import standardize
 
 #: Log-spaced size bins: terms whose sizes fall in one bin ``[r**i, r**(i+1))`` share their random draws, drawn at
 #: the bin's geometric middle (within a factor ``sqrt(r)`` = 1.22 of every size in it).
@@ -382,7 +383,7 @@ def held_out_aurocs(
     cells are scored. On the CPU the compiled kernel (:mod:`._probe_kernel`) fits and scores them, on torch's thread
     count; on another device the batched torch solver (:func:`._logistic.fit_logistic`) does.
     """
-    x_fit, x_eval = standardise(z_fit.astype(np.float64), z_eval.astype(np.float64), axis=-1)
+    x_fit, x_eval = standardize(z_fit.astype(np.float64), z_eval.astype(np.float64), axis=-1)
     weights = sample_weights(targets.case_fit, targets.control_fit, class_weight)
     if device is not None and torch.device(device).type != "cpu":
         return held_out_aurocs_torch(x_fit, x_eval, targets, weights, C, device)

@@ -15,9 +15,6 @@ from ._nodes import NodeTable
 from ._progress import track
 from ._standardize import standardize
 
-#: The name ``_null`` imports; one function with :func:`._standardize.standardize`.
-standardise = standardize
-
 #: Upper bound on cells x neurons x nodes gathered at once (float64), to bound memory on gene nodes.
 MAX_CHUNK_ELEMENTS = 40_000_000
 
