@@ -156,6 +156,20 @@ def _epoch_timer():
     return EpochTimer()
 
 
+def peer_train_kwargs(peer_name: str, train: dict) -> dict:
+    """``train`` for scvi-tools' ``peer_name`` (TOTALVI / MULTIVI): MULTIVI fixes its early-stopping monitor (its
+    reconstruction loss) inside ``train``, so an ELBO criterion reaches it as a Lightning callback instead."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    train = dict(train)
+    monitor = train.pop("early_stopping_monitor", None)
+    if peer_name != "MULTIVI" or monitor is None or not train.get("early_stopping"):
+        return {**train, **({"early_stopping_monitor": monitor} if monitor else {})}
+    stopper = EarlyStopping(monitor=monitor, patience=50, mode="min")  # MULTIVI's own patience
+    train.update(early_stopping=False, check_val_every_n_epoch=1, callbacks=[*train.get("callbacks", []), stopper])
+    return train
+
+
 def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", early_stopping: bool = False):
     """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
     wall times of the training epochs. ``early_stopping``: up to ``epochs``, each model's own early stopping (its
@@ -187,7 +201,7 @@ def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", 
         trained = peer(mdata)
         if peer is scvi.model.MULTIVI:
             train["lr"] = MULTIVI_LR
-        trained.train(max_epochs=epochs, **train)
+        trained.train(max_epochs=epochs, **peer_train_kwargs(peer.__name__, train))
     history = getattr(trained, "history", None) or {}
     epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs
     return trained.get_latent_representation(), epochs_trained, timer.seconds

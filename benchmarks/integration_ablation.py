@@ -194,7 +194,7 @@ def fit_variant(
         trained = peer(mdata)
         if variant == "multivi":
             train["lr"] = bench.MULTIVI_LR
-        trained.train(max_epochs=epochs, **train)
+        trained.train(max_epochs=epochs, **bench.peer_train_kwargs(peer.__name__, train))
     else:
         model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings, dataset, encoder)
         model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}

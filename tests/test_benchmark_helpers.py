@@ -28,6 +28,22 @@ def test_xla_flags_keep_the_users_flags_once(integration):
     assert integration.xla_flags(integration.xla_flags("", 1), 1) == "--xla_cpu_multi_thread_eigen=false"
 
 
+def test_converged_budgets_stop_every_peer_on_the_elbo(integration):
+    """MULTIVI fixes its monitor inside train(): the ELBO criterion reaches it as a callback, TOTALVI as an argument."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    train = {"early_stopping": True, "early_stopping_monitor": "elbo_validation", "callbacks": ["timer"]}
+    multivi = integration.peer_train_kwargs("MULTIVI", train)
+    assert "early_stopping_monitor" not in multivi and multivi["early_stopping"] is False
+    assert multivi["check_val_every_n_epoch"] == 1 and multivi["callbacks"][0] == "timer"
+    stopper = multivi["callbacks"][-1]
+    assert isinstance(stopper, EarlyStopping) and stopper.monitor == "elbo_validation" and stopper.patience == 50
+    assert integration.peer_train_kwargs("TOTALVI", train) == train
+    fixed = {"early_stopping": False, "callbacks": []}
+    assert integration.peer_train_kwargs("MULTIVI", fixed) == fixed
+    assert train["callbacks"] == ["timer"]  # the caller's dict is left alone
+
+
 def test_ablation_variants_compose_left_to_right(ablation):
     model, train, plan = ablation.settings("adv1+kl-totalvi+latent20", 4000, "current")
     assert plan == {"scale_adversarial_loss": 1.0}
