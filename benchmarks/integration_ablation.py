@@ -49,6 +49,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the adversarial batch classifier's weight: scvi-tools' "auto" is 1 - KL weight, so it fades out with the warm-up
     "adv1": ({}, {}, {"scale_adversarial_loss": 1.0}),
     "adv-auto": ({}, {}, {"scale_adversarial_loss": "auto"}),
+    "adv2": ({}, {}, {"scale_adversarial_loss": 2.0}),
+    # no batch classifier at all: TOTALVI trains without one when every batch has the whole antibody panel
+    "no-adv": ({}, {"adversarial_mixing": False}, {}),
     # TOTALVI's KL warm-up: 0.75 x n_cells steps (about 200 epochs at batch 256 on 5000 cells)
     "kl-totalvi": ({}, {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": lambda n: int(0.75 * n)}, {}),
     "kl-50": ({}, {"n_epochs_kl_warmup": 50, "n_steps_kl_warmup": None}, {}),
@@ -72,7 +75,11 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "center-prot": ({"batch_centered_input": ("protein",)}, {}, {}),
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-none": ({"batch_centered_input": ()}, {}, {}),
+    # each batch's centred inputs also rescaled to the pooled within-batch spread (ComBat's scale step)
+    "scale-batch": ({"batch_scaled_input": True}, {}, {}),
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
+    # TOTALVI's encoder dropout: does a regularised encoder keep improving at long budgets?
+    "dropout-0.2": ({"dropout_rate": 0.2}, {}, {}),
     # the package's own sizes instead of the benchmark's tutorial ones (gene_size=5, go_size=2)
     "sizes-default": ({"gene_size": 4, "go_size": 6}, {}, {}),
     # the GO encoder's own structure: wider UNKNOWN nodes (the path of the genes without annotation), wider GO terms

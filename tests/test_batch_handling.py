@@ -68,6 +68,43 @@ def test_batch_centred_input_is_what_the_encoder_reads(example):
     torch.testing.assert_close(seen["x"], expected)
 
 
+def test_batch_scaled_input_gives_every_batch_the_pooled_spread(example):
+    mdata = setup(example)
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_scaled_input=True)
+    assert model.module.scaled_modalities == ["rna", "protein"] and model.init_settings["batch_scaled_input"] is True
+    sites = list(model.adata_manager.get_state_registry("batch").categorical_mapping)
+    site_of_cell = mdata["rna"].obs["Site"].astype(str).to_numpy()
+    counts = np.log1p(mdata["prot"].X.toarray() if sp.issparse(mdata["prot"].X) else np.asarray(mdata["prot"].X))
+    sd = np.stack([counts[site_of_cell == s].std(0) for s in sites])
+    n = np.array([(site_of_cell == s).sum() for s in sites])
+    pooled = np.sqrt((n[:, None] * sd**2).sum(0) / n.sum())
+    expected = np.clip((pooled + 0.1) / (sd + 0.1), 0.2, 5.0)
+    np.testing.assert_allclose(model.module.input_scale_protein.numpy(), expected, rtol=1e-4)
+    # the encoder reads (log1p counts - batch mean) x batch scale
+    seen = {}
+    hook = model.module.encoders["protein"].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    tensors = next(iter(model._make_data_loader(mdata, batch_size=50)))
+    model.module.eval()
+    with torch.no_grad():
+        model.module.inference(**model.module._get_inference_input(tensors))
+    hook.remove()
+    batch = tensors["batch"].long().ravel()
+    shifted = torch.log1p(tensors["proteins"]) - model.module.input_shift_protein[batch]
+    torch.testing.assert_close(seen["x"], shifted * model.module.input_scale_protein[batch])
+    # off by default on CITE-seq; with nothing centred there is nothing to rescale
+    assert nvi.NETWORKVI(mdata, encoder="dense").module.scaled_modalities == []
+    with pytest.raises(ValueError, match=r"batch_scaled_input=True rescales the batch-centred inputs"):
+        nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=(), batch_scaled_input=True)
+
+
+def test_state_saved_without_the_scale_loads_as_an_unscaled_encoder(example):
+    mdata = setup(example)
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_scaled_input=True)
+    state = {k: v for k, v in model.module.state_dict().items() if not k.startswith("input_scale_")}
+    model.module.load_state_dict(state)
+    assert torch.equal(model.module.input_scale_rna, torch.ones_like(model.module.input_scale_rna))
+
+
 def test_batch_centred_input_names_known_roles(example):
     mdata = setup(example)
     with pytest.raises(ValueError, match=r"batch_centered_input names \['atac'\]"):
@@ -168,7 +205,13 @@ def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_
     reference = part(sites != "site4")
     nvi.NETWORKVI.setup_mudata(reference, batch_key="Site", modalities=MODS)
     scvi.settings.seed = 0
-    ref_model = nvi.NETWORKVI(reference, encoder="dense", encode_covariates=True, batch_centered_input=("protein",))
+    ref_model = nvi.NETWORKVI(
+        reference,
+        encoder="dense",
+        encode_covariates=True,
+        batch_centered_input=("protein",),
+        batch_scaled_input=True,
+    )
     ref_model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
     query = part(sites == "site4")
     nvi.NETWORKVI.prepare_query_mudata(query, ref_model)
@@ -178,6 +221,11 @@ def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_
     counts = query["prot"].X
     counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
     np.testing.assert_allclose(shift[2].numpy(), np.log1p(counts).mean(0), rtol=1e-5)
+    # the scales likewise: the reference's for its batches, the query's own for the new one (its only batch: 1)
+    scale = model.module.input_scale_protein
+    torch.testing.assert_close(scale[:2], ref_model.module.input_scale_protein)
+    assert not torch.equal(scale[:2], torch.ones_like(scale[:2]))
+    torch.testing.assert_close(scale[2], torch.ones_like(scale[2]))
 
 
 def test_query_centres_a_batch_category_the_reference_registered_without_cells(example):

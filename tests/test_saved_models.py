@@ -67,6 +67,7 @@ def test_saved_model_loads_with_its_own_settings_and_embeds_as_before(path, make
     assert model.module.n_latent == (saved["n_latent"] or 10)
     assert model.module.encode_covariates == saved["encode_covariates"]
     assert model.module.mixer.mixing == (saved["modality_mixing"] or "poe")  # None: poe with proteins
+    assert model.module.scaled_modalities == []  # saved before per-batch input scales: unscaled, as trained
     latent = model.get_latent_representation()
     np.testing.assert_allclose(latent, expected["latent"], rtol=1e-4, atol=1e-5)
 

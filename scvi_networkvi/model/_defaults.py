@@ -28,6 +28,8 @@ class DataTypeDefaults:
         What the GO encoder's posterior heads read (``"root"`` or ``"levels"``).
     penalty_anchor
         The modality role whose posterior the modality penalty does not move (``None``: the penalty pulls both).
+    batch_scaled_input
+        Whether the batch-centred inputs are also rescaled within each batch to the spread of all batches.
     """
 
     dropout_rate: float
@@ -35,11 +37,16 @@ class DataTypeDefaults:
     full_weight_adversary: bool
     head_input: str = "root"
     penalty_anchor: str | None = None
+    batch_scaled_input: bool = False
 
 
 #: What an option introduced after a model was saved means for that model: how it was built and trained. A model
 #: rebuilt from saved parameters (``load``, ``load_query_data``) without the option gets this value, not the default.
-BEFORE_THE_OPTION: dict[str, object] = {"head_input": "root", "modality_penalty_anchor": None}
+BEFORE_THE_OPTION: dict[str, object] = {
+    "head_input": "root",
+    "modality_penalty_anchor": None,
+    "batch_scaled_input": False,
+}
 
 _rebuilding = ContextVar("rebuilding_saved_model", default=False)
 

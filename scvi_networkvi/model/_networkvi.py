@@ -154,6 +154,12 @@ class NETWORKVI(
         adversary remove them; the dense encoder on RNA + ATAC stays uncentred (results page, multiome). ``()``:
         uncentred inputs, as in the original. A model saved before this option existed loads
         with uncentred inputs, as it was trained.
+    batch_scaled_input
+        Also rescale each batch-centred feature within each batch to the spread of all batches (its pooled
+        within-batch standard deviation over the batch's own, both with 0.1 added and the factor kept within
+        [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies.
+        ``None``: ``False`` (see the results page, integration ablation). A model saved before this option existed
+        loads unscaled, as it was trained.
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
@@ -189,6 +195,7 @@ class NETWORKVI(
         head_input: Literal["root", "levels"] | None = None,
         empirical_protein_background_prior: bool | None = False,
         batch_centered_input: Sequence[str] | Literal["all"] | None = None,
+        batch_scaled_input: bool | None = None,
         **model_kwargs: Any,
     ):
         if isinstance(mdata, AnnData):
@@ -227,6 +234,14 @@ class NETWORKVI(
         if batch_centered_input is None:
             batch_centered_input = defaults.batch_centered_input
         head_input = resolve_option("head_input", head_input, defaults.head_input)
+        batch_scaled_input = bool(resolve_option("batch_scaled_input", batch_scaled_input, defaults.batch_scaled_input))
+        centered = _centered_roles(batch_centered_input, roles)
+        if batch_scaled_input and not centered:
+            raise ValueError(
+                f"batch_scaled_input=True rescales the batch-centred inputs, but batch_centered_input="
+                f"{batch_centered_input!r} centres none: centre them (batch_centered_input='all') or leave "
+                "batch_scaled_input off."
+            )
         if not anchor_given:
             model_kwargs["modality_penalty_anchor"] = resolve_option(
                 "modality_penalty_anchor", None, defaults.penalty_anchor
@@ -283,7 +298,7 @@ class NETWORKVI(
             modality_mixing=modality_mixing,
             head_input=head_input,
             **self._protein_background_init(empirical_protein_background_prior),
-            input_shifts={role: self._batch_means(role) for role in _centered_roles(batch_centered_input, roles)},
+            **self._input_transforms(centered, batch_scaled_input),
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             **model_kwargs,
         )
@@ -303,22 +318,40 @@ class NETWORKVI(
                 params[name] = os.fspath(params[name])
 
     # ---- data ------------------------------------------------------------------------------------------------------
-    def _batch_means(self, role: str) -> np.ndarray:
-        """Mean ``log1p`` count of every feature of a modality within each batch, ``(n_batch, n_features)``."""
+    def _input_transforms(self, centered: Sequence[str], scaled: bool) -> dict[str, dict[str, np.ndarray]]:
+        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_scales``."""
+        moments = {role: self._batch_moments(role) for role in centered}
+        shifts = {role: mean for role, (mean, _, _) in moments.items()}
+        if not scaled:
+            return {"input_shifts": shifts}
+        scales = {role: _batch_scales(variance, n_cells) for role, (_, variance, n_cells) in moments.items()}
+        return {"input_shifts": shifts, "input_scales": scales}
+
+    def _batch_moments(self, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per batch: mean and variance of every feature's ``log1p`` count (``(n_batch, n_features)``), cell counts."""
         counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
         counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
         batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
-        out = np.zeros((max(self.summary_stats.n_batch, 1), counts.shape[1]), dtype=np.float32)
-        for b in range(out.shape[0]):
+        n_batch = max(self.summary_stats.n_batch, 1)
+        mean = np.zeros((n_batch, counts.shape[1]), dtype=np.float64)
+        square = np.zeros_like(mean)
+        n_cells = np.zeros(n_batch, dtype=np.int64)
+        for b in range(n_batch):
             rows = np.flatnonzero(present & (batch == b))
+            n_cells[b] = rows.size
             if rows.size:
                 block = counts[rows]
-                if hasattr(block, "toarray"):  # sparse: log1p keeps zeros, so the mean is over the stored values
-                    out[b] = np.asarray(block.astype(np.float64).log1p().sum(axis=0)).ravel() / rows.size
+                if hasattr(block, "toarray"):  # sparse: log1p keeps zeros, so the sums are over the stored values
+                    logged = block.astype(np.float64).log1p()
+                    mean[b] = np.asarray(logged.sum(axis=0)).ravel() / rows.size
+                    square[b] = np.asarray(logged.power(2).sum(axis=0)).ravel() / rows.size
                 else:
-                    out[b] = np.log1p(np.asarray(block, dtype=np.float64)).mean(axis=0)
-        return out
+                    logged = np.log1p(np.asarray(block, dtype=np.float64))
+                    mean[b] = logged.mean(axis=0)
+                    square[b] = np.square(logged).mean(axis=0)
+        variance = np.maximum(square - np.square(mean), 0.0)
+        return mean.astype(np.float32), variance, n_cells
 
     def _protein_background_init(self, empirical: bool | None) -> dict[str, np.ndarray]:
         """The module's initial protein background prior: empirical per batch (totalVI's) or, empty, random."""
@@ -416,6 +449,25 @@ def _layer_sizes(
     elif n_latent == "sqrt":
         n_latent = max(2, math.isqrt(n_hidden))
     return int(n_hidden), int(n_latent)
+
+
+#: ``batch_scaled_input``: added to both standard deviations (so a feature nearly constant in one batch is not blown
+#: up) and the bounds of the factor.
+_SCALE_FLOOR, _SCALE_BOUNDS = 0.1, (0.2, 5.0)
+
+
+def _batch_scales(variance: np.ndarray, n_cells: np.ndarray) -> np.ndarray:
+    """Per-batch factors that give every batch's centred features the pooled within-batch spread.
+
+    ``variance``: ``(n_batch, n_features)`` within each batch; rows of batches without cells come out 0, the mark a
+    query model replaces by its own batch's factors.
+    """
+    weights = n_cells / max(n_cells.sum(), 1)
+    pooled = np.sqrt(weights @ variance)
+    scales = (pooled + _SCALE_FLOOR) / (np.sqrt(variance) + _SCALE_FLOOR)
+    scales = np.clip(scales, *_SCALE_BOUNDS)
+    scales[n_cells == 0] = 0.0
+    return scales.astype(np.float32)
 
 
 def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:

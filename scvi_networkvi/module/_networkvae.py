@@ -107,6 +107,9 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     input_shifts
         Role -> ``(n_batch, n_features)`` array subtracted from that encoder's input (``log1p`` counts) for each
         cell's batch, so that the encoder reads its features centred within the batch; roles not here: not centred.
+    input_scales
+        Role -> ``(n_batch, n_features)`` factors that multiply that encoder's centred input for each cell's batch
+        (after ``input_shifts``; a role here must be centred too); roles not here: not rescaled.
     region_factors
         Learn per-region accessibility factors.
     use_size_factor_key
@@ -147,6 +150,7 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         "protein_background_prior_mean",
         "protein_background_prior_scale",
         "input_shifts",
+        "input_scales",
         "use_size_factor_key",
     )
     #: WiredEncoder keywords this module sets from its own arguments (the rest are ``**encoder_kwargs``).
@@ -239,6 +243,7 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         protein_background_prior_mean: Any = None,
         protein_background_prior_scale: Any = None,
         input_shifts: Mapping[str, Any] | None = None,
+        input_scales: Mapping[str, Any] | None = None,
         region_factors: bool = True,
         use_size_factor_key: bool = False,
         use_observed_lib_size: bool = True,
@@ -349,6 +354,16 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
                 raise ValueError(f"input_shifts[{m!r}] must be a {expected} array, got {tuple(shift.shape)}.")
             self.register_buffer(f"input_shift_{m}", shift)
             self.centered_modalities.append(m)
+        self.scaled_modalities = []
+        for m, scale in (input_scales or {}).items():
+            scale = torch.as_tensor(scale, dtype=torch.float32)
+            expected = (max(n_batch, 1), self.n_inputs.get(m, 0))
+            if m not in self.centered_modalities or tuple(scale.shape) != expected:
+                raise ValueError(
+                    f"input_scales[{m!r}] must be a {expected} array for a centred modality, got {tuple(scale.shape)}."
+                )
+            self.register_buffer(f"input_scale_{m}", scale)
+            self.scaled_modalities.append(m)
         _use_wide_dropout(self)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -356,6 +371,10 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
             key = f"{prefix}input_shift_{m}"
             if key not in state_dict:  # saved before batch-centred inputs existed: zero shift, the encoder as saved
                 state_dict[key] = torch.zeros_like(getattr(self, f"input_shift_{m}"))
+        for m in self.scaled_modalities:
+            key = f"{prefix}input_scale_{m}"
+            if key not in state_dict:  # saved before per-batch input scales existed: unscaled, as it was trained
+                state_dict[key] = torch.ones_like(getattr(self, f"input_scale_{m}"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- inputs ----------------------------------------------------------------------------------------------------
@@ -405,6 +424,8 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         x_in = torch.log1p(x) if self.log_variational else x
         if m in self.centered_modalities:
             x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())
+        if m in self.scaled_modalities:
+            x_in = x_in * getattr(self, f"input_scale_{m}").index_select(0, batch.reshape(-1).long())
         cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
         encoder = self.encoders[m]
         if isinstance(encoder, WiredEncoder):
