@@ -9,7 +9,7 @@ Measured in one process:
 
 - the activation pass (one inference pass over all cells, every GO node of both modalities captured);
 - the probes: all GO nodes x all 44 cell types, one-vs-rest, held-out AUROC with DeLong intervals and BH q-values
-  (``compute_importances`` minus the activation pass) - target <= 10 s on 2 cores;
+  (``get_importances`` minus the activation pass) - target <= 10 s on 2 cores;
 - reference 1, the original's method: one scikit-learn ``LogisticRegressionCV`` (liblinear, 3 C values, 3 folds,
   balanced classes, 20 iterations) per node and cell type, fitted sequentially on the same fitting cells; timed on a
   seeded sample of ``--sample`` (node, cell type) pairs and extrapolated to all pairs;
@@ -131,7 +131,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from scvi_networkvi.interpret import ImportanceSettings, capture_activations, categorical_labels
+    from scvi_networkvi.interpret import ImportanceSettings, categorical_labels
     from scvi_networkvi.interpret._importances import design_probes, importance_table
     from scvi_networkvi.interpret._logistic import probe_device
 
@@ -139,11 +139,11 @@ def main() -> None:
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     model, mdata = tutorial_model(args.data_dir, args.epochs, args.go, args.annotations, args.depth, accelerator)
     start = time.perf_counter()
-    activations = capture_activations(model, mdata)
+    activations = model.get_activations(mdata)
     t_capture = time.perf_counter() - start
 
     def probe_step(on: torch.device):
-        """design + probes (``compute_importances`` minus the activation pass) on ``on``; table and seconds."""
+        """design + probes (``get_importances`` minus the activation pass) on ``on``; table and seconds."""
         if on.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     import scvi
 
     import scvi_networkvi as nvi
-    from scvi_networkvi.interpret import ImportanceSettings, _importances, capture_activations, categorical_labels
+    from scvi_networkvi.interpret import ImportanceSettings, _importances, categorical_labels
     from scvi_networkvi.interpret._null import null_probes
     from scvi_networkvi.interpret._null_reference import null_probes_reference
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    activations = capture_activations(model, mdata, genes=True)
+    activations = model.get_activations(mdata, genes=True)
     capture_s = time.perf_counter() - start
     design = _importances.design_probes(
         activations,

@@ -6,7 +6,7 @@ GO depth 2) and NETWORKVI with ``encoder="dense"``, then times, ``--repeats`` ti
 
 - TOTALVI ``get_latent_representation()`` (the reference of every ratio);
 - NETWORKVI ``get_latent_representation()``, ``nvi.tl.embed(mdata, model)`` (joint latent into ``obsm``) and the
-  importance activations (``scvi_networkvi.interpret.capture_activations``: the inference pass with every GO term's
+  importance activations (``NETWORKVI.get_activations``: the inference pass with every GO term's
   activations kept, what ``nvi.tl.importances`` runs before its probes), for the GO and the dense encoder (the dense
   encoder has no GO terms: no activations);
 - NETWORKVI's latent once more with the sparse inference path of the GO levels switched off
@@ -172,7 +172,6 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
     import torch
 
     import scvi_networkvi as nvi
-    from scvi_networkvi.interpret import capture_activations
 
     source = nvi.datasets.tutorial_cite()
     if args.cells and args.cells < source.n_obs:
@@ -215,7 +214,7 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
         calls[(name, "latent")] = model.get_latent_representation
         calls[(name, "embed")] = lambda model=model, data=data: nvi.tl.embed(data, model)
         if "go" in name:
-            calls[(name, "activations")] = lambda model=model: capture_activations(model)
+            calls[(name, "activations")] = lambda model=model: model.get_activations()
     saved: dict = {}
     go_model = models["NETWORKVI (go)"][0]
 

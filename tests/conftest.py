@@ -227,7 +227,12 @@ def load_script():
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # scripts that import their siblings by name find this one
-        spec.loader.exec_module(module)
+        # as when run as a script: its folder is on sys.path, so its helper modules (``_scaling_report``) import
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
         return module
 
     return load
@@ -310,3 +315,32 @@ def noise(recwarn):
     finally:
         for log in loggers:
             log.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def example_probe_model():
+    """NETWORKVI (GO encoder, small sizes) trained 12 epochs on the example, shared by the interpretation tests.
+
+    Trained once per session with seed 0, whichever test file asks first, so every file probes the same model.
+    """
+    import scvi
+
+    import scvi_networkvi as nvi
+
+    resources = nvi.datasets.example_resources()
+    scvi.settings.seed = 0
+    mdata = nvi.datasets.example()
+    mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
+    mdata.obs["Site"] = mdata["rna"].obs["Site"].astype(str)
+    modalities = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=modalities)
+    wiring = {key: resources[key] for key in ("go", "annotations", "interactions")}
+    trained = nvi.NETWORKVI(mdata, **wiring, gene_size=5, go_size=2)
+    trained.train(max_epochs=12, accelerator="cpu", enable_progress_bar=False, lr=3e-3)
+    return trained
+
+
+@pytest.fixture(scope="session")
+def example_importances(example_probe_model):
+    """The default importance table of :func:`example_probe_model` (seed 0), computed once per session."""
+    return example_probe_model.get_importances(groupby="cell_type", key_added=None, seed=0)

@@ -1,7 +1,7 @@
 """``ImportanceSettings``: the importance options held once; checks on construction, keyword overrides, unknown names.
 
 Model-free; the entry points' use of it (same table, overrides, errors before the inference pass) is tested in
-``test_interpret.py`` and ``test_tl.py``.
+``test_interpret.py``, ``test_interpret_requests.py`` and ``test_tl.py``.
 """
 
 from __future__ import annotations

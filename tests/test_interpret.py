@@ -1,7 +1,10 @@
-"""Interpretability engine on a model trained on the embedded real CITE-seq example.
+"""Interpretability engine on a model trained on the embedded real CITE-seq example: activations and importances.
 
 Activation capture (no side effects), probe importances (held-out AUROC, intervals, BH, determinism, agreement with
-scikit-learn), gene and gene-group nodes, in-silico perturbation and covariate-attention statistics.
+scikit-learn), the size-matched reference and the rank, gene and gene-group nodes. The requests refused before any
+work: ``test_interpret_requests.py``; perturbation and covariate-attention statistics:
+``test_interpret_perturbation.py`` and ``test_interpret_attention.py``. The trained model and its table are the
+session's (``conftest.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +21,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import scvi_networkvi as nvi
-from scvi_networkvi.interpret import ImportanceSettings, capture_activations, fit_logistic, importance_matrix
+from scvi_networkvi.interpret import ImportanceSettings, importance_matrix
 from scvi_networkvi.interpret._nodes import node_table, read_gene_groups
 from scvi_networkvi.interpret._phenotypes import categorical_labels, define_phenotypes, stratified_split
 
-EXAMPLE = nvi.datasets.example_resources()
-GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactions": EXAMPLE["interactions"]}
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
-TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
 
 
 @pytest.fixture(autouse=True)
@@ -35,20 +35,13 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model():
-    scvi.settings.seed = 0
-    mdata = nvi.datasets.example()
-    mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
-    mdata.obs["Site"] = mdata["rna"].obs["Site"].astype(str)
-    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
-    trained = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
-    trained.train(max_epochs=12, **TRAIN)
-    return trained
+def model(example_probe_model):
+    return example_probe_model
 
 
 @pytest.fixture(scope="module")
-def importances(model):
-    return model.get_importances(groupby="cell_type", key_added=None, seed=0)
+def importances(example_importances):
+    return example_importances
 
 
 # ---- activations ---------------------------------------------------------------------------------------------------
@@ -58,7 +51,7 @@ def test_capture_leaves_the_model_as_it_was(model):
     model.module.train()  # the flag must come back as it was, whatever it was
     rng = torch.get_rng_state()
     for _ in range(2):
-        acts = capture_activations(model, genes=True)
+        acts = model.get_activations(genes=True)
     assert model.module.training
     model.module.eval()
     assert torch.equal(torch.get_rng_state(), rng)  # analysis shifts no later random draw
@@ -70,7 +63,7 @@ def test_capture_leaves_the_model_as_it_was(model):
 
 
 def test_captured_terms_are_the_go_network_of_the_captured_genes(model):
-    acts = capture_activations(model, indices=np.arange(300), genes=True)
+    acts = model.get_activations(indices=np.arange(300), genes=True)
     for role, mod in acts.modalities.items():
         wiring = mod.wiring
         assert mod.terms.shape == (300, int(wiring.term_size.sum())) and np.isfinite(mod.terms).all()
@@ -126,7 +119,7 @@ def test_default_seed_does_not_follow_the_training_seed(model, importances, monk
 
 
 def test_probes_agree_with_scikit_learn(model, importances):
-    acts = capture_activations(model)
+    acts = model.get_activations()
     labels = categorical_labels(model.adata, "cell_type").reindex(acts.obs_names)
     heldout = stratified_split(labels, 0.3, seed=0)
     mod = acts.modalities["rna"]
@@ -175,12 +168,12 @@ def test_settings_object_gives_the_keyword_table(model, importances):
 
 
 def test_probe_importances_works_from_activations_alone(model, importances):
-    without_genes = capture_activations(model, model.adata)
+    without_genes = model.get_activations(model.adata)
     labels = categorical_labels(model.adata, "cell_type")
     names = {role: np.asarray(model.adata[acts.modality].var_names) for role, acts in without_genes.modalities.items()}
     with pytest.raises(ValueError, match=r"genes=True\), or pass null_sets=0"):  # the default random gene sets
         nvi.interpret.probe_importances(without_genes, labels, ImportanceSettings(seed=0), feature_names=names)
-    activations = capture_activations(model, model.adata, genes=True)
+    activations = model.get_activations(model.adata, genes=True)
     table = nvi.interpret.probe_importances(activations, labels, ImportanceSettings(seed=0), feature_names=names)
     pd.testing.assert_frame_equal(table, importances)  # the model-free half gives the method's table
     with pytest.raises(ValueError, match="No cell is left"):
@@ -198,106 +191,6 @@ def test_keyword_overrides_a_field_of_settings(model):
     assert table.attrs["networkvi"]["C"] == 0.5 and settings.targets == types[:1]  # others kept, object unchanged
     same = model.get_importances(targets=types[1:3], seed=0, C=0.5, **kwargs)
     pd.testing.assert_frame_equal(table, same)
-
-
-def test_unknown_keyword_or_bad_field_fails_before_any_work(model, monkeypatch):
-    import scvi_networkvi.interpret as interpret_package
-    import scvi_networkvi.interpret._perturb as perturb_module
-
-    def no_pass(*args, **kwargs):
-        raise AssertionError("the inference pass ran before the arguments were checked")
-
-    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)
-    monkeypatch.setattr(perturb_module, "capture_activations", no_pass)
-    uns_before = set(model.adata.uns)
-    with pytest.raises(
-        TypeError, match=r"get_importances\(\) got unexpected keyword argument\(s\) 'heldout'.*heldout_size"
-    ):
-        model.get_importances(groupby="cell_type", heldout=0.2)
-    with pytest.raises(ValueError, match="C must be positive"):
-        model.get_importances(groupby="cell_type", settings=ImportanceSettings(), C=-1)
-    with pytest.raises(TypeError, match="'gene_groups'"):  # not a perturbation setting
-        model.get_perturbation_importances(genes=["X"], groupby="cell_type", gene_groups={"g": ["A", "B"]})
-    with pytest.raises(ValueError, match="does not use the settings"):
-        model.get_perturbation_importances(
-            genes=["X"], groupby="cell_type", settings=ImportanceSettings(cells_with=["rna"])
-        )
-    with pytest.raises(TypeError, match="'heldout'"):
-        nvi.interpret.compute_importances(model, groupby="cell_type", heldout=0.2)
-    assert set(model.adata.uns) == uns_before
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"groupby": "celltype"}, "is not a column"),
-        ({"groupby": "DonorAge"}, "is numeric"),
-        ({"groupby": "cell_type", "targets": ["Alien"]}, "no selected cell carries"),
-        ({"groupby": "cell_type", "reference": "Alien"}, "no selected cell carries"),
-        ({"groupby": "cell_type", "restrict": {"Site": "site9"}}, "values no selected cell has"),
-        ({"groupby": "cell_type", "modalities": "atac"}, "must be 'joint'"),
-        ({"groupby": "cell_type", "node_types": ["pathway"]}, "node_types"),
-        ({"groupby": "cell_type", "node_types": ["gene_group"]}, "need gene_groups"),
-        ({"groupby": "cell_type", "heldout_size": 1.0}, "heldout_size"),
-        ({"groupby": "cell_type", "C": 0}, "C must be positive"),
-        ({"groupby": "cell_type", "min_cells": 1}, "min_cells must be at least 2"),
-        ({"groupby": "cell_type", "save_path": "table.xlsx"}, "must end in"),
-    ],
-)
-def test_bad_requests_fail_before_anything_is_stored(model, kwargs, message):
-    if kwargs["groupby"] == "DonorAge":
-        model.adata.obs["DonorAge"] = model.adata["rna"].obs["DonorAge"].astype(float)
-    uns_before = set(model.adata.uns)
-    with pytest.raises(ValueError, match=message):
-        model.get_importances(**kwargs)
-    assert set(model.adata.uns) == uns_before
-
-
-@pytest.mark.parametrize(
-    ("device", "message"),
-    [
-        ("tpu9", "is not a torch device"),
-        ("mps", "need float64"),
-        ("meta", "probes run on 'cpu' or 'cuda'"),
-        pytest.param(
-            "cuda", "no CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
-        ),
-    ],
-)
-def test_unusable_probe_device_fails_before_the_inference_pass(model, monkeypatch, device, message):
-    import scvi_networkvi.interpret as interpret_package
-    import scvi_networkvi.interpret._perturb as perturb_module
-
-    def no_pass(*args, **kwargs):
-        raise AssertionError("the inference pass ran before the device was checked")
-
-    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)  # what get_importances calls
-    monkeypatch.setattr(perturb_module, "capture_activations", no_pass)
-    with pytest.raises(ValueError, match=message):
-        model.get_importances(groupby="cell_type", device=device)
-    genes = [str(model.adata["rna"].var_names[0])]
-    with pytest.raises(ValueError, match=message):
-        model.get_perturbation_importances(genes=genes, groupby="cell_type", device=device)
-
-
-def test_probes_are_fitted_on_the_requested_device(model, importances, monkeypatch):
-    import scvi_networkvi.interpret._probe as probe_module
-
-    seen = []
-
-    def recording_fit(*args, **kwargs):
-        seen.append(kwargs["device"])
-        return fit_logistic(*args, **kwargs)
-
-    monkeypatch.setattr(probe_module, "fit_logistic", recording_fit)
-    table = model.get_importances(groupby="cell_type", key_added=None, seed=0, device="cpu")
-    pd.testing.assert_frame_equal(table, importances)
-    assert seen and all(d == torch.device("cpu") for d in seen)
-    seen.clear()
-    genes = [str(model.adata["rna"].var_names[0])]
-    kwargs = {"targets": list(model.adata.obs["cell_type"].cat.categories)[:1], "key_added": None}
-    model.get_perturbation_importances(genes=genes, groupby="cell_type", device=torch.device("cpu"), **kwargs)
-    assert len(seen) >= 2 and all(d == torch.device("cpu") for d in seen)  # probes before and after (refit)
 
 
 def test_size_matched_reference_of_go_terms(model, importances):
@@ -363,34 +256,6 @@ def test_rank_follows_specificity_by_default_and_auroc_on_request(model, importa
         pd.testing.assert_series_equal(sub["rank"], expected, check_names=False)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"null_sets": -1}, "non-negative integer"),
-        ({"null_sets": 2.5}, "non-negative integer"),
-        ({"null_sets": True}, "non-negative integer"),
-        ({"null_sets": 0, "rank_by": "specificity"}, "pass null_sets > 0"),
-        ({"rank_by": "pval_set"}, "rank_by must be"),
-    ],
-)
-def test_bad_null_sets_fail_before_the_inference_pass(model, monkeypatch, kwargs, message):
-    import scvi_networkvi.interpret as interpret_package
-
-    def no_pass(*args, **kwargs):
-        raise AssertionError("the inference pass ran before null_sets was checked")
-
-    monkeypatch.setattr(interpret_package, "capture_activations", no_pass)
-    with pytest.raises(ValueError, match=message):
-        model.get_importances(groupby="cell_type", key_added=None, **kwargs)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_probes_on_a_gpu_give_the_cpu_table(model, importances):
-    table = model.get_importances(groupby="cell_type", key_added=None, seed=0, device="cuda")
-    np.testing.assert_allclose(table["auroc"], importances["auroc"], atol=1e-6)
-    pd.testing.assert_series_equal(table["node_id"], importances["node_id"])
-
-
 def test_too_few_cells_skips_a_phenotype_with_a_warning(model, caplog):
     types = model.adata.obs["cell_type"].value_counts()
     rare = types.index[-1]
@@ -448,140 +313,6 @@ def test_gene_groups_from_npy(tmp_path):
         read_gene_groups(tmp_path / "broken.npy")
     with pytest.raises(FileNotFoundError):
         read_gene_groups(tmp_path / "missing.npy")
-
-
-# ---- perturbation --------------------------------------------------------------------------------------------------
-def reached_terms(wiring, gene: int) -> np.ndarray:
-    """Ids of the GO terms that gene ``gene`` (wiring position) reaches, directly or through interaction partners."""
-    partners = set(wiring.gene_edges[1][wiring.gene_edges[0] == gene]) | set(
-        wiring.gene_edges[0][wiring.gene_edges[1] == gene]
-    )
-    reached = set(wiring.gene_term[1][np.isin(wiring.gene_term[0], list(partners | {gene}))])
-    frontier = set(reached)
-    while frontier:
-        frontier = set(wiring.term_term[1][np.isin(wiring.term_term[0], list(frontier))]) - reached
-        reached |= frontier
-    return wiring.term_ids[sorted(reached)]
-
-
-def test_perturbation_changes_only_what_the_gene_reaches(model):
-    wiring = model.wirings_["rna"]
-    types = list(model.adata.obs["cell_type"].cat.categories)[:2]
-    annotated = np.flatnonzero(wiring.gene_annotated)
-    gene = int(annotated[0])
-    symbol = str(model.adata["rna"].var_names[wiring.feature_gene[0][wiring.feature_gene[1] == gene][0]])
-    kwargs = {"groupby": "cell_type", "targets": types, "modalities": "rna", "key_added": None}
-    table = model.get_perturbation_importances(genes=[symbol], **kwargs)
-    by_id = model.get_perturbation_importances(genes=[str(wiring.gene_ids[gene])], **kwargs)
-    np.testing.assert_array_equal(table["delta"], by_id["delta"])  # symbol or gene id: the same features
-    assert set(table["perturbed_modalities"]) == {"rna"}
-    np.testing.assert_allclose(table["delta"], table["auroc_after"] - table["auroc_before"], atol=1e-12)
-    # terms the gene (or its interaction partners) cannot reach keep their activations, hence their AUROC exactly
-    untouched = ~np.isin(table["node_id"], reached_terms(wiring, gene))
-    assert untouched.any() and (table.loc[untouched, "delta"] == 0).all()
-    assert (table.loc[~untouched, "delta"] != 0).any()
-    assert (table["delta_low"] <= table["delta"] + 1e-12).all() and (
-        table["delta"] <= table["delta_high"] + 1e-12
-    ).all()
-
-
-def test_perturbations_do_not_accumulate(model):
-    rna = model.adata["rna"]
-    genes = [str(g) for g in rna.var_names[:2]]
-    kwargs = {
-        "groupby": "cell_type",
-        "targets": list(model.adata.obs["cell_type"].cat.categories)[:1],
-        "key_added": None,
-    }
-    both = model.get_perturbation_importances(genes=genes, modalities="rna", **kwargs)
-    second = model.get_perturbation_importances(genes=genes[1:], modalities="rna", **kwargs)
-    np.testing.assert_array_equal(
-        both[both["perturbation"] == genes[1]]["delta"].to_numpy(), second["delta"].to_numpy()
-    )
-    reuse = model.get_perturbation_importances(genes=genes[1:], modalities="rna", refit=False, **kwargs)
-    np.testing.assert_array_equal(reuse["auroc_before"].to_numpy(), second["auroc_before"].to_numpy())
-
-
-def test_perturbation_reports_in_sample_aurocs(model):
-    types = list(model.adata.obs["cell_type"].cat.categories)[:2]
-    kwargs = {"groupby": "cell_type", "targets": types, "modalities": "rna", "key_added": None, "seed": 0}
-    wiring = model.wirings_["rna"]
-    gene = int(np.flatnonzero(wiring.gene_annotated)[0])
-    gene_id = str(wiring.gene_ids[gene])
-    refit = model.get_perturbation_importances(genes=[gene_id], **kwargs)
-    reuse = model.get_perturbation_importances(genes=[gene_id], refit=False, **kwargs)
-    base = model.get_importances(**kwargs)
-    keys = ["node_id", "phenotype"]
-    merged = refit.merge(base[[*keys, "auroc_fit", "auroc"]], on=keys, validate="one_to_one")
-    assert len(merged) == len(refit)
-    # before the perturbation: the importances' probes, in sample and held out
-    np.testing.assert_allclose(merged["auroc_fit_before"], merged["auroc_fit"], atol=1e-9)
-    np.testing.assert_allclose(merged["auroc_before"], merged["auroc"], atol=1e-9)
-    np.testing.assert_array_equal(reuse["auroc_fit_before"], refit["auroc_fit_before"])
-    for table in (refit, reuse):
-        assert table[["auroc_fit_before", "auroc_fit_after"]].apply(lambda c: c.between(0, 1)).all().all()
-        untouched = ~np.isin(table["node_id"], reached_terms(wiring, gene))
-        assert untouched.any() and (~untouched).any()
-        np.testing.assert_array_equal(  # a node the gene cannot reach keeps its in-sample AUROC as well
-            table.loc[untouched, "auroc_fit_after"], table.loc[untouched, "auroc_fit_before"]
-        )
-    # the unperturbed probes scoring perturbed fitting cells, or probes refitted on them: different numbers
-    assert not np.allclose(refit["auroc_fit_after"], reuse["auroc_fit_after"])
-
-
-def test_perturbation_of_an_unknown_gene_fails_first(model):
-    with pytest.raises(ValueError, match="match no feature"):
-        model.get_perturbation_importances(genes=["NOT_A_GENE"], groupby="cell_type")
-    with pytest.raises(ValueError, match="genes is empty"):
-        model.get_perturbation_importances(genes=[], groupby="cell_type")
-
-
-# ---- covariate attention -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def attention_model():
-    scvi.settings.seed = 0
-    mdata = nvi.datasets.example()
-    mdata.obs["cell_type"] = mdata["rna"].obs["cell_type"].astype("category")
-    age = mdata["rna"].obs["DonorAge"].astype(float)
-    mdata["rna"].obs["age"] = (age - age.mean()) / age.std()  # raw ages (~50) make training diverge at this lr
-    nvi.NETWORKVI.setup_mudata(
-        mdata,
-        batch_key="Site",
-        continuous_covariate_keys=["age"],
-        modalities={**MODS, "continuous_covariate_keys": "rna"},
-    )
-    attending = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2, encode_covariates=True, covariate_attention="all")
-    attending.train(max_epochs=2, **TRAIN)
-    return attending
-
-
-def test_attention_statistics(attention_model):
-    stats = attention_model.get_attention_statistics(groupby="cell_type", key_added=None)
-    assert set(stats["node_type"]) == {"gene", "go_term"}
-    columns = stats[~stats["covariate"].str.endswith("(all)")]
-    # attention is a distribution over the covariate columns: the means over cells sum to one per node
-    sums = columns.groupby(["modality", "node_id", "phenotype"], observed=True)["mean"].sum()
-    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-9)
-    assert set(columns["covariate_group"]) == {"Site", "age"}
-    totals = stats[stats["covariate"] == "Site (all)"].set_index(["modality", "node_id", "phenotype"])["mean"]
-    by_site = (
-        columns[columns["covariate_group"] == "Site"]
-        .groupby(["modality", "node_id", "phenotype"], observed=True)["mean"]
-        .sum()
-    )
-    np.testing.assert_allclose(totals.loc[by_site.index].to_numpy(), by_site.to_numpy(), atol=1e-9)
-    counts = stats[(stats["node_id"] == stats["node_id"].iloc[0]) & (stats["covariate"] == stats["covariate"].iloc[0])]
-    overall = counts.loc[counts["phenotype"] == "all", "n_cells"].iloc[0]
-    assert overall == attention_model.adata.n_obs == counts.loc[counts["phenotype"] != "all", "n_cells"].sum()
-    assert (stats["low"] <= stats["mean"] + 1e-12).all() and (stats["mean"] <= stats["high"] + 1e-12).all()
-    # streaming: the minibatch size does not change the numbers
-    small = attention_model.get_attention_statistics(groupby="cell_type", key_added=None, batch_size=97)
-    np.testing.assert_allclose(small["mean"], stats["mean"], atol=1e-9)
-
-
-def test_attention_statistics_need_attention(model):
-    with pytest.raises(ValueError, match="no covariate attention"):
-        model.get_attention_statistics()
 
 
 TUTORIAL_GROUPS = Path(__file__).parent / "data" / "loops_gm12878_gene_groups.npy"  # 48 of the tutorial's 1478

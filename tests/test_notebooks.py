@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -50,11 +49,9 @@ def test_notebook_is_stored_executed_and_clean(path):
     assert not placeholders, f"{path.name} has unfilled markdown cells"
 
 
-def test_clean_outputs_drops_noise_and_install_paths():
+def test_clean_outputs_drops_noise_and_install_paths(load_script):
     pytest.importorskip("nbformat")
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/make_notebooks.py")
     import nbformat
 
     nb = nbformat.v4.new_notebook()

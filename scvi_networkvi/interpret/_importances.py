@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,6 @@ from ._null import null_probes
 from ._phenotypes import Phenotype, define_phenotypes, stratified_split
 from ._probe import ProbeStats, Targets, fit_probes
 from ._settings import ImportanceSettings
-
-if TYPE_CHECKING:
-    from scvi_networkvi.model import NETWORKVI
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +119,7 @@ def design_probes(
         if settings.needs_gene_activations and acts.genes is None:
             raise ValueError(
                 f"Gene nodes and the random gene sets of null_sets (default 100) need the gene-node activations of "
-                f"{role!r}: capture them with capture_activations(..., genes=True), or pass null_sets=0 (GO terms "
+                f"{role!r}: capture them with get_activations(..., genes=True), or pass null_sets=0 (GO terms "
                 "ranked by AUROC)."
             )
         nodes[role] = node_table(
@@ -355,7 +352,8 @@ def probe_importances(
     Parameters
     ----------
     activations
-        From :func:`capture_activations` (with ``genes=True`` for gene or gene-group nodes and ``null_sets``).
+        From :meth:`~scvi_networkvi.NETWORKVI.get_activations` (with ``genes=True`` for gene or gene-group nodes
+        and ``null_sets``).
     labels
         Categorical label per cell (indexed by cell name; NaN: unlabelled), e.g. from :func:`categorical_labels`.
     settings
@@ -384,36 +382,6 @@ def probe_importances(
         "rank_min_genes": design.rank_min_genes,
     }
     return result
-
-
-def compute_importances(
-    model: NETWORKVI,
-    adata=None,
-    *,
-    groupby: str,
-    settings: ImportanceSettings | None = None,
-    modalities: str | Sequence[str] | None = None,
-    indices: Sequence[int] | None = None,
-    save_path: str | os.PathLike | None = None,
-    progress_bar: bool | None = None,
-    **options: Any,
-) -> pd.DataFrame:
-    """Held-out AUROC of a logistic probe on every node's neurons, for every phenotype.
-
-    :meth:`scvi_networkvi.NETWORKVI.get_importances` without storing the table in ``adata.uns``: see there for the
-    parameters and the table, and :class:`ImportanceSettings` for ``settings`` and the keywords in ``options``.
-    """
-    settings = ImportanceSettings.merge(settings, options, function="compute_importances")
-    return model.get_importances(
-        adata,
-        groupby=groupby,
-        settings=settings,
-        modalities=modalities,
-        indices=indices,
-        key_added=None,
-        save_path=save_path,
-        progress_bar=progress_bar,
-    )
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:

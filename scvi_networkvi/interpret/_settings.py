@@ -25,11 +25,12 @@ TABLE_ONLY = ("null_sets", "rank_by", "rank_min_genes")
 class ImportanceSettings:
     """How the probes of an importance (or perturbation) run are set up: phenotypes, cells, nodes, probe options.
 
-    :meth:`~scvi_networkvi.NETWORKVI.get_importances`, :func:`~scvi_networkvi.tl.importances` and
-    :func:`compute_importances` take one as ``settings=`` and accept each field as a keyword too; a keyword replaces
-    that field of ``settings``. The perturbation entry points take the same object (without ``cells_with``,
-    ``gene_groups`` and ``null_sets``). Every field is checked when the object is made, so a bad value fails before
-    any inference pass. ``dataclasses.replace(settings, C=0.5)`` gives a changed copy, checked again.
+    :meth:`~scvi_networkvi.NETWORKVI.get_importances` and :func:`~scvi_networkvi.tl.importances` take one as
+    ``settings=`` and accept each field as a keyword too; a keyword replaces that field of ``settings``;
+    :func:`probe_importances` reads it as it is. The perturbation entry points (and :func:`compute_perturbation`) take
+    the same object (without ``cells_with``, ``gene_groups`` and ``null_sets``). Every field is checked when the
+    object is made, so a bad value fails before any inference pass. ``dataclasses.replace(settings, C=0.5)`` gives a
+    changed copy, checked again.
 
     Parameters
     ----------

@@ -1,24 +1,137 @@
 """NETWORKVI methods for interpretation over :mod:`scvi_networkvi.interpret`.
 
-The model-side steps (checking the data, reading labels, looking up modality roles, the inference pass) happen here;
-``interpret`` computes on the activations, labels and :class:`~scvi_networkvi.interpret.ImportanceSettings`.
+The model-side steps (checking the data, reading labels, looking up modality roles, finding a perturbation's
+features, the inference passes in ``_capture.py``) happen here; ``interpret`` computes on the activations, labels,
+attention weights and :class:`~scvi_networkvi.interpret.ImportanceSettings`, and never sees the model.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from mudata import MuData
+
+from ._capture import TensorTransform, attention_pass, capture_taps, wired_roles, zeroing
+from ._perturbation import resolve_perturbations
 
 if TYPE_CHECKING:
-    from scvi_networkvi.interpret import ImportanceSettings
+    from scvi_networkvi.interpret import Activations, ImportanceSettings
+
+logger = logging.getLogger(__name__)
 
 
 class NetworkVIInterpretMixin:
     """GO-term, gene and gene-group importances, in-silico perturbation and covariate-attention statistics."""
+
+    def get_activations(
+        self,
+        adata: MuData | None = None,
+        indices: Sequence[int] | None = None,
+        *,
+        modalities: str | Sequence[str] | None = None,
+        genes: bool = False,
+        batch_size: int = 256,
+        progress_bar: bool | None = False,
+    ) -> Activations:
+        """Run the model once over the cells and keep every GO term's (and optionally gene node's) activations.
+
+        Forward hooks on the encoders' parameter-free taps copy each minibatch's activations to CPU; they are removed
+        before returning, the module's training flag and torch's random state are restored, and nothing on the model
+        changes (later training and inference are unaffected).
+
+        Parameters
+        ----------
+        adata, indices
+            Cells (default: the model's registered MuData, all cells).
+        modalities
+            Roles or MuData names; default every GO-wired modality.
+        genes
+            Also keep the gene-node activations (``cells x n_genes * gene_size`` floats: large for big data).
+        batch_size
+            Cells per minibatch.
+        progress_bar
+            Draw scvi-tools' progress bar over the minibatches (``None``: while ``scvi.settings.verbosity`` is INFO
+            or lower).
+
+        Returns
+        -------
+        :class:`~scvi_networkvi.interpret.Activations`, the input of
+        :func:`~scvi_networkvi.interpret.probe_importances`.
+        """
+        from scvi_networkvi.interpret import show_progress
+
+        roles = self._interpretable_roles(modalities)
+        adata = self._validate_anndata(adata)
+        return self._capture_activations(
+            adata, indices, roles, genes=genes, batch_size=batch_size, progress=show_progress(progress_bar)
+        )
+
+    def _interpretable_roles(self, modalities: str | Sequence[str] | None) -> list[str]:
+        """Roles for a user's ``modalities`` (roles or MuData names; ``None``: every GO-wired modality)."""
+        wired = wired_roles(self.module)
+        if not wired:
+            raise ValueError(
+                "The model has no GO-wired encoder (it was built with encoder='dense'): node importances need "
+                "NETWORKVI(..., encoder='go')."
+            )
+        if modalities is None:
+            return wired
+        wanted = [modalities] if isinstance(modalities, str) else list(modalities)
+        roles = []
+        for name in wanted:
+            role = self.role_of(name)  # raises with the valid names for an unknown one
+            if role not in wired:
+                raise ValueError(f"Modality {name!r} has a dense encoder: it has no GO or gene nodes. Wired: {wired}.")
+            roles.append(role)
+        return list(dict.fromkeys(roles))
+
+    def _capture_activations(
+        self,
+        adata: MuData,
+        indices: Sequence[int] | None,
+        roles: Sequence[str],
+        *,
+        genes: bool,
+        batch_size: int,
+        transform: TensorTransform | None = None,
+        progress: bool = False,
+    ) -> Activations:
+        """:meth:`get_activations` on checked data and resolved roles (``transform``: applied to each minibatch)."""
+        from scvi_networkvi.interpret import Activations, ModalityActivations
+
+        if genes:
+            missing = [r for r in roles if self.module.encoders[r].gene_tap is None]
+            if missing:
+                raise ValueError(f"Modalities {missing} were built with gene_layer='none': they have no gene nodes.")
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        cells, stacked = capture_taps(self.module, loader, roles, genes=genes, transform=transform, progress=progress)
+        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        out = {}
+        for role in roles:
+            wiring = self.wirings_[role]
+            slices = self.module.encoders[role].go_network.level_slices
+            levels = [
+                _or_zeros(stacked[(role, f"level{i}")], len(cells[role]), stop - start)
+                for i, (start, stop) in enumerate(slices)
+            ]
+            terms = np.concatenate(levels, axis=1)
+            gene_acts = (
+                _or_zeros(stacked[(role, "genes")], len(cells[role]), wiring.n_genes * wiring.gene_size)
+                if genes
+                else None
+            )
+            if terms.shape[1] != int(wiring.term_size.sum()):  # guards the tap <-> wiring correspondence
+                raise RuntimeError(
+                    f"Captured {terms.shape[1]} term neurons for {role}, the wiring has {wiring.term_size.sum()}."
+                )
+            out[role] = ModalityActivations(role, self.modality_name(role), wiring, cells[role], terms, gene_acts)
+        logger.info("Captured activations of %d cells for %s.", len(obs_names), ", ".join(roles))
+        return Activations(pd.Index(obs_names), out)
 
     def get_importances(
         self,
@@ -95,7 +208,6 @@ class NetworkVIInterpretMixin:
         """
         from scvi_networkvi.interpret import (
             ImportanceSettings,
-            capture_activations,
             categorical_labels,
             probe_importances,
             restrict_mask,
@@ -108,11 +220,11 @@ class NetworkVIInterpretMixin:
         labels = categorical_labels(adata, groupby)  # a bad groupby fails before the inference pass
         cells_with = [self.role_of(name) for name in settings.cells_with or []]
         progress = show_progress(progress_bar)
-        activations = capture_activations(
-            self,
+        roles = self._interpretable_roles(modalities)
+        activations = self._capture_activations(
             adata,
             indices,
-            modalities=modalities,
+            roles,
             genes=settings.needs_gene_activations,
             batch_size=settings.batch_size,
             progress=progress,
@@ -195,7 +307,11 @@ class NetworkVIInterpretMixin:
         from scvi_networkvi.interpret import (
             PERTURBATION_SETTINGS,
             ImportanceSettings,
+            Perturbation,
+            categorical_labels,
             compute_perturbation,
+            restrict_mask,
+            show_progress,
             write_table,
         )
 
@@ -203,18 +319,42 @@ class NetworkVIInterpretMixin:
             settings, options, function="get_perturbation_importances", accepted=PERTURBATION_SETTINGS
         )
         adata = self._validate_anndata(adata)
-        table = compute_perturbation(
-            self,
-            adata,
-            genes=genes,
-            groupby=groupby,
-            settings=settings,
-            perturb_modalities=perturb_modalities,
-            modalities=modalities,
-            indices=indices,
-            refit=refit,
-            progress_bar=progress_bar,
+        labels = categorical_labels(adata, groupby)
+        perturbations = resolve_perturbations(self, genes, perturb_modalities)
+        if modalities is None:  # probe the wired modalities whose features some perturbation changes
+            touched = {role for p in perturbations.values() for role in p.features}
+            roles = [r for r in self._interpretable_roles(None) if r in touched]
+            if not roles:
+                raise ValueError(
+                    "No perturbed modality has a GO-wired encoder: its nodes cannot change. Perturb a wired modality."
+                )
+        else:
+            roles = self._interpretable_roles(modalities)
+        genes_too = "gene" in settings.node_types
+        progress = show_progress(progress_bar)
+        base = self._capture_activations(
+            adata, indices, roles, genes=genes_too, batch_size=settings.batch_size, progress=progress
         )
+
+        def perturbed(perturbation: Perturbation) -> Activations:
+            # the inner passes draw no bar: compute_perturbation draws one over the perturbations
+            transform = zeroing(perturbation.features)
+            return self._capture_activations(
+                adata, indices, roles, genes=genes_too, batch_size=settings.batch_size, transform=transform
+            )
+
+        table = compute_perturbation(
+            base,
+            perturbed,
+            perturbations,
+            labels,
+            settings,
+            feature_names={role: np.asarray(self.adata[self.modality_name(role)].var_names) for role in roles},
+            selected=restrict_mask(adata, settings.restrict, base.obs_names),
+            refit=refit,
+            progress=progress,
+        )
+        table.attrs["networkvi"] = {"groupby": groupby, **table.attrs["networkvi"]}
         if save_path is not None:
             write_table(table, save_path)
         if key_added is not None:
@@ -264,21 +404,47 @@ class NetworkVIInterpretMixin:
         (a column, or ``"<group> (all)"`` for a group total), ``phenotype`` (``"all"`` or a label), ``mean``, ``low``,
         ``high``, ``n_cells``.
         """
-        from scvi_networkvi.interpret import compute_attention_statistics, write_table
-
-        adata = self._validate_anndata(adata)
-        table = compute_attention_statistics(
-            self,
-            adata,
-            groupby=groupby,
-            modalities=modalities,
-            indices=indices,
-            level=level,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
+        from scvi_networkvi.interpret import (
+            AttentionStatistics,
+            attention_layers,
+            categorical_labels,
+            show_progress,
+            write_table,
         )
+
+        roles = self._interpretable_roles(modalities)
+        layers = {
+            role: attention_layers(
+                self.module.encoders[role],
+                self.wirings_[role],
+                np.asarray(self.adata[self.modality_name(role)].var_names),
+            )
+            for role in roles
+        }
+        layers = {role: found for role, found in layers.items() if found}
+        if not layers:
+            raise ValueError(
+                "The model has no covariate attention: build it with covariate_attention='genes', 'go' or 'all' "
+                "(and encode_covariates=True)."
+            )
+        adata = self._validate_anndata(adata)
+        obs_names = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        if groupby is not None:
+            labels = categorical_labels(adata, groupby).reindex(obs_names)
+            codes, label_names = labels.cat.codes.to_numpy(), [str(c) for c in labels.cat.categories]
+        else:
+            codes, label_names = np.full(len(obs_names), -1), []
+        statistics = AttentionStatistics(layers, self.covariate_names(), label_names)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        attention_pass(self.module, loader, statistics, codes, progress=show_progress(progress_bar))
+        table = statistics.table({role: self.modality_name(role) for role in layers}, level)
         if save_path is not None:
             write_table(table, save_path)
         if key_added is not None:
             adata.uns[key_added] = table
         return table
+
+
+def _or_zeros(stacked: np.ndarray | None, n_cells: int, width: int) -> np.ndarray:
+    """A tap's captured activations, or zeros where no minibatch had a cell with the modality."""
+    return np.zeros((n_cells, width), dtype=np.float32) if stacked is None else stacked

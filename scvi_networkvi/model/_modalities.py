@@ -1,8 +1,8 @@
 """Which modalities a NETWORKVI model has and how to reach their data: roles, MuData names, gene ids, loaders.
 
 These are the model's public surface for the layers above it (``interpret``, ``tl``, ``pl``): :meth:`role_of`,
-:meth:`modality_name`, :attr:`modality_roles`, :meth:`validate_mudata`, :meth:`make_data_loader` and
-:meth:`feature_gene_ids`.
+:meth:`modality_name`, :attr:`modality_roles`, :meth:`validate_mudata`, :meth:`make_data_loader`,
+:meth:`feature_gene_ids` and :meth:`covariate_names`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 from mudata import MuData
+from scvi import REGISTRY_KEYS
 
 from scvi_networkvi.module import MASK_KEY, MODALITIES
 from scvi_networkvi.wiring import VAR_NAMES, read_source, symbols_of
@@ -159,3 +160,26 @@ class NetworkVIModalitiesMixin:
         """
         adata = self._validate_anndata(adata)
         return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+
+    def covariate_names(self) -> list[tuple[str, str]]:
+        """The entries of the encoders' covariate vector, in its order.
+
+        Returns
+        -------
+        ``(covariate group, column name)`` per entry: the one-hot batch and categorical covariates (each column of a
+        covariate with more than one category) and the continuous covariates (their own group).
+        """
+        manager = self.adata_manager
+        names: list[tuple[str, str]] = []
+        batch = manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        if len(batch.categorical_mapping) > 1:
+            names += [(str(batch.original_key), str(c)) for c in batch.categorical_mapping]
+        if REGISTRY_KEYS.CAT_COVS_KEY in manager.data_registry:
+            state = manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
+            for key in state.field_keys:
+                mapping = state.mappings[key]
+                if len(mapping) > 1:
+                    names += [(str(key), str(c)) for c in mapping]
+        if REGISTRY_KEYS.CONT_COVS_KEY in manager.data_registry:
+            names += [(str(c), str(c)) for c in manager.get_state_registry(REGISTRY_KEYS.CONT_COVS_KEY).columns]
+        return names
