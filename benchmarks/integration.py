@@ -59,11 +59,13 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 import warnings
 from datetime import datetime
 from pathlib import Path
+
+from _bench_env import _quiet, set_threads, versions, xla_flags  # noqa: F401  (re-exported for sibling scripts)
+from _integration_scoring import BATCH, BATCH_KEY, BIO, LABEL_KEY, SCORES, knn_accuracy, scib_scores
 
 logger = logging.getLogger("benchmarks.integration")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,16 +77,12 @@ MODALITIES = {
     "cite": {"rna_layer": "rna", "protein_layer": "prot"},
     "multiome": {"rna_layer": "rna", "atac_layer": "atac"},
 }
-LABEL_KEY, BATCH_KEY = "cell_type", "Site"
 NETWORKVI_SETTINGS = {
     "go": "go-basic",
     "annotations": "ensembl2go-tutorial",
     "interactions": "k562-contact-domains",
     "model_kwargs": {"gene_size": 5, "go_size": 2},
 }
-BIO = ("Isolated labels", "Leiden NMI", "Leiden ARI", "Silhouette label", "cLISI")
-BATCH = ("BRAS", "iLISI", "KBET", "Graph connectivity", "PCR comparison")
-SCORES = ("Bio conservation", "Batch correction", "Total")
 KEY = ("dataset", "model", "seed", "epochs", "n_cells", "early_stopping")
 COLUMNS = (
     *KEY,
@@ -222,46 +220,6 @@ def device_name(accelerator: str) -> str:
     return f"cuda {torch.cuda.get_device_name(0)}"
 
 
-def knn_accuracy(latent, labels, seed: int = 0) -> float:
-    """kNN-15 cell-type accuracy of an embedding, stratified 3-fold cross-validation (shuffled, seeded)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # labels with fewer than 3 cells
-        folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
-        return float(cross_val_score(KNeighborsClassifier(n_neighbors=15), latent, labels, cv=folds).mean())
-
-
-def scib_scores(obs, latent, pca) -> dict[str, float]:
-    """scib-metrics Benchmarker scores of one embedding, unscaled, with ``pca`` as the pre-integration embedding."""
-    import anndata
-    import numpy as np
-    from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
-
-    adata = anndata.AnnData(obs=obs[[LABEL_KEY, BATCH_KEY]].copy())
-    adata.obsm["X_pre"] = pca
-    adata.obsm["X_emb"] = np.asarray(latent, dtype=np.float32)
-    bench = Benchmarker(
-        adata,
-        batch_key=BATCH_KEY,
-        label_key=LABEL_KEY,
-        embedding_obsm_keys=["X_emb"],
-        bio_conservation_metrics=BioConservation(
-            nmi_ari_cluster_labels_leiden=True, nmi_ari_cluster_labels_kmeans=False
-        ),
-        batch_correction_metrics=BatchCorrection(),  # BRAS, iLISI, kBET per label, graph connectivity, PCR comparison
-        pre_integrated_embedding_obsm_key="X_pre",
-        n_jobs=1,
-        progress_bar=False,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "PCR comparison score is negative ... Setting to 0."
-        bench.benchmark()
-    results = bench.get_results(min_max_scale=False, clean_names=True)
-    return {name: float(results.loc["X_emb", name]) for name in (*BIO, *BATCH, *SCORES)}
-
-
 def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -289,63 +247,6 @@ def append_row(path: Path, row: dict, columns: tuple[str, ...] = COLUMNS) -> Non
 
 def run_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[k]) for k in KEY)
-
-
-def versions(scoring: bool = True) -> str:
-    import numpy as np
-    import scvi
-    import torch
-
-    found = {"python": sys.version.split()[0], "torch": torch.__version__, "scvi-tools": scvi.__version__}
-    if scoring:
-        import jax
-        import scib_metrics
-
-        found.update({"scib-metrics": scib_metrics.__version__, "jax": jax.__version__})
-    found["numpy"] = np.__version__
-    return " ".join(f"{k}={v}" for k, v in found.items())
-
-
-def xla_flags(existing: str, threads: int) -> str:
-    """``XLA_FLAGS`` for ``threads``: the user's flags, plus single-threaded Eigen for one thread.
-
-    XLA reads only ``--name=value`` tokens and aborts on anything else, so nothing without the ``--`` prefix may be
-    added (an ``intra_op_parallelism_threads=N`` token made scoring abort with two threads); XLA's CPU client has no
-    flag for its thread count, which with more than one thread stays its own.
-    """
-    flags = existing.split()
-    if threads == 1 and not any(f.startswith("--xla_cpu_multi_thread_eigen") for f in flags):
-        flags.append("--xla_cpu_multi_thread_eigen=false")
-    return " ".join(flags)
-
-
-def set_threads(threads: int) -> None:
-    """Thread limits for BLAS/OpenMP and XLA (set before numpy and jax are imported), torch and scvi-tools."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""), threads)
-    import scvi
-    import torch
-
-    torch.set_num_threads(threads)
-    scvi.settings.num_threads = threads
-
-
-def _quiet() -> None:
-    """Only warnings from the libraries (Lightning sets its own loggers to INFO when imported)."""
-    for name in (
-        "scvi",
-        "scvi_networkvi",
-        "lightning",
-        "lightning.pytorch",
-        "lightning.fabric",
-        "py.warnings",
-        "jax",
-        "scib_metrics",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
 
 
 def run(args: argparse.Namespace) -> None:
