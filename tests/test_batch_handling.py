@@ -78,8 +78,12 @@ def test_batch_scaled_input_gives_every_batch_the_pooled_spread(example):
     sd = np.stack([counts[site_of_cell == s].std(0) for s in sites])
     n = np.array([(site_of_cell == s).sum() for s in sites])
     pooled = np.sqrt((n[:, None] * sd**2).sum(0) / n.sum())
+    np.testing.assert_allclose(model.module.input_sd_protein.numpy(), sd, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.module.input_target_sd_protein.numpy(), pooled, rtol=1e-4, atol=1e-6)
+    every_batch = torch.arange(len(sites))
     expected = np.clip((pooled + 0.1) / (sd + 0.1), 0.2, 5.0)
-    np.testing.assert_allclose(model.module.input_scale_protein.numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(model.module.input_scale("protein", every_batch).numpy(), expected, rtol=1e-4)
+    assert not np.allclose(expected, 1.0)
     # the encoder reads (log1p counts - batch mean) x batch scale
     seen = {}
     hook = model.module.encoders["protein"].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
@@ -90,19 +94,32 @@ def test_batch_scaled_input_gives_every_batch_the_pooled_spread(example):
     hook.remove()
     batch = tensors["batch"].long().ravel()
     shifted = torch.log1p(tensors["proteins"]) - model.module.input_shift_protein[batch]
-    torch.testing.assert_close(seen["x"], shifted * model.module.input_scale_protein[batch])
+    torch.testing.assert_close(seen["x"], shifted * torch.as_tensor(expected, dtype=torch.float32)[batch])
     # off by default on CITE-seq; with nothing centred there is nothing to rescale
     assert nvi.NETWORKVI(mdata, encoder="dense").module.scaled_modalities == []
     with pytest.raises(ValueError, match=r"batch_scaled_input=True rescales the batch-centred inputs"):
         nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=(), batch_scaled_input=True)
 
 
-def test_state_saved_without_the_scale_loads_as_an_unscaled_encoder(example):
+def test_a_batch_scaled_model_saves_and_loads_with_its_spreads(example, tmp_path):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_scaled_input=True)
+    model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    model.save(str(tmp_path / "model"))
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    assert loaded.module.scaled_modalities == ["rna", "protein"]
+    torch.testing.assert_close(loaded.module.input_sd_rna, model.module.input_sd_rna)
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+
+
+def test_state_saved_without_the_spreads_loads_as_an_unscaled_encoder(example):
     mdata = setup(example)
     model = nvi.NETWORKVI(mdata, encoder="dense", batch_scaled_input=True)
-    state = {k: v for k, v in model.module.state_dict().items() if not k.startswith("input_scale_")}
+    state = {k: v for k, v in model.module.state_dict().items() if "_sd_" not in k}
     model.module.load_state_dict(state)
-    assert torch.equal(model.module.input_scale_rna, torch.ones_like(model.module.input_scale_rna))
+    scale = model.module.input_scale("rna", torch.arange(model.summary_stats.n_batch))
+    assert torch.equal(scale, torch.ones_like(scale))
 
 
 def test_batch_centred_input_names_known_roles(example):
@@ -221,11 +238,16 @@ def test_query_keeps_the_reference_batch_means_and_centres_new_batches_by_their_
     counts = query["prot"].X
     counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
     np.testing.assert_allclose(shift[2].numpy(), np.log1p(counts).mean(0), rtol=1e-5)
-    # the scales likewise: the reference's for its batches, the query's own for the new one (its only batch: 1)
-    scale = model.module.input_scale_protein
-    torch.testing.assert_close(scale[:2], ref_model.module.input_scale_protein)
-    assert not torch.equal(scale[:2], torch.ones_like(scale[:2]))
-    torch.testing.assert_close(scale[2], torch.ones_like(scale[2]))
+    # the spreads likewise: the reference's for its batches; the new batch is scaled to the reference's target spread
+    ref_sd = ref_model.module.input_sd_protein
+    torch.testing.assert_close(model.module.input_sd_protein[:2], ref_sd)
+    torch.testing.assert_close(model.module.input_target_sd_protein, ref_model.module.input_target_sd_protein)
+    own_sd = torch.as_tensor(np.log1p(counts).std(0), dtype=torch.float32)
+    torch.testing.assert_close(model.module.input_sd_protein[2], own_sd, rtol=1e-4, atol=1e-6)
+    target = ref_model.module.input_target_sd_protein
+    expected = ((target + 0.1) / (own_sd + 0.1)).clamp(0.2, 5.0)
+    torch.testing.assert_close(model.module.input_scale("protein", torch.tensor([2]))[0], expected)
+    assert not torch.allclose(expected, torch.ones_like(expected))
 
 
 def test_query_centres_a_batch_category_the_reference_registered_without_cells(example):

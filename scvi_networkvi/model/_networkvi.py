@@ -157,7 +157,8 @@ class NETWORKVI(
     batch_scaled_input
         Also rescale each batch-centred feature within each batch to the spread of all batches (its pooled
         within-batch standard deviation over the batch's own, both with 0.1 added and the factor kept within
-        [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies.
+        [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies. The
+        spreads are saved with the model; a query model scales a new batch to the reference's pooled spread.
         ``None``: ``False`` (see the results page, integration ablation). A model saved before this option existed
         loads unscaled, as it was trained.
     **model_kwargs
@@ -319,13 +320,13 @@ class NETWORKVI(
 
     # ---- data ------------------------------------------------------------------------------------------------------
     def _input_transforms(self, centered: Sequence[str], scaled: bool) -> dict[str, dict[str, np.ndarray]]:
-        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_scales``."""
+        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_spreads``."""
         moments = {role: self._batch_moments(role) for role in centered}
         shifts = {role: mean for role, (mean, _, _) in moments.items()}
         if not scaled:
             return {"input_shifts": shifts}
-        scales = {role: _batch_scales(variance, n_cells) for role, (_, variance, n_cells) in moments.items()}
-        return {"input_shifts": shifts, "input_scales": scales}
+        spreads = {role: _batch_spreads(variance, n_cells) for role, (_, variance, n_cells) in moments.items()}
+        return {"input_shifts": shifts, "input_spreads": spreads}
 
     def _batch_moments(self, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per batch: mean and variance of every feature's ``log1p`` count (``(n_batch, n_features)``), cell counts."""
@@ -451,23 +452,14 @@ def _layer_sizes(
     return int(n_hidden), int(n_latent)
 
 
-#: ``batch_scaled_input``: added to both standard deviations (so a feature nearly constant in one batch is not blown
-#: up) and the bounds of the factor.
-_SCALE_FLOOR, _SCALE_BOUNDS = 0.1, (0.2, 5.0)
+def _batch_spreads(variance: np.ndarray, n_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each batch's standard deviation of every feature and the pooled within-batch one, the spread to give them.
 
-
-def _batch_scales(variance: np.ndarray, n_cells: np.ndarray) -> np.ndarray:
-    """Per-batch factors that give every batch's centred features the pooled within-batch spread.
-
-    ``variance``: ``(n_batch, n_features)`` within each batch; rows of batches without cells come out 0, the mark a
-    query model replaces by its own batch's factors.
+    ``variance``: ``(n_batch, n_features)`` within each batch; rows of batches without cells stay 0, the mark a query
+    model replaces by its own batch's spreads.
     """
-    weights = n_cells / max(n_cells.sum(), 1)
-    pooled = np.sqrt(weights @ variance)
-    scales = (pooled + _SCALE_FLOOR) / (np.sqrt(variance) + _SCALE_FLOOR)
-    scales = np.clip(scales, *_SCALE_BOUNDS)
-    scales[n_cells == 0] = 0.0
-    return scales.astype(np.float32)
+    pooled = np.sqrt((n_cells / max(n_cells.sum(), 1)) @ variance)
+    return np.sqrt(variance).astype(np.float32), pooled.astype(np.float32)
 
 
 def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:

@@ -46,9 +46,10 @@ MIN_SHARED_FEATURES = 0.8
 
 #: Per-batch parameters of the module: (name, dimension that indexes batches).
 _BATCH_PARAMETERS = {"background_pro_alpha": 1, "background_pro_log_beta": 1, "py_r": 1}
-#: Buffers ``input_shift_<role>`` / ``input_scale_<role>``: the batch means subtracted from an encoder's input and the
-#: factors that rescale it, one row per batch (an all-zero row: a batch without reference cells).
-_INPUT_SHIFT, _INPUT_SCALE = "input_shift_", "input_scale_"
+#: Buffers ``input_shift_<role>`` / ``input_sd_<role>``: the batch means subtracted from an encoder's input and the
+#: batch spreads that rescale it, one row per batch (an all-zero row: a batch without reference cells). The target
+#: spread (``input_target_sd_<role>``, one row) is the reference's and is copied as it is.
+_INPUT_SHIFT, _INPUT_SD, _INPUT_TARGET_SD = "input_shift_", "input_sd_", "input_target_sd_"
 
 
 def _one_hot_widths(n_cats: Sequence[int]) -> list[int]:
@@ -92,7 +93,7 @@ def _attention_positions(ref_cats: Sequence[int], query_cats: Sequence[int], n_c
 
 
 def _merge_shifts(reference: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """Batch means (or scales) for the query model: the reference's rows where it had cells, the query's own for the rest.
+    """Batch means (or spreads) for the query model: the reference's rows where it had cells, the query's own else.
 
     A batch category without reference cells (new, or a category of the batch column that the reference's cells do
     not use, which scvi-tools registers all the same) has an all-zero row in the reference; its cells are centred by
@@ -140,11 +141,9 @@ def transfer_state(
     new_state = {}
     for key, query_value in query_state.items():
         name = key.rsplit(".", 1)[-1]
-        is_shift = name.startswith((_INPUT_SHIFT, _INPUT_SCALE))
-        if is_shift and key not in reference_state:  # a reference saved before these inputs: uncentred, unscaled
-            new_state[key] = (
-                torch.zeros_like(query_value) if name.startswith(_INPUT_SHIFT) else torch.ones_like(query_value)
-            )
+        is_shift = name.startswith((_INPUT_SHIFT, _INPUT_SD))
+        if name.startswith((_INPUT_SHIFT, _INPUT_SD, _INPUT_TARGET_SD)) and key not in reference_state:
+            new_state[key] = torch.zeros_like(query_value)  # a reference saved before these: uncentred, unscaled
             continue
         if key not in reference_state:
             raise ValueError(f"The reference model has no parameter {key!r}: it was built differently.")

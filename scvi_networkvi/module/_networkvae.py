@@ -33,6 +33,11 @@ DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KE
 MASK_KEY = "networkvi_modality_mask"
 
 
+#: ``input_spreads``: added to both standard deviations (a feature nearly constant in one batch is not blown up) and
+#: the bounds of the factor.
+SPREAD_FLOOR, SCALE_BOUNDS = 0.1, (0.2, 5.0)
+
+
 class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     """The NetworkVI variational autoencoder.
 
@@ -107,9 +112,11 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     input_shifts
         Role -> ``(n_batch, n_features)`` array subtracted from that encoder's input (``log1p`` counts) for each
         cell's batch, so that the encoder reads its features centred within the batch; roles not here: not centred.
-    input_scales
-        Role -> ``(n_batch, n_features)`` factors that multiply that encoder's centred input for each cell's batch
-        (after ``input_shifts``; a role here must be centred too); roles not here: not rescaled.
+    input_spreads
+        Role -> ``(per_batch, target)``: the standard deviation of every feature's ``log1p`` count within each batch,
+        ``(n_batch, n_features)``, and the spread to give every batch, ``(n_features,)``. That encoder's centred
+        input is multiplied by ``(target + 0.1) / (per_batch + 0.1)`` for each cell's batch, kept within [0.2, 5]
+        (a role here must be centred too); roles not here: not rescaled.
     region_factors
         Learn per-region accessibility factors.
     use_size_factor_key
@@ -150,7 +157,7 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         "protein_background_prior_mean",
         "protein_background_prior_scale",
         "input_shifts",
-        "input_scales",
+        "input_spreads",
         "use_size_factor_key",
     )
     #: WiredEncoder keywords this module sets from its own arguments (the rest are ``**encoder_kwargs``).
@@ -243,7 +250,7 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         protein_background_prior_mean: Any = None,
         protein_background_prior_scale: Any = None,
         input_shifts: Mapping[str, Any] | None = None,
-        input_scales: Mapping[str, Any] | None = None,
+        input_spreads: Mapping[str, Any] | None = None,
         region_factors: bool = True,
         use_size_factor_key: bool = False,
         use_observed_lib_size: bool = True,
@@ -355,14 +362,17 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
             self.register_buffer(f"input_shift_{m}", shift)
             self.centered_modalities.append(m)
         self.scaled_modalities = []
-        for m, scale in (input_scales or {}).items():
-            scale = torch.as_tensor(scale, dtype=torch.float32)
+        for m, (per_batch, target) in (input_spreads or {}).items():
+            per_batch = torch.as_tensor(per_batch, dtype=torch.float32)
+            target = torch.as_tensor(target, dtype=torch.float32)
             expected = (max(n_batch, 1), self.n_inputs.get(m, 0))
-            if m not in self.centered_modalities or tuple(scale.shape) != expected:
+            if m not in self.centered_modalities or tuple(per_batch.shape) != expected or target.shape != expected[1:]:
                 raise ValueError(
-                    f"input_scales[{m!r}] must be a {expected} array for a centred modality, got {tuple(scale.shape)}."
+                    f"input_spreads[{m!r}] must be a {expected} array and a ({expected[1]},) one for a centred "
+                    f"modality, got {tuple(per_batch.shape)} and {tuple(target.shape)}."
                 )
-            self.register_buffer(f"input_scale_{m}", scale)
+            self.register_buffer(f"input_sd_{m}", per_batch)
+            self.register_buffer(f"input_target_sd_{m}", target)
             self.scaled_modalities.append(m)
         _use_wide_dropout(self)
 
@@ -372,9 +382,9 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
             if key not in state_dict:  # saved before batch-centred inputs existed: zero shift, the encoder as saved
                 state_dict[key] = torch.zeros_like(getattr(self, f"input_shift_{m}"))
         for m in self.scaled_modalities:
-            key = f"{prefix}input_scale_{m}"
-            if key not in state_dict:  # saved before per-batch input scales existed: unscaled, as it was trained
-                state_dict[key] = torch.ones_like(getattr(self, f"input_scale_{m}"))
+            for name in (f"input_sd_{m}", f"input_target_sd_{m}"):
+                if f"{prefix}{name}" not in state_dict:  # saved before input spreads existed: zeros give factor 1
+                    state_dict[f"{prefix}{name}"] = torch.zeros_like(getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- inputs ----------------------------------------------------------------------------------------------------
@@ -420,12 +430,18 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         }
 
     # ---- model -----------------------------------------------------------------------------------------------------
+    def input_scale(self, m: str, batch: torch.Tensor) -> torch.Tensor:
+        """Factors that give modality ``m``'s centred input of each cell's ``batch`` the target spread."""
+        per_batch = getattr(self, f"input_sd_{m}").index_select(0, batch.reshape(-1).long())
+        target = getattr(self, f"input_target_sd_{m}")
+        return ((target + SPREAD_FLOOR) / (per_batch + SPREAD_FLOOR)).clamp(*SCALE_BOUNDS)
+
     def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
         x_in = torch.log1p(x) if self.log_variational else x
         if m in self.centered_modalities:
             x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())
         if m in self.scaled_modalities:
-            x_in = x_in * getattr(self, f"input_scale_{m}").index_select(0, batch.reshape(-1).long())
+            x_in = x_in * self.input_scale(m, batch)
         cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
         encoder = self.encoders[m]
         if isinstance(encoder, WiredEncoder):
