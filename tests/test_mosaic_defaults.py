@@ -160,22 +160,22 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
 @pytest.mark.parametrize(
     ("roles", "mosaic_data", "encoder", "expected"),
     [
-        (["rna"], False, "go", (0.1, (), False, "root", None)),
-        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None)),
-        (["rna", "protein"], False, "go", (0.0, "all", True, "root", None)),
-        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None)),
-        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna")),
-        (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None)),
-        (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None)),
-        (["rna", "atac"], False, "dense", (0.0, (), False, "root", None)),
-        (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna")),
-        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None)),
+        (["rna"], False, "go", (0.1, (), False, "root", None, False)),
+        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, True)),
+        (["rna", "protein"], False, "go", (0.0, "all", True, "root", None, True)),
+        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, False)),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna", False)),
+        (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None, False)),
+        (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None, False)),
+        (["rna", "atac"], False, "dense", (0.0, (), False, "root", None, False)),
+        (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna", False)),
+        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None, False)),
     ],
 )
 def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
     got = (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input)
-    assert (*got, rule.penalty_anchor) == expected
+    assert (*got, rule.penalty_anchor, rule.batch_scaled_input) == expected
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
