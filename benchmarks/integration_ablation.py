@@ -10,7 +10,8 @@ Every change is a keyword of ``NETWORKVI`` or of its ``train`` (see ``CHANGES``)
 the GO encoder with the tutorial resources of ``integration.py``) is chosen with ``--encoder``. The name ``base``
 is the encoder with the settings of the checkout being measured (``--base-settings legacy`` pins the settings of
 the release before this ablation, ``2026-12-04`` those of the first round of fixes, ``2026-12-05`` those of the
-second, per dataset, ``2026-12-05b`` those of the third, per dataset and encoder, so that a walk can be re-run after
+second, per dataset, ``2026-12-05b`` those of the third, per dataset and encoder, ``2026-12-05c`` / ``2026-12-05f``
+those before the GO heads on multiome / the per-batch input scales on CITE-seq, so that a walk can be re-run after
 the defaults change).
 
 Rows (one per dataset, encoder, variant, seed) are appended to the CSV at once (default
@@ -141,8 +142,22 @@ DEC05C = {
     "multiome/go": ({**DEC05B["multiome/go"][0], "head_input": "levels"}, *DEC05B["multiome/go"][1:]),
     "multiome/dense": DEC05B["multiome/dense"],
 }
+#: The defaults of 2026-12-05f (those of 2026-12-05c): paired CITE-seq without the per-batch input scales that
+#: became its default afterwards; ``--base-settings 2026-12-05f --variants scale-batch`` is today's CITE-seq default.
+DEC05F = {
+    "cite": ({**DEC05C["cite"][0], "batch_scaled_input": False}, *DEC05C["cite"][1:]),
+    "multiome/go": DEC05C["multiome/go"],
+    "multiome/dense": DEC05C["multiome/dense"],
+}
 #: Settings by name; a name maps to one (model, train, plan) triple, or to one per dataset or "dataset/encoder".
-PINNED = {"legacy": LEGACY, "2026-12-04": DEC04, "2026-12-05": DEC05, "2026-12-05b": DEC05B, "2026-12-05c": DEC05C}
+PINNED = {
+    "legacy": LEGACY,
+    "2026-12-04": DEC04,
+    "2026-12-05": DEC05,
+    "2026-12-05b": DEC05B,
+    "2026-12-05c": DEC05C,
+    "2026-12-05f": DEC05F,
+}
 
 KEY = ("dataset", "encoder", "base_settings", "variant", "seed", "epochs", "n_cells")
 COLUMNS = (

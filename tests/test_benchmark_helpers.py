@@ -72,6 +72,11 @@ def test_pinned_settings_per_dataset_and_resource_changes(ablation):
     go_05c = ablation.settings("base", 4000, "2026-12-05c", "multiome", "go")
     assert go_05c[0] == {**go[0], "head_input": "levels"} and go_05c[1:] == go[1:] and go[0]["head_input"] == "root"
     assert ablation.settings("base", 4000, "2026-12-05c", "cite", "go")[0]["head_input"] == "root"
+    # 2026-12-05f: before the CITE-seq inputs were scaled per batch; multiome as on 2026-12-05c
+    cite_05f = ablation.settings("base", 4000, "2026-12-05f", "cite", "go")
+    assert cite_05f[0] == {**cite_05b[0], "batch_scaled_input": False} and cite_05f[1:] == cite_05b[1:]
+    assert ablation.settings("base", 4000, "2026-12-05f", "multiome", "go") == go_05c
+    assert ablation.settings("scale-batch", 4000, "2026-12-05f", "cite", "go")[0]["batch_scaled_input"] is True
     model, _, _ = ablation.settings("sizes-default+annotations-default", 4000, "current")
     assert model == {"gene_size": 4, "go_size": 6, "go": None, "annotations": None}
     assert set(ablation.RESOURCE_KEYS) >= {"go", "annotations"}
