@@ -139,6 +139,15 @@ def test_data_with_proteins_centre_every_input_and_train_without_dropout(cite, m
     assert params["batch_centered_input"] == "all" and params["dropout_rate"] == 0.0  # saved resolved
 
 
+def test_the_go_encoder_on_paired_cite_seq_scales_its_centred_inputs_per_batch(cite, multiome):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    go = nvi.NETWORKVI(paired(cite, CITE_MODS), gene_size=2, go_size=2, **resources)
+    assert go.module.scaled_modalities == ["rna", "protein"] and go.init_params_["non_kwargs"]["batch_scaled_input"]
+    assert nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense").module.scaled_modalities == []
+    assert nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, **resources).module.scaled_modalities == []
+
+
 def test_paired_multiome_trains_without_dropout_on_uncentred_inputs(multiome):
     model = nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), encoder="dense")
     assert _shifted(model) == set()
@@ -161,7 +170,7 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
     ("roles", "mosaic_data", "encoder", "expected"),
     [
         (["rna"], False, "go", (0.1, (), False, "root", None, False)),
-        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, True)),
+        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, False)),
         (["rna", "protein"], False, "go", (0.0, "all", True, "root", None, True)),
         (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, False)),
         (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna", False)),

@@ -88,8 +88,9 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
     - A protein modality (paired CITE-seq, mosaics with one): every input centred within its batch and the adversary
       at weight 1. Protein panels carry per-batch offsets; a mosaic's batch is typically its dataset, which a fading
       adversary and uncentred RNA left apart.
-    - Paired data with a protein modality: the centred inputs also rescaled per batch to the pooled within-batch
-      spread (``batch_scaled_input``); mosaics and RNA + ATAC keep unscaled inputs (not measured).
+    - The GO encoder on paired data with a protein modality: the centred inputs also rescaled per batch to the pooled
+      within-batch spread (``batch_scaled_input``); the dense encoder lost bio conservation with them; mosaics and
+      RNA + ATAC keep unscaled inputs (not measured).
     - Paired RNA + ATAC: the GO encoder likewise; the dense encoder uncentred with the fading adversary (the
       cell-type composition differs between batches, and a dense encoder keeps that in its input).
     - Other mosaics (RNA + ATAC): uncentred (not measured) with the adversary at weight 1, as every mosaic.
@@ -111,5 +112,5 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         full_weight_adversary=centre or is_mosaic,
         head_input="levels" if paired_go_atac else "root",
         penalty_anchor="rna" if encoder == "go" and is_mosaic and {"rna", "atac"} <= set(roles) else None,
-        batch_scaled_input="protein" in roles and not is_mosaic,
+        batch_scaled_input=encoder == "go" and "protein" in roles and not is_mosaic,
     )

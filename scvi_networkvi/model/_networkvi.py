@@ -159,8 +159,8 @@ class NETWORKVI(
         within-batch standard deviation over the batch's own, both with 0.1 added and the factor kept within
         [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies. The
         spreads are saved with the model; a query model scales a new batch to the reference's pooled spread.
-        ``None``: ``True`` on paired data with a protein modality, else ``False`` (results page, integration
-        ablation). A model saved before this option existed
+        ``None``: ``True`` for the GO encoder on paired data with a protein modality, else ``False`` (results
+        page, integration ablation). A model saved before this option existed
         loads unscaled, as it was trained.
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
