@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults
+from scvi_networkvi.nn._log1p import log1p
 from scvi_networkvi.wiring import Wiring
 
 from ._decoders import NetworkVAEDecodersMixin
@@ -437,7 +438,7 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         return ((target + SPREAD_FLOOR) / (per_batch + SPREAD_FLOOR)).clamp(*SCALE_BOUNDS)
 
     def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
-        x_in = torch.log1p(x) if self.log_variational else x
+        x_in = log1p(x) if self.log_variational else x  # bitwise torch.log1p, faster on CPU counts (nn._log1p)
         if m in self.centered_modalities:
             x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())
         if m in self.scaled_modalities:

@@ -7,8 +7,9 @@ list; eight of them are multiplied into an output row per pass over the cells, s
 output row in the L1 buffer carries eight multiply-adds instead of one. The training kernel keeps its
 one-row-at-a-time order, which its backward pass mirrors.
 
-Same sums as :class:`._block_csr.BlockCSRFunction` in another order (float32: equal within rounding); every output
-row is computed by one thread in a fixed order, so the result is the same for every thread count and every call.
+The same fused multiply-adds in the same order as :class:`._block_csr.BlockCSRFunction`'s forward pass: bitwise the
+same result. Every output row is computed by one thread in a fixed order, so the result is the same for every thread
+count and every call.
 Tested against the plain-torch dense reference (:meth:`BlockSparseLinear.to_dense`) in ``tests/test_block_csr.py``.
 """
 
