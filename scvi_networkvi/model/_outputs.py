@@ -19,6 +19,13 @@ from scvi import REGISTRY_KEYS
 from ._decoding import BatchSpec, Indices, _is_real
 from ._differential import NetworkVIDifferentialMixin
 
+#: Cells per minibatch of :meth:`NetworkVIOutputsMixin.get_latent_representation` (and so ``nvi.tl.embed``) when the
+#: caller passes none. The GO encoder's per-minibatch costs (its kernels' loop set-up over the cells, one pass per GO
+#: level) make 128-cell minibatches (scvi-tools' default) about 1.3x slower than 256 on one CPU thread (package
+#: defaults, 4000 genes; benchmarks/results/inference_speed_2026-12-05b.md); 256 keeps the gene-node activations of a
+#: minibatch small (4000 genes: 16 MiB, 16000 genes: 64 MiB).
+INFERENCE_BATCH_SIZE = 256
+
 
 class NetworkVIOutputsMixin(NetworkVIDifferentialMixin):
     """Outputs of NETWORKVI.
@@ -42,7 +49,12 @@ class NetworkVIOutputsMixin(NetworkVIDifferentialMixin):
         dataloader=None,
         modality: str = "joint",
     ) -> np.ndarray:
-        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name)."""
+        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name).
+
+        ``batch_size``: cells per minibatch; ``None``: :data:`INFERENCE_BATCH_SIZE` (256), not
+        ``scvi.settings.batch_size``. Other arguments as scvi-tools' ``get_latent_representation``.
+        """
+        batch_size = INFERENCE_BATCH_SIZE if batch_size is None else batch_size
         if modality == "joint":
             return super().get_latent_representation(
                 adata=adata,

@@ -66,6 +66,9 @@ class _TwoPathBlockLayer(nn.Module):
         self._slot_pad = bool(slots is not None and slots["pad"])
         for name in ("src", "edge1", "edge2", "blocks"):
             self.register_buffer(f"_slot_{name}", None if slots is None else slots[name], persistent=False)
+        #: Without autograd, run the elementwise ReLU path as one pass (:mod:`._elementwise_eval`); ``False``: the
+        #: autograd function there too (tests, benchmarks).
+        self.eval_kernel = True
 
     @property
     def fuses_dropout(self) -> bool:
@@ -92,7 +95,12 @@ class _TwoPathBlockLayer(nn.Module):
             blocks = len(self._single_rows)
             bias = self.linear.bias.view(2 * blocks, -1, 1)
             w1, w2, b1, b2 = weight[:blocks], weight[blocks:], bias[:blocks], bias[blocks:]
-            if type(self.activation) is nn.ReLU and not dropout and not needs_grad(xt, weight, bias):
+            if (
+                self.eval_kernel
+                and type(self.activation) is nn.ReLU
+                and not dropout
+                and not needs_grad(xt, weight, bias)
+            ):
                 out = two_path_relu_eval(xt, self._single_rows, w1, b1, w2, b2)  # inference: one pass, no node
                 if out is not None:
                     return out
