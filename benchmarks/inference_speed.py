@@ -13,7 +13,8 @@ GO depth 2) and NETWORKVI with ``encoder="dense"``, then times, ``--repeats`` ti
   (``BlockSparseLinear.inference_csr = False``: the training code path, i.e. before that change);
 - NETWORKVI (go)'s latent, embed and activations on the **previous code path** (``..., previous``): the inference-only
   kernels switched off (``eval_kernel = False`` on every ``BlockSparseLinear`` and ``_TwoPathBlockLayer``: the
-  autograd kernels' forward passes), the encoders' ``log1p`` as ``torch.log1p`` and scvi-tools' 128-cell minibatches
+  autograd kernels' forward passes), the encoders' input transform in torch (``torch.log1p``, shift, scale,
+  transposed copy) and scvi-tools' 128-cell minibatches
   for the latent and embed: the code before the inference changes of issue 27, item 3, timed in the same run.
 
 Every call uses its method's default minibatch: TOTALVI ``scvi.settings.batch_size`` (128), NETWORKVI's latent and
@@ -197,7 +198,11 @@ class RssSampler:
 
 @contextmanager
 def previous_code_path(model):
-    """The NETWORKVI GO encoder's inference as before issue 27 item 3: autograd kernels' forward, ``torch.log1p``."""
+    """The NETWORKVI GO encoder's inference as before issue 27 item 3: autograd kernels' forward, torch's input transform.
+
+    The transform (``torch.log1p``, shift, scale, the encoder's transposed copy) replaces the table ``log1p`` and
+    the one-pass transform of ``NetworkVAE._encode``.
+    """
     import torch
 
     from scvi_networkvi.module import _networkvae
@@ -205,14 +210,14 @@ def previous_code_path(model):
     from scvi_networkvi.nn._two_path import _TwoPathBlockLayer
 
     layers = [m for m in model.module.modules() if isinstance(m, (BlockSparseLinear, _TwoPathBlockLayer))]
-    fast_log1p = _networkvae.log1p
+    fast = _networkvae.log1p, _networkvae.log1p_shift_scale_t
     for layer in layers:
         layer.eval_kernel = False
-    _networkvae.log1p = torch.log1p
+    _networkvae.log1p, _networkvae.log1p_shift_scale_t = torch.log1p, lambda *args: None
     try:
         yield
     finally:
-        _networkvae.log1p = fast_log1p
+        _networkvae.log1p, _networkvae.log1p_shift_scale_t = fast
         for layer in layers:
             layer.eval_kernel = True
 
