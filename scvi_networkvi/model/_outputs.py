@@ -20,10 +20,11 @@ from ._decoding import BatchSpec, Indices, _is_real
 from ._differential import NetworkVIDifferentialMixin
 
 #: Cells per minibatch of :meth:`NetworkVIOutputsMixin.get_latent_representation` (and so ``nvi.tl.embed``) when the
-#: caller passes none. The GO encoder's per-minibatch costs (its kernels' loop set-up over the cells, one pass per GO
-#: level) make 128-cell minibatches (scvi-tools' default) about 1.3x slower than 256 on one CPU thread (package
-#: defaults, 4000 genes; benchmarks/results/inference_speed_2026-12-05b.md); 256 keeps the gene-node activations of a
-#: minibatch small (4000 genes: 16 MiB, 16000 genes: 64 MiB).
+#: caller passes none. The GO encoder's kernels loop over the minibatch's cells once per output row and input chunk:
+#: 128-cell minibatches (scvi-tools' default) cost more loop set-up per cell; 256 took the latent of the package
+#: defaults (4000 genes, 5000 cells, one CPU thread) from 0.65 to 0.49 s, 512 gave no further gain. The gene-node
+#: activations of a 256-cell minibatch take 16 MiB at 4000 genes, 64 MiB at 16000. The latent is the same as with
+#: 128 (each cell is computed on its own; bitwise on the measured CPU, tested within float32 rounding).
 INFERENCE_BATCH_SIZE = 256
 
 
