@@ -9,8 +9,7 @@ one-row-at-a-time order, which its backward pass mirrors.
 
 The same fused multiply-adds in the same order as :class:`._block_csr.BlockCSRFunction`'s forward pass: bitwise the
 same result. Every output row is computed by one thread in a fixed order, so the result is the same for every thread
-count and every call.
-Tested against the plain-torch dense reference (:meth:`BlockSparseLinear.to_dense`) in ``tests/test_block_csr.py``.
+count and every call. Tested against the plain-torch dense reference (:meth:`BlockSparseLinear.to_dense`) in ``tests/test_block_csr.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch
 from numba import types
 
 from . import _torch_threads as threads
-from ._block_csr import _FAST, _WORD, CSRPlan
+from ._block_csr import _WORD, CSRPlan
 
 # Contraction only: the sums keep the training kernel's order (fused multiply-adds in sequence), so that both give
 # bitwise the same products; nothing is reassociated.
@@ -87,7 +86,7 @@ def _forward_eval(x, weight, out_rows, ptr, rows, weight_rows, out, u0, u1):
                     out[o, c] = acc[t * b_out + j, c]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+@numba.njit(cache=True, nogil=True, fastmath=_CONTRACT)
 def _forward_eval_job(data, zero):
     """:func:`_forward_eval` over the unit chunks of a job, for one thread of torch's team."""
     at, i64, w = threads.array_at, np.int64(0), _WORD
