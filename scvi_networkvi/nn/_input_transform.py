@@ -19,7 +19,8 @@ from ._log1p import _table
 
 
 # Hand-written because the five torch passes plus the transposed copy cost more than the gene layer itself: one pass
-# takes the 256 x 4000 minibatch of the package defaults from ~3.5 to ~1 ms on one thread.
+# takes the encoders' input of the package defaults (4000 genes and 134 proteins, 5000 cells, one thread) from ~0.2 to
+# ~0.06 s per latent.
 @numba.njit(cache=True, nogil=True)
 def _log1p_shift_scale_t(x, table, shift, scale, batch, out):
     """``out[f, c] = (table[x[c, f]] - shift[batch[c], f]) * scale[batch[c], f]``; returns the misses (0: done).
