@@ -10,11 +10,20 @@ GO depth 2) and NETWORKVI with ``encoder="dense"``, then times, ``--repeats`` ti
   activations kept, what ``nvi.tl.importances`` runs before its probes), for the GO and the dense encoder (the dense
   encoder has no GO terms: no activations);
 - NETWORKVI's latent once more with the sparse inference path of the GO levels switched off
-  (``BlockSparseLinear.inference_csr = False``: the training code path, i.e. before that change).
+  (``BlockSparseLinear.inference_csr = False``: the training code path, i.e. before that change);
+- NETWORKVI (go)'s latent, embed and activations on the **previous code path** (``..., previous``): the inference-only
+  kernels switched off (``eval_kernel = False`` on every ``BlockSparseLinear`` and ``_TwoPathBlockLayer``: the
+  autograd kernels' forward passes), the encoders' input transform in torch (``torch.log1p``, shift, scale,
+  transposed copy) and scvi-tools' 128-cell minibatches
+  for the latent and embed: the code before the inference changes of issue 27, item 3, timed in the same run.
 
-Every call uses the default inference batch size (``scvi.settings.batch_size``, 128). Ratio = TOTALVI latent seconds /
-the measurement's seconds (>= 1: at least as fast as TOTALVI's latent). Training s/epoch (median of the epochs after
-the first, validation excluded) is recorded too.
+Every call uses its method's default minibatch: TOTALVI ``scvi.settings.batch_size`` (128), NETWORKVI's latent and
+embed ``INFERENCE_BATCH_SIZE`` (256, ``scvi_networkvi/model/_outputs.py``), ``get_activations`` 256. Ratio = TOTALVI
+latent seconds / the measurement's seconds (>= 1: at least as fast as TOTALVI's latent). Memory: the process RSS is
+sampled every 2 ms during each timed call; ``peak_rss_mib`` is the highest sample over the repeats and
+``rss_growth_mib`` the highest rise above the RSS at the call's start (what the call itself allocates), both also as
+ratios to TOTALVI's latent. Training s/epoch (median of the epochs after the first, validation excluded) is recorded
+too.
 
 Cells: the tutorial CITE-seq data (registry ``tutorial-cite``: 5000 bone-marrow cells, 4000 genes, 134 proteins),
 batch key ``Site``. Gene counts (``--genes``): ``4000`` is the real data. A larger count N is the tutorial's 4000
@@ -26,13 +35,13 @@ signal). Those counts are as dense as the tutorial's selected genes, denser than
 transcriptome: the inference cost of the encoders does not depend on the counts' values, the data loading does a
 little. The CSV says ``synthetic`` for these rows.
 
-Results: rows appended to ``--out-dir``/``inference_speed.csv`` and a summary written to ``inference_speed.md``, with
-machine, date, versions and the command.
+Results: rows appended to ``--out-dir``/``NAME.csv`` and a summary written to ``NAME.md`` (``--name``, default
+``inference_speed``), with machine, date, versions and the command.
 
 Usage (about 3 minutes for 4000 genes and 8 for 16000 on one thread of a 2-core AMD EPYC VM)::
 
     python benchmarks/inference_speed.py [--genes 4000 16000] [--epochs 3] [--repeats 3] [--threads 1]
-        [--out-dir benchmarks/results]
+        [--out-dir benchmarks/results] [--name inference_speed]
 
 Smoke run::
 
@@ -50,8 +59,10 @@ import shlex
 import sqlite3
 import statistics
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from _portable import portable_command
@@ -155,6 +166,62 @@ def median_seconds(function, repeats: int) -> list[float]:
     return out
 
 
+class RssSampler:
+    """The process RSS sampled every ``interval`` seconds on a thread while a ``with`` block runs (Linux /proc)."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+        self.start = self.peak = 0.0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _rss(self) -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * self._page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self.start = self.peak = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+@contextmanager
+def previous_code_path(model):
+    """The NETWORKVI GO encoder's inference as before issue 27 item 3: autograd kernels' forward, torch's input transform.
+
+    The transform (``torch.log1p``, shift, scale, the encoder's transposed copy) replaces the table ``log1p`` and
+    the one-pass transform of ``NetworkVAE._encode``.
+    """
+    import torch
+
+    from scvi_networkvi.module import _networkvae
+    from scvi_networkvi.nn._block_sparse import BlockSparseLinear
+    from scvi_networkvi.nn._two_path import _TwoPathBlockLayer
+
+    layers = [m for m in model.module.modules() if isinstance(m, (BlockSparseLinear, _TwoPathBlockLayer))]
+    fast = _networkvae.log1p, _networkvae.log1p_shift_scale_t
+    for layer in layers:
+        layer.eval_kernel = False
+    _networkvae.log1p, _networkvae.log1p_shift_scale_t = torch.log1p, lambda *args: None
+    try:
+        yield
+    finally:
+        _networkvae.log1p, _networkvae.log1p_shift_scale_t = fast
+        for layer in layers:
+            layer.eval_kernel = True
+
+
 def _set_inference_csr(model, enabled: bool | None, saved: dict) -> None:
     """Switch the GO levels' sparse inference path off (``False``) or back to each layer's own setting (``None``)."""
     from scvi_networkvi.nn._block_sparse import BlockSparseLinear
@@ -226,12 +293,29 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
             _set_inference_csr(go_model, None, saved)
 
     calls[("NETWORKVI (go)", "latent, training code path")] = latent_training_path
+    go_data = models["NETWORKVI (go)"][1]
+
+    def previous(function):
+        def call():
+            with previous_code_path(go_model):
+                function()
+
+        return call
+
+    calls[("NETWORKVI (go)", "latent, previous")] = previous(lambda: go_model.get_latent_representation(batch_size=128))
+    calls[("NETWORKVI (go)", "embed, previous")] = previous(lambda: nvi.tl.embed(go_data, go_model, batch_size=128))
+    calls[("NETWORKVI (go)", "activations, previous")] = previous(go_model.get_activations)
     for function in calls.values():  # warm-up: first-call costs (plans, caches) are not what is compared
         function()
     seconds = {key: [] for key in calls}
+    peak = dict.fromkeys(calls, 0.0)
+    growth = dict.fromkeys(calls, 0.0)
     for _ in range(args.repeats):  # alternating, so that the models share the machine's load
         for key, function in calls.items():
-            seconds[key].extend(median_seconds(function, 1))
+            with RssSampler() as rss:
+                seconds[key].extend(median_seconds(function, 1))
+            peak[key] = max(peak[key], rss.peak)
+            growth[key] = max(growth[key], rss.peak - rss.start)
     reference = statistics.median(seconds[("TOTALVI", "latent")])
     wiring = go_model.wirings_["rna"]
     annotated = int(wiring.gene_annotated.sum())
@@ -262,6 +346,10 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
                 "seconds_min": min(values),
                 "seconds_max": max(values),
                 "ratio_vs_totalvi_latent": reference / statistics.median(values),
+                "peak_rss_mib": peak[(name, what)],
+                "rss_growth_mib": growth[(name, what)],
+                "peak_rss_vs_totalvi": peak[(name, what)] / peak[("TOTALVI", "latent")],
+                "rss_growth_vs_totalvi": growth[(name, what)] / max(growth[("TOTALVI", "latent")], 1.0),
             }
         )
     for name, epochs in timers.items():
@@ -299,10 +387,18 @@ def summarize(frame) -> str:
             f"terms, {first['gene_term_links']} gene-term links. Command: `{command}`",
             "",
         ]
-        table = part[["model", "measurement", "seconds", "ratio_vs_totalvi_latent"]].copy()
+        columns = ["model", "measurement", "seconds", "ratio_vs_totalvi_latent"]
+        memory = "peak_rss_mib" in part.columns and part["peak_rss_mib"].notna().any()
+        if memory:
+            columns += ["peak_rss_mib", "peak_rss_vs_totalvi", "rss_growth_mib"]
+        table = part[columns].copy()
         table["seconds"] = table["seconds"].map(lambda v: f"{v:.2f}")
-        table["ratio_vs_totalvi_latent"] = table["ratio_vs_totalvi_latent"].map(lambda v: "-" if v != v else f"{v:.2f}")
-        table.columns = ["model", "measurement", "seconds", "TOTALVI latent / this"]
+        for column in columns[3:]:
+            digits = 0 if column.endswith("mib") else 2
+            table[column] = table[column].map(lambda v, d=digits: "-" if v != v else f"{v:.{d}f}")
+        table.columns = ["model", "measurement", "seconds", "TOTALVI latent / this"] + (
+            ["peak RSS MiB", "peak RSS / TOTALVI's", "RSS rise in call MiB"] if memory else []
+        )
         lines += [md_table(table), ""]
     return "\n".join(lines)
 
@@ -317,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default="inference_speed", help="file stem of the CSV and markdown summary")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -328,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    csv = args.out_dir / "inference_speed.csv"
+    csv = args.out_dir / f"{args.name}.csv"
     for n_genes in args.genes:
         rows = pd.DataFrame(measure(n_genes, args))
         rows.to_csv(csv, mode="a", header=not csv.exists(), index=False)
@@ -342,8 +439,9 @@ def main(argv: list[str] | None = None) -> None:
                 row.ratio_vs_totalvi_latent,
             )
     frame = pd.read_csv(csv)
-    (args.out_dir / "inference_speed.md").write_text(summarize(frame) + "\n")
-    logger.info("Wrote %s and %s", csv, args.out_dir / "inference_speed.md")
+    summary = args.out_dir / f"{args.name}.md"
+    summary.write_text(summarize(frame) + "\n")
+    logger.info("Wrote %s and %s", csv, summary)
 
 
 if __name__ == "__main__":

@@ -152,3 +152,66 @@ def test_applies_on_cpu_float_only():
     layer.cpu_kernel = False
     assert not layer._cpu_kernel_applies(torch.zeros(1, 1))
     assert BlockCSRFunction is not None
+
+
+@pytest.mark.parametrize("cuts", [[], [300, 40], [200, 100, 40]])
+@pytest.mark.parametrize("bias", [True, False])
+def test_inference_kernel_matches_the_dense_reference(cuts, bias, monkeypatch):
+    """Without autograd the forward pass runs on the inference kernel (:mod:`._block_csr_eval`): the dense reference's
+    result (float64), and in float32 bitwise the training kernel's."""
+    from scvi_networkvi.nn import _block_sparse
+
+    calls = []
+    original = _block_sparse.block_csr_forward_eval
+    monkeypatch.setattr(_block_sparse, "block_csr_forward_eval", lambda *a: calls.append(1) or original(*a))
+    rng = np.random.default_rng(10 + len(cuts) + 3 * bias)
+    layer = BlockSparseLinear(*go_level(rng), bias=bias, dense_limit=0)
+    for dtype in (torch.float64, torch.float32):
+        layer = layer.to(dtype)
+        x = torch.randn(layer.n_in, 37, dtype=dtype)
+        parts = list(x.split(cuts)) if cuts else [x]
+        with torch.inference_mode():
+            y = layer.forward_t(parts)
+        assert len(calls) == 1
+        calls.clear()
+        reference = layer.to_dense().detach() @ x + (layer.bias.detach()[:, None] if bias else 0)
+        torch.testing.assert_close(y, reference)
+        layer.eval_kernel = False
+        with torch.no_grad():
+            training = layer.forward_t(parts)
+        layer.eval_kernel = True
+        assert not calls
+        if dtype == torch.float32:
+            assert torch.equal(y, training)
+
+
+def test_inference_kernel_only_without_autograd(monkeypatch):
+    """With autograd recording, the training kernel runs (its backward needs the autograd node)."""
+    from scvi_networkvi.nn import _block_sparse
+
+    monkeypatch.setattr(_block_sparse, "block_csr_forward_eval", lambda *a: pytest.fail("inference kernel ran"))
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(11)), dense_limit=0)
+    y = layer.forward_t(torch.randn(layer.n_in, 3))
+    assert y.requires_grad
+
+
+@pytest.mark.skipif(threads._gomp_parallel() is None, reason="torch's OpenMP team is not reachable")
+def test_inference_kernel_same_result_for_every_thread_count(monkeypatch):
+    """Large enough for torch's OpenMP team: bitwise the same inference results with one and two threads."""
+    from scvi_networkvi.nn import _block_csr_eval
+
+    teams = []
+    original = threads.run
+    monkeypatch.setattr(_block_csr_eval.threads, "run", lambda *a: teams.append(a[2]) or original(*a))
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(12), n_genes=3000, n_terms=200, n_out=400), dense_limit=0)
+    x = torch.randn(layer.n_in, 256)
+    before, runs = torch.get_num_threads(), []
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            with torch.inference_mode():
+                runs.append(layer.forward_t([x[:15000], x[15000:]]))
+    finally:
+        torch.set_num_threads(before)
+    assert teams and set(teams) == {2}  # the two-thread run went to the team, the one-thread run did not
+    assert torch.equal(*runs)

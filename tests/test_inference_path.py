@@ -117,6 +117,56 @@ def test_latent_is_unchanged_by_the_inference_path():
     assert not np.allclose(trained_on, after)
 
 
+def _set_eval_kernels(model, enabled: bool) -> int:
+    """Switch the inference-only kernels (block product, gene layer) on or off; how many layers have one."""
+    from scvi_networkvi.nn._two_path import _TwoPathBlockLayer
+
+    layers = [m for m in model.module.modules() if isinstance(m, (BlockSparseLinear, _TwoPathBlockLayer))]
+    for layer in layers:
+        layer.eval_kernel = enabled
+    return len(layers)
+
+
+def test_inference_kernels_and_default_batch_size_keep_the_latent(monkeypatch):
+    """The inference-only kernels give bitwise the latent and activations of the autograd kernels; the default
+    minibatch of the latent is INFERENCE_BATCH_SIZE, with the same latent as scvi-tools' 128 within rounding."""
+    from scvi_networkvi.model import _outputs
+
+    scvi.settings.seed = 0
+    mdata = md.read_h5mu(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, **GO_KW)
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False)
+    assert _set_eval_kernels(model, False) >= 8
+    before = model.get_latent_representation(batch_size=128)
+    before_rna = model.get_latent_representation(batch_size=128, modality="rna")
+    before_acts = model.get_activations().modalities["rna"].terms
+    _set_eval_kernels(model, True)
+    from scvi_networkvi.nn import _block_sparse, _two_path
+
+    calls = {"block": 0, "gene": 0}
+    for module, name, key in (
+        (_block_sparse, "block_csr_forward_eval", "block"),
+        (_two_path, "two_path_relu_eval", "gene"),
+    ):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, f=original, k=key: calls.__setitem__(k, calls[k] + 1) or f(*a))
+    assert np.array_equal(model.get_latent_representation(batch_size=128), before)
+    # the block kernel ran (the test data's gene layers read several features per gene: the gene-layer kernel's
+    # equality is checked in tests/test_two_path_eval.py)
+    assert calls["block"] > 0
+    assert np.array_equal(model.get_latent_representation(batch_size=128, modality="rna"), before_rna)
+    assert np.array_equal(model.get_activations().modalities["rna"].terms, before_acts)
+    sizes = []
+    make = model._make_data_loader
+    monkeypatch.setattr(model, "_make_data_loader", lambda **kw: sizes.append(kw["batch_size"]) or make(**kw))
+    default = model.get_latent_representation()
+    default_rna = model.get_latent_representation(modality="rna")
+    assert sizes == [_outputs.INFERENCE_BATCH_SIZE] * 2 and _outputs.INFERENCE_BATCH_SIZE == 256
+    np.testing.assert_allclose(default, before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(default_rna, before_rna, rtol=1e-5, atol=1e-6)
+
+
 def test_gene_count_advice_above_the_documented_threshold_only():
     limit = _train.HVG_ADVICE_GENES
     assert _train.gene_count_advice(limit) is None

@@ -19,6 +19,14 @@ from scvi import REGISTRY_KEYS
 from ._decoding import BatchSpec, Indices, _is_real
 from ._differential import NetworkVIDifferentialMixin
 
+#: Cells per minibatch of :meth:`NetworkVIOutputsMixin.get_latent_representation` (and so ``nvi.tl.embed``) when the
+#: caller passes none. The GO encoder's kernels loop over the minibatch's cells once per output row and input chunk:
+#: 128-cell minibatches (scvi-tools' default) cost more loop set-up per cell; 256 took the latent of the package
+#: defaults (4000 genes, 5000 cells, one CPU thread) from 0.65 to 0.49 s, 512 gave no further gain. The gene-node
+#: activations of a 256-cell minibatch take 16 MiB at 4000 genes, 64 MiB at 16000. The latent is the same as with
+#: 128 (each cell is computed on its own; bitwise on the measured CPU, tested within float32 rounding).
+INFERENCE_BATCH_SIZE = 256
+
 
 class NetworkVIOutputsMixin(NetworkVIDifferentialMixin):
     """Outputs of NETWORKVI.
@@ -42,7 +50,12 @@ class NetworkVIOutputsMixin(NetworkVIDifferentialMixin):
         dataloader=None,
         modality: str = "joint",
     ) -> np.ndarray:
-        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name)."""
+        """Joint latent (``modality="joint"``) or one modality's posterior mean (by role or modality name).
+
+        ``batch_size``: cells per minibatch; ``None``: :data:`INFERENCE_BATCH_SIZE` (256), not
+        ``scvi.settings.batch_size``. Other arguments as scvi-tools' ``get_latent_representation``.
+        """
+        batch_size = INFERENCE_BATCH_SIZE if batch_size is None else batch_size
         if modality == "joint":
             return super().get_latent_representation(
                 adata=adata,

@@ -16,6 +16,8 @@ from torch import nn
 from torch.distributions import Normal
 
 from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults
+from scvi_networkvi.nn._input_transform import log1p_shift_scale_t
+from scvi_networkvi.nn._log1p import log1p
 from scvi_networkvi.wiring import Wiring
 
 from ._decoders import NetworkVAEDecodersMixin
@@ -430,20 +432,32 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
         }
 
     # ---- model -----------------------------------------------------------------------------------------------------
+    def input_scale_table(self, m: str) -> torch.Tensor:
+        """The factors of :meth:`input_scale` for every batch, ``(n_batch, n_features)``: row ``b`` is batch ``b``'s."""
+        target = getattr(self, f"input_target_sd_{m}")
+        return ((target + SPREAD_FLOOR) / (getattr(self, f"input_sd_{m}") + SPREAD_FLOOR)).clamp(*SCALE_BOUNDS)
+
     def input_scale(self, m: str, batch: torch.Tensor) -> torch.Tensor:
         """Factors that give modality ``m``'s centred input of each cell's ``batch`` the target spread."""
-        per_batch = getattr(self, f"input_sd_{m}").index_select(0, batch.reshape(-1).long())
-        target = getattr(self, f"input_target_sd_{m}")
-        return ((target + SPREAD_FLOOR) / (per_batch + SPREAD_FLOOR)).clamp(*SCALE_BOUNDS)
+        return self.input_scale_table(m).index_select(0, batch.reshape(-1).long())
 
     def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
-        x_in = torch.log1p(x) if self.log_variational else x
+        encoder = self.encoders[m]
+        cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
+        if isinstance(encoder, WiredEncoder) and self.log_variational:
+            # On CPU counts: log1p, shift and scale in one pass, written in the encoder's feature-major layout
+            # (nn._input_transform; bitwise the torch composition below). None: the torch composition.
+            shift = getattr(self, f"input_shift_{m}") if m in self.centered_modalities else None
+            scale = self.input_scale_table(m) if m in self.scaled_modalities else None
+            xt = log1p_shift_scale_t(x, batch, shift, scale)
+            if xt is not None:
+                covariates = cats if self.encode_covariates else ()
+                return encoder(xt, *covariates, cont=cont if self.encode_covariates else None, feature_major=True)
+        x_in = log1p(x) if self.log_variational else x  # bitwise torch.log1p, faster on CPU counts (nn._log1p)
         if m in self.centered_modalities:
             x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())
         if m in self.scaled_modalities:
             x_in = x_in * self.input_scale(m, batch)
-        cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
-        encoder = self.encoders[m]
         if isinstance(encoder, WiredEncoder):
             if not self.encode_covariates:
                 return encoder(x_in)

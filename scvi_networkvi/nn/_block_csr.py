@@ -202,7 +202,9 @@ class CSRGroup:
     ``grad_rows[s]`` and walks the connections ``bwd_ptr[s]:bwd_ptr[s + 1]`` (output row ``bwd_outs[p]``, weight
     ``bwd_edges[p]``). ``weight``: the group's parameter (several plan groups share one when a group reads several
     parts). ``writes``: the first group reading its part writes its gradient rows and zeroes
-    ``zero_rows`` (those no block of it covers); later groups add to the rows.
+    ``zero_rows`` (those no block of it covers); later groups add to the rows. ``eval_ptr``, ``eval_rows``,
+    ``eval_weight_rows``: the forward connections one input row at a time (:func:`flat_inputs`), for the
+    inference-only kernel (:mod:`._block_csr_eval`).
     """
 
     part: int
@@ -218,6 +220,9 @@ class CSRGroup:
     bwd_edges: np.ndarray
     writes: bool
     zero_rows: np.ndarray
+    eval_ptr: np.ndarray
+    eval_rows: np.ndarray
+    eval_weight_rows: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -304,9 +309,27 @@ def build_csr_plan(
                 "bwd_edges": ids[order],
                 "zero_rows": zero_rows,
             }
+            arrays["eval_ptr"], arrays["eval_rows"], arrays["eval_weight_rows"] = flat_inputs(
+                arrays["fwd_ptr"], arrays["fwd_rows"], arrays["fwd_edges"], b_in
+            )
             arrays = {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in arrays.items()}
             groups.append(CSRGroup(part=int(part), weight=index, writes=writes, **arrays))
     return CSRPlan(groups, int(n_out), grad_rows, sparse_rows)
+
+
+def flat_inputs(
+    fwd_ptr: np.ndarray, fwd_rows: np.ndarray, fwd_edges: np.ndarray, b_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output unit of a kernel group, its input rows one by one: ``(ptr, rows, weight_rows)``.
+
+    ``fwd_*``: the group's forward arrays (:class:`CSRGroup`). Entry ``q = p * b_in + i`` is row ``i`` of connection
+    ``p``: input row ``fwd_rows[p] + i`` and, per path ``t``, row ``fwd_edges[p, t] * b_in + i`` of the group's
+    weight seen as ``(e * b_in, b_out)``; unit ``u`` owns entries ``ptr[u]:ptr[u + 1]``.
+    """
+    offsets = np.arange(b_in, dtype=np.int64)
+    rows = (fwd_rows[:, None] + offsets).reshape(-1)
+    weight_rows = (fwd_edges[:, None, :] * b_in + offsets[None, :, None]).reshape(-1, fwd_edges.shape[1])
+    return fwd_ptr * b_in, np.ascontiguousarray(rows), np.ascontiguousarray(weight_rows)
 
 
 def _run(kernel: int, arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> None:

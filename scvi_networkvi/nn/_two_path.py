@@ -14,7 +14,9 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._block_csr_eval import needs_grad
 from ._block_sparse import BlockSparseLinear
+from ._elementwise_eval import two_path_relu_eval
 from ._keep_mask import keep_mask
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "hardswish": nn.Hardswish}
@@ -64,6 +66,9 @@ class _TwoPathBlockLayer(nn.Module):
         self._slot_pad = bool(slots is not None and slots["pad"])
         for name in ("src", "edge1", "edge2", "blocks"):
             self.register_buffer(f"_slot_{name}", None if slots is None else slots[name], persistent=False)
+        #: Without autograd, run the elementwise ReLU path as one pass (:mod:`._elementwise_eval`); ``False``: the
+        #: autograd function there too (tests, benchmarks).
+        self.eval_kernel = True
 
     @property
     def fuses_dropout(self) -> bool:
@@ -88,9 +93,18 @@ class _TwoPathBlockLayer(nn.Module):
             # is ever materialised.
             _, weight = self.linear.single_input_blocks()
             blocks = len(self._single_rows)
-            x = xt.index_select(0, self._single_rows).unsqueeze(1)  # (blocks, 1, n)
             bias = self.linear.bias.view(2 * blocks, -1, 1)
             w1, w2, b1, b2 = weight[:blocks], weight[blocks:], bias[:blocks], bias[blocks:]
+            if (
+                self.eval_kernel
+                and type(self.activation) is nn.ReLU
+                and not dropout
+                and not needs_grad(xt, weight, bias)
+            ):
+                out = two_path_relu_eval(xt, self._single_rows, w1, b1, w2, b2)  # inference: one pass, no node
+                if out is not None:
+                    return out
+            x = xt.index_select(0, self._single_rows).unsqueeze(1)  # (blocks, 1, n)
             if type(self.activation) is nn.ReLU:
                 mask = keep_mask((blocks, w1.shape[1], x.shape[-1]), dropout, x.dtype) if dropout else None
                 return _ElementwiseTwoPathReLU.apply(x, w1, b1, w2, b2, mask, 1.0 / (1.0 - dropout))

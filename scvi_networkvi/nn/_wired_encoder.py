@@ -205,11 +205,13 @@ class WiredEncoder(nn.Module):
         self.var_encoder = nn.Linear(n_hidden, n_latent)
         self.var_eps = var_eps
 
-    def hidden(self, x: torch.Tensor, *cat_list: torch.Tensor, cont: torch.Tensor | None = None) -> torch.Tensor:
-        """The representation fed to the Gaussian heads."""
+    def hidden(
+        self, x: torch.Tensor, *cat_list: torch.Tensor, cont: torch.Tensor | None = None, feature_major: bool = False
+    ) -> torch.Tensor:
+        """The representation fed to the Gaussian heads; ``feature_major``: ``x`` is given as ``(n_features, n)``."""
         # Feature-major (neurons x cells) up to the GO root: each gene node's neurons are whole rows, which the
         # block-sparse layers gather and write far faster than column slivers (see BlockSparseLinear).
-        h = transposed(x)
+        h = x if feature_major else transposed(x)
         u = covariate_vector(self.n_cat_list, cat_list, cont) if self.n_cat_list or cont is not None else None
         interaction_layers = list(self.interaction_layers)
         if self.gene_layer is not None:
@@ -231,9 +233,15 @@ class WiredEncoder(nn.Module):
             return self.covariate_layer(h, *cat_list, cont=cont)
         return self.activation(self.norm(h))
 
-    def forward(self, x: torch.Tensor, *cat_list: torch.Tensor, cont: torch.Tensor | None = None):
-        """Posterior mean, variance and a reparameterised sample."""
-        h = self.hidden(x, *cat_list, cont=cont)
+    def forward(
+        self, x: torch.Tensor, *cat_list: torch.Tensor, cont: torch.Tensor | None = None, feature_major: bool = False
+    ):
+        """Posterior mean, variance and a reparameterised sample.
+
+        ``x``: the input, cells x features, or features x cells with ``feature_major`` (what the encoder computes
+        on; :class:`~scvi_networkvi.module.NetworkVAE` writes its CPU input transform in that layout).
+        """
+        h = self.hidden(x, *cat_list, cont=cont, feature_major=feature_major)
         q_m = self.mean_encoder(h)
         q_v = torch.exp(self.var_encoder(h)) + self.var_eps
         return q_m, q_v, Normal(q_m, q_v.sqrt(), validate_args=False).rsample()

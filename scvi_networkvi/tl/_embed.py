@@ -53,7 +53,8 @@ def embed(
         ``obsm`` key of the joint latent; a modality's latent goes to ``f"{key_added}_{name}"`` with the MuData
         modality name (``X_networkvi_rna``, ``X_networkvi_prot``).
     batch_size
-        Cells per inference minibatch.
+        Cells per inference minibatch; ``None``: the model's default (``INFERENCE_BATCH_SIZE`` of
+        ``get_latent_representation``, 256).
     copy
         Work on a copy of ``mdata`` and return it.
 
