@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from scvi_networkvi.module import DATA_KEYS, MASK_KEY, NetworkVAE
-from scvi_networkvi.nn import WiredEncoder
-from scvi_networkvi.nn._wired_encoder import transposed
+from scvi_networkvi.nn import WiredEncoder, transposed
 
 if TYPE_CHECKING:
     from scvi_networkvi.interpret import AttentionStatistics

@@ -15,9 +15,7 @@ from scvi.nn import Encoder
 from torch import nn
 from torch.distributions import Normal
 
-from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults
-from scvi_networkvi.nn._input_transform import log1p_shift_scale_t
-from scvi_networkvi.nn._log1p import log1p
+from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults, log1p, log1p_shift_scale_t
 from scvi_networkvi.wiring import Wiring
 
 from ._decoders import NetworkVAEDecodersMixin

@@ -2,7 +2,9 @@
 
 from ._attention import CovariateAttention, covariate_vector
 from ._block_sparse import BlockSparseLinear
+from ._input_transform import log1p_shift_scale_t
 from ._level_norm import LevelBatchNorm
+from ._log1p import log1p
 from ._options import check_choices, keyword_defaults
 from ._wired_encoder import (
     GeneLayer,
@@ -11,6 +13,7 @@ from ._wired_encoder import (
     WideDropout,
     WiredEncoder,
     activation_module,
+    transposed,
 )
 
 __all__ = [
@@ -26,4 +29,7 @@ __all__ = [
     "activation_module",
     "check_choices",
     "keyword_defaults",
+    "log1p",
+    "log1p_shift_scale_t",
+    "transposed",
 ]
