@@ -144,7 +144,10 @@ def test_partially_paired_data_and_encoders_run_only_on_present_cells():
     seen = []
     encoder = model.module.encoders["protein"]
     original = encoder.forward
-    encoder.forward = lambda x, *a, **k: seen.append(x.shape[0]) or original(x, *a, **k)
+    # inference may hand the encoder its input feature-major (features x cells)
+    encoder.forward = lambda x, *a, **k: (
+        seen.append(x.shape[1 if k.get("feature_major") else 0]) or original(x, *a, **k)
+    )
     model.get_latent_representation()
     assert sum(seen) == 360
 
