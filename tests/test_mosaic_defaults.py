@@ -146,6 +146,8 @@ def test_the_go_encoder_on_paired_cite_seq_scales_its_centred_inputs_per_batch(c
     assert go.module.scaled_modalities == ["rna", "protein"] and go.init_params_["non_kwargs"]["batch_scaled_input"]
     assert nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense").module.scaled_modalities == []
     assert nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, **resources).module.scaled_modalities == []
+    uncentred = nvi.NETWORKVI(paired(cite, CITE_MODS), gene_size=2, go_size=2, batch_centered_input=(), **resources)
+    assert uncentred.module.scaled_modalities == [] and not uncentred.init_params_["non_kwargs"]["batch_scaled_input"]
 
 
 def test_paired_multiome_trains_without_dropout_on_uncentred_inputs(multiome):

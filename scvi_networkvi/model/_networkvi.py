@@ -159,8 +159,8 @@ class NETWORKVI(
         within-batch standard deviation over the batch's own, both with 0.1 added and the factor kept within
         [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies. The
         spreads are saved with the model; a query model scales a new batch to the reference's pooled spread.
-        ``None``: ``True`` for the GO encoder on paired data with a protein modality, else ``False`` (results
-        page, integration ablation). A model saved before this option existed
+        ``None``: ``True`` for the GO encoder on paired data with a protein modality whose inputs are centred, else
+        ``False`` (results page, integration ablation). A model saved before this option existed
         loads unscaled, as it was trained.
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
@@ -236,8 +236,11 @@ class NETWORKVI(
         if batch_centered_input is None:
             batch_centered_input = defaults.batch_centered_input
         head_input = resolve_option("head_input", head_input, defaults.head_input)
+        scaled_given = batch_scaled_input is not None
         batch_scaled_input = bool(resolve_option("batch_scaled_input", batch_scaled_input, defaults.batch_scaled_input))
         centered = _centered_roles(batch_centered_input, roles)
+        if batch_scaled_input and not centered and not scaled_given:  # the default scales centred inputs only
+            batch_scaled_input = False
         if batch_scaled_input and not centered:
             raise ValueError(
                 f"batch_scaled_input=True rescales the batch-centred inputs, but batch_centered_input="
