@@ -51,11 +51,8 @@ def test_batch_means_are_the_log_counts_means_per_batch(example):
         np.testing.assert_allclose(getattr(model.module, f"input_shift_{role}").numpy(), expected, rtol=1e-5)
 
 
-def test_batch_centred_input_is_what_the_encoder_reads(example):
-    mdata = setup(example)
-    scvi.settings.seed = 0
-    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=("protein",))
-    assert model.module.centered_modalities == ["protein"]
+def _protein_encoder_input(model, mdata) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What the protein encoder reads for the first 50 cells, in eval mode, and the minibatch's registry tensors."""
     seen = {}
     hook = model.module.encoders["protein"].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
     tensors = next(iter(model._make_data_loader(mdata, batch_size=50)))
@@ -63,9 +60,18 @@ def test_batch_centred_input_is_what_the_encoder_reads(example):
     with torch.no_grad():
         model.module.inference(**model.module._get_inference_input(tensors))
     hook.remove()
+    return seen["x"], tensors
+
+
+def test_batch_centred_input_is_what_the_encoder_reads(example):
+    mdata = setup(example)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input=("protein",))
+    assert model.module.centered_modalities == ["protein"]
+    seen, tensors = _protein_encoder_input(model, mdata)
     batch = tensors["batch"].long().ravel()
     expected = torch.log1p(tensors["proteins"]) - model.module.input_shift_protein[batch]
-    torch.testing.assert_close(seen["x"], expected)
+    torch.testing.assert_close(seen, expected)
 
 
 def test_batch_scaled_input_gives_every_batch_the_pooled_spread(example):
@@ -85,16 +91,10 @@ def test_batch_scaled_input_gives_every_batch_the_pooled_spread(example):
     np.testing.assert_allclose(model.module.input_scale("protein", every_batch).numpy(), expected, rtol=1e-4)
     assert not np.allclose(expected, 1.0)
     # the encoder reads (log1p counts - batch mean) x batch scale
-    seen = {}
-    hook = model.module.encoders["protein"].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
-    tensors = next(iter(model._make_data_loader(mdata, batch_size=50)))
-    model.module.eval()
-    with torch.no_grad():
-        model.module.inference(**model.module._get_inference_input(tensors))
-    hook.remove()
+    seen, tensors = _protein_encoder_input(model, mdata)
     batch = tensors["batch"].long().ravel()
     shifted = torch.log1p(tensors["proteins"]) - model.module.input_shift_protein[batch]
-    torch.testing.assert_close(seen["x"], shifted * torch.as_tensor(expected, dtype=torch.float32)[batch])
+    torch.testing.assert_close(seen, shifted * torch.as_tensor(expected, dtype=torch.float32)[batch])
     # off by default for the dense encoder (the GO encoder's default on paired CITE-seq: test_mosaic_defaults); with
     # nothing centred there is nothing to rescale
     assert nvi.NETWORKVI(mdata, encoder="dense").module.scaled_modalities == []
