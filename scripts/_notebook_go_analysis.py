@@ -116,19 +116,19 @@ pd.concat(
         "md",
         """**What the model says about three cell types** (this run's held-out numbers):
 
-- **NK cells — strong evidence.** The most specific processes are *cytolysis* (10 genes, specificity +0.31, the only
-  term of the three lists whose gene set beats random genes after correction, `qval_set` 0.008) and *cell killing*
-  (30 genes, +0.24, `qval_set` 0.10). The genes that carry cell killing are the cytotoxic granule genes GNLY, NKG7,
+- **NK cells — strong evidence.** The most specific processes are *cytolysis* (10 genes, specificity +0.32, a gene
+  set that beats random genes after correction, `qval_set` 0.019) and *cell killing* (30 genes, +0.25, `qval_set`
+  0.09). The genes that carry cell killing are the cytotoxic granule genes GNLY, NKG7,
   GZMB and PRF1 and the activating receptor KLRK1 (NKG2D). CTSG (cathepsin G, a myeloid protease) ranks among them
   too: a gene node's neurons also read its neighbours through the Hi-C gene–gene layer, and CTSG lies next to GZMB in
   the granzyme locus, so read a gene node as its locus as much as its gene.
 - **cDC2 — the expected biology, evidence at the edge.** *Antigen processing and presentation* comes first (36
-  genes, +0.25, `qval_set` 0.053, just above 0.05), carried by the MHC class II genes HLA-DQA1, HLA-DPB1, HLA-DRA,
-  HLA-DPA1, HLA-DRB1 and their chaperone CD74. The next terms (*T cell selection*, which shares MHC class II genes,
-  *embryo implantation*, *protein folding*) have `qval_set` near 1: nothing specific below the first term.
+  genes, +0.25, `qval_set` 0.045, just below 0.05), carried by the MHC class II genes HLA-DQA1, HLA-DRA, HLA-DPB1,
+  HLA-DRB1, HLA-DPA1 and their chaperone CD74. The next terms (*T cell selection*, which shares MHC class II genes,
+  *protein folding*, *embryo implantation*) have `qval_set` 0.57-0.83: nothing specific below the first term.
 - **Naive CD8+ T cells — weak evidence.** *T cell selection*, *tolerance induction* and *somatic diversification of
   immune receptors* rank first, carried by the CD3 complex (CD3E, CD3G, CD3D), BCL11B and CCR7, the naive T cells'
-  homing receptor: the right genes, but no term's gene set beats random genes after correction (`qval_set` 0.20-0.25),
+  homing receptor: the right genes, but no term's gene set beats random genes after correction (`qval_set` 0.12-0.15),
   so these cells alone do not establish the processes.
 
 Depth-2 GO has no finer terms than these (no *B cell activation*, no erythroid terms); `n_layers_encoder=3` keeps
@@ -200,11 +200,13 @@ go[outside].sort_values("qval").head(8)[
         "md",
         """With the full annotations the protein encoder keeps 92 GO terms; CD86 reaches some of them, directly or
 through the GO graph, and every other term keeps its activations and its AUROC exactly. Of the 3128 term × cell-type
-cells (92 terms × the 34 cell types with enough cells in both splits), 470 change at all, 167 by more than their
-95 % interval (the interval of the change excludes 0: 92 drops, 75 rises) and 85 have q < 0.05. The effects are
-small: the largest is *biological process involved in symbiotic interaction* in CD16+ monocytes, 0.726 → 0.663
-(−0.062, interval −0.088 to −0.036); the clearest drops are in CD14+ monocytes, which carry CD86: *cell activation*
-0.867 → 0.849 (−0.018) and *immune response* 0.857 → 0.847 (−0.011), both q ≈ 4e-30.""",
+cells (92 terms × the 34 cell types with enough cells in both splits), 474 change at all, 198 by more than their
+95 % interval (the interval of the change excludes 0: 96 drops, 102 rises) and 101 have q < 0.05. Most effects are
+small: the largest is *biological process involved in symbiotic interaction* in CD16+ monocytes, 0.673 → 0.536
+(−0.137, interval −0.252 to −0.023); the clearest (smallest q) are in the monocytes, which carry CD86: the same term
+rises in CD14+ monocytes, 0.607 → 0.732 (+0.125, q ≈ 1e-75), and *immune response* drops in CD16+ monocytes,
+0.743 → 0.700 (−0.042, q ≈ 3e-16). A knock-out can raise an AUROC: zeroing CD86 in every cell also changes what
+sets a cell type apart from the others in a term's neurons.""",
     ),
     (
         "md",
@@ -237,11 +239,11 @@ print(
     (
         "md",
         """Without a perturbation, the protein terms' in-sample AUROC exceeds the held-out one by +0.007 at the median and
-by up to +0.416; it lies above the held-out 95 % interval in 221 of the 3128 cells (and below it in 118: the small
+by up to +0.406; it lies above the held-out 95 % interval in 221 of the 3128 cells (and below it in 106: the small
 cell types make both numbers noisy). For CD86, the in-sample changes (the original's reading) follow the held-out
-ones only in part: correlation 0.87 over the 476 cells the knock-out reaches, opposite signs in 94 of them, and 33
+ones only in part: correlation 0.82 over the 476 cells the knock-out reaches, opposite signs in 99 of them, and 45
 in-sample changes outside the held-out interval. Read in sample and without intervals, every reached cell shows a
-change; held out, 167 change by more than their interval, 85 after correcting for multiple testing.
+change; held out, 198 change by more than their interval, 101 after correcting for multiple testing.
 
 **Cumulative vs one at a time.** The original copies the data once per gene and then zeroes the gene's
 features modality set by modality set without resetting the copy, so with `calculate_perturbations_modality=

@@ -89,13 +89,9 @@ def clean_outputs(nb) -> None:
                     if not any(ad in line for ad in ADVERTISING) and not PROGRESS_BAR.search(line)
                 )
                 output["text"] = SITE_PACKAGES.sub(".../site-packages/", kept)
-    for cell in nb.cells:  # a stream emptied of everything (an stderr one left with blank lines) is dropped
+    for cell in nb.cells:  # a stream left with whitespace only (a progress bar's "\r" or final newline) is dropped
         if "outputs" in cell:
-            cell["outputs"] = [
-                o
-                for o in cell["outputs"]
-                if o.get("output_type") != "stream" or (o["text"].strip() if o.get("name") == "stderr" else o["text"])
-            ]
+            cell["outputs"] = [o for o in cell["outputs"] if o.get("output_type") != "stream" or o["text"].strip()]
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ def test_clean_outputs_drops_noise_and_install_paths(load_script):
             "stream", name="stderr", text="Probes (rna):  33%|███▎      | 1/3 [00:53<01:46, 53.40s/it]\n"
         ),
         nbformat.v4.new_output("stream", name="stderr", text="\n"),  # what a finished bar leaves
+        nbformat.v4.new_output("stream", name="stdout", text="\r"),  # a bar's redraw on stdout, emptied
         nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.9\n"),
     ]
     nb.cells = [cell]
