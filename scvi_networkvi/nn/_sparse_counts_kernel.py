@@ -1,0 +1,198 @@
+"""Inference-only kernels of :mod:`._sparse_counts`: the GO levels' gene-node products from the nonzero counts only.
+
+A zero count gives an encoder input ``c[batch, feature] = (log1p(0) - shift) * scale``, a per-batch constant, and a
+gene node reading that feature the constant activation ``h0[batch, node]``. Every GO level's gene-node product is
+then ``W h = W h0[batch] + W (h - h0[batch])``: the first term (with the bias) is the same for every cell of a batch
+(``base``, :func:`base_rows`), the second is nonzero only at the nonzero counts.
+
+:func:`nonzero_deltas` lists, per gene node, the minibatch's cells with a nonzero count and their ``h - h0``
+(one pass over the counts). :func:`_blocks` then works output block by output block (a GO term's neurons in one
+path, padded to :data:`._lanes.LANES` rows): the block's rows for every cell start as the batch's ``base`` in a small
+buffer that stays in the L1 cache, each connection (gene node -> block) adds its ``(size, width)`` weights times the
+deltas of the node's nonzero cells as vector multiply-adds (:mod:`._lanes`), and the rows are written feature-major.
+The weights are read once per minibatch, in order. Each block is computed by one thread in a fixed order: the result
+is the same for every thread count and every call.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+from numba import types
+
+from . import _torch_threads as threads
+from ._lanes import LANES, madd_lanes
+
+
+# Hand-written with the kernel below: one branch-free pass over the dense counts finds the nonzero ones (a 256 x 4000
+# minibatch: ~0.6 ms, where a branch per count took ~2.5 ms).
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def nonzero_deltas(x, n_nonzero, batch, shift, scale, table, fptr, fnodes, w1, b1, w2, b2, h0, n_nodes):
+    """Per gene node, its cells with a nonzero count and ``h - h0`` there: ``(ptr, cells, deltas)``.
+
+    ``x (n, features)`` counts with ``n_nonzero`` nonzero entries; ``shift``, ``scale (n_batch, features)``;
+    ``table`` ``log1p`` of whole numbers (other values: ``math.log1p``); feature ``f`` feeds gene nodes
+    ``fnodes[fptr[f]:fptr[f + 1]]``; node ``g`` is ``relu(w1 x + b1) + (w2 x + b2)`` (``(nodes, size)``
+    parameters) with the zero-count activation ``h0[batch, g]``.
+    """
+    n, n_features = x.shape
+    size, n_table, zero = w1.shape[1], table.shape[0], x.dtype.type(0)
+    found = np.empty(n_nonzero + 1, dtype=np.int32)  # the nonzero features, cell by cell
+    cptr = np.zeros(n + 1, dtype=np.int64)
+    m = 0
+    for c in range(n):
+        xc = x[c]
+        for f in range(n_features):
+            found[m] = f
+            m += xc[f] != zero
+        cptr[c + 1] = m
+    ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    for i in range(m):
+        f = found[i]
+        for q in range(fptr[f], fptr[f + 1]):
+            ptr[fnodes[q] + 1] += 1
+    for g in range(n_nodes):
+        ptr[g + 1] += ptr[g]
+    cells = np.empty(ptr[n_nodes], dtype=np.int64)
+    deltas = np.empty((ptr[n_nodes], size), dtype=x.dtype)
+    fill = ptr[:-1].copy()
+    for c in range(n):
+        b, xc = batch[c], x[c]
+        for i in range(cptr[c], cptr[c + 1]):
+            f = found[i]
+            if fptr[f] == fptr[f + 1]:
+                continue
+            v = xc[f]
+            if v >= 0 and v < n_table and v == np.floor(v):
+                lv = table[np.int64(v)]
+            else:
+                lv = x.dtype.type(math.log1p(v))
+            xv = (lv - shift[b, f]) * scale[b, f]
+            for q in range(fptr[f], fptr[f + 1]):
+                g = fnodes[q]
+                p = fill[g]
+                fill[g] += 1
+                cells[p] = c
+                for k in range(size):
+                    h = w1[g, k] * xv + b1[g, k]
+                    deltas[p, k] = (w2[g, k] * xv + b2[g, k]) + (h if h > zero else zero) - h0[b, g, k]
+    return ptr, cells, deltas
+
+
+@numba.njit(cache=True, nogil=True)
+def base_rows(h0, bstart, bwidth, bptr, enode, eoff, weights, bias, out):
+    """``out[b] = bias + sum over gene nodes g of W_g^T h0[b, g]`` in the padded rows: the all-zero cell of batch b."""
+    size = h0.shape[2]
+    for b in range(h0.shape[0]):
+        out[b] = bias
+        for blk in range(len(bstart)):
+            start, width = bstart[blk], bwidth[blk]
+            for e in range(bptr[blk], bptr[blk + 1]):
+                g, offset = enode[e], eoff[e]
+                for k in range(size):
+                    v = h0[b, g, k]
+                    for j in range(width):
+                        out[b, start + j] += v * weights[offset + k * width + j]
+
+
+# Hand-written because the dense first GO level multiplies every gene node while ~92 % of the counts are zero: the
+# package defaults' gene layer and GO products (4000 genes, 256 cells, one thread) take ~4 instead of ~20 ms per
+# minibatch (with nonzero_deltas; see _sparse_counts.SPARSE_MAX_SHARE for where it pays).
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _blocks(ptr, cells, deltas, batch, bstart, bwidth, brow, bsize, bptr, enode, eoff, weights, base, out, b0, b1):
+    """Output blocks ``[b0, b1)``: ``out[brow + j, c] = base[batch[c], bstart + j] + sum_e W_e^T deltas`` (j < bsize).
+
+    Block ``blk`` has padded rows ``bstart:bstart + bwidth`` (a multiple of LANES) and connections
+    ``bptr[blk]:bptr[blk + 1]``, each from gene node ``enode`` with ``(size, bwidth)`` weights at ``weights[eoff:]``.
+    """
+    n, size = batch.shape[0], deltas.shape[1]
+    stride = max(bwidth.max(), LANES) if len(bwidth) else LANES
+    acc = np.empty(n * stride, dtype=weights.dtype)  # cell c's rows of the block at c * stride: L1-resident
+    for blk in range(b0, b1):
+        start, width = bstart[blk], bwidth[blk]
+        for c in range(n):
+            row = base[batch[c]]
+            for j in range(width):
+                acc[c * stride + j] = row[start + j]
+        for e in range(bptr[blk], bptr[blk + 1]):
+            g, offset = enode[e], eoff[e]
+            for j0 in range(0, width, LANES):
+                if size == 4:  # the package default: one load and store of the cell's lanes per connection
+                    for q in range(ptr[g], ptr[g + 1]):
+                        d = (deltas[q, 0], deltas[q, 1], deltas[q, 2], deltas[q, 3])
+                        madd_lanes(acc, cells[q] * stride + j0, weights, offset + j0, width, d)
+                else:
+                    for q in range(ptr[g], ptr[g + 1]):
+                        for k in range(size):
+                            madd_lanes(acc, cells[q] * stride + j0, weights, offset + k * width + j0, 0,
+                                       (deltas[q, k],))  # fmt: skip
+        first = brow[blk]
+        for j in range(bsize[blk]):
+            o = out[first + j]
+            for c in range(n):
+                o[c] = acc[c * stride + j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _blocks_job(data, zero):
+    """:func:`_blocks` over the block chunks of a job, for one thread of torch's team."""
+    at, i64, w, step = threads.array_at, np.int64(0), threads.HEADER_WORDS, threads.DESCRIPTOR_WORDS
+    ptr, cells, deltas = at(data, w, i64, 1), at(data, w + step, i64, 1), at(data, w + 2 * step, zero, 2)
+    batch, bstart, bwidth = (
+        at(data, w + 3 * step, i64, 1),
+        at(data, w + 4 * step, i64, 1),
+        at(data, w + 5 * step, i64, 1),
+    )
+    brow, bsize, bptr = at(data, w + 6 * step, i64, 1), at(data, w + 7 * step, i64, 1), at(data, w + 8 * step, i64, 1)
+    enode, eoff = at(data, w + 9 * step, i64, 1), at(data, w + 10 * step, i64, 1)
+    weights, base, out = (
+        at(data, w + 11 * step, zero, 1),
+        at(data, w + 12 * step, zero, 2),
+        at(data, w + 13 * step, zero, 2),
+    )
+    while True:
+        start, stop = threads.next_chunk(data)
+        if start < 0:
+            return
+        _blocks(ptr, cells, deltas, batch, bstart, bwidth, brow, bsize, bptr, enode, eoff, weights, base, out,
+                start, stop)  # fmt: skip
+
+
+@functools.cache
+def _team_worker(dtype: type):
+    """The team worker of :func:`_blocks` for float32 or float64 ``dtype``, else ``None``."""
+    signature = types.void(types.voidptr)
+    if dtype is np.float32:
+
+        @numba.cfunc(signature, cache=True)
+        def blocks_float32(data):
+            _blocks_job(data, np.float32(0))
+
+        return blocks_float32
+    if dtype is not np.float64:
+        return None
+
+    @numba.cfunc(signature, cache=True)
+    def blocks_float64(data):
+        _blocks_job(data, np.float64(0))
+
+    return blocks_float64
+
+
+def blocks(arrays: list[np.ndarray], n_rows: int) -> None:
+    """Run :func:`_blocks` (``arrays`` in its argument order) over every block, on torch's team when large.
+
+    ``n_rows``: rows written per cell (what decides whether handing the work to the team pays).
+    """
+    n_cells, bptr = len(arrays[3]), arrays[8]
+    n_blocks = len(bptr) - 1
+    team = threads.team_size() if n_cells * n_rows >= threads.MIN_TEAM_ELEMENTS else 1
+    worker = _team_worker(arrays[2].dtype.type) if team > 1 else None
+    if worker is None:
+        _blocks(*arrays, 0, n_blocks)
+        return
+    bounds = threads.chunk_bounds(bptr + np.arange(n_blocks + 1), 4 * team)  # blocks differ in their connections
+    threads.run(worker, threads.describe(arrays, [], bounds), team)
