@@ -27,8 +27,9 @@ from . import _torch_threads as threads
 from ._lanes import LANES, madd_lanes
 
 
-# Hand-written with the kernel below: one branch-free pass over the dense counts finds the nonzero ones (a 256 x 4000
-# minibatch: ~0.6 ms, where a branch per count took ~2.5 ms).
+# Hand-written with the kernel below: one branch-free pass over the dense counts finds the nonzero ones and a counting
+# sort groups them by feature, so that the deltas are written in the order _blocks reads them (a 256 x 4000 minibatch
+# of the tutorial data: ~1.5 ms, where a branch per count and writes in cell order took ~2.6 ms).
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
 def nonzero_deltas(x, n_nonzero, batch, shift, scale, table, fptr, fnodes, w1, b1, w2, b2, h0, n_nodes):
     """Per gene node, its cells with a nonzero count and ``h - h0`` there: ``(ptr, cells, deltas)``.
@@ -49,36 +50,47 @@ def nonzero_deltas(x, n_nonzero, batch, shift, scale, table, fptr, fnodes, w1, b
             found[m] = f
             m += xc[f] != zero
         cptr[c + 1] = m
-    ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    fptr_x = np.zeros(n_features + 1, dtype=np.int64)  # the same entries by feature: cells and encoder inputs
     for i in range(m):
-        f = found[i]
-        for q in range(fptr[f], fptr[f + 1]):
-            ptr[fnodes[q] + 1] += 1
-    for g in range(n_nodes):
-        ptr[g + 1] += ptr[g]
-    cells = np.empty(ptr[n_nodes], dtype=np.int64)
-    deltas = np.empty((ptr[n_nodes], size), dtype=x.dtype)
-    fill = ptr[:-1].copy()
+        fptr_x[found[i] + 1] += 1
+    for f in range(n_features):
+        fptr_x[f + 1] += fptr_x[f]
+    fill = fptr_x[:-1].copy()
+    by_cell = np.empty(m, dtype=np.int32)
+    by_value = np.empty(m, dtype=x.dtype)
     for c in range(n):
-        b, xc = batch[c], x[c]
+        xc, b = x[c], batch[c]
         for i in range(cptr[c], cptr[c + 1]):
             f = found[i]
-            if fptr[f] == fptr[f + 1]:
-                continue
             v = xc[f]
             if v >= 0 and v < n_table and v == np.floor(v):
                 lv = table[np.int64(v)]
             else:
                 lv = x.dtype.type(math.log1p(v))
-            xv = (lv - shift[b, f]) * scale[b, f]
-            for q in range(fptr[f], fptr[f + 1]):
-                g = fnodes[q]
-                p = fill[g]
-                fill[g] += 1
+            p = fill[f]
+            fill[f] += 1
+            by_cell[p] = c
+            by_value[p] = (lv - shift[b, f]) * scale[b, f]
+    ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    for f in range(n_features):
+        for q in range(fptr[f], fptr[f + 1]):
+            ptr[fnodes[q] + 1] = fptr_x[f + 1] - fptr_x[f]
+    for g in range(n_nodes):
+        ptr[g + 1] += ptr[g]
+    cells = np.empty(ptr[n_nodes], dtype=np.int64)
+    deltas = np.empty((ptr[n_nodes], size), dtype=x.dtype)
+    for f in range(n_features):
+        for q in range(fptr[f], fptr[f + 1]):
+            g = fnodes[q]
+            p = ptr[g]
+            for i in range(fptr_x[f], fptr_x[f + 1]):
+                c, xv = by_cell[i], by_value[i]
+                b = batch[c]
                 cells[p] = c
                 for k in range(size):
                     h = w1[g, k] * xv + b1[g, k]
                     deltas[p, k] = (w2[g, k] * xv + b2[g, k]) + (h if h > zero else zero) - h0[b, g, k]
+                p += 1
     return ptr, cells, deltas
 
 
@@ -99,8 +111,9 @@ def base_rows(h0, bstart, bwidth, bptr, enode, eoff, weights, bias, out):
 
 
 # Hand-written because the dense first GO level multiplies every gene node while ~92 % of the counts are zero: the
-# package defaults' gene layer and GO products (4000 genes, 256 cells, one thread) take ~4 instead of ~20 ms per
-# minibatch (with nonzero_deltas; see _sparse_counts.SPARSE_MAX_SHARE for where it pays).
+# package defaults' RNA encoder (4000 genes, 256 cells, 8 % nonzero, one thread) takes 8 instead of 21 ms per minibatch
+# with nonzero_deltas (see _sparse_counts.SPARSE_MAX_SHARE for where it pays); the explicit vector multiply-adds of
+# _lanes take this kernel from ~12 to ~3.5 ms per minibatch of the tutorial data.
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
 def _blocks(ptr, cells, deltas, batch, bstart, bwidth, brow, bsize, bptr, enode, eoff, weights, base, out, b0, b1):
     """Output blocks ``[b0, b1)``: ``out[brow + j, c] = base[batch[c], bstart + j] + sum_e W_e^T deltas`` (j < bsize).
