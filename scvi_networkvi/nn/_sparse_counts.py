@@ -154,6 +154,8 @@ class SparseCounts:
             rows, size = np.arange(n_features), 1
         self.size, self.n_features = size, n_features
         self.structure = _build(levels, rows, size, n_features)
+        self.parameters = _parameters(gene_layer, levels)  # what the packed weights are copied from
+        self._found = np.zeros(0, dtype=np.int32)  # nonzero_deltas' work buffer, kept between minibatches
 
     @staticmethod
     def supports(gene_layer: _TwoPathBlockLayer | None, levels: list[_TwoPathBlockLayer]) -> bool:
@@ -166,8 +168,7 @@ class SparseCounts:
 
     def _weights(self, dtype: torch.dtype) -> dict:
         """Packed weights, bias rows, gene-layer parameters and the term layers' weights for the current parameters."""
-        params = _parameters(self.gene_layer, self.levels)
-        key = (dtype, *[(p.data_ptr(), p._version) for p in params])
+        key = (dtype, *[(p.data_ptr(), p._version) for p in self.parameters])
         cache = self.structure.cache
         if cache.get("key") == key:
             return cache
@@ -242,8 +243,7 @@ class SparseCounts:
         if any(tuple(t.shape) != (n_batch, n_features) for t in given):
             return None
         counts = x.detach().contiguous().numpy()
-        n_nonzero = int(np.count_nonzero(counts))
-        if not n or n_nonzero > SPARSE_MAX_SHARE * counts.size:
+        if not n:
             return None
         codes = batch.reshape(-1).long().contiguous().numpy() if given else np.zeros(n, dtype=np.int64)
         if len(codes) != n or codes.min() < 0 or codes.max() >= n_batch:
@@ -254,8 +254,13 @@ class SparseCounts:
         cache = self._weights(x.dtype)
         h0, base = self._base(cache, shift_np, scale_np)
         s = self.structure
-        ptr, cells, deltas = nonzero_deltas(counts, n_nonzero, codes, shift_np, scale_np, _table(x.dtype), s.fptr, s.fnodes,
+        if len(self._found) < counts.size + 1:
+            self._found = np.empty(counts.size + 1, dtype=np.int32)
+        limit = int(SPARSE_MAX_SHARE * counts.size)
+        n_nonzero, ptr, cells, deltas = nonzero_deltas(counts, limit, self._found, codes, shift_np, scale_np, _table(x.dtype), s.fptr, s.fnodes,
                                             *cache["gene"], h0, len(s.rows))  # fmt: skip
+        if n_nonzero > limit:
+            return None
         out = torch.empty(sum(len(r) for r in s.level_rows), n, dtype=x.dtype)
         arrays = [
             ptr, cells, deltas, codes, s.bstart, s.bwidth, s.brow, s.bsize, s.bptr, s.enode, s.eoff, cache["wp"], base,

@@ -31,25 +31,27 @@ from ._lanes import LANES, madd_lanes
 # sort groups them by feature, so that the deltas are written in the order _blocks reads them (a 256 x 4000 minibatch
 # of the tutorial data: ~1.5 ms, where a branch per count and writes in cell order took ~2.6 ms).
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-def nonzero_deltas(x, n_nonzero, batch, shift, scale, table, fptr, fnodes, w1, b1, w2, b2, h0, n_nodes):
-    """Per gene node, its cells with a nonzero count and ``h - h0`` there: ``(ptr, cells, deltas)``.
+def nonzero_deltas(x, limit, found, batch, shift, scale, table, fptr, fnodes, w1, b1, w2, b2, h0, n_nodes):
+    """Per gene node, its cells with a nonzero count and ``h - h0`` there: ``(n_nonzero, ptr, cells, deltas)``.
 
-    ``x (n, features)`` counts with ``n_nonzero`` nonzero entries; ``shift``, ``scale (n_batch, features)``;
+    ``x (n, features)`` counts (more than ``limit`` nonzero: only ``n_nonzero`` is computed, the arrays are empty);
+    ``found`` a work buffer of ``n * features + 1`` int32; ``shift``, ``scale (n_batch, features)``;
     ``table`` ``log1p`` of whole numbers (other values: ``math.log1p``); feature ``f`` feeds gene nodes
     ``fnodes[fptr[f]:fptr[f + 1]]``; node ``g`` is ``relu(w1 x + b1) + (w2 x + b2)`` (``(nodes, size)``
     parameters) with the zero-count activation ``h0[batch, g]``.
     """
     n, n_features = x.shape
     size, n_table, zero = w1.shape[1], table.shape[0], x.dtype.type(0)
-    found = np.empty(n_nonzero + 1, dtype=np.int32)  # the nonzero features, cell by cell
     cptr = np.zeros(n + 1, dtype=np.int64)
     m = 0
-    for c in range(n):
+    for c in range(n):  # found[cptr[c]:cptr[c + 1]]: cell c's nonzero features
         xc = x[c]
         for f in range(n_features):
             found[m] = f
             m += xc[f] != zero
         cptr[c + 1] = m
+    if m > limit:
+        return m, cptr[:0], cptr[:0], np.empty((0, size), dtype=x.dtype)
     fptr_x = np.zeros(n_features + 1, dtype=np.int64)  # the same entries by feature: cells and encoder inputs
     for i in range(m):
         fptr_x[found[i] + 1] += 1
@@ -91,7 +93,7 @@ def nonzero_deltas(x, n_nonzero, batch, shift, scale, table, fptr, fnodes, w1, b
                     h = w1[g, k] * xv + b1[g, k]
                     deltas[p, k] = (w2[g, k] * xv + b2[g, k]) + (h if h > zero else zero) - h0[b, g, k]
                 p += 1
-    return ptr, cells, deltas
+    return m, ptr, cells, deltas
 
 
 @numba.njit(cache=True, nogil=True)

@@ -275,15 +275,11 @@ class WiredEncoder(nn.Module):
         gene = self.gene_layer.layer if self.gene_layer is not None else None
         levels = list(self.go_network.levels)
         kernels = all(level.eval_kernel and level.linear.eval_kernel for level in levels)
-        if (
-            not self.sparse_counts
-            or self.training
-            or not kernels
-            or (gene is not None and not gene.eval_kernel)
-            or self.gene_tap is not None
-            and (self.gene_tap._forward_hooks or self.gene_tap._forward_pre_hooks)
-            or needs_grad(x, *self.parameters())
-        ):
+        kernels = kernels and (gene is None or gene.eval_kernel)
+        tapped = self.gene_tap is not None and bool(self.gene_tap._forward_hooks or self.gene_tap._forward_pre_hooks)
+        # grad mode first: in inference no walk over the parameters
+        grad = torch.is_grad_enabled() and needs_grad(x, *self.parameters())
+        if not self.sparse_counts or self.training or not kernels or tapped or grad:
             return None
         path = self._counts_path()
         products = path.level_products(x, batch, shift, scale) if path is not None else None
