@@ -220,3 +220,17 @@ def test_model_latent_and_activations_on_the_counts_path(monkeypatch):
                                rtol=1e-4, atol=1e-5)  # fmt: skip
     dense_terms = model.get_activations().modalities["rna"].terms
     np.testing.assert_allclose(fast_terms, dense_terms, rtol=1e-4, atol=1e-4)
+
+
+def test_other_devices_and_copies_build_nothing():
+    import copy
+
+    enc = encoder()
+    x, batch = counts(8, enc.n_features, 0.2), torch.arange(8) % 2
+    with torch.inference_mode():
+        assert enc.forward_counts(x.to("meta"), batch.to("meta"), None, None) is None
+        assert getattr(enc, "_sparse_path", None) is None  # nothing built from a device's tensors
+        first = enc.forward_counts(x, batch, None, None)[0]
+        twin = copy.deepcopy(enc)
+        assert twin._sparse_path is None  # the cache is not copied: rebuilt from the copy's own layers
+        torch.testing.assert_close(twin.forward_counts(x, batch, None, None)[0], first, rtol=0, atol=0)

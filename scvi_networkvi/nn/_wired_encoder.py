@@ -244,6 +244,11 @@ class WiredEncoder(nn.Module):
             return self.covariate_layer(h, *cat_list, cont=cont)
         return self.activation(self.norm(h))
 
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_sparse_path"] = None  # a cache of index arrays and weight copies: rebuilt on first use
+        return state
+
     def _counts_path(self) -> SparseCounts | None:
         """The inference from the counts for this encoder's structure, built once; ``None`` where it cannot apply."""
         if getattr(self, "_sparse_path", None) is None:
@@ -279,7 +284,7 @@ class WiredEncoder(nn.Module):
         tapped = self.gene_tap is not None and bool(self.gene_tap._forward_hooks or self.gene_tap._forward_pre_hooks)
         # grad mode first: in inference no walk over the parameters
         grad = torch.is_grad_enabled() and needs_grad(x, *self.parameters())
-        if not self.sparse_counts or self.training or not kernels or tapped or grad:
+        if not self.sparse_counts or self.training or not kernels or tapped or grad or x.device.type != "cpu":
             return None
         path = self._counts_path()
         products = path.level_products(x, batch, shift, scale) if path is not None else None
