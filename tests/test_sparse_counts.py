@@ -231,6 +231,9 @@ def test_other_devices_and_copies_build_nothing():
         assert enc.forward_counts(x.to("meta"), batch.to("meta"), None, None) is None
         assert getattr(enc, "_sparse_path", None) is None  # nothing built from a device's tensors
         first = enc.forward_counts(x, batch, None, None)[0]
-        twin = copy.deepcopy(enc)
-        assert twin._sparse_path is None  # the cache is not copied: rebuilt from the copy's own layers
+    twin = copy.deepcopy(enc)
+    assert twin._sparse_path is None  # the cache is not copied: rebuilt from the copy's own layers
+    with torch.inference_mode():
         torch.testing.assert_close(twin.forward_counts(x, batch, None, None)[0], first, rtol=0, atol=0)
+        inference_twin = copy.deepcopy(enc)  # parameters without a version counter: packed on every call
+        torch.testing.assert_close(inference_twin.forward_counts(x, batch, None, None)[0], first, rtol=0, atol=0)

@@ -168,10 +168,13 @@ class SparseCounts:
 
     def _weights(self, dtype: torch.dtype) -> dict:
         """Packed weights, bias rows, gene-layer parameters and the term layers' weights for the current parameters."""
-        key = (dtype, *[(p.data_ptr(), p._version) for p in self.parameters])
         cache = self.structure.cache
-        if cache.get("key") == key:
-            return cache
+        if any(p.is_inference() for p in self.parameters):  # no version counter: packed again every time
+            key = None
+        else:
+            key = (dtype, *[(p.data_ptr(), p._version) for p in self.parameters])
+            if cache.get("key") == key:
+                return cache
         s = self.structure
         np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         wp = np.zeros(s.n_weights, np_dtype)
