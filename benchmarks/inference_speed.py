@@ -10,7 +10,10 @@ GO depth 2) and NETWORKVI with ``encoder="dense"``, then times, ``--repeats`` ti
   activations kept, what ``nvi.tl.importances`` runs before its probes), for the GO and the dense encoder (the dense
   encoder has no GO terms: no activations);
 - NETWORKVI's latent once more with the sparse inference path of the GO levels switched off
-  (``BlockSparseLinear.inference_csr = False``: the training code path, i.e. before that change);
+  (``BlockSparseLinear.inference_csr = False``: the training code path, i.e. before that change), on dense counts;
+- NETWORKVI (go)'s latent, embed and activations with the GO encoder's inference from the nonzero counts switched
+  off (``WiredEncoder.sparse_counts = False``, ``..., dense counts``): every count through the input transform, the
+  gene layer and the GO levels' products, the code before that change;
 - NETWORKVI (go)'s latent, embed and activations on the **previous code path** (``..., previous``): the inference-only
   kernels switched off (``eval_kernel = False`` on every ``BlockSparseLinear`` and ``_TwoPathBlockLayer``: the
   autograd kernels' forward passes), the encoders' input transform in torch (``torch.log1p``, shift, scale,
@@ -232,6 +235,21 @@ def _set_inference_csr(model, enabled: bool | None, saved: dict) -> None:
             module.inference_csr = saved[id(module)] if enabled is None else enabled
 
 
+@contextmanager
+def dense_counts(model):
+    """Every GO encoder of ``model`` without its inference from the nonzero counts (``sparse_counts = False``)."""
+    from scvi_networkvi.nn import WiredEncoder
+
+    encoders = [m for m in model.module.modules() if isinstance(m, WiredEncoder)]
+    for encoder in encoders:
+        encoder.sparse_counts = False
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            encoder.sparse_counts = True
+
+
 def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
     """Train the three models on one gene count and time their inference; one row per measurement."""
     import numpy as np
@@ -288,7 +306,8 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
     def latent_training_path():
         _set_inference_csr(go_model, False, saved)
         try:
-            go_model.get_latent_representation()
+            with dense_counts(go_model):
+                go_model.get_latent_representation()
         finally:
             _set_inference_csr(go_model, None, saved)
 
@@ -297,10 +316,20 @@ def measure(n_genes: int, args: argparse.Namespace) -> list[dict]:
 
     def previous(function):
         def call():
-            with previous_code_path(go_model):
+            with previous_code_path(go_model), dense_counts(go_model):
                 function()
 
         return call
+
+    def without_sparse_counts(function):
+        def call():
+            with dense_counts(go_model):
+                function()
+
+        return call
+
+    for what in ("latent", "embed", "activations"):
+        calls[("NETWORKVI (go)", f"{what}, dense counts")] = without_sparse_counts(calls[("NETWORKVI (go)", what)])
 
     calls[("NETWORKVI (go)", "latent, previous")] = previous(lambda: go_model.get_latent_representation(batch_size=128))
     calls[("NETWORKVI (go)", "embed, previous")] = previous(lambda: nvi.tl.embed(go_data, go_model, batch_size=128))

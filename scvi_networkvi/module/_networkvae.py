@@ -447,10 +447,15 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
             # (nn._input_transform; bitwise the torch composition below). None: the torch composition.
             shift = getattr(self, f"input_shift_{m}") if m in self.centered_modalities else None
             scale = self.input_scale_table(m) if m in self.scaled_modalities else None
+            covariates, covariate_cont = (cats, cont) if self.encode_covariates else ((), None)
+            # Inference on sparse CPU counts: the GO levels' gene-node products from the nonzero counts only
+            # (nn._sparse_counts; float rounding apart the same). None: the dense path.
+            out = encoder.forward_counts(x, batch, shift, scale, *covariates, cont=covariate_cont)
+            if out is not None:
+                return out
             xt = log1p_shift_scale_t(x, batch, shift, scale)
             if xt is not None:
-                covariates = cats if self.encode_covariates else ()
-                return encoder(xt, *covariates, cont=cont if self.encode_covariates else None, feature_major=True)
+                return encoder(xt, *covariates, cont=covariate_cont, feature_major=True)
         x_in = log1p(x) if self.log_variational else x  # bitwise torch.log1p, faster on CPU counts (nn._log1p)
         if m in self.centered_modalities:
             x_in = x_in - getattr(self, f"input_shift_{m}").index_select(0, batch.reshape(-1).long())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -102,16 +102,22 @@ class GONetwork(nn.Module):
         return self.forward_t(h.t()).t().contiguous()
 
     def forward_t(
-        self, ht: torch.Tensor, covariates: torch.Tensor | None = None, all_levels: bool = False
+        self,
+        ht: torch.Tensor | None,
+        covariates: torch.Tensor | None = None,
+        all_levels: bool = False,
+        products: Callable[[int, list[torch.Tensor]], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Feature-major :meth:`forward`: ``(n_inputs, n)`` -> ``(root_size, n)``; ``covariates`` feed attention.
 
         ``all_levels``: return every level's output stacked (``(n_level_neurons, n)``, deepest first, root last).
+        ``products``: level ``i``'s block product (bias included) from the deeper levels' outputs, computed by the
+        caller (the inference from the counts, :mod:`._sparse_counts`); ``ht`` is then not read.
         """
         # Each level reads [inputs | all deeper terms] as row blocks: the wide input rows are never copied.
         state = [ht]
         for i, level in enumerate(self.levels):
-            out = level.forward_t(state)
+            out = level.forward_t(state) if products is None else level.activate(products(i, state[1:]))
             if str(i) in self.attention:
                 out = self.attention[str(i)](out.t(), covariates).t().contiguous()
             if self.norms:

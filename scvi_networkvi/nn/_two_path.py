@@ -50,6 +50,8 @@ class _TwoPathBlockLayer(nn.Module):
         if linear_path:  # second copy of every output block after the first n_out neurons
             connections = np.concatenate([connections, connections + np.array([[0], [len(out_sizes)]])], axis=1)
             out_sizes = np.concatenate([out_sizes, out_sizes])
+        #: (input block sizes, output block sizes of the stacked paths), as the block product was built
+        self.block_sizes = (np.asarray(in_sizes, dtype=np.int64), np.asarray(out_sizes, dtype=np.int64))
         kwargs = {} if dense_limit is None else {"dense_limit": dense_limit}
         self.linear = BlockSparseLinear(in_sizes, out_sizes, connections, **kwargs)
         self.activation = activation_module(activation)
@@ -118,7 +120,10 @@ class _TwoPathBlockLayer(nn.Module):
             return _GatheredTwoPathReLU.apply(
                 self, xt, self.linear.weights[0], self.linear.bias, mask, 1.0 / (1.0 - dropout)
             )
-        y = self.linear.forward_t(xt)
+        return self.activate(self.linear.forward_t(xt))
+
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
+        """The layer's output from its block product ``y`` (``(2 n_out, n)``, the paths stacked, bias included)."""
         if not self.linear_path:
             return self.activation(y)
         # split, not two slices: its backward writes one gradient tensor instead of two zero-filled full-size ones

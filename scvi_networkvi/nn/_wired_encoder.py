@@ -18,10 +18,12 @@ from torch.distributions import Normal
 from scvi_networkvi.wiring import Wiring
 
 from ._attention import CovariateAttention, covariate_vector, covariate_width
+from ._block_csr_eval import needs_grad
 from ._gene_layers import GeneLayer, InteractionLayer, WideDropout
 from ._go_network import GONetwork, GONorm
 from ._keep_mask import keep_mask
 from ._options import check_choices
+from ._sparse_counts import SparseCounts
 from ._two_path import (
     ACTIVATIONS,
     _ElementwiseTwoPathReLU,
@@ -146,6 +148,7 @@ class WiredEncoder(nn.Module):
         self.check_options({name: value for name, value in locals().items() if name in self.CHOICES})
         super().__init__()
         self.head_input = head_input
+        self.n_features = wiring.n_features
         self.n_cat_list = list(n_cat_list or [])
         n_covariates = covariate_width(self.n_cat_list, n_cont)
         if covariate_attention != "none" and n_covariates == 0:
@@ -184,6 +187,10 @@ class WiredEncoder(nn.Module):
         self.gene_tap = nn.Identity() if self.gene_layer is not None else None
         #: run the gene layer and the first interaction layer as one CPU kernel where it applies (see GeneLayer)
         self.fuse_gene_layers = True
+        #: without autograd on CPU, compute the GO levels' gene-node products from the nonzero counts where it
+        #: applies (:meth:`forward_counts`, :mod:`._sparse_counts`); ``False``: the dense path (tests, benchmarks)
+        self.sparse_counts = True
+        self._sparse_path: SparseCounts | None | bool = None  # built on first use (False: does not apply)
         n_hidden = self.go_network.n_output if head_input == "root" else self.go_network.n_level_neurons
         self.inject_covariates = inject_covariates
         if inject_covariates:
@@ -229,9 +236,68 @@ class WiredEncoder(nn.Module):
         if self.gene_tap is not None:
             h = self.gene_tap(h)
         h = self.go_network.forward_t(h, u, all_levels=self.head_input == "levels").t()
+        return self._head_input(h, cat_list, cont)
+
+    def _head_input(self, h: torch.Tensor, cat_list, cont: torch.Tensor | None) -> torch.Tensor:
+        """The Gaussian heads' input from the GO network's output ``h`` (cells x neurons)."""
         if self.inject_covariates:
             return self.covariate_layer(h, *cat_list, cont=cont)
         return self.activation(self.norm(h))
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_sparse_path"] = None  # a cache of index arrays and weight copies: rebuilt on first use
+        return state
+
+    def _counts_path(self) -> SparseCounts | None:
+        """The inference from the counts for this encoder's structure, built once; ``None`` where it cannot apply."""
+        if getattr(self, "_sparse_path", None) is None:
+            gene = self.gene_layer.layer if self.gene_layer is not None else None
+            levels = list(self.go_network.levels)
+            fits = not self.interaction_layers and self.gene_attention is None and SparseCounts.supports(gene, levels)
+            n_features = getattr(self, "n_features", None)
+            fits = fits and n_features is not None
+            self._sparse_path = SparseCounts(gene, levels, n_features) if fits else False
+        return self._sparse_path or None
+
+    def forward_counts(
+        self,
+        x: torch.Tensor,
+        batch: torch.Tensor,
+        shift: torch.Tensor | None,
+        scale: torch.Tensor | None,
+        *cat_list: torch.Tensor,
+        cont: torch.Tensor | None = None,
+    ):
+        """:meth:`forward` of ``(log1p(x) - shift[batch]) * scale[batch]`` from the counts ``x``, or ``None``.
+
+        Runs the GO levels' gene-node products on the nonzero counts only (:mod:`._sparse_counts`, the same result
+        within float rounding) and returns what :meth:`forward` returns; ``None`` (the caller takes the dense path)
+        in training mode, with autograd, with a hook on the gene tap (the gene-node activations are never
+        computed), where :attr:`sparse_counts` or an inference kernel is off, where the structure does not fit (a
+        gene–gene layer, gene attention, a gene layer reading several features per gene) and for dense counts.
+        """
+        gene = self.gene_layer.layer if self.gene_layer is not None else None
+        levels = list(self.go_network.levels)
+        kernels = all(level.eval_kernel and level.linear.eval_kernel for level in levels)
+        kernels = kernels and (gene is None or gene.eval_kernel)
+        tapped = self.gene_tap is not None and bool(self.gene_tap._forward_hooks or self.gene_tap._forward_pre_hooks)
+        # grad mode first: in inference no walk over the parameters
+        grad = torch.is_grad_enabled() and needs_grad(x, *self.parameters())
+        if not self.sparse_counts or self.training or not kernels or tapped or grad or x.device.type != "cpu":
+            return None
+        path = self._counts_path()
+        products = path.level_products(x, batch, shift, scale) if path is not None else None
+        if products is None:
+            return None
+
+        def level_product(i: int, terms: list[torch.Tensor]) -> torch.Tensor:
+            deeper = path.term_product(i, terms)
+            return products[i] if deeper is None else products[i].add_(deeper)
+
+        u = covariate_vector(self.n_cat_list, cat_list, cont) if self.n_cat_list or cont is not None else None
+        h = self.go_network.forward_t(None, u, all_levels=self.head_input == "levels", products=level_product)
+        return self._heads(self._head_input(h.t(), cat_list, cont))
 
     def forward(
         self, x: torch.Tensor, *cat_list: torch.Tensor, cont: torch.Tensor | None = None, feature_major: bool = False
@@ -241,7 +307,10 @@ class WiredEncoder(nn.Module):
         ``x``: the input, cells x features, or features x cells with ``feature_major`` (what the encoder computes
         on; :class:`~scvi_networkvi.module.NetworkVAE` writes its CPU input transform in that layout).
         """
-        h = self.hidden(x, *cat_list, cont=cont, feature_major=feature_major)
+        return self._heads(self.hidden(x, *cat_list, cont=cont, feature_major=feature_major))
+
+    def _heads(self, h: torch.Tensor):
+        """Posterior mean, variance and a reparameterised sample from the heads' input ``h``."""
         q_m = self.mean_encoder(h)
         q_v = torch.exp(self.var_encoder(h)) + self.var_eps
         return q_m, q_v, Normal(q_m, q_v.sqrt(), validate_args=False).rsample()
