@@ -32,7 +32,11 @@ from numba import carray, types
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
+from ._numba_cache import ensure_cache_location
+
 logger = logging.getLogger(__name__)
+# The first cached kernels of the package are decorated below (every kernel module imports this one first).
+ensure_cache_location()
 
 # A job's layout (int64 words): counter, number of chunks, address of the bounds, then DESCRIPTOR_WORDS per array
 # (address and up to three sizes), then the scalars.
