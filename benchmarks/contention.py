@@ -22,8 +22,9 @@ line costs: it imports scvi-tools and torch), each in a fresh interpreter (the t
 excluded), ``--import-repeats`` times alternating, idle and under the largest load.
 
 Diagnosis: ``--serial-kernels`` runs NETWORKVI's compiled kernels on the calling thread only (torch's own operations
-keep their threads); OpenMP variables (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``) set for the command reach the
-workers and are recorded.
+keep their threads); ``--policies default PASSIVE`` trains every model under both OpenMP wait policies of torch's
+threads (``default``: ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` unset: libgomp spins about 300,000 times after each
+parallel operation before it sleeps; ``PASSIVE``: it sleeps at once), alternating models within each policy.
 
 The machine is never idle here (other work shares it): the 1-minute load average is recorded before every epoch and
 every import; "idle" means no load of ours, not an idle machine.
@@ -31,10 +32,11 @@ every import; "idle" means no load of ours, not an idle machine.
 Results: ``--out-dir``/``NAME.csv`` (one row per epoch and per import) and ``NAME.md`` (summary tables, machine, date,
 versions, command).
 
-Usage (about 12 minutes on a 2-core VM with the defaults; the busy processes run about a quarter of it)::
+Usage (on a busy 2-core VM with the defaults: about 15 minutes, the busy processes run about 5 of them; with
+``--policies default PASSIVE`` about 20 minutes)::
 
-    python benchmarks/contention.py [--cells 2000] [--threads 1 2] [--loads 1 2] [--repeats 2] [--runs 1]
-        [--import-repeats 3] [--out-dir benchmarks/results] [--name contention]
+    python benchmarks/contention.py [--cells 1000] [--threads 1 2] [--loads 1 2] [--repeats 2] [--runs 1]
+        [--policies default PASSIVE] [--import-repeats 2] [--out-dir benchmarks/results] [--name contention]
 """
 
 from __future__ import annotations
@@ -201,17 +203,20 @@ def run_worker(args: argparse.Namespace) -> dict:
     }
 
 
-def run_model(model: str, threads: int, args: argparse.Namespace) -> dict:
-    """:func:`run_worker` in a fresh interpreter; its JSON result."""
+def run_model(model: str, threads: int, policy: str, args: argparse.Namespace) -> dict:
+    """:func:`run_worker` in a fresh interpreter with OpenMP wait policy ``policy`` (``default``: none set)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy != "default":
+        env["OMP_WAIT_POLICY"] = policy
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         command = [sys.executable, os.fspath(Path(__file__).resolve()), "--worker", model, "--result", os.fspath(out)]
         command += ["--threads", str(threads), "--cells", str(args.cells), "--seed", str(args.seed)]
         command += ["--repeats", str(args.repeats), "--loads", *map(str, args.loads)]
         command += ["--serial-kernels"] if args.serial_kernels else []
-        logger.info("Training %s on %d thread(s) ...", model, threads)
-        subprocess.run(command, check=True)
-        return json.loads(out.read_text())
+        logger.info("Training %s on %d thread(s), OpenMP wait policy %s ...", model, threads, policy)
+        subprocess.run(command, check=True, env=env)
+        return {**json.loads(out.read_text()), "policy": policy}
 
 
 def time_import(statement: str) -> float:
@@ -242,7 +247,8 @@ def epoch_rows(result: dict, run: int) -> list[dict]:
     columns = (result["load"], result["seconds"], result["cpu_seconds"], result["loadavg"], result["sched"])
     for epoch, (k, s, cpu, avg, (_on_cpu, queued)) in enumerate(zip(*columns, strict=False)):
         if k >= 0:
-            rows.append({"kind": "epoch", "model": result["model"].upper(), "threads": result["threads"], "load": k,
+            rows.append({"kind": "epoch", "model": result["model"].upper(), "threads": result["threads"],
+                         "policy": result["policy"], "load": k,
                          "repeat": f"{run}.{epoch}", "seconds": round(s, 3), "cpu_seconds": round(cpu, 3),
                          "loadavg": round(avg, 2), "queued_s": round(queued, 3)})  # fmt: skip
     return rows
@@ -256,21 +262,22 @@ def summarise(frame):
         {"seconds": float, "cpu_seconds": float, "loadavg": float, "queued_s": float}
     )
     out = []
-    for (model, threads), group in epochs.groupby(["model", "threads"], sort=False):
+    for (policy, model, threads), group in epochs.groupby(["policy", "model", "threads"], sort=False):
         idle = group.loc[group["load"] == 0, "seconds"].median()
         for k, rows in group.groupby("load"):
             median = rows["seconds"].median()
-            out.append({"model": model, "threads": threads, "busy processes": k, "s/epoch": round(median, 3),
+            out.append({"OpenMP wait policy": policy, "model": model, "threads": threads, "busy processes": k, "s/epoch": round(median, 3),
                         "CPU s / wall s": round((rows["cpu_seconds"] / rows["seconds"]).median(), 2),
                         "run-queue s / wall s": round((rows["queued_s"] / rows["seconds"]).median(), 2),
                         "slowdown": round(median / idle, 2), "load avg (1 min) before": round(rows["loadavg"].median(), 2),
                         "epochs": len(rows)})  # fmt: skip
     table = pd.DataFrame(out)
     ratios = []
-    for (threads, k), rows in table[table["busy processes"] > 0].groupby(["threads", "busy processes"]):
+    keys = ["OpenMP wait policy", "threads", "busy processes"]
+    for (policy, threads, k), rows in table[table["busy processes"] > 0].groupby(keys, sort=False):
         by_model = rows.set_index("model")["slowdown"]
         if {"NETWORKVI", "TOTALVI"} <= set(by_model.index):
-            ratios.append({"threads": threads, "busy processes": k, "TOTALVI slowdown": by_model["TOTALVI"],
+            ratios.append({"OpenMP wait policy": policy, "threads": threads, "busy processes": k, "TOTALVI slowdown": by_model["TOTALVI"],
                            "NETWORKVI slowdown": by_model["NETWORKVI"],
                            "NETWORKVI / TOTALVI": round(by_model["NETWORKVI"] / by_model["TOTALVI"], 2)})  # fmt: skip
     return table, pd.DataFrame(ratios)
@@ -285,7 +292,7 @@ def import_summary(frame):
 
 
 def _environment() -> str:
-    """The OpenMP settings of the run (torch's team reads them when torch is imported), and ``--serial-kernels``."""
+    """The OpenMP settings of the command (the training workers' policy is ``--policies``'; imports use these)."""
     names = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
     found = [f"{name}={os.environ[name]}" for name in names if name in os.environ]
     return ", ".join(found) or "no OpenMP variables set"
@@ -293,14 +300,21 @@ def _environment() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cells", type=int, default=2000, help="cells drawn from the 5000 (0: all)")
+    parser.add_argument("--cells", type=int, default=1000, help="cells drawn from the 5000 (0: all)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts")
     parser.add_argument("--loads", type=int, nargs="+", default=[1, 2], help="busy processes under load")
     parser.add_argument("--repeats", type=int, default=2, help="[idle, loaded] epoch pairs per load and run")
     parser.add_argument("--runs", type=int, default=1, help="training runs per model and thread count")
-    parser.add_argument("--import-repeats", type=int, default=3, help="0: no import timing")
+    parser.add_argument("--import-repeats", type=int, default=2, help="0: no import timing")
     parser.add_argument("--no-training", action="store_true", help="import timing only")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=["default"],
+        choices=["default", "PASSIVE", "ACTIVE"],
+        help="OpenMP wait policies of the training workers (default: OMP_WAIT_POLICY and GOMP_SPINCOUNT unset)",
+    )
     parser.add_argument(
         "--serial-kernels", action="store_true", help="NETWORKVI's kernels on one thread (torch's team not used)"
     )
@@ -326,8 +340,8 @@ def main() -> None:
     if not args.no_training:
         for threads in args.threads:
             for run in range(args.runs):
-                for model in args.models:
-                    result = run_model(model, threads, args)
+                for model, policy in [(m, p) for p in args.policies for m in args.models]:
+                    result = run_model(model, threads, policy, args)
                     versions = result["versions"]
                     rows += epoch_rows(result, run)
     if args.import_repeats:
