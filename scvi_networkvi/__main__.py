@@ -16,8 +16,8 @@ def openmp_threads_sleep(environ: MutableMapping[str, str] = os.environ) -> bool
 
     libgomp's threads spin (about 300,000 times) after every parallel operation before they sleep. On a machine whose
     cores are busy with other work that spinning takes the cores from the thread with the next operation: training
-    at two threads on a busy 2-core VM ran 7-20x slower than with ``OMP_WAIT_POLICY=PASSIVE``, TOTALVI as much as
-    NETWORKVI (benchmarks/results/contention_2026-12-06.md). Read when torch is imported, so the command line sets
+    at two threads on a 2-core VM busy with other work ran 6-20x slower than with ``OMP_WAIT_POLICY=PASSIVE``, TOTALVI
+    as NETWORKVI (benchmarks/results/contention_2026-12-06.md). Read when torch is imported, so the command line sets
     it for its own process before anything imports torch; the library leaves a user's process as it is.
     """
     if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:

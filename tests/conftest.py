@@ -344,11 +344,3 @@ def example_probe_model():
 def example_importances(example_probe_model):
     """The default importance table of :func:`example_probe_model` (seed 0), computed once per session."""
     return example_probe_model.get_importances(groupby="cell_type", key_added=None, seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _team_whatever_the_machines_load(monkeypatch):
-    """The compiled kernels use torch's team whenever it has several threads, however busy the machine running the
-    tests is (``team_size`` otherwise falls back to one thread under contention): which path a test takes must not
-    depend on other work. ``tests/test_torch_threads_contention.py`` tests the fallback itself."""
-    monkeypatch.setattr("scvi_networkvi.nn._torch_threads._contended", lambda: False)

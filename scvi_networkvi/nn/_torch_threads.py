@@ -24,9 +24,7 @@ import ctypes
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -48,15 +46,6 @@ HEADER_WORDS = 3
 DESCRIPTOR_WORDS = 4
 # Kernels writing fewer elements run on the calling thread: handing them to the team costs more than it saves.
 MIN_TEAM_ELEMENTS = 1 << 18
-#: When this process's threads spent more than this share of their time waiting for a core (runnable, none free)
-#: over the last ``CONTENTION_WINDOW_S`` seconds, :func:`team_size` is 1 until the share falls below
-#: ``CONTENTION_CLEAR_SHARE``: on a machine busy with other work a hand-off waits for a team thread to be scheduled
-#: at both ends of every kernel, and the calling thread alone is faster (NETWORKVI, two threads, passive OpenMP
-#: threads, a 2-core VM busy with other work: 1.2 -> 0.8 s per epoch without our load, 3.3 -> 2.3 s with two busy
-#: processes; benchmarks/results/contention_2026-12-06.md). An idle machine's share is about 0.
-CONTENTION_WAIT_SHARE = 0.4
-CONTENTION_CLEAR_SHARE = 0.1
-CONTENTION_WINDOW_S = 0.5
 
 
 @intrinsic
@@ -151,54 +140,10 @@ def _gomp_parallel() -> Callable | None:
     return parallel
 
 
-def _schedstat() -> tuple[int, int] | None:
-    """Nanoseconds this process's threads ran on a core and waited for one (Linux schedstat), or ``None``."""
-    run = wait = 0
-    try:
-        tasks = list(Path("/proc/self/task").iterdir())
-    except OSError:
-        return None
-    for task in tasks:
-        try:
-            fields = (task / "schedstat").read_text().split()
-        except OSError:  # the thread ended, or no schedstat (kernel without CONFIG_SCHEDSTATS)
-            continue
-        run, wait = run + int(fields[0]), wait + int(fields[1])
-    return (run, wait) if run else None
-
-
-class _Contention:
-    """Whether the process's threads wait for cores (:data:`CONTENTION_WAIT_SHARE`), sampled once a window."""
-
-    def __init__(self) -> None:
-        self.sampled_at = -float("inf")
-        self.last: tuple[int, int] | None = None
-        self.busy = False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self.sampled_at < CONTENTION_WINDOW_S:
-            return self.busy
-        sample = _schedstat()
-        if sample is not None and self.last is not None:
-            run, wait = sample[0] - self.last[0], sample[1] - self.last[1]
-            share = wait / (run + wait) if run + wait > 0 else 0.0
-            self.busy = share > (CONTENTION_CLEAR_SHARE if self.busy else CONTENTION_WAIT_SHARE)
-        self.sampled_at, self.last = now, sample
-        return self.busy
-
-
-_contended = _Contention()
-
-
 def team_size() -> int:
-    """How many threads :func:`run` uses: torch's CPU thread count, else 1.
-
-    1 where torch's team is not reachable, or while the cores are busy with other work (:data:`CONTENTION_WAIT_SHARE`).
-    A kernel's result does not depend on it.
-    """
+    """How many threads :func:`run` uses: torch's CPU thread count, or 1 where its team is not reachable."""
     threads = torch.get_num_threads()
-    return threads if threads > 1 and _gomp_parallel() is not None and not _contended() else 1
+    return threads if threads > 1 and _gomp_parallel() is not None else 1
 
 
 def chunk_bounds(cumulative_cost: np.ndarray, n_chunks: int) -> np.ndarray:
