@@ -32,8 +32,8 @@ every import; "idle" means no load of ours, not an idle machine.
 Results: ``--out-dir``/``NAME.csv`` (one row per epoch and per import) and ``NAME.md`` (summary tables, machine, date,
 versions, command).
 
-Usage (on a busy 2-core VM with the defaults: about 15 minutes, the busy processes run about 5 of them; with
-``--policies default PASSIVE`` about 20 minutes)::
+Usage (``--policies default PASSIVE`` with the other defaults: 14 minutes on a busy 2-core VM, of which the busy
+processes ran about 6, mostly during the default policy's two-thread epochs)::
 
     python benchmarks/contention.py [--cells 1000] [--threads 1 2] [--loads 1 2] [--repeats 2] [--runs 1]
         [--policies default PASSIVE] [--import-repeats 2] [--out-dir benchmarks/results] [--name contention]
