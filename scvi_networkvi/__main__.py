@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 logger = logging.getLogger("scvi_networkvi")
+
+
+def openmp_threads_sleep(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Let torch's OpenMP threads sleep while they wait, unless the user chose a policy; whether it was set.
+
+    libgomp's threads spin (about 300,000 times) after every parallel operation before they sleep. On a machine whose
+    cores are busy with other work that spinning takes the cores from the thread with the next operation: training
+    at two threads on a 2-core VM busy with other work ran 6-20x slower than with ``OMP_WAIT_POLICY=PASSIVE``, TOTALVI
+    as NETWORKVI (benchmarks/results/contention_2026-12-06.md). Read when torch is imported, so the command line sets
+    it for its own process before anything imports torch; the library leaves a user's process as it is.
+    """
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -64,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = sub.add_parser("list", help="list the registered resources and whether they are cached")
     listing.set_defaults(func=_list)
     args = parser.parse_args(argv)
+    if "torch" not in sys.modules:  # too late once torch (and its OpenMP runtime) is loaded
+        openmp_threads_sleep()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

@@ -12,7 +12,6 @@ slice per connection, so a checkpoint depends neither on ``dense_limit`` nor on 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -31,6 +30,7 @@ from ._block_plan import (
     build_plan,
     split_buckets,
 )
+from ._sparse_inference import INFERENCE_CSR_MIN_DENSE_RATIO, csr_product, csr_structure
 
 #: Connection groups whose dense form (rows written x rows read) has at most this many entries use a dense matmul
 #: (narrow layers such as GO levels); larger ones use the block kernel.
@@ -49,13 +49,6 @@ CPU_RUN_BYTES = 1 << 21
 #: On CPU, a whole-input dense group at least this full stays a dense matmul; sparser groups run on the CPU block kernel
 #: (:mod:`._block_csr`, about a fifth of a dense matmul's speed per multiply-add on one thread).
 CPU_DENSE_MIN_FILL = 0.25
-#: Without autograd on CPU (inference, analysis), a layer computed only as dense matmuls that multiply at least this
-#: many entries per structural weight multiplies its weight as a CSR matrix instead (see
-#: :meth:`BlockSparseLinear.forward_t`). Measured on one CPU thread, 128 cells: a CSR product costs about 8-18 dense
-#: entries per weight (the second GO level of the tutorial data, 11.7 entries per weight: 11 -> 5.5 ms per batch). Where
-#: the CPU block kernel applies (``cpu_kernel``), it runs inference too: faster than this path (the package defaults'
-#: second GO level: 27 ms per batch here, under the profiler).
-INFERENCE_CSR_MIN_DENSE_RATIO = 8.0
 
 
 @dataclass(frozen=True)
@@ -378,55 +371,12 @@ class BlockSparseLinear(nn.Module):
         )
 
     def _forward_t_csr(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """``W x + b`` as one sparse-dense product per input part, the weight as CSR matrices.
-
-        Inference only (no autograd): every structural weight is read once per batch from a compressed row layout,
-        where the dense groups multiply mostly zeros. The CSR structure (row pointers, columns, the order of the
-        parameters' entries) is computed once per input layout; the values are gathered from the parameters at every
-        call (a few hundred thousand floats), so that the product always uses the current weights (optimiser steps
-        do not all bump tensor version counters). Same result as :meth:`forward_t` with autograd up to float
-        summation order.
-        """
-        dtype, device = parts[0].dtype, parts[0].device
-        plans = self._csr_plan(tuple(p.shape[0] for p in parts), device)
-        values = torch.cat([w.detach().reshape(-1) for w in self.weights]).to(dtype)
-        out = None
-        for part, plan in zip(parts, plans, strict=True):
-            if plan is None:
-                continue
-            order, crow, col, n_cols = plan
-            with warnings.catch_warnings():  # torch's one-time "sparse CSR support is in beta" notice: not the user's
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-                matrix = torch.sparse_csr_tensor(
-                    crow, col, values.index_select(0, order), (self.n_out, n_cols), check_invariants=False
-                )
-            product = torch.sparse.mm(matrix, part.contiguous())
-            out = product if out is None else out.add_(product)
-        if out is None:
-            return self._bias_rows(parts[0])
-        if self.bias is not None:
-            out.add_(self.bias.to(dtype)[:, None])
-        return out
-
-    def _csr_plan(self, sizes: tuple[int, ...], device: torch.device) -> list:
-        """Per input part: ``(entry order, row pointers, columns, width)`` of its CSR matrix, or ``None``; cached."""
-        plans = self._csr_plans.get((sizes, device))
-        if plans is not None:
-            return plans
-        rows, cols = self._rows.cpu().numpy(), self._cols.cpu().numpy()
-        order = np.lexsort((cols, rows))  # CSR order: by row, then column
-        bounds = np.cumsum([0, *sizes])
-        plans = []
-        for k in range(len(sizes)):
-            sel = order[(cols[order] >= bounds[k]) & (cols[order] < bounds[k + 1])]
-            if not len(sel):
-                plans.append(None)
-                continue
-            crow = np.concatenate([[0], np.cumsum(np.bincount(rows[sel], minlength=self.n_out))])
-            arrays = (torch.as_tensor(a, dtype=torch.int64, device=device) for a in (sel, crow, cols[sel] - bounds[k]))
-            plans.append((*arrays, int(sizes[k])))
-        self._csr_plans[(sizes, device)] = plans
-        return plans
+        """``W x + b`` with the weight as CSR matrices, one per input part (inference only: :mod:`._sparse_inference`)."""
+        key = (tuple(p.shape[0] for p in parts), parts[0].device)
+        if key not in self._csr_plans:
+            self._csr_plans[key] = csr_structure(self._rows, self._cols, self.n_out, *key)
+        out = csr_product(self.weights, self.bias, self.n_out, self._csr_plans[key], parts)
+        return self._bias_rows(parts[0]) if out is None else out
 
     def _plan(self, parts: torch.Tensor | Sequence[torch.Tensor]) -> KernelPlan | None:
         """The kernel plan as it runs on these input row blocks (device, batch size, part sizes), cached.
