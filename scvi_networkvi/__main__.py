@@ -29,7 +29,9 @@ def openmp_threads_sleep(environ: MutableMapping[str, str] = os.environ) -> bool
 def _demo(args: argparse.Namespace) -> int:
     from scvi_networkvi._demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, top=args.top, stream=sys.stdout, progress=not args.quiet)
+    # Bars redraw with carriage returns: in a log file or a pipe they are noise, so only on a terminal.
+    progress = not args.quiet and sys.stderr.isatty()
+    run_demo(args.out, epochs=args.epochs, top=args.top, stream=sys.stdout, progress=progress)
     return 0
 
 
@@ -67,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
     demo.add_argument("--out", default="networkvi-demo", help="folder for the figures (default ./networkvi-demo)")
     demo.add_argument("--top", type=int, default=3, help="GO terms listed per cell type")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars (none when stderr is not a terminal)"
+    )
     demo.set_defaults(func=_demo)
     fetch = sub.add_parser("fetch", help="download resources into the cache (for air-gapped clusters)")
     fetch.add_argument(

@@ -130,3 +130,17 @@ def test_fetch_without_names_fetches_the_default_annotations_and_their_go(capsys
     err = capsys.readouterr().err
     assert "Resource 'org.Hs.eg.db' is not in the cache" in err
     assert str(tmp_path / "cache" / "org.Hs.eg.db" / "org.Hs.eg.sqlite") in err
+
+
+@pytest.mark.parametrize(
+    ("terminal", "quiet", "expected"), [(True, False, True), (False, False, False), (True, True, False)]
+)
+def test_demo_draws_progress_bars_on_a_terminal_only(monkeypatch, tmp_path, terminal, quiet, expected):
+    import scvi_networkvi._demo as demo_module
+
+    seen = {}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # so that the command line leaves this process's environment
+    monkeypatch.setattr(demo_module, "run_demo", lambda out, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    assert main(["demo", "--out", str(tmp_path), *(["--quiet"] if quiet else [])]) == 0
+    assert seen["progress"] is expected
