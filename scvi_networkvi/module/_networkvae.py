@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +14,13 @@ from scvi.nn import Encoder
 from torch import nn
 from torch.distributions import Normal
 
-from scvi_networkvi.nn import WideDropout, WiredEncoder, check_choices, keyword_defaults, log1p, log1p_shift_scale_t
+from scvi_networkvi.nn import WideDropout, WiredEncoder, log1p, log1p_shift_scale_t
 from scvi_networkvi.wiring import Wiring
 
 from ._decoders import NetworkVAEDecodersMixin
 from ._loss import NetworkVAELossMixin
 from ._mixing import MixingType, ModalityMixer, PenaltyType
+from ._options import NetworkVAEOptionsMixin
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MASK_KEY = "networkvi_modality_mask"
 SPREAD_FLOOR, SCALE_BOUNDS = 0.1, (0.2, 5.0)
 
 
-class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
+class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     """The NetworkVI variational autoencoder.
 
     Its options are also ``NETWORKVI``'s: the model passes its ``**model_kwargs`` here, and this class passes its
@@ -137,89 +137,6 @@ class NetworkVAE(NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
     ValueError
         For an option value outside its allowed ones (:meth:`check_options`).
     """
-
-    #: Allowed values of the module's choice options (the GO encoders' are ``WiredEncoder.CHOICES``).
-    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "gene_likelihood": ("zinb", "nb", "poisson"),
-        "latent_distribution": ("normal", "ln"),
-        "modality_penalty": ("jeffreys", "mmd", None),
-        "modality_penalty_anchor": (None, "rna", "protein", "atac"),
-        "protein_dispersion": ("protein", "protein-batch"),
-    }
-    #: Keywords derived from the data, which the model sets (not options of ``NETWORKVI``).
-    DATA_ARGUMENTS = (
-        "n_inputs",
-        "wirings",
-        "n_batch",
-        "n_continuous_cov",
-        "continuous_covariate_stats",
-        "n_cats_per_cov",
-        "protein_background_prior_mean",
-        "protein_background_prior_scale",
-        "input_shifts",
-        "input_spreads",
-        "use_size_factor_key",
-    )
-    #: WiredEncoder keywords this module sets from its own arguments (the rest are ``**encoder_kwargs``).
-    ENCODER_ARGUMENTS = (
-        "wiring",
-        "n_latent",
-        "gene_layer",
-        "dropout_rate",
-        "n_cat_list",
-        "n_cont",
-        "inject_covariates",
-    )
-
-    @classmethod
-    def options(cls) -> dict[str, Any]:
-        """The module's options (its keywords, then the GO encoders' ``**encoder_kwargs``) and their defaults."""
-        return {
-            **keyword_defaults(cls, exclude=cls.DATA_ARGUMENTS),
-            **keyword_defaults(WiredEncoder, exclude=cls.ENCODER_ARGUMENTS),
-        }
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any], *, wired: bool, caller: str = "NetworkVAE") -> None:
-        """Check module options before anything is built.
-
-        Parameters
-        ----------
-        options
-            Option name -> value (a subset of :meth:`options`; missing ones take their defaults).
-        wired
-            Whether any encoder is GO-wired (``covariate_attention`` acts on GO levels).
-        caller
-            The name the errors give (``"NETWORKVI"`` when the model checks its ``**model_kwargs``).
-
-        Raises
-        ------
-        TypeError
-            For a name that is no option.
-        ValueError
-            For a value outside its allowed ones, a negative ``modality_penalty_scale``, or ``covariate_attention``
-            without encoded covariates or GO-wired encoders.
-        """
-        valid = cls.options()
-        unknown = [name for name in options if name not in valid]
-        if unknown:
-            raise TypeError(
-                f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the module options "
-                f"are: {', '.join(valid)} (see NetworkVAE and WiredEncoder)."
-            )
-        check_choices(options, cls.CHOICES)
-        scale = options.get("modality_penalty_scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale >= 0:
-            raise ValueError(f"modality_penalty_scale must be a number >= 0, got {scale!r}.")
-        WiredEncoder.check_options(options)
-        attention = options.get("covariate_attention", "none")
-        if attention != "none" and not options.get("encode_covariates", False):
-            raise ValueError(
-                f"covariate_attention={attention!r} attends over the encoders' covariates: set "
-                "encode_covariates=True (the original crashed later in this case)."
-            )
-        if attention != "none" and not wired:
-            raise ValueError("covariate_attention acts on GO levels: it needs encoder='go'.")
 
     def __init__(
         self,
