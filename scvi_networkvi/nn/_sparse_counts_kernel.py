@@ -178,7 +178,11 @@ def _blocks_job(data, zero):
 
 @functools.cache
 def _team_worker(dtype: type):
-    """The team worker of :func:`_blocks` for float32 or float64 ``dtype``, else ``None``."""
+    """The team worker of :func:`_blocks` for float32 or float64 ``dtype``, else ``None``.
+
+    Written out per kernel like :mod:`._block_csr`'s, not made by a shared factory: numba's disk cache finds a
+    ``cfunc`` only when it calls a module-level function, not a closure variable.
+    """
     signature = types.void(types.voidptr)
     if dtype is np.float32:
 
