@@ -238,6 +238,17 @@ def load_script():
     return load
 
 
+@pytest.fixture
+def offline_session_cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline resources from one cache shared by the session's tests (``pytestmark = usefixtures(...)`` in a file).
+
+    The cache sits in the session's temporary folder, so the embedded example's resources are unpacked once per
+    session and the user's own cache is never read or written; offline, so that no test reaches the network.
+    """
+    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
+    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def registry_file():
     """Factory: the path of a registry resource in the session's resource cache, fetched there on first use.

@@ -20,10 +20,7 @@ KEYS = ["DonorAge", "DonorBMI"]
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna", "continuous_covariate_keys": "rna"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 def build(mdata, **kwargs) -> nvi.NETWORKVI:

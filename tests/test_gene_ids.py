@@ -31,10 +31,7 @@ MODS = {"rna": "rna", "protein": "prot"}
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 def scanpy_layout(n_cells: int = 120, protein_ids: bool = True) -> md.MuData:

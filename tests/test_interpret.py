@@ -28,10 +28,7 @@ from scvi_networkvi.interpret._phenotypes import categorical_labels, define_phen
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 @pytest.fixture(scope="module")

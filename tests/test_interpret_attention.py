@@ -14,10 +14,7 @@ MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,7 @@ GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactio
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 @pytest.fixture(autouse=True)

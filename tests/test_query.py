@@ -18,10 +18,7 @@ GO_KW = {"go": EXAMPLE["go"], "annotations": EXAMPLE["annotations"], "interactio
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,7 @@ TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "lr": 3e-3}
 MODEL = {"gene_size": 5, "go_size": 2, "encode_covariates": True}
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path_factory.getbasetemp() / "nvi-cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_session_cache")
 
 
 def subset(sites) -> md.MuData:
