@@ -237,8 +237,8 @@ class BlockSparseLinear(nn.Module):
         #: On CPU (float32 / float64), run the kernel groups on the compressed-block-row kernel (:mod:`._block_csr`);
         #: ``False``: the bucketed kernel of the GPU (:mod:`._block_kernel`) there too (tests, benchmarks).
         self.cpu_kernel = True
-        #: Without autograd, run the CPU kernel's forward pass on its inference-only variant
-        #: (:mod:`._block_csr_eval`, about twice as fast); ``False``: the training kernel's forward (tests, benchmarks).
+        #: Without autograd, run the CPU kernel's forward product (:mod:`._block_csr_eval`) without an autograd node;
+        #: ``False``: through the training kernel's autograd function, as with autograd (tests, benchmarks).
         self.eval_kernel = True
         #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: ``BUCKETS_PER_OCTAVE``.
         self.per_octave: int | None = None
