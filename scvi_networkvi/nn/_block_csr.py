@@ -32,6 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
 from ._block_plan import _expand, _twin_partners
+from ._shared_grad import SharedPartGrad
 
 # Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
 _FAST = {"reassoc", "contract"}
@@ -350,19 +351,20 @@ def _run_backward(arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> 
 class BlockCSRFunction(torch.autograd.Function):
     """The kernel groups of a :class:`BlockSparseLinear` (``W x + b`` of their rows) on CPU: see module docs.
 
-    Arguments: the layer's :class:`CSRPlan`, the number of input parts, the bias (or ``None``), the parts and the
-    groups' ``(e, b_in, b_out)`` weights. Output ``(n_out, n)``: the bias plus the groups' products. Differentiable
-    once.
+    Arguments: the layer's :class:`CSRPlan`, the number of input parts, ``shared`` (``None``, or a
+    :class:`._shared_grad.SharedPartGrad` and this call's token in it: part 0's gradient goes into that buffer), the
+    bias (or ``None``), the parts and the groups' ``(e, b_in, b_out)`` weights. Output ``(n_out, n)``: the bias plus
+    the groups' products. Differentiable once.
     """
 
     @staticmethod
-    def forward(ctx, plan: CSRPlan, n_parts: int, bias, *args):
+    def forward(ctx, plan: CSRPlan, n_parts: int, shared: tuple[SharedPartGrad, int] | None, bias, *args):
         from ._block_csr_eval import block_csr_forward_eval  # that module imports this one
 
         parts = [p.detach().contiguous() for p in args[:n_parts]]
         weights = [w.detach().contiguous() for w in args[n_parts:]]
         out = block_csr_forward_eval(plan, parts, bias, weights)  # the product, input rows taken eight at a time
-        ctx.plan, ctx.n_parts = plan, n_parts
+        ctx.plan, ctx.n_parts, ctx.shared = plan, n_parts, shared
         ctx.part_rows = [p.shape[0] for p in parts]
         ctx.save_for_backward(*parts, *weights)
         return out
@@ -377,19 +379,26 @@ class BlockCSRFunction(torch.autograd.Function):
         if grad.dtype != parts[0].dtype:
             grad = grad.to(parts[0].dtype)
         n, g_np = grad.shape[1], grad.numpy()
-        need_parts = ctx.needs_input_grad[3 : 3 + ctx.n_parts]
-        need_weights = ctx.needs_input_grad[3 + ctx.n_parts :]
+        need_parts = ctx.needs_input_grad[4 : 4 + ctx.n_parts]
+        need_weights = ctx.needs_input_grad[4 + ctx.n_parts :]
         grad_parts: list[torch.Tensor | None] = [None] * ctx.n_parts
         # every connection is in exactly one plan group: each weight gradient entry is written once
         grad_weights = [torch.empty_like(w) if need else None for w, need in zip(weights, need_weights, strict=True)]
         zero = parts[0].numpy().dtype.type(0)
+        shared, token = ctx.shared if ctx.shared is not None and need_parts[0] else (None, None)
+        adds = False  # part 0 into the shared buffer that an earlier backward pass wrote: every group adds
         for group in plan.groups:
             need_x, need_w = bool(need_parts[group.part]), grad_weights[group.weight] is not None
             if not (need_x or need_w):
                 continue
             if need_x and grad_parts[group.part] is None:
-                grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
-                _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
+                if shared is not None and group.part == 0:
+                    grad_parts[0], fresh = shared.take(token, plan.grad_rows[0], grad)
+                    adds = not fresh
+                else:
+                    grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
+                if not (adds and group.part == 0):
+                    _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
             grad_x = grad_parts[group.part].numpy() if need_x else np.zeros((0, n), dtype=g_np.dtype)
             grad_w = grad_weights[group.weight].numpy() if need_w else np.zeros((0, 0, 0), dtype=g_np.dtype)
             x, w = parts[group.part].numpy(), weights[group.weight].numpy()
@@ -397,9 +406,11 @@ class BlockCSRFunction(torch.autograd.Function):
                 x, g_np, w, group.in_rows, group.grad_rows, group.bwd_ptr, group.bwd_outs, group.bwd_edges, grad_x,
                 grad_w,
             ]  # fmt: skip
-            scalars = [int(need_x), int(need_w), int(not group.writes)]
+            scalars = [int(need_x), int(need_w), int(not group.writes or (adds and group.part == 0))]
             _run_backward(arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
-        if plan.sparse_rows is not None and grad_parts[0] is not None:
+        if shared is not None:  # the owner, last to run, hands the sum to autograd; the other members none
+            grad_parts[0] = shared.hand_over() if token == 0 else None
+        elif plan.sparse_rows is not None and grad_parts[0] is not None:
             # rows of a wide first part: autograd adds them into the dense gradient another reader makes; the rows are
             # sorted and distinct, and saying so spares that addition a coalescing copy (a zero-filled gradient)
             grad_parts[0] = torch.sparse_coo_tensor(
@@ -409,5 +420,5 @@ class BlockCSRFunction(torch.autograd.Function):
                 check_invariants=False,
                 is_coalesced=True,
             )
-        grad_bias = grad_out.sum(1) if ctx.needs_input_grad[2] else None
-        return None, None, grad_bias, *grad_parts, *grad_weights
+        grad_bias = grad_out.sum(1) if ctx.needs_input_grad[3] else None
+        return None, None, None, grad_bias, *grad_parts, *grad_weights
