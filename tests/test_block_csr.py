@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
 
-from scvi_networkvi.nn import BlockSparseLinear
+from scvi_networkvi.nn import BlockSparseLinear, _block_csr
 from scvi_networkvi.nn import _torch_threads as threads
 from scvi_networkvi.nn._block_csr import BlockCSRFunction
 
@@ -215,3 +216,27 @@ def test_inference_kernel_same_result_for_every_thread_count(monkeypatch):
         torch.set_num_threads(before)
     assert teams and set(teams) == {2}  # the two-thread run went to the team, the one-thread run did not
     assert torch.equal(*runs)
+
+
+@numba.njit(fastmath={"contract"})
+def _one_term_per_pass(grad, terms, factors, count, acc):
+    for i in range(acc.shape[0]):
+        acc[i, :] = 0
+        for q in range(count):
+            for c in range(acc.shape[1]):
+                acc[i, c] += factors[i, q] * grad[terms[q], c]
+
+
+@pytest.mark.parametrize("count", [0, 3, 8, 21])
+def test_eight_terms_per_pass_is_bitwise_one_term_per_pass(count):
+    """The backward kernel's input-gradient sums (:func:`_block_csr._sum_rows`): the same fused multiply-adds in the
+    same order as one term per pass (float32), and the numpy sum within float rounding."""
+    rng = np.random.default_rng(count)
+    grad = rng.standard_normal((30, 37)).astype(np.float32)
+    terms = rng.integers(0, 30, 24)
+    factors = rng.standard_normal((5, 24)).astype(np.float32)
+    acc, expected = np.full((5, 37), np.nan, np.float32), np.empty((5, 37), np.float32)
+    _block_csr._sum_rows(grad, terms, factors, count, acc, np.float32(0))
+    _one_term_per_pass(grad, terms, factors, count, expected)
+    np.testing.assert_array_equal(acc, expected)
+    np.testing.assert_allclose(acc, factors[:, :count] @ grad[terms[:count]], rtol=1e-5, atol=1e-5)

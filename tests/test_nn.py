@@ -183,8 +183,11 @@ def test_wired_encoder_heads_read_every_level_with_head_input_levels(wiring):
 
 
 def test_go_levels_above_the_first_return_sparse_input_gradients_that_sum_to_the_dense_one(wiring, monkeypatch):
-    """Levels above the first hand autograd the gene rows they read as a sparse gradient (CPU): same sum as dense."""
+    """Levels above the first hand autograd the gene rows they read as a sparse gradient (CPU, off the CPU kernel,
+    which sums them in one buffer instead: tests/test_shared_grad.py): same sum as dense."""
     network = GONetwork(wiring, np.full(wiring.n_genes, wiring.gene_size), wiring.gene_term).double()
+    for level in network.levels:
+        level.linear.cpu_kernel = False
     flags = [level.linear.sparse_first_part_grad for level in network.levels]
     assert len(flags) > 1 and flags == [False] + [True] * (len(flags) - 1)
     reads_genes = [level.linear.n_in > wiring.n_genes * wiring.gene_size for level in network.levels[1:]]

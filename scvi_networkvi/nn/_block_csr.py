@@ -1,7 +1,8 @@
 """The block kernel of :class:`~scvi_networkvi.nn.BlockSparseLinear` on CPU: compressed block rows, numba.
 
 Each output block's ``b_out x cells`` rows (both paths of a GO level: ``2 b_out`` rows) are accumulated in a small
-buffer that stays in the L1 cache while every input block it reads is multiplied into it; the backward pass does
+buffer that stays in the L1 cache while every input block it reads is multiplied into it, eight input rows per pass
+over the cells (the forward product is :mod:`._block_csr_eval`'s, with or without autograd); the backward pass does
 the same per input block, its gradient rows in the buffer, and takes each weight gradient (a dot product of an input
 row with an output-gradient row) from the same reads. Nothing is gathered or padded: no ``(blocks, k * b_in, cells)``
 copies, no zero-padded weights, no index_copy of products, no zero-filled full-size gradient.
@@ -9,9 +10,9 @@ copies, no zero-padded weights, no index_copy of products, no zero-filled full-s
 Written by hand because torch has no block-sparse CPU product: the bucketed gathers and batched matmuls of
 :mod:`._block_kernel` ran the first GO level of the full human annotations (64,500 connections of 5 x 2 blocks, 128
 cells, one thread) forward and backward in 35-41 ms of thread time; this kernel takes 18-19 ms, and a training step at
-GO depth 3 / 4 is 1.4 / 1.6x faster (benchmarks/results/go_speed_cpu_2026-12-05.md). The GPU keeps
-:mod:`._block_kernel` (one launch per bucket). Tested against the dense reference (:meth:`BlockSparseLinear.to_dense`)
-in float64.
+GO depth 3 / 4 is 1.4 / 1.6x faster (benchmarks/results/go_speed_cpu_2026-12-05.md). Its forward pass on the
+eight-row product: 9.6 -> 6.5 ms for that level (bitwise the same output). The GPU keeps :mod:`._block_kernel` (one
+launch per bucket). Tested against the dense reference (:meth:`BlockSparseLinear.to_dense`) in float64.
 
 Output blocks (forward) and input blocks (backward) are independent, so with several torch CPU threads they are cut
 into chunks that torch's own OpenMP team computes (:mod:`._torch_threads`); every row is computed by one thread in a
@@ -31,42 +32,10 @@ from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
 from ._block_plan import _expand, _twin_partners
+from ._shared_grad import SharedPartGrad
 
 # Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
 _FAST = {"reassoc", "contract"}
-
-
-@numba.njit(cache=True, fastmath=_FAST, nogil=True)
-def _forward(x, weight, out_rows, ptr, rows, edges, out, u0, u1):
-    """``out[unit rows] += sum_p weight[edges[p]]^T x[rows[p] : rows[p] + b_in]`` for units ``[u0, u1)``.
-
-    A unit is an output block (``m = 1``) or two output blocks with the same inputs (``m = 2``, the two paths of a
-    GO level): ``out_rows (units, m)`` their first rows, ``edges (connections, m)`` the weight of each.
-    """
-    b_in, b_out = weight.shape[1], weight.shape[2]
-    m, n = out_rows.shape[1], x.shape[1]
-    acc = np.empty((m * b_out, n), dtype=x.dtype)
-    for u in range(u0, u1):
-        for t in range(m):
-            for j in range(b_out):
-                o = out_rows[u, t] + j
-                for c in range(n):
-                    acc[t * b_out + j, c] = out[o, c]
-        for p in range(ptr[u], ptr[u + 1]):
-            r = rows[p]
-            for t in range(m):
-                e = edges[p, t]
-                for j in range(b_out):
-                    k = t * b_out + j
-                    for i in range(b_in):
-                        w = weight[e, i, j]
-                        for c in range(n):
-                            acc[k, c] += w * x[r + i, c]
-        for t in range(m):
-            for j in range(b_out):
-                o = out_rows[u, t] + j
-                for c in range(n):
-                    out[o, c] = acc[t * b_out + j, c]
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
@@ -75,31 +44,50 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
 
     Block ``s`` reads input rows ``in_rows[s] + [0, b_in)`` and writes (``add``: adds to) gradient rows
     ``grad_rows[s] + [0, b_in)``; its connections ``ptr[s]:ptr[s + 1]`` go to output rows ``outs[p]`` with weight
-    ``edges[p]``, whose gradient is written once here.
+    ``edges[p]``, whose gradient is written once here. The input gradient sums its terms (connection, then output
+    row) in that order, eight per pass (:func:`_sum_rows`).
     """
     b_in, b_out = weight.shape[1], weight.shape[2]
     n = x.shape[1]
     acc = np.empty((b_in, n), dtype=x.dtype)
+    most = 0
+    for s in range(s0, s1):
+        most = max(most, ptr[s + 1] - ptr[s])
+    terms = np.empty(most * b_out, dtype=np.int64)  # a block's output-gradient rows ...
+    factors = np.empty((b_in, most * b_out), dtype=x.dtype)  # ... and their weights per input row
     for s in range(s0, s1):
         r = in_rows[s]
-        if need_x:
-            for i in range(b_in):
-                for c in range(n):
-                    acc[i, c] = zero
-        for p in range(ptr[s], ptr[s + 1]):
-            o, e = outs[p], edges[p]
-            for j in range(b_out):
-                for i in range(b_in):
-                    if need_w:
+        if need_w:
+            for p in range(ptr[s], ptr[s + 1]):
+                o, e = outs[p], edges[p]
+                for j in range(b_out):
+                    i = 0
+                    while i + 4 <= b_in:  # four input rows per pass over the output-gradient row
+                        d0 = d1 = d2 = d3 = zero
+                        for c in range(n):
+                            v = grad[o + j, c]
+                            d0 += x[r + i, c] * v
+                            d1 += x[r + i + 1, c] * v
+                            d2 += x[r + i + 2, c] * v
+                            d3 += x[r + i + 3, c] * v
+                        grad_w[e, i, j], grad_w[e, i + 1, j], grad_w[e, i + 2, j], grad_w[e, i + 3, j] = d0, d1, d2, d3
+                        i += 4
+                    while i < b_in:
                         total = zero
                         for c in range(n):
                             total += x[r + i, c] * grad[o + j, c]
                         grad_w[e, i, j] = total
-                    if need_x:
-                        w = weight[e, i, j]
-                        for c in range(n):
-                            acc[i, c] += w * grad[o + j, c]
+                        i += 1
         if need_x:
+            k = 0
+            for p in range(ptr[s], ptr[s + 1]):
+                o, e = outs[p], edges[p]
+                for j in range(b_out):
+                    terms[k] = o + j
+                    for i in range(b_in):
+                        factors[i, k] = weight[e, i, j]
+                    k += 1
+            _sum_rows(grad, terms, factors, k, acc, zero)
             g = grad_rows[s]
             for i in range(b_in):
                 if add:
@@ -108,6 +96,47 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
                 else:
                     for c in range(n):
                         grad_x[g + i, c] = acc[i, c]
+
+
+# Hand-written in this form because one term per pass is bound by the loads and stores of the accumulated row: eight
+# terms per pass (each term row's view made once for all input rows), with the weight gradients four input rows per
+# pass, take the first GO level's backward pass (full human annotations, depth 3, 128 cells, one thread) from 11.7 to
+# 9.9 ms (its input-gradient half 5.8 -> 5.0 ms from making the views once).
+@numba.njit(cache=True, fastmath={"contract"}, nogil=True)
+def _sum_rows(grad, terms, factors, count, acc, zero):
+    """``acc[i] = sum_k factors[i, k] * grad[terms[k]]`` over ``k < count``, fused multiply-adds in ``k`` order.
+
+    Eight terms per pass over the cells, one after the other (contraction only, no reassociation): bitwise the result
+    of adding them one per pass.
+    """
+    n = acc.shape[1]
+    for i in range(acc.shape[0]):
+        for c in range(n):
+            acc[i, c] = zero
+    q = 0
+    while q + 8 <= count:
+        g0, g1, g2, g3 = grad[terms[q]], grad[terms[q + 1]], grad[terms[q + 2]], grad[terms[q + 3]]
+        g4, g5, g6, g7 = grad[terms[q + 4]], grad[terms[q + 5]], grad[terms[q + 6]], grad[terms[q + 7]]
+        for i in range(acc.shape[0]):
+            a, f = acc[i], factors[i]
+            v0, v1, v2, v3, v4, v5, v6, v7 = f[q], f[q + 1], f[q + 2], f[q + 3], f[q + 4], f[q + 5], f[q + 6], f[q + 7]
+            for c in range(n):
+                t = a[c] + v0 * g0[c]
+                t = t + v1 * g1[c]
+                t = t + v2 * g2[c]
+                t = t + v3 * g3[c]
+                t = t + v4 * g4[c]
+                t = t + v5 * g5[c]
+                t = t + v6 * g6[c]
+                a[c] = t + v7 * g7[c]
+        q += 8
+    while q < count:
+        g0 = grad[terms[q]]
+        for i in range(acc.shape[0]):
+            a, v0 = acc[i], factors[i, q]
+            for c in range(n):
+                a[c] += v0 * g0[c]
+        q += 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -120,24 +149,6 @@ def _zero_rows(grad_x, rows, zero):
 
 # Job layouts of the team workers: the arrays in the kernels' argument order, then the integer flags.
 _WORD = tuple(threads.HEADER_WORDS + threads.DESCRIPTOR_WORDS * k for k in range(11))
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _forward_job(data, zero):
-    """:func:`_forward` over the unit chunks of a job, for one thread of the team (``zero``: the float dtype)."""
-    at, i64, w = threads.array_at, np.int64(0), _WORD
-    x, weight, out_rows = at(data, w[0], zero, 2), at(data, w[1], zero, 3), at(data, w[2], i64, 2)
-    ptr, rows, edges, out = (
-        at(data, w[3], i64, 1),
-        at(data, w[4], i64, 1),
-        at(data, w[5], i64, 2),
-        at(data, w[6], zero, 2),
-    )
-    while True:
-        start, stop = threads.next_chunk(data)
-        if start < 0:
-            return
-        _forward(x, weight, out_rows, ptr, rows, edges, out, start, stop)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -160,36 +171,28 @@ def _backward_job(data, zero):
 
 
 @functools.cache
-def _team_workers(dtype: type):
-    """The ``(forward, backward)`` team workers for float32 or float64 ``dtype``, else ``None``.
+def _team_worker(dtype: type):
+    """The backward pass's team worker for float32 or float64 ``dtype``, else ``None``.
 
     Defined on first use (a ``cfunc`` compiles where it is defined); no closure variables, so numba's disk cache
-    finds them again in the next process.
+    finds it again in the next process.
     """
     signature = types.void(types.voidptr)
     if dtype is np.float32:
 
         @numba.cfunc(signature, cache=True)
-        def forward_float32(data):
-            _forward_job(data, np.float32(0))
-
-        @numba.cfunc(signature, cache=True)
         def backward_float32(data):
             _backward_job(data, np.float32(0))
 
-        return forward_float32, backward_float32
+        return backward_float32
     if dtype is not np.float64:
         return None
-
-    @numba.cfunc(signature, cache=True)
-    def forward_float64(data):
-        _forward_job(data, np.float64(0))
 
     @numba.cfunc(signature, cache=True)
     def backward_float64(data):
         _backward_job(data, np.float64(0))
 
-    return forward_float64, backward_float64
+    return backward_float64
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,8 @@ class CSRGroup:
     ``bwd_edges[p]``). ``weight``: the group's parameter (several plan groups share one when a group reads several
     parts). ``writes``: the first group reading its part writes its gradient rows and zeroes
     ``zero_rows`` (those no block of it covers); later groups add to the rows. ``eval_ptr``, ``eval_rows``,
-    ``eval_weight_rows``: the forward connections one input row at a time (:func:`flat_inputs`), for the
-    inference-only kernel (:mod:`._block_csr_eval`).
+    ``eval_weight_rows``: the forward connections one input row at a time (:func:`flat_inputs`), for the forward
+    product (:mod:`._block_csr_eval`).
     """
 
     part: int
@@ -332,20 +335,18 @@ def flat_inputs(
     return fwd_ptr * b_in, np.ascontiguousarray(rows), np.ascontiguousarray(weight_rows)
 
 
-def _run(kernel: int, arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> None:
-    """Run :func:`_forward` (``kernel`` 0) or :func:`_backward` (1) over every unit of ``ptr``.
+def _run_backward(arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> None:
+    """Run :func:`_backward` over every input block of ``ptr``.
 
     On torch's CPU threads when it has several and the work is large, else on this thread. ``scalars``: the
-    backward kernel's flags (``need_x``, ``need_w``, ``add``) as integers.
+    kernel's flags (``need_x``, ``need_w``, ``add``) as integers.
     """
     n_units = len(ptr) - 1
     team = threads.team_size() if n_rows * arrays[0].shape[1] >= threads.MIN_TEAM_ELEMENTS else 1
-    workers = _team_workers(arrays[0].dtype.type) if team > 1 else None
-    if workers is not None:
-        bounds = threads.chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # units differ in their connections
-        threads.run(workers[kernel], threads.describe(arrays, scalars, bounds), team)
-    elif kernel == 0:
-        _forward(*arrays, 0, n_units)
+    worker = _team_worker(arrays[0].dtype.type) if team > 1 else None
+    if worker is not None:
+        bounds = threads.chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # blocks differ in their connections
+        threads.run(worker, threads.describe(arrays, scalars, bounds), team)
     else:
         _backward(*arrays, *(flag != 0 for flag in scalars), arrays[0].dtype.type(0), 0, n_units)
 
@@ -353,26 +354,20 @@ def _run(kernel: int, arrays: list, scalars: list, ptr: np.ndarray, n_rows: int)
 class BlockCSRFunction(torch.autograd.Function):
     """The kernel groups of a :class:`BlockSparseLinear` (``W x + b`` of their rows) on CPU: see module docs.
 
-    Arguments: the layer's :class:`CSRPlan`, the number of input parts, the bias (or ``None``), the parts and the
-    groups' ``(e, b_in, b_out)`` weights. Output ``(n_out, n)``: the bias plus the groups' products. Differentiable
-    once.
+    Arguments: the layer's :class:`CSRPlan`, the number of input parts, ``shared`` (``None``, or a
+    :class:`._shared_grad.SharedPartGrad` and this call's token in it: part 0's gradient goes into that buffer), the
+    bias (or ``None``), the parts and the groups' ``(e, b_in, b_out)`` weights. Output ``(n_out, n)``: the bias plus
+    the groups' products. Differentiable once.
     """
 
     @staticmethod
-    def forward(ctx, plan: CSRPlan, n_parts: int, bias, *args):
+    def forward(ctx, plan: CSRPlan, n_parts: int, shared: tuple[SharedPartGrad, int] | None, bias, *args):
+        from ._block_csr_eval import block_csr_forward_eval  # that module imports this one
+
         parts = [p.detach().contiguous() for p in args[:n_parts]]
         weights = [w.detach().contiguous() for w in args[n_parts:]]
-        n, dtype = parts[0].shape[1], parts[0].dtype
-        if bias is None:
-            out = parts[0].new_zeros(plan.n_out, n)
-        else:
-            out = bias.detach().to(dtype)[:, None].expand(-1, n).contiguous()
-        o = out.numpy()
-        for group in plan.groups:
-            x, w = parts[group.part].numpy(), weights[group.weight].numpy()
-            arrays = [x, w, group.out_rows, group.fwd_ptr, group.fwd_rows, group.fwd_edges, o]
-            _run(0, arrays, [], group.fwd_ptr, len(o))
-        ctx.plan, ctx.n_parts = plan, n_parts
+        out = block_csr_forward_eval(plan, parts, bias, weights)  # the product, input rows taken eight at a time
+        ctx.plan, ctx.n_parts, ctx.shared = plan, n_parts, shared
         ctx.part_rows = [p.shape[0] for p in parts]
         ctx.save_for_backward(*parts, *weights)
         return out
@@ -387,19 +382,26 @@ class BlockCSRFunction(torch.autograd.Function):
         if grad.dtype != parts[0].dtype:
             grad = grad.to(parts[0].dtype)
         n, g_np = grad.shape[1], grad.numpy()
-        need_parts = ctx.needs_input_grad[3 : 3 + ctx.n_parts]
-        need_weights = ctx.needs_input_grad[3 + ctx.n_parts :]
+        need_parts = ctx.needs_input_grad[4 : 4 + ctx.n_parts]
+        need_weights = ctx.needs_input_grad[4 + ctx.n_parts :]
         grad_parts: list[torch.Tensor | None] = [None] * ctx.n_parts
         # every connection is in exactly one plan group: each weight gradient entry is written once
         grad_weights = [torch.empty_like(w) if need else None for w, need in zip(weights, need_weights, strict=True)]
         zero = parts[0].numpy().dtype.type(0)
+        shared, token = ctx.shared if ctx.shared is not None and need_parts[0] else (None, None)
+        adds = False  # part 0 into the shared buffer that an earlier backward pass wrote: every group adds
         for group in plan.groups:
             need_x, need_w = bool(need_parts[group.part]), grad_weights[group.weight] is not None
             if not (need_x or need_w):
                 continue
             if need_x and grad_parts[group.part] is None:
-                grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
-                _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
+                if shared is not None and group.part == 0:
+                    grad_parts[0], fresh = shared.take(token, plan.grad_rows[0], grad)
+                    adds = not fresh
+                else:
+                    grad_parts[group.part] = grad.new_empty(plan.grad_rows[group.part], n)
+                if not (adds and group.part == 0):
+                    _zero_rows(grad_parts[group.part].numpy(), group.zero_rows, zero)
             grad_x = grad_parts[group.part].numpy() if need_x else np.zeros((0, n), dtype=g_np.dtype)
             grad_w = grad_weights[group.weight].numpy() if need_w else np.zeros((0, 0, 0), dtype=g_np.dtype)
             x, w = parts[group.part].numpy(), weights[group.weight].numpy()
@@ -407,9 +409,11 @@ class BlockCSRFunction(torch.autograd.Function):
                 x, g_np, w, group.in_rows, group.grad_rows, group.bwd_ptr, group.bwd_outs, group.bwd_edges, grad_x,
                 grad_w,
             ]  # fmt: skip
-            scalars = [int(need_x), int(need_w), int(not group.writes)]
-            _run(1, arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
-        if plan.sparse_rows is not None and grad_parts[0] is not None:
+            scalars = [int(need_x), int(need_w), int(not group.writes or (adds and group.part == 0))]
+            _run_backward(arrays, scalars, group.bwd_ptr, max(len(grad_x), 1))
+        if shared is not None:  # the owner, last to run, hands the sum to autograd; the other members none
+            grad_parts[0] = shared.hand_over() if token == 0 else None
+        elif plan.sparse_rows is not None and grad_parts[0] is not None:
             # rows of a wide first part: autograd adds them into the dense gradient another reader makes; the rows are
             # sorted and distinct, and saying so spares that addition a coalescing copy (a zero-filled gradient)
             grad_parts[0] = torch.sparse_coo_tensor(
@@ -419,5 +423,5 @@ class BlockCSRFunction(torch.autograd.Function):
                 check_invariants=False,
                 is_coalesced=True,
             )
-        grad_bias = grad_out.sum(1) if ctx.needs_input_grad[2] else None
-        return None, None, grad_bias, *grad_parts, *grad_weights
+        grad_bias = grad_out.sum(1) if ctx.needs_input_grad[3] else None
+        return None, None, None, grad_bias, *grad_parts, *grad_weights

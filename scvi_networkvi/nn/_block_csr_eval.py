@@ -1,15 +1,16 @@
-"""Inference-only forward pass of the CPU block kernel (:mod:`._block_csr`): input rows taken eight at a time.
+"""The forward product of the CPU block kernel (:mod:`._block_csr`): input rows taken eight at a time.
 
-Without autograd (latents, ``nvi.tl.embed``, importance activations) the forward product of a
-:class:`~scvi_networkvi.nn.BlockSparseLinear` on CPU runs here instead of :class:`._block_csr.BlockCSRFunction`.
-Each output unit's input rows (every connection's ``b_in`` rows, in the kernel's connection order) form one flat
-list; eight of them are multiplied into an output row per pass over the cells, so that each load and store of the
-output row in the L1 buffer carries eight multiply-adds instead of one. The training kernel keeps its
-one-row-at-a-time order, which its backward pass mirrors.
+The forward product of a :class:`~scvi_networkvi.nn.BlockSparseLinear` on CPU, without autograd (latents,
+``nvi.tl.embed``, importance activations: :func:`block_csr_forward_eval` is called directly, no autograd node) and
+inside :class:`._block_csr.BlockCSRFunction`'s forward pass in training. Each output unit's input rows (every
+connection's ``b_in`` rows, in the kernel's connection order) form one flat list; eight of them are multiplied into
+an output row per pass over the cells, so that each load and store of the output row in the L1 buffer carries eight
+multiply-adds instead of one.
 
-The same fused multiply-adds in the same order as :class:`._block_csr.BlockCSRFunction`'s forward pass: bitwise the
-same result. Every output row is computed by one thread in a fixed order, so the result is the same for every thread
-count and every call. Tested against the plain-torch dense reference (:meth:`BlockSparseLinear.to_dense`) in ``tests/test_block_csr.py``.
+The fused multiply-adds run one after the other in the connection order (no reassociation): the one-row-at-a-time
+loop this replaced gave bitwise the same result. Every output row is computed by one thread in a fixed order, so the
+result is the same for every thread count and every call. Tested against the plain-torch dense reference
+(:meth:`BlockSparseLinear.to_dense`) in ``tests/test_block_csr.py``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from ._block_csr import _WORD, CSRPlan
 _CONTRACT = {"contract"}
 
 
-# Hand-written because the training kernel's one-row axpy is bound by the output row's loads and stores: taking eight
-# input rows per pass runs the first GO level of the package defaults (4000 genes, 128 cells, one thread) in 8.4
-# instead of 14.3 ms per minibatch.
+# Hand-written because a one-row axpy is bound by the output row's loads and stores: taking eight input rows per pass
+# runs the first GO level of the package defaults (4000 genes, 128 cells, one thread) in 8.4 instead of 14.3 ms per
+# minibatch (full human annotations at GO depth 3, tutorial block sizes: 9.6 -> 6.5 ms).
 @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True)
 def _forward_eval(x, weight, out_rows, ptr, rows, weight_rows, out, u0, u1):
     """``out[unit rows] += sum_q weight[weight_rows[q]]^T x[rows[q]]`` for units ``[u0, u1)``, eight ``q`` a pass.

@@ -30,6 +30,7 @@ from ._block_plan import (
     build_plan,
     split_buckets,
 )
+from ._shared_grad import SharedPartGrad
 from ._sparse_inference import INFERENCE_CSR_MIN_DENSE_RATIO, csr_product, csr_structure
 
 #: Connection groups whose dense form (rows written x rows read) has at most this many entries use a dense matmul
@@ -237,8 +238,8 @@ class BlockSparseLinear(nn.Module):
         #: On CPU (float32 / float64), run the kernel groups on the compressed-block-row kernel (:mod:`._block_csr`);
         #: ``False``: the bucketed kernel of the GPU (:mod:`._block_kernel`) there too (tests, benchmarks).
         self.cpu_kernel = True
-        #: Without autograd, run the CPU kernel's forward pass on its inference-only variant
-        #: (:mod:`._block_csr_eval`, about twice as fast); ``False``: the training kernel's forward (tests, benchmarks).
+        #: Without autograd, run the CPU kernel's forward product (:mod:`._block_csr_eval`) without an autograd node;
+        #: ``False``: through the training kernel's autograd function, as with autograd (tests, benchmarks).
         self.eval_kernel = True
         #: Buckets per doubling of the connection count (:func:`bucket_size`); ``None``: ``BUCKETS_PER_OCTAVE``.
         self.per_octave: int | None = None
@@ -278,17 +279,21 @@ class BlockSparseLinear(nn.Module):
             return torch.addmm(self.bias, inputs, weight.t()) if self.bias is not None else inputs @ weight.t()
         return self.forward_t(x.t()).t().contiguous()
 
-    def forward_t(self, xt: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward_t(
+        self, xt: torch.Tensor | Sequence[torch.Tensor], shared: SharedPartGrad | None = None
+    ) -> torch.Tensor:
         """Apply the map to feature-major inputs; returns ``(n_out, n)``.
 
         ``xt`` is ``(n_in, n)``, or a sequence of ``(rows, n)`` tensors that stacked make up the ``n_in`` input rows
-        (a GO level reads ``[gene nodes | deeper terms]``; its wide first part is then never copied).
+        (a GO level reads ``[gene nodes | deeper terms]``; its wide first part is then never copied). ``shared``: on
+        the CPU kernel, the first part's gradient goes into that buffer of the GO network's forward pass
+        (:mod:`._shared_grad`); ignored elsewhere.
         """
         parts = tuple(xt) if isinstance(xt, (list, tuple)) else (xt,)
         if sum(p.shape[0] for p in parts) != self.n_in:
             raise ValueError(f"BlockSparseLinear: got {sum(p.shape[0] for p in parts)} input rows, not {self.n_in}.")
         if self._cpu_kernel_applies(parts[0]):  # also without autograd: faster than the torch.sparse path below
-            return self._forward_t_cpu(parts)
+            return self._forward_t_cpu(parts, shared)
         if self._csr_applies(parts[0]):
             return self._forward_t_csr(parts)
         out = None
@@ -331,25 +336,33 @@ class BlockSparseLinear(nn.Module):
             and x.dtype in (torch.float32, torch.float64)
         )
 
-    def _forward_t_cpu(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _forward_t_cpu(self, parts: tuple[torch.Tensor, ...], shared: SharedPartGrad | None = None) -> torch.Tensor:
         """:meth:`forward_t` on CPU: the CPU kernel's groups (bias included), plus the whole-input dense groups."""
-        plan = self._csr_kernel_plan(parts)
+        # part 0's gradient into the shared full-size buffer of the forward pass, not as sparse rows
+        share = shared is not None and torch.is_grad_enabled() and parts[0].requires_grad
+        plan = self._csr_kernel_plan(parts, share)
         parts_k = parts if plan is not None else (torch.cat(parts),)
-        plan = plan or self._csr_kernel_plan(parts_k)
+        if plan is None:
+            share, plan = False, self._csr_kernel_plan(parts_k)
         weights = [self.weights[g] for g in self._cpu_groups]
         if self.eval_kernel and not needs_grad(*parts_k, *weights, self.bias):
             out = block_csr_forward_eval(plan, list(parts_k), self.bias, weights)  # inference: no autograd node
         else:
-            out = BlockCSRFunction.apply(plan, len(parts_k), self.bias, *parts_k, *weights)
+            token = shared.join(parts_k[0]) if share else None
+            member = (shared, token) if token is not None else None
+            out = BlockCSRFunction.apply(plan, len(parts_k), member, self.bias, *parts_k, *weights)
         if self._cpu_dense:
             weights = [self.weights[group.index] for group in self._cpu_dense]
             out = out + _DenseGroupsFunction.apply(self, self._cpu_dense, len(parts), *parts, None, *weights)
         return out
 
-    def _csr_kernel_plan(self, parts: Sequence[torch.Tensor]) -> CSRPlan | None:
-        """The CPU kernel's plan on these input row blocks, cached; ``None`` when a group reads several parts."""
+    def _csr_kernel_plan(self, parts: Sequence[torch.Tensor], shared: bool = False) -> CSRPlan | None:
+        """The CPU kernel's plan on these input row blocks, cached; ``None`` when a group reads several parts.
+
+        ``shared``: part 0's gradient is a full-size buffer (:mod:`._shared_grad`), never the sparse rows.
+        """
         sizes = tuple(p.shape[0] for p in parts)
-        sparse = bool(self.sparse_first_part_grad and len(parts) > 1)
+        sparse = bool(self.sparse_first_part_grad and len(parts) > 1 and not shared)
         key = ("csr", sizes, sparse)
         if key not in self._plans:
             shapes, sources, targets, in_offsets, out_offsets = self._cpu_structure

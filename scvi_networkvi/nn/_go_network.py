@@ -13,6 +13,7 @@ from scvi_networkvi.wiring import Wiring
 
 from ._attention import CovariateAttention
 from ._level_norm import LevelBatchNorm
+from ._shared_grad import SharedPartGrad
 from ._two_path import _TwoPathBlockLayer
 
 GONorm = Literal["batch", "none"]
@@ -114,10 +115,13 @@ class GONetwork(nn.Module):
         ``products``: level ``i``'s block product (bias included) from the deeper levels' outputs, computed by the
         caller (the inference from the counts, :mod:`._sparse_counts`); ``ht`` is then not read.
         """
-        # Each level reads [inputs | all deeper terms] as row blocks: the wide input rows are never copied.
+        # Each level reads [inputs | all deeper terms] as row blocks: the wide input rows are never copied. Their
+        # gradient for the input rows is summed in one buffer (CPU kernel, :mod:`._shared_grad`).
         state = [ht]
+        grad = products is None and ht is not None and ht.requires_grad and torch.is_grad_enabled()
+        shared = SharedPartGrad() if grad else None
         for i, level in enumerate(self.levels):
-            out = level.forward_t(state) if products is None else level.activate(products(i, state[1:]))
+            out = level.forward_t(state, shared=shared) if products is None else level.activate(products(i, state[1:]))
             if str(i) in self.attention:
                 out = self.attention[str(i)](out.t(), covariates).t().contiguous()
             if self.norms:

@@ -18,6 +18,7 @@ from ._block_csr_eval import needs_grad
 from ._block_sparse import BlockSparseLinear
 from ._elementwise_eval import two_path_relu_eval
 from ._keep_mask import keep_mask
+from ._shared_grad import SharedPartGrad
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "hardswish": nn.Hardswish}
 
@@ -81,11 +82,14 @@ class _TwoPathBlockLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_t(x.t()).t().contiguous()
 
-    def forward_t(self, xt: torch.Tensor | Sequence[torch.Tensor], dropout: float = 0.0) -> torch.Tensor:
+    def forward_t(
+        self, xt: torch.Tensor | Sequence[torch.Tensor], dropout: float = 0.0, shared: SharedPartGrad | None = None
+    ) -> torch.Tensor:
         """Feature-major: ``(n_in, n)`` (or row blocks of it) -> ``(n_out, n)``; the paths are row ranges.
 
         ``dropout``: drop probability of a dropout applied to the output (CPU, only where :attr:`fuses_dropout`);
-        the same mask as :class:`WideDropout` on the output draws for the same seed.
+        the same mask as :class:`WideDropout` on the output draws for the same seed. ``shared``: see
+        :meth:`BlockSparseLinear.forward_t`.
         """
         if dropout and not (self.fuses_dropout and isinstance(xt, torch.Tensor)):
             raise ValueError("_TwoPathBlockLayer: dropout is fused only on the elementwise ReLU path.")
@@ -120,7 +124,7 @@ class _TwoPathBlockLayer(nn.Module):
             return _GatheredTwoPathReLU.apply(
                 self, xt, self.linear.weights[0], self.linear.bias, mask, 1.0 / (1.0 - dropout)
             )
-        return self.activate(self.linear.forward_t(xt))
+        return self.activate(self.linear.forward_t(xt, shared))
 
     def activate(self, y: torch.Tensor) -> torch.Tensor:
         """The layer's output from its block product ``y`` (``(2 n_out, n)``, the paths stacked, bias included)."""
