@@ -104,3 +104,26 @@ def test_portable_paths_name_no_machine_folder(portable, tmp_path, monkeypatch):
     text = f"scvi: {tmp_path}/site/scvi/__init__.py, {portable.REPO}/scvi_networkvi"
     assert portable.portable_text(text) == "scvi: <tmp>/site/scvi/__init__.py, <repository>/scvi_networkvi"
     assert portable.portable_text(f"{tmp_path}x").endswith(f"{tmp_path.name}x")  # a longer name is not the folder
+
+
+def test_loss_parts_summary_pairs_training_and_validation_means(ablation, load_script, tmp_path):
+    import pandas as pd
+
+    loss_parts = load_script("benchmarks/loss_parts.py")
+    rows = [
+        {"dataset": "cite", "encoder": "go", "variant": "base", "seed": 0, "epoch": epoch, "split": split,
+         "part": part, "value": value, "machine": "test", "finished": "2026-12-06T00:00:00"}
+        for epoch, split, part, value in [
+            (50, "train", "kl_divergence_paired", 6.0), (50, "validation", "kl_divergence_paired", 18.0),
+            (120, "train", "kl_divergence_paired", 5.0), (120, "validation", "kl_divergence_paired", 30.0),
+            (50, "train", "reconstruction rna", 990.0), (50, "validation", "reconstruction rna", 1035.0),
+        ]
+    ]  # fmt: skip
+    csv = tmp_path / "parts.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    loss_parts.summarize(csv, tmp_path / "parts.md")
+    text = (tmp_path / "parts.md").read_text()
+    assert "## cite, go encoder, base, seed 0" in text
+    assert "| kl_divergence_paired | 50 | 6.00 | 18.00 | 3.00 |" in text
+    assert "| kl_divergence_paired | 120 | 5.00 | 30.00 | 6.00 |" in text
+    assert "| reconstruction rna | 50 | 990.00 | 1035.00 | 1.05 |" in text
