@@ -35,6 +35,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import integration as bench  # the sibling script (on sys.path): data, PCA, scoring, threads
 
@@ -195,6 +196,27 @@ def settings(
     return model, train, plan
 
 
+def train_arguments(
+    variant: str, n_cells: int, base_settings: str, dataset: str, encoder: str, train: dict
+) -> dict[str, Any]:
+    """``nvi.tl.train``'s keyword arguments (but the data and the epochs) for a variant on top of ``train``."""
+    model_kwargs, train_kwargs, plan_kwargs = settings(variant, n_cells, base_settings, dataset, encoder)
+    model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
+    resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
+    resources.update({k: model_kwargs.pop(k) for k in RESOURCE_KEYS if k in model_kwargs})
+    train = {**train, **train_kwargs}
+    if plan_kwargs:
+        train["plan_kwargs"] = plan_kwargs
+    return {
+        "batch_key": bench.BATCH_KEY,
+        "modalities": bench.MODALITIES[dataset],
+        "encoder": encoder,
+        "model_kwargs": model_kwargs,
+        "train_kwargs": train,
+        **(resources if encoder == "go" else {}),
+    }
+
+
 def fit_variant(
     dataset: str, encoder: str, variant: str, mdata, epochs: int, base_settings: str, early_stopping: bool = False
 ):
@@ -221,22 +243,8 @@ def fit_variant(
             train["lr"] = bench.MULTIVI_LR
         trained.train(max_epochs=epochs, **bench.peer_train_kwargs(peer.__name__, train))
     else:
-        model_kwargs, train_kwargs, plan_kwargs = settings(variant, mdata.n_obs, base_settings, dataset, encoder)
-        model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
-        resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
-        resources.update({k: model_kwargs.pop(k) for k in RESOURCE_KEYS if k in model_kwargs})
-        train.update(train_kwargs)
-        if plan_kwargs:
-            train["plan_kwargs"] = plan_kwargs
         trained = nvi.tl.train(
-            mdata,
-            batch_key=bench.BATCH_KEY,
-            modalities=bench.MODALITIES[dataset],
-            encoder=encoder,
-            max_epochs=epochs,
-            model_kwargs=model_kwargs,
-            train_kwargs=train,
-            **(resources if encoder == "go" else {}),
+            mdata, max_epochs=epochs, **train_arguments(variant, mdata.n_obs, base_settings, dataset, encoder, train)
         )
     history = getattr(trained, "history", None) or {}
     epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs

@@ -50,23 +50,11 @@ def train_with_snapshots(dataset: str, encoder: str, variant: str, epochs: list[
 
     scvi.settings.seed = seed
     mdata = bench.load_dataset(dataset, None, 0)
-    model_kwargs, train_kwargs, plan_kwargs = ablation.settings(variant, mdata.n_obs, "current", dataset, encoder)
-    model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
-    resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
-    resources.update({k: model_kwargs.pop(k) for k in ablation.RESOURCE_KEYS if k in model_kwargs})
     train = {"early_stopping": False, "enable_progress_bar": False, "accelerator": "cpu", "callbacks": [KeepWeights()]}
-    train.update(train_kwargs)
-    if plan_kwargs:
-        train["plan_kwargs"] = plan_kwargs
     model = nvi.tl.train(
         mdata,
-        batch_key=bench.BATCH_KEY,
-        modalities=bench.MODALITIES[dataset],
-        encoder=encoder,
         max_epochs=max(epochs),
-        model_kwargs=model_kwargs,
-        train_kwargs=train,
-        **(resources if encoder == "go" else {}),
+        **ablation.train_arguments(variant, mdata.n_obs, "current", dataset, encoder, train),
     )
     return model, states
 

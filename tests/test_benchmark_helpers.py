@@ -127,3 +127,16 @@ def test_loss_parts_summary_pairs_training_and_validation_means(ablation, load_s
     assert "| kl_divergence_paired | 50 | 6.00 | 18.00 | 3.00 |" in text
     assert "| kl_divergence_paired | 120 | 5.00 | 30.00 | 6.00 |" in text
     assert "| reconstruction rna | 50 | 990.00 | 1035.00 | 1.05 |" in text
+
+
+def test_train_arguments_put_each_setting_where_nvi_tl_train_takes_it(ablation):
+    base = {"early_stopping": False, "callbacks": ["timer"]}
+    go = ablation.train_arguments("wd1e-2+plateau", 5000, "current", "cite", "go", base)
+    assert go["train_kwargs"] == {**base, "weight_decay": 1e-2, "plan_kwargs": {"reduce_lr_on_plateau": True}}
+    assert base == {"early_stopping": False, "callbacks": ["timer"]}  # the caller's dict is not changed
+    assert go["go"] == "go-basic" and go["model_kwargs"] == {"gene_size": 5, "go_size": 2}
+    dense = ablation.train_arguments("latent20", 5000, "current", "cite", "dense", base)
+    assert "go" not in dense and "annotations" not in dense and dense["model_kwargs"]["n_latent"] == 20
+    default = ablation.train_arguments("annotations-default", 5000, "current", "multiome", "go", base)
+    assert default["go"] is None and default["annotations"] is None and "go" not in default["model_kwargs"]
+    assert default["modalities"] == {"rna_layer": "rna", "atac_layer": "atac"}
