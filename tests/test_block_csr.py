@@ -242,7 +242,7 @@ def test_eight_terms_per_pass_is_bitwise_one_term_per_pass(count):
     np.testing.assert_allclose(acc, factors[:, :count] @ grad[terms[:count]], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("count", [0, 3, 8, 21])
+@pytest.mark.parametrize("count", [0, 3, 4, 8, 13, 21])
 def test_weight_gradients_from_the_input_gradient_pass(count):
     """:func:`_block_csr._sum_rows_dots`: the input-gradient sums bitwise those of :func:`_block_csr._sum_rows`, and
     the weight gradients (input row . term row) the numpy products within float rounding."""
