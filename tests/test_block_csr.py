@@ -240,3 +240,32 @@ def test_eight_terms_per_pass_is_bitwise_one_term_per_pass(count):
     _one_term_per_pass(grad, terms, factors, count, expected)
     np.testing.assert_array_equal(acc, expected)
     np.testing.assert_allclose(acc, factors[:, :count] @ grad[terms[:count]], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("count", [0, 3, 4, 8, 13, 21])
+def test_weight_gradients_from_the_input_gradient_pass(count):
+    """:func:`_block_csr._sum_rows_dots`: the input-gradient sums bitwise those of :func:`_block_csr._sum_rows`, and
+    the weight gradients (input row . term row) the numpy products within float rounding."""
+    rng = np.random.default_rng(count)
+    grad = rng.standard_normal((30, 37)).astype(np.float32)
+    x = rng.standard_normal((12, 37)).astype(np.float32)
+    terms = rng.integers(0, 30, 24)
+    factors = rng.standard_normal((5, 24)).astype(np.float32)
+    acc, expected = np.full((5, 37), np.nan, np.float32), np.empty((5, 37), np.float32)
+    dots = np.full((5, 24), np.nan, np.float32)
+    _block_csr._sum_rows_dots(grad, terms, factors, count, acc, x, 4, dots, np.float32(0))
+    _block_csr._sum_rows(grad, terms, factors, count, expected, np.float32(0))
+    np.testing.assert_array_equal(acc, expected)
+    np.testing.assert_allclose(dots[:, :count], x[4:9] @ grad[terms[:count]].T, rtol=1e-5, atol=1e-5)
+    assert np.isnan(dots[:, count:]).all()  # nothing written past the terms
+
+
+def test_weight_gradients_without_the_input_gradient():
+    """The weight gradients taken alone (no input gradient asked for) equal those of the fused pass."""
+    layer = BlockSparseLinear(*go_level(np.random.default_rng(5)), dense_limit=0)
+    x = torch.randn(layer.n_in, 19)
+    g = torch.randn(layer.n_out, 19)
+    both = torch.autograd.grad(layer.forward_t([x.requires_grad_(True)]), [x, *layer.weights], g)[1:]
+    alone = torch.autograd.grad(layer.forward_t([x.detach()]), list(layer.weights), g)
+    for a, b in zip(both, alone, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -31,6 +31,7 @@ from numba import types
 from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
+from ._block_csr_sums import _sum_rows, _sum_rows_dots
 from ._block_plan import _expand, _twin_partners
 from ._shared_grad import SharedPartGrad
 
@@ -45,7 +46,8 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
     Block ``s`` reads input rows ``in_rows[s] + [0, b_in)`` and writes (``add``: adds to) gradient rows
     ``grad_rows[s] + [0, b_in)``; its connections ``ptr[s]:ptr[s + 1]`` go to output rows ``outs[p]`` with weight
     ``edges[p]``, whose gradient is written once here. The input gradient sums its terms (connection, then output
-    row) in that order, eight per pass (:func:`_sum_rows`).
+    row) in that order, eight per pass (:mod:`._block_csr_sums`); with it, the weight gradients come from the same
+    pass (:func:`._block_csr_sums._sum_rows_dots`), else from four input rows per pass over each output-gradient row.
     """
     b_in, b_out = weight.shape[1], weight.shape[2]
     n = x.shape[1]
@@ -55,9 +57,10 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
         most = max(most, ptr[s + 1] - ptr[s])
     terms = np.empty(most * b_out, dtype=np.int64)  # a block's output-gradient rows ...
     factors = np.empty((b_in, most * b_out), dtype=x.dtype)  # ... and their weights per input row
+    dots = np.empty((b_in, most * b_out), dtype=x.dtype)  # ... and their weight gradients
     for s in range(s0, s1):
         r = in_rows[s]
-        if need_w:
+        if need_w and not need_x:
             for p in range(ptr[s], ptr[s + 1]):
                 o, e = outs[p], edges[p]
                 for j in range(b_out):
@@ -87,7 +90,17 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
                     for i in range(b_in):
                         factors[i, k] = weight[e, i, j]
                     k += 1
-            _sum_rows(grad, terms, factors, k, acc, zero)
+            if need_w:  # the weight gradients from the same reads of the term rows
+                _sum_rows_dots(grad, terms, factors, k, acc, x, r, dots, zero)
+                k = 0
+                for p in range(ptr[s], ptr[s + 1]):
+                    e = edges[p]
+                    for j in range(b_out):
+                        for i in range(b_in):
+                            grad_w[e, i, j] = dots[i, k]
+                        k += 1
+            else:
+                _sum_rows(grad, terms, factors, k, acc, zero)
             g = grad_rows[s]
             for i in range(b_in):
                 if add:
@@ -96,47 +109,6 @@ def _backward(x, grad, weight, in_rows, grad_rows, ptr, outs, edges, grad_x, gra
                 else:
                     for c in range(n):
                         grad_x[g + i, c] = acc[i, c]
-
-
-# Hand-written in this form because one term per pass is bound by the loads and stores of the accumulated row: eight
-# terms per pass (each term row's view made once for all input rows), with the weight gradients four input rows per
-# pass, take the first GO level's backward pass (full human annotations, depth 3, 128 cells, one thread) from 11.7 to
-# 9.9 ms (its input-gradient half 5.8 -> 5.0 ms from making the views once).
-@numba.njit(cache=True, fastmath={"contract"}, nogil=True)
-def _sum_rows(grad, terms, factors, count, acc, zero):
-    """``acc[i] = sum_k factors[i, k] * grad[terms[k]]`` over ``k < count``, fused multiply-adds in ``k`` order.
-
-    Eight terms per pass over the cells, one after the other (contraction only, no reassociation): bitwise the result
-    of adding them one per pass.
-    """
-    n = acc.shape[1]
-    for i in range(acc.shape[0]):
-        for c in range(n):
-            acc[i, c] = zero
-    q = 0
-    while q + 8 <= count:
-        g0, g1, g2, g3 = grad[terms[q]], grad[terms[q + 1]], grad[terms[q + 2]], grad[terms[q + 3]]
-        g4, g5, g6, g7 = grad[terms[q + 4]], grad[terms[q + 5]], grad[terms[q + 6]], grad[terms[q + 7]]
-        for i in range(acc.shape[0]):
-            a, f = acc[i], factors[i]
-            v0, v1, v2, v3, v4, v5, v6, v7 = f[q], f[q + 1], f[q + 2], f[q + 3], f[q + 4], f[q + 5], f[q + 6], f[q + 7]
-            for c in range(n):
-                t = a[c] + v0 * g0[c]
-                t = t + v1 * g1[c]
-                t = t + v2 * g2[c]
-                t = t + v3 * g3[c]
-                t = t + v4 * g4[c]
-                t = t + v5 * g5[c]
-                t = t + v6 * g6[c]
-                a[c] = t + v7 * g7[c]
-        q += 8
-    while q < count:
-        g0 = grad[terms[q]]
-        for i in range(acc.shape[0]):
-            a, v0 = acc[i], factors[i, q]
-            for c in range(n):
-                a[c] += v0 * g0[c]
-        q += 1
 
 
 @numba.njit(cache=True, nogil=True)
