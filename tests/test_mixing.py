@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from scvi_networkvi.module._mixing import ModalityMixer, pairwise_penalty
+from scvi_networkvi.module._mixing import ModalityMixer, drop_modalities, pairwise_penalty
 
 
 def posteriors(n=6, n_mod=3, n_latent=4, seed=0):
@@ -73,3 +73,21 @@ def test_mean_mixing_is_the_moment_matched_mixture_of_observed_modalities():
     torch.testing.assert_close(joint_var, (w * (variances + means.square())).sum(1) - joint_mean.square())
     torch.testing.assert_close(joint_mean[3], means[3, 0])  # a cell with one modality keeps its posterior
     torch.testing.assert_close(joint_var[3], variances[3, 0])
+
+
+def test_drop_modalities_keeps_one_present_modality_of_the_dropped_cells_only():
+    torch.manual_seed(0)
+    masks = torch.ones(4000, 3)
+    masks[:1000, 1:] = 0.0  # one modality: never dropped
+    masks[1000:2000, 2] = 0.0  # two modalities
+    masks[2000:3000, 0] = 0.0
+    dropped = drop_modalities(masks, 0.3)
+    assert ((dropped <= masks).all()) and (dropped.sum(1) >= 1).all()  # only present modalities, at least one
+    torch.testing.assert_close(dropped[:1000], masks[:1000])
+    changed = (dropped != masks).any(1)
+    assert (dropped[changed].sum(1) == 1).all()  # a dropped cell keeps exactly one modality
+    share = changed[1000:].float().mean().item()
+    assert 0.27 < share < 0.33  # the rate, over the cells with two or more modalities
+    kept = dropped[3000:][changed[3000:]].argmax(1)
+    assert set(kept.tolist()) == {0, 1, 2}  # drawn among all of a cell's modalities
+    assert torch.equal(drop_modalities(masks, 0.0), masks)

@@ -259,6 +259,40 @@ def test_the_penalty_anchor_modality_gets_no_gradient_from_the_penalty():
         nvi.NETWORKVI(mdata, encoder="dense", modality_penalty_anchor="genes")
 
 
+def test_modality_dropout_places_some_paired_cells_by_one_modality_in_training_only():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense", modality_dropout=0.5)
+    assert model.module.modality_dropout == 0.5
+    tensors = next(iter(model._make_data_loader(adata=mdata, indices=np.arange(64))))
+    module = model.module
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.train()
+        trained = module.inference(**module._get_inference_input(tensors))
+        module.eval()
+        evaluated = module.inference(**module._get_inference_input(tensors))
+    torch.testing.assert_close(trained["means"], evaluated["means"])  # the experts themselves are unchanged
+    assert (evaluated["masks"] == 1).all() and (trained["masks"] == 1).all()  # every modality is reconstructed
+    # product of experts with a standard-normal prior: a cell placed by one expert has 1 / (1 + 1 / var) as variance
+    single = [1.0 / (1.0 + 1.0 / trained["variances"][:, i]) for i in range(2)]
+    by_one = [torch.isclose(trained["qz_v"], s, rtol=1e-5).all(1) for s in single]
+    n_one = int((by_one[0] | by_one[1]).sum())
+    assert by_one[0].any() and by_one[1].any() and 16 <= n_one <= 48
+    both = 1.0 / (1.0 + (1.0 / evaluated["variances"]).sum(1))
+    torch.testing.assert_close(evaluated["qz_v"], both)  # inference: every cell by both modalities
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, "0.5", True])
+def test_a_bad_modality_dropout_is_refused_before_registration(rate):
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    registered = set(mdata.uns)
+    with pytest.raises(ValueError, match=r"NETWORKVI\(modality_dropout=.*probability in \[0, 1\)"):
+        nvi.NETWORKVI(mdata, encoder="dense", modality_dropout=rate)
+    assert set(mdata.uns) == registered
+
+
 @pytest.mark.parametrize("scale", [-1.0, "5", True])
 def test_a_bad_modality_penalty_scale_is_refused_before_registration(scale):
     mdata = read(CITE)

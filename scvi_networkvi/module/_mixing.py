@@ -56,6 +56,24 @@ class ModalityMixer(nn.Module):
         return joint_mean, joint_var, w.squeeze(-1)
 
 
+def drop_modalities(masks: torch.Tensor, rate: float) -> torch.Tensor:
+    """Masks for the mixing in training: each cell with two or more modalities keeps one of them with probability ``rate``.
+
+    The kept modality is drawn uniformly among the cell's. Reconstruction still asks for every modality the cell has, so
+    one modality's posterior alone must predict the others: an alignment learnt through the likelihood, which holds
+    for new cells, where the modality penalty on the training cells alone does not (results page, converged budgets).
+    """
+    if rate <= 0.0:
+        return masks
+    n, n_mod = masks.shape
+    dropped = (torch.rand(n, device=masks.device) < rate) & (masks.sum(1) >= 2)
+    if not bool(dropped.any()):
+        return masks
+    scores = torch.rand(n, n_mod, device=masks.device).masked_fill(masks <= 0, -1.0)
+    single = torch.nn.functional.one_hot(scores.argmax(1), n_mod).to(masks.dtype)
+    return torch.where(dropped[:, None], single, masks)
+
+
 def pairwise_penalty(
     means: torch.Tensor, variances: torch.Tensor, masks: torch.Tensor, penalty: PenaltyType = "jeffreys"
 ) -> torch.Tensor:

@@ -19,7 +19,7 @@ from scvi_networkvi.wiring import Wiring
 
 from ._decoders import NetworkVAEDecodersMixin
 from ._loss import NetworkVAELossMixin
-from ._mixing import MixingType, ModalityMixer, PenaltyType
+from ._mixing import MixingType, ModalityMixer, PenaltyType, drop_modalities
 from ._options import NetworkVAEOptionsMixin
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,10 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
         A modality role whose posterior the modality penalty does not move (its gradient flows only into the other
         modalities' encoders): in a mosaic, the modality every dataset shares, so the others align to it rather than
         it to them. ``None``: the penalty pulls both posteriors of a pair.
+    modality_dropout
+        In training, the probability that a cell with two or more modalities is placed by one of them alone (drawn
+        at random; the reconstruction still covers all of them), so that each modality's posterior learns to predict
+        the cell's others. ``0``: every cell is placed by all its modalities. Inference is unchanged.
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
         for query mapping needs it, so that the query's new batches get encoder columns to learn
@@ -159,6 +163,7 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
         modality_penalty_warmup: bool = True,
         modality_penalty_scale: float = 1.0,
         modality_penalty_anchor: Literal["rna", "protein", "atac"] | None = None,
+        modality_dropout: float = 0.0,
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
@@ -199,6 +204,7 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
                 f"({self.modalities})."
             )
         self.penalty_anchor = modality_penalty_anchor
+        self.modality_dropout = float(modality_dropout)
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -422,7 +428,8 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
             variances.append(q_v)
             out[f"qz_m_{m}"], out[f"qz_v_{m}"] = q_m, q_v
         means_t, variances_t = torch.stack(means, 1), torch.stack(variances, 1)
-        qz_m, qz_v, weights = self.mixer(means_t, variances_t, masks)
+        mixed = drop_modalities(masks, self.modality_dropout) if self.training else masks
+        qz_m, qz_v, weights = self.mixer(means_t, variances_t, mixed)
         qz = Normal(qz_m, qz_v.sqrt(), validate_args=False)
         untransformed_z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
         z = F.softmax(untransformed_z, dim=-1) if self.latent_distribution == "ln" else untransformed_z

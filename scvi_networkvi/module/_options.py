@@ -88,6 +88,9 @@ class NetworkVAEOptionsMixin:
         scale = options.get("modality_penalty_scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale >= 0:
             raise ValueError(f"modality_penalty_scale must be a number >= 0, got {scale!r}.")
+        rate = options.get("modality_dropout", 0.0)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError(f"{caller}(modality_dropout={rate!r}): give a probability in [0, 1).")
         WiredEncoder.check_options(options)
         attention = options.get("covariate_attention", "none")
         if attention != "none" and not options.get("encode_covariates", False):
