@@ -291,6 +291,11 @@ def main(argv: list[str] | None = None) -> None:
         help="fit the random and own gene sets' PCA summaries on this many fitting cells (default: the package's)",
     )
     parser.add_argument(
+        "--pca-stratified",
+        action="store_true",
+        help="draw the PCA cells in equal shares from the cell types instead of at random (the package's default)",
+    )
+    parser.add_argument(
         "--models-dir",
         type=Path,
         default=None,
@@ -307,6 +312,10 @@ def main(argv: list[str] | None = None) -> None:
         from scvi_networkvi.interpret import _null
 
         _null.PCA_CELLS = args.pca_cells  # read at call time
+    if args.pca_stratified:
+        from scvi_networkvi.interpret import _null
+
+        _null.PCA_STRATIFIED = True
     logger.info("scvi_networkvi from %s", Path(scvi_networkvi.__file__).parent)
     start = time.perf_counter()
     if {"top", "gap", "size"} & set(args.parts):

@@ -250,3 +250,24 @@ def test_rank_auroc_equals_the_auroc_with_ties():
     scores = np.round(rng.normal(size=(50, 301)), 1)  # many ties
     y = rng.random(301) < 0.3
     np.testing.assert_array_equal(rank_auroc(scores, y), auroc(scores, y))
+
+
+def test_pca_rows_are_seeded_random_fitting_rows_or_equal_shares_of_the_phenotypes(monkeypatch):
+    from scvi_networkvi.interpret import _null
+
+    rng = np.random.default_rng(0)
+    fit_rows = np.sort(rng.choice(5000, size=3000, replace=False))
+    label = np.repeat([0, 1, 2, 3], [2000, 800, 150, 50])  # 3 phenotypes (one vs rest) and cells of none (label 3)
+    case = np.stack([label == j for j in range(3)])
+    targets = Targets(case_fit=case, control_fit=~case, case_eval=case[:, :10], control_eval=~case[:, :10])
+    random_rows = _null.pca_rows(fit_rows, targets, seed=3)
+    expected = np.sort(np.random.default_rng([3, 0]).permutation(fit_rows)[: _null.PCA_CELLS])
+    np.testing.assert_array_equal(random_rows, expected)  # the default: today's draw
+    monkeypatch.setattr(_null, "PCA_STRATIFIED", True)
+    rows = _null.pca_rows(fit_rows, targets, seed=3)
+    np.testing.assert_array_equal(rows, _null.pca_rows(fit_rows, targets, seed=3))
+    assert len(rows) == _null.PCA_CELLS == len(np.unique(rows)) and np.isin(rows, fit_rows).all()
+    counts = np.bincount(label[np.searchsorted(fit_rows, rows)], minlength=4)
+    np.testing.assert_array_equal(counts, [150, 150, 150, 50])  # the smallest group whole, the rest in equal shares
+    small = fit_rows[:300]  # fewer fitting cells than PCA cells: all of them, whatever the design
+    np.testing.assert_array_equal(np.sort(_null.pca_rows(small, targets, seed=3)), small)

@@ -37,6 +37,9 @@ SIZE_BIN_RATIO = 1.5
 #: The standardisation and PCA of a random set are fitted on at most this many (seeded) fitting cells; every cell is
 #: then projected.
 PCA_CELLS = 500
+#: Draw the PCA cells in equal shares from the phenotypes (cells of no phenotype as one more group) instead of at
+#: random among the fitting cells.
+PCA_STRATIFIED = False
 #: Sets holding more than 1/DENSE_SHARE of all neurons are projected together by one dense product.
 DENSE_SHARE = 25
 
@@ -94,6 +97,27 @@ class PCACells:
     mean: np.ndarray  # (neurons,) float32 mean over the PCA cells
     scale: np.ndarray  # (neurons,) float32 1 / deviation, 0 for constant neurons
     centre: np.ndarray  # (neurons,) float64 mean of ``standard`` over the PCA cells (the PCA's own centring, ~0)
+
+
+def pca_rows(fit_rows: np.ndarray, targets: Targets, seed: int) -> np.ndarray:
+    """The sorted fitting rows (at most :data:`PCA_CELLS`) on which every gene set's standardisation and PCA are fitted.
+
+    At random among ``fit_rows`` (seeded), or with :data:`PCA_STRATIFIED` in equal shares from each phenotype's cases
+    (a cell goes to its first phenotype; cells of none form one more group), a group smaller than its share giving
+    all its cells and the rest going to the larger ones.
+    """
+    rng = np.random.default_rng([seed, 0])
+    if not PCA_STRATIFIED or len(fit_rows) <= PCA_CELLS:
+        return np.sort(rng.permutation(fit_rows)[:PCA_CELLS])
+    cases = targets.case_fit
+    group = np.where(cases.any(0), cases.argmax(0), cases.shape[0])  # fitting cell -> its group
+    members = [np.flatnonzero(group == g) for g in np.unique(group)]
+    chosen, left = [], PCA_CELLS
+    for i, rows in enumerate(sorted(members, key=len)):  # smallest first: each takes at most an equal share
+        take = min(len(rows), left // (len(members) - i))
+        chosen.append(rng.choice(rows, size=take, replace=False))
+        left -= take
+    return np.sort(fit_rows[np.concatenate(chosen)])
 
 
 def pca_cells(pca_neurons: np.ndarray) -> PCACells:
@@ -346,8 +370,9 @@ def null_probes(
         raise ValueError(f"own_sets must hold one gene set per term ({k}), got {len(own_sets)}.")
     binned = np.minimum(size_bins(sizes), len(pool))
     neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)  # feature-major: a set is row copies
-    pca_rows = np.sort(np.random.default_rng([seed, 0]).permutation(fit_rows)[:PCA_CELLS])
-    cells = pca_cells(np.ascontiguousarray(neurons[:, pca_rows]))  # every set's PCA reads these cells only
+    cells = pca_cells(
+        np.ascontiguousarray(neurons[:, pca_rows(fit_rows, targets, seed)])
+    )  # every set's PCA reads these cells only
     groups = sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True)))
     for size, width in track(groups, description, enabled=progress):
         terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))

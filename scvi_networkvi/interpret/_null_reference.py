@@ -15,7 +15,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from ._auroc import auroc
-from ._null import PCA_CELLS, NullStats, SetProjection, exceedance, project_sets, size_bins
+from ._null import NullStats, SetProjection, exceedance, pca_rows, project_sets, size_bins
 from ._probe import Targets, fitted_scores
 
 
@@ -71,8 +71,7 @@ def null_probes_reference(
         raise ValueError(f"own_sets must hold one gene set per term ({k}), got {len(own_sets)}.")
     binned = np.minimum(size_bins(sizes), len(pool))
     neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)
-    pca_rows = np.sort(np.random.default_rng([seed, 0]).permutation(fit_rows)[:PCA_CELLS])
-    pca_neurons = np.ascontiguousarray(neurons[:, pca_rows])
+    pca_neurons = np.ascontiguousarray(neurons[:, pca_rows(fit_rows, targets, seed)])
     for size, width in sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True))):
         terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))
         rng = np.random.default_rng([seed, size, width])
