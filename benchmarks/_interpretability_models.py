@@ -98,6 +98,7 @@ def train_tutorial_model(args: argparse.Namespace, seed: int):
     if saved is not None:
         suffix = f"_split{split}" + ("" if args.null_seed is None else f"_draws{args.null_seed}")
         suffix += "" if args.pca_cells is None else f"_pca{args.pca_cells}"
+        suffix += "_strat" if getattr(args, "pca_stratified", False) else ""
         table.to_csv(saved / f"importances_null{null_sets}{suffix}.csv.gz", index=False)
     logger.info("seed %d: %d cells, trained %.0f s, importances %.0f s", seed, mdata.n_obs, train_s, probe_s)
     counts = mdata.obs["cell_type"].value_counts()
