@@ -32,7 +32,7 @@ def module_covariates(model: nvi.NETWORKVI) -> torch.Tensor:
     """The continuous covariates of every cell as the module reads them."""
     manager = model.adata_manager
     tensors = {
-        REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)),
+        REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(np.array(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY))),
         REGISTRY_KEYS.CONT_COVS_KEY: torch.as_tensor(
             np.asarray(manager.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY)), dtype=torch.float32
         ),

@@ -266,7 +266,11 @@ def test_protein_panel_without_ids_maps_antibody_names_through_the_rna_symbols()
 def test_detected_ids_train_are_logged_kept_and_survive_save_load(tmp_path, caplog):
     scvi.settings.seed = 0
     mdata = scanpy_layout(protein_ids=False)
-    with caplog.at_level(logging.INFO, logger="scvi_networkvi"), pytest.warns(UserWarning, match="antibody names"):
+    with (
+        caplog.at_level(logging.INFO, logger="scvi_networkvi"),
+        pytest.warns(UserWarning, match="antibody names"),
+        pytest.warns(UserWarning, match="43 of the 134 features of modality 'prot' .* have no usable gene id"),
+    ):
         model = nvi.tl.train(mdata, batch_key="Site", **GO_KW, max_epochs=1, model_kwargs=MODEL, train_kwargs=TRAIN)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Gene ids:")]
     assert len(lines) == 1

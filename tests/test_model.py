@@ -245,7 +245,7 @@ def test_the_penalty_anchor_modality_gets_no_gradient_from_the_penalty():
         penalty = module.loss(tensors, inference, generative, kl_weight=1.0).kl_local["kl_divergence_paired"].sum()
         module.zero_grad()
         penalty.backward()
-        values[anchor] = float(penalty)
+        values[anchor] = float(penalty.detach())
         grads[anchor] = {
             role: sum(float(p.grad.abs().sum()) for p in module.encoders[role].parameters() if p.grad is not None)
             for role in module.modalities

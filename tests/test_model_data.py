@@ -133,7 +133,8 @@ def test_partially_paired_data_and_encoders_run_only_on_present_cells():
     adt[0] = 0  # measured, all zero: present, not missing
     mdata["adt"].X = adt
     scvi.settings.seed = 0
-    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities={"rna_layer": "rna", "protein_layer": "adt"})
+    with pytest.warns(UserWarning, match="1 of 360 cells have zero counts in modality 'adt'"):
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities={"rna_layer": "rna", "protein_layer": "adt"})
     model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
     mask = model.adata_manager.get_from_registry(_data.MASK_KEY)
     assert mask[:, 1].sum() == 360 and mask[0, 1] == 1

@@ -240,7 +240,8 @@ def test_a_model_saved_before_head_input_existed_loads_and_maps_queries_with_roo
     np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
     query = multiome.copy()
     nvi.NETWORKVI.prepare_query_mudata(query, str(tmp_path / "model"))
-    mapped = nvi.NETWORKVI.load_query_data(query, str(tmp_path / "model"))
+    with pytest.warns(UserWarning, match="do not take the batch"):  # a reference built without encode_covariates
+        mapped = nvi.NETWORKVI.load_query_data(query, str(tmp_path / "model"))
     assert {e.head_input for e in mapped.module.encoders.values()} == {"root"}
     # outside loading, an unset head_input is the data type's default again
     assert (
