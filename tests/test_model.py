@@ -15,6 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import scvi_networkvi as nvi
 from scvi_networkvi.model import _networkvi
+from scvi_networkvi.nn import LevelBatchNorm
 
 DATA = Path(__file__).parent / "data"  # written by scripts/make_test_data.py (tests/data/README.md)
 CITE, MULTIOME = DATA / "bmmc_cite.h5mu", DATA / "bmmc_multiome.h5mu"
@@ -309,6 +310,37 @@ class _EpochCounter(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.epochs += 1
+
+
+class _TrainingModes(Callback):
+    def __init__(self):
+        self.modes = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.modes.append(all(m.training for m in pl_module.module.modules()))
+
+
+def test_training_again_after_inference_trains_in_training_mode():
+    """scvi-tools leaves the module in eval mode after training; a second ``train`` must not run with frozen batch
+    norms (Lightning no longer switches modules back, and warns)."""
+    import warnings
+
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, **GO_KW, gene_size=5, go_size=2)
+    model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    model.get_latent_representation()
+    assert not model.module.training
+    norms = [m for m in model.module.modules() if isinstance(m, LevelBatchNorm)]
+    assert norms  # the GO levels' batch norm: frozen statistics in eval mode
+    before = [m.running_mean.clone() for m in norms]
+    modes = _TrainingModes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False, callbacks=modes)
+    assert modes.modes and all(modes.modes)
+    assert not [w for w in caught if "eval mode" in str(w.message)]
+    assert any(not torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
 
 
 def test_a_diverged_training_stops_with_an_error_that_names_the_fix():

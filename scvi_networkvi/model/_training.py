@@ -114,6 +114,10 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
             trainer_kwargs.setdefault("early_stopping_monitor", early_stopping_monitor)
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if not getattr(self, "query_", False):
+            # scvi-tools leaves the module in eval mode after training and Lightning no longer switches it back:
+            # a second train() would run with the GO levels' batch norm frozen (a query model is frozen on purpose)
+            self.module.train()
         quiet = TRAINING_WARNINGS + (QUERY_WARNINGS if getattr(self, "query_", False) else ())
         with quiet_lightning(quiet):
             return super().train(
