@@ -370,9 +370,8 @@ def null_probes(
         raise ValueError(f"own_sets must hold one gene set per term ({k}), got {len(own_sets)}.")
     binned = np.minimum(size_bins(sizes), len(pool))
     neurons = np.ascontiguousarray(np.asarray(genes, dtype=np.float32).T)  # feature-major: a set is row copies
-    cells = pca_cells(
-        np.ascontiguousarray(neurons[:, pca_rows(fit_rows, targets, seed)])
-    )  # every set's PCA reads these cells only
+    pca_cell_rows = pca_rows(fit_rows, targets, seed)
+    cells = pca_cells(np.ascontiguousarray(neurons[:, pca_cell_rows]))  # every set's PCA reads these cells only
     groups = sorted(set(zip(binned.tolist(), np.asarray(widths).tolist(), strict=True)))
     for size, width in track(groups, description, enabled=progress):
         terms = np.flatnonzero((binned == size) & (np.asarray(widths) == width))
