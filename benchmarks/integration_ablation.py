@@ -71,7 +71,6 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # a paired cell is placed by one of its modalities alone in training with this probability (the reconstruction
     # still asks for all), so each modality's posterior learns to predict the others
     "mdrop0.25": ({"modality_dropout": 0.25}, {}, {}),
-    "mdrop0.5": ({"modality_dropout": 0.5}, {}, {}),
     "poe": ({"modality_mixing": "poe"}, {}, {}),
     "mean": ({"modality_mixing": "mean"}, {}, {}),
     "no-penalty": ({"modality_penalty": None}, {}, {}),

@@ -307,15 +307,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     setup_torch(args.threads)
     import scvi_networkvi
+    from scvi_networkvi.interpret import _null
 
     if args.pca_cells is not None:
-        from scvi_networkvi.interpret import _null
-
         _null.PCA_CELLS = args.pca_cells  # read at call time
-    if args.pca_stratified:
-        from scvi_networkvi.interpret import _null
-
-        _null.PCA_STRATIFIED = True
+    _null.PCA_STRATIFIED = args.pca_stratified
     logger.info("scvi_networkvi from %s", Path(scvi_networkvi.__file__).parent)
     start = time.perf_counter()
     if {"top", "gap", "size"} & set(args.parts):

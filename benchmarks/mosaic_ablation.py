@@ -84,7 +84,6 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # a paired cell is placed by one of its modalities alone in training with this probability (the reconstruction
     # still asks for all), so each modality's posterior learns to predict the others
     "mdrop0.25": ({"modality_dropout": 0.25}, {}, {}),
-    "mdrop0.5": ({"modality_dropout": 0.5}, {}, {}),
     # the symmetric penalty (the GO encoder's mosaic default until 2026-12-05d)
     "anchor-none": ({"modality_penalty_anchor": None}, {}, {}),
     # every encoder's input centred within the cell's dataset (the default with proteins since 2026-12-05b)
