@@ -93,6 +93,12 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the encoders without dropout (the default for two or more modalities since 2026-12-05b)
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),
+    # the ATAC (or the RNA and ATAC) encoders read each cell's counts scaled to one total before log1p: depth does
+    # not enter them (the GO encoder's default on RNA + ATAC mosaics since 2026-12-06c); depth-none: raw counts, the
+    # default before (the stored multiome-fraction GO rows made before carry it)
+    "depth-atac": ({"depth_normalized_input": ("atac",)}, {}, {}),
+    "depth-all": ({"depth_normalized_input": ("rna", "atac")}, {}, {}),
+    "depth-none": ({"depth_normalized_input": ()}, {}, {}),
     # the batch classifier also reads each modality's own posterior mean
     "adv-mod": ({}, {}, {"adversarial_modalities": True}),
     # the GO encoder at the package's own sizes (what nvi.tl.train gives) instead of the tutorial's gene_size=5, go_size=2

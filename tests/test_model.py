@@ -304,6 +304,59 @@ def test_a_bad_modality_penalty_scale_is_refused_before_registration(scale):
     assert set(mdata.uns) == registered
 
 
+@pytest.mark.parametrize("encoder", ["go", "dense"])
+def test_depth_normalized_input_leaves_a_cells_depth_out_of_its_encoder(encoder):
+    mdata = read(MULTIOME)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=MULTIOME_MODS)
+    kwargs = {**GO_KW, "gene_size": 5, "go_size": 2} if encoder == "go" else {}
+    experts = {}
+    for roles in ((), ("rna", "atac")):
+        scvi.settings.seed = 0
+        model = nvi.NETWORKVI(mdata, encoder=encoder, depth_normalized_input=roles, **kwargs)
+        assert model.init_settings["depth_normalized_input"] == roles
+        module = model.module.eval()
+        tensors = next(iter(model._make_data_loader(adata=mdata, indices=np.arange(32))))
+        deeper = {
+            k: v * 3 if k in (nvi.module.DATA_KEYS["rna"], nvi.module.DATA_KEYS["atac"]) else v
+            for k, v in tensors.items()
+        }
+        with torch.no_grad():
+            experts[roles] = [module.inference(**module._get_inference_input(t))["means"] for t in (tensors, deeper)]
+    same, tripled = experts[("rna", "atac")]
+    torch.testing.assert_close(tripled, same, rtol=1e-4, atol=1e-5)  # three times the depth: the same posteriors
+    raw, raw_tripled = experts[()]
+    assert not torch.allclose(raw_tripled, raw, rtol=1e-3, atol=1e-3)  # raw counts: depth moves them
+
+
+def test_depth_normalized_centred_input_is_centred_on_the_normalized_counts():
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    model = nvi.NETWORKVI(mdata, encoder="dense", batch_centered_input="all", depth_normalized_input=("rna",))
+    counts = mdata["rna"].X
+    counts = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
+    scaled = counts * (nvi.module.DEPTH_TARGET / np.maximum(counts.sum(1, keepdims=True), 1.0))
+    batch = mdata["rna"].obs["batch"].astype("category").cat.codes.to_numpy()
+    first = np.log1p(scaled[batch == 0]).mean(0)
+    np.testing.assert_allclose(model.module.input_shift_rna[0].numpy(), first, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ("rna", r"NETWORKVI\(depth_normalized_input='rna'\): give a tuple of modality roles"),
+        (("genes",), r"give a tuple of modality roles"),
+        (("atac",), r"depth_normalized_input=\('atac',\) names a role this model does not have"),
+    ],
+)
+def test_a_bad_depth_normalized_input_is_refused_before_the_model_is_built(roles, message):
+    mdata = read(CITE)
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="batch", modalities=CITE_MODS)
+    registered = set(mdata.uns)
+    with pytest.raises(ValueError, match=message):
+        nvi.NETWORKVI(mdata, encoder="dense", depth_normalized_input=roles)
+    assert set(mdata.uns) == registered
+
+
 class _EpochCounter(Callback):
     def __init__(self):
         self.epochs = 0

@@ -171,22 +171,23 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
 @pytest.mark.parametrize(
     ("roles", "mosaic_data", "encoder", "expected"),
     [
-        (["rna"], False, "go", (0.1, (), False, "root", None, False)),
-        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, False)),
-        (["rna", "protein"], False, "go", (0.0, "all", True, "root", None, True)),
-        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, False)),
-        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna", False)),
-        (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None, False)),
-        (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None, False)),
-        (["rna", "atac"], False, "dense", (0.0, (), False, "root", None, False)),
-        (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna", False)),
-        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None, False)),
+        (["rna"], False, "go", (0.1, (), False, "root", None, False, ())),
+        (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, False, ())),
+        (["rna", "protein"], False, "go", (0.0, "all", True, "root", None, True, ())),
+        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, False, ())),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna", False, ())),
+        (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None, False, ())),
+        (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None, False, ())),
+        (["rna", "atac"], False, "dense", (0.0, (), False, "root", None, False, ())),
+        (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna", False, ("rna", "atac"))),
+        (["rna", "atac"], True, "dense", (0.0, (), True, "root", None, False, ())),
+        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None, False, ())),
     ],
 )
 def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
     got = (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input)
-    assert (*got, rule.penalty_anchor, rule.batch_scaled_input) == expected
+    assert (*got, rule.penalty_anchor, rule.batch_scaled_input, rule.depth_normalized) == expected
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -276,3 +277,38 @@ def test_the_go_mosaic_anchors_the_penalty_on_rna_and_older_models_load_without(
     assert loaded.module.penalty_anchor is None and _anchor(loaded) is None
     np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
     assert _anchor(nvi.NETWORKVI(mdata, **sizes, **resources)) == "rna"
+
+
+def _depth(model) -> tuple[str, ...]:
+    return model.init_params_["kwargs"]["model_kwargs"]["depth_normalized_input"]
+
+
+def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_and_older_models_load_without(multiome, tmp_path):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    data = multiome.copy()
+    data.mod["atac"] = data["atac"][: data.n_obs // 2].copy()  # the other half of the cells: RNA only
+    data.update()
+    data.obs["batch"] = multiome["rna"].obs["batch"].to_numpy()
+    nvi.NETWORKVI.setup_mudata(data, batch_key="batch", modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    sizes = {"gene_size": 2, "go_size": 2}
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(data, **sizes, **resources)
+    assert model.is_mosaic and model.module.depth_normalized_modalities == ("rna", "atac")
+    assert _depth(model) == ("rna", "atac")
+    assert nvi.NETWORKVI(data, encoder="dense").module.depth_normalized_modalities == ()
+    assert nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources).module.depth_normalized_modalities == ()
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    assert nvi.NETWORKVI.load(str(tmp_path / "model"), adata=data).module.depth_normalized_modalities == ("rna", "atac")
+    # a model saved before the option existed has no such keyword: it loads as it was trained, on raw counts
+    scvi.settings.seed = 0
+    raw = nvi.NETWORKVI(data, depth_normalized_input=(), **sizes, **resources)
+    raw.train(**TRAIN)
+    raw.save(tmp_path / "raw")
+    saved = torch.load(tmp_path / "raw" / "model.pt", map_location="cpu", weights_only=False)
+    del saved["attr_dict"]["init_params_"]["kwargs"]["model_kwargs"]["depth_normalized_input"]
+    torch.save(saved, tmp_path / "raw" / "model.pt")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "raw"), adata=data)
+    assert loaded.module.depth_normalized_modalities == () and _depth(loaded) == ()
+    np.testing.assert_allclose(loaded.get_latent_representation(), raw.get_latent_representation(), rtol=1e-5)

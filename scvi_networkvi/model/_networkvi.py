@@ -18,13 +18,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import scvi
 from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.model.base import ArchesMixin, BaseModelClass, VAEMixin
 
-from scvi_networkvi.module import DATA_KEYS, NetworkVAE
+from scvi_networkvi.module import DATA_KEYS, DEPTH_TARGET, NetworkVAE
 from scvi_networkvi.nn import check_choices
 from scvi_networkvi.wiring import Wiring, WiringConfig, compile_wirings
 
@@ -167,10 +168,12 @@ class NETWORKVI(
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
-        (:attr:`init_settings`). One of them depends on the data when not given: ``modality_penalty_anchor`` is
+        (:attr:`init_settings`). Two of them depend on the data when not given: ``modality_penalty_anchor`` is
         ``"rna"`` for the GO encoder on mosaic data with RNA and ATAC (the penalty then aligns the other modalities'
-        posteriors to the RNA one: results page, mosaic ablation), else ``None``; a model saved before this option
-        loads without an anchor, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
+        posteriors to the RNA one: results page, mosaic ablation), else ``None``; ``depth_normalized_input`` is
+        ``("rna", "atac")`` for the GO encoder on mosaic data of RNA and ATAC without proteins (those encoders read
+        each cell's counts scaled to one total: results page, mosaic paired fractions), else ``()``. A model saved
+        before either option loads without it, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
         none of these is a TypeError naming the valid ones, and a bad value a ValueError, both before anything is
         registered or built.
     """
@@ -207,6 +210,7 @@ class NETWORKVI(
                 "otherwise register a MuData with NETWORKVI.setup_mudata."
             )
         anchor_given = "modality_penalty_anchor" in model_kwargs  # else the data type's (rules in _defaults.py)
+        depth_given = "depth_normalized_input" in model_kwargs
         wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
         config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
@@ -250,6 +254,16 @@ class NETWORKVI(
         if not anchor_given:
             model_kwargs["modality_penalty_anchor"] = resolve_option(
                 "modality_penalty_anchor", None, defaults.penalty_anchor
+            )
+        if not depth_given:
+            model_kwargs["depth_normalized_input"] = resolve_option(
+                "depth_normalized_input", None, defaults.depth_normalized
+            )
+        normalized = tuple(model_kwargs["depth_normalized_input"])
+        if [r for r in normalized if r not in roles]:
+            raise ValueError(
+                f"depth_normalized_input={normalized!r} names a role this model does not have ({roles}): pass some "
+                "of them or ()."
             )
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
@@ -303,7 +317,7 @@ class NETWORKVI(
             modality_mixing=modality_mixing,
             head_input=head_input,
             **self._protein_background_init(empirical_protein_background_prior),
-            **self._input_transforms(centered, batch_scaled_input),
+            **self._input_transforms(centered, batch_scaled_input, normalized),
             use_size_factor_key=REGISTRY_KEYS.SIZE_FACTOR_KEY in self.adata_manager.data_registry,
             **model_kwargs,
         )
@@ -323,19 +337,30 @@ class NETWORKVI(
                 params[name] = os.fspath(params[name])
 
     # ---- data ------------------------------------------------------------------------------------------------------
-    def _input_transforms(self, centered: Sequence[str], scaled: bool) -> dict[str, dict[str, np.ndarray]]:
-        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_spreads``."""
-        moments = {role: self._batch_moments(role) for role in centered}
+    def _input_transforms(
+        self, centered: Sequence[str], scaled: bool, normalized: Sequence[str] = ()
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_spreads``.
+
+        A role in ``normalized`` (``depth_normalized_input``) has its moments taken of the depth-normalised counts
+        that its encoder reads.
+        """
+        moments = {role: self._batch_moments(role, role in normalized) for role in centered}
         shifts = {role: mean for role, (mean, _, _) in moments.items()}
         if not scaled:
             return {"input_shifts": shifts}
         spreads = {role: _batch_spreads(variance, n_cells) for role, (_, variance, n_cells) in moments.items()}
         return {"input_shifts": shifts, "input_spreads": spreads}
 
-    def _batch_moments(self, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per batch: mean and variance of every feature's ``log1p`` count (``(n_batch, n_features)``), cell counts."""
+    def _batch_moments(self, role: str, depth_normalized: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per batch: mean and variance of every feature's ``log1p`` count (``(n_batch, n_features)``), cell counts.
+
+        ``depth_normalized``: of the counts scaled to :data:`DEPTH_TARGET` per cell, as the encoder reads them.
+        """
         counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
         counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
+        if depth_normalized:
+            counts = _depth_normalized(counts)
         batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
         n_batch = max(self.summary_stats.n_batch, 1)
@@ -464,6 +489,15 @@ def _batch_spreads(variance: np.ndarray, n_cells: np.ndarray) -> tuple[np.ndarra
     """
     pooled = np.sqrt((n_cells / max(n_cells.sum(), 1)) @ variance)
     return np.sqrt(variance).astype(np.float32), pooled.astype(np.float32)
+
+
+def _depth_normalized(counts):
+    """``counts`` (cells x features, dense or sparse) with every cell scaled to :data:`DEPTH_TARGET` in total."""
+    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    factors = DEPTH_TARGET / np.maximum(totals, 1.0)
+    if hasattr(counts, "toarray"):
+        return sp.csr_matrix(sp.diags(factors) @ counts)
+    return np.asarray(counts, dtype=np.float64) * factors[:, None]
 
 
 def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:

@@ -36,6 +36,8 @@ MASK_KEY = "networkvi_modality_mask"
 #: ``input_spreads``: added to both standard deviations (a feature nearly constant in one batch is not blown up) and
 #: the bounds of the factor.
 SPREAD_FLOOR, SCALE_BOUNDS = 0.1, (0.2, 5.0)
+#: ``depth_normalized_input``: the total every cell's counts are scaled to before ``log1p`` (scanpy's usual target).
+DEPTH_TARGET = 1e4
 
 
 class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELossMixin, BaseModuleClass):
@@ -96,6 +98,10 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
         at random; the reconstruction still covers all of them), so that each modality's posterior learns to predict
         the cell's others. ``0`` (the default): every cell is placed by all its modalities. Inference is unchanged.
         Measured worse on CITE-seq and on a multiome mosaic (results page, converged budgets).
+    depth_normalized_input
+        Roles whose encoder reads each cell's counts scaled to :data:`DEPTH_TARGET` in total before ``log1p`` (as
+        scanpy's ``normalize_total``), so that a cell's sequencing depth does not enter the encoder. ``()`` (the
+        default): raw counts.
     encode_covariates
         Encoders see batch and covariates (GO encoders through a covariate projection after the root). A reference
         for query mapping needs it, so that the query's new batches get encoder columns to learn
@@ -165,6 +171,7 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
         modality_penalty_scale: float = 1.0,
         modality_penalty_anchor: Literal["rna", "protein", "atac"] | None = None,
         modality_dropout: float = 0.0,
+        depth_normalized_input: Sequence[str] = (),
         encode_covariates: bool = False,
         deeply_inject_covariates: bool = False,
         gene_layer: Literal["none", "standard", "interaction"] = "interaction",
@@ -206,6 +213,13 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
             )
         self.penalty_anchor = modality_penalty_anchor
         self.modality_dropout = float(modality_dropout)
+        wrong = [m for m in depth_normalized_input if m not in self.modalities]
+        if wrong:
+            raise ValueError(
+                f"depth_normalized_input names {wrong}, which this model does not have (its modalities: "
+                f"{self.modalities})."
+            )
+        self.depth_normalized_modalities = tuple(depth_normalized_input)
         self.encode_covariates = encode_covariates
         self.protein_dispersion = protein_dispersion
         self.protein_background_prior = protein_background_prior
@@ -366,7 +380,10 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
     def _encode(self, m: str, x: torch.Tensor, batch, cat, cont):
         encoder = self.encoders[m]
         cats = (batch, *torch.split(cat, 1, dim=1)) if (self.encode_covariates and cat is not None) else (batch,)
-        if isinstance(encoder, WiredEncoder) and self.log_variational:
+        normalized = m in self.depth_normalized_modalities
+        if normalized:
+            x = x * (DEPTH_TARGET / x.sum(dim=1, keepdim=True).clamp_min(1.0))
+        if isinstance(encoder, WiredEncoder) and self.log_variational and not normalized:
             # On CPU counts: log1p, shift and scale in one pass, written in the encoder's feature-major layout
             # (nn._input_transform; bitwise the torch composition below). None: the torch composition.
             shift = getattr(self, f"input_shift_{m}") if m in self.centered_modalities else None

@@ -8,6 +8,9 @@ from typing import Any, ClassVar
 
 from scvi_networkvi.nn import WiredEncoder, check_choices, keyword_defaults
 
+#: The modality roles an option may name (the module's MODALITIES).
+ROLES = ("rna", "protein", "atac")
+
 
 class NetworkVAEOptionsMixin:
     """Option tables and checks of :class:`NetworkVAE`, used by the model before anything is built.
@@ -91,6 +94,11 @@ class NetworkVAEOptionsMixin:
         rate = options.get("modality_dropout", 0.0)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{caller}(modality_dropout={rate!r}): give a probability in [0, 1).")
+        roles = options.get("depth_normalized_input", ())
+        if isinstance(roles, str) or not all(isinstance(r, str) and r in ROLES for r in roles):
+            raise ValueError(
+                f"{caller}(depth_normalized_input={roles!r}): give a tuple of modality roles, some of {ROLES}."
+            )
         WiredEncoder.check_options(options)
         attention = options.get("covariate_attention", "none")
         if attention != "none" and not options.get("encode_covariates", False):
