@@ -73,8 +73,11 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # MULTIVI's adversary weight: 1 throughout (scvi-tools' "auto" is 1 - KL weight, it fades with the warm-up)
     "adv1": ({}, {}, {"scale_adversarial_loss": 1.0}),
     "adv-auto": ({}, {}, {"scale_adversarial_loss": "auto"}),
-    # MULTIVI adds its modality penalty at full weight from the first step
+    # MULTIVI adds its modality penalty at full weight from the first step (the GO default on RNA + ATAC mosaics since
+    # 2026-12-06c); pen-warmup: along the KL warm-up, the default before (the stored multiome-fraction GO rows made
+    # before carry it)
     "pen-full": ({"modality_penalty_warmup": False}, {}, {}),
+    "pen-warmup": ({"modality_penalty_warmup": True}, {}, {}),
     "no-penalty": ({"modality_penalty": None}, {}, {}),
     # the modality penalty 5x the KL weight: each modality's posterior pulled towards the cell's other ones
     "pen5": ({"modality_penalty_scale": 5.0}, {}, {}),

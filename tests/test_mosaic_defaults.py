@@ -188,6 +188,7 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
     got = (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input)
     assert (*got, rule.penalty_anchor, rule.batch_scaled_input, rule.depth_normalized) == expected
+    assert rule.penalty_warmup == (expected[-1] == ())  # full weight from the first step where depth is normalised
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -283,7 +284,9 @@ def _depth(model) -> tuple[str, ...]:
     return model.init_params_["kwargs"]["model_kwargs"]["depth_normalized_input"]
 
 
-def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_and_older_models_load_without(multiome, tmp_path):
+def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_with_a_full_penalty_and_older_models_load_without(
+    multiome, tmp_path
+):
     example = nvi.datasets.example_resources()
     resources = {key: example[key] for key in ("go", "annotations", "interactions")}
     data = multiome.copy()
@@ -295,8 +298,11 @@ def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_and_older_models_l
     scvi.settings.seed = 0
     model = nvi.NETWORKVI(data, **sizes, **resources)
     assert model.is_mosaic and model.module.depth_normalized_modalities == ("rna", "atac")
-    assert _depth(model) == ("rna", "atac")
-    assert nvi.NETWORKVI(data, encoder="dense").module.depth_normalized_modalities == ()
+    assert _depth(model) == ("rna", "atac") and model.module.penalty_warmup is False
+    assert model.init_params_["kwargs"]["model_kwargs"]["modality_penalty_warmup"] is False
+    assert nvi.NETWORKVI(data, modality_penalty_warmup=True, **sizes, **resources).module.penalty_warmup is True
+    dense = nvi.NETWORKVI(data, encoder="dense").module
+    assert dense.depth_normalized_modalities == () and dense.penalty_warmup is True
     assert nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources).module.depth_normalized_modalities == ()
     model.train(**TRAIN)
     model.save(tmp_path / "model")

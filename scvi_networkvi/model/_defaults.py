@@ -32,6 +32,9 @@ class DataTypeDefaults:
         Whether the batch-centred inputs are also rescaled within each batch to the spread of all batches.
     depth_normalized
         Roles whose encoder reads each cell's counts scaled to one total (``depth_normalized_input``).
+    penalty_warmup
+        Whether the modality penalty follows the KL warm-up (``modality_penalty_warmup``; else full weight from the
+        first step, as MULTIVI adds it).
     """
 
     dropout_rate: float
@@ -41,6 +44,7 @@ class DataTypeDefaults:
     penalty_anchor: str | None = None
     batch_scaled_input: bool = False
     depth_normalized: tuple[str, ...] = ()
+    penalty_warmup: bool = True
 
 
 #: What an option introduced after a model was saved means for that model: how it was built and trained. A model
@@ -50,6 +54,7 @@ BEFORE_THE_OPTION: dict[str, object] = {
     "modality_penalty_anchor": None,
     "batch_scaled_input": False,
     "depth_normalized_input": (),
+    "modality_penalty_warmup": True,
 }
 
 _rebuilding = ContextVar("rebuilding_saved_model", default=False)
@@ -105,7 +110,9 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
       mosaic (RNA + protein) and for the dense encoder the penalty stays symmetric.
     - The GO encoder on mosaic data of RNA and ATAC without proteins: the RNA and ATAC encoders read each cell's
       counts scaled to one total (``depth_normalized_input=("rna", "atac")``); elsewhere raw counts (the CITE-seq +
-      multiome mosaic measured lower with them, 3 seeds; paired data and the dense encoder not measured).
+      multiome mosaic measured lower with them, 3 seeds; paired data and the dense encoder not measured); the same
+      mosaics add the modality penalty at full weight from the first step (``modality_penalty_warmup=False``, as
+      MULTIVI does) rather than along the KL warm-up.
 
     The evidence for each rule, per data type and encoder, is on the results page (``docs/benchmarks.md``: the
     integration, multiome and mosaic ablations).
@@ -122,4 +129,5 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         penalty_anchor="rna" if rna_atac_go_mosaic else None,
         batch_scaled_input=encoder == "go" and "protein" in roles and not is_mosaic,
         depth_normalized=("rna", "atac") if rna_atac_go_mosaic and "protein" not in roles else (),
+        penalty_warmup=not (rna_atac_go_mosaic and "protein" not in roles),
     )

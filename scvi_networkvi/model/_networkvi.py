@@ -168,12 +168,13 @@ class NETWORKVI(
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
-        (:attr:`init_settings`). Two of them depend on the data when not given: ``modality_penalty_anchor`` is
+        (:attr:`init_settings`). Three of them depend on the data when not given: ``modality_penalty_anchor`` is
         ``"rna"`` for the GO encoder on mosaic data with RNA and ATAC (the penalty then aligns the other modalities'
         posteriors to the RNA one: results page, mosaic ablation), else ``None``; ``depth_normalized_input`` is
         ``("rna", "atac")`` for the GO encoder on mosaic data of RNA and ATAC without proteins (those encoders read
-        each cell's counts scaled to one total: results page, mosaic paired fractions), else ``()``. A model saved
-        before either option loads without it, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
+        each cell's counts scaled to one total: results page, mosaic paired fractions), else ``()``; and for the same
+        mosaics ``modality_penalty_warmup`` is ``False`` (the penalty at full weight from the first step), else
+        ``True``. A model saved before an option loads without it, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
         none of these is a TypeError naming the valid ones, and a bad value a ValueError, both before anything is
         registered or built.
     """
@@ -211,6 +212,7 @@ class NETWORKVI(
             )
         anchor_given = "modality_penalty_anchor" in model_kwargs  # else the data type's (rules in _defaults.py)
         depth_given = "depth_normalized_input" in model_kwargs
+        warmup_given = "modality_penalty_warmup" in model_kwargs
         wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
         config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
@@ -258,6 +260,10 @@ class NETWORKVI(
         if not depth_given:
             model_kwargs["depth_normalized_input"] = resolve_option(
                 "depth_normalized_input", None, defaults.depth_normalized
+            )
+        if not warmup_given:
+            model_kwargs["modality_penalty_warmup"] = resolve_option(
+                "modality_penalty_warmup", None, defaults.penalty_warmup
             )
         normalized = tuple(model_kwargs["depth_normalized_input"])
         if [r for r in normalized if r not in roles]:
