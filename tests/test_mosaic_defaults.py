@@ -188,7 +188,8 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     rule = data_type_defaults(roles, mosaic_data, encoder)
     got = (rule.dropout_rate, rule.batch_centered_input, rule.full_weight_adversary, rule.head_input)
     assert (*got, rule.penalty_anchor, rule.batch_scaled_input, rule.depth_normalized) == expected
-    assert rule.penalty_warmup == (expected[-1] == ())  # full weight from the first step where depth is normalised
+    # the penalty at full weight from the first step on GO mosaics with RNA and ATAC, proteins or not
+    assert rule.penalty_warmup == (not (mosaic_data and encoder == "go" and {"rna", "atac"} <= set(roles)))
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -260,7 +261,9 @@ def test_the_go_mosaic_anchors_the_penalty_on_rna_and_older_models_load_without(
     resources = {key: example[key] for key in ("go", "annotations", "interactions")}
     mdata = mosaic(cite, multiome)
     sizes = {"gene_size": 2, "go_size": 2}
-    assert nvi.NETWORKVI(mdata, **sizes, **resources).module.penalty_anchor == "rna"
+    cross = nvi.NETWORKVI(mdata, **sizes, **resources).module
+    assert cross.penalty_anchor == "rna" and cross.penalty_warmup is False  # the penalty at full weight
+    assert cross.depth_normalized_modalities == ()  # with proteins: raw counts
     assert nvi.NETWORKVI(mdata, encoder="dense").module.penalty_anchor is None
     assert nvi.NETWORKVI(paired(cite, CITE_MODS), **sizes, **resources).module.penalty_anchor is None
     # an explicit choice wins, None included, and is what the model saves

@@ -110,9 +110,9 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
       mosaic (RNA + protein) and for the dense encoder the penalty stays symmetric.
     - The GO encoder on mosaic data of RNA and ATAC without proteins: the RNA and ATAC encoders read each cell's
       counts scaled to one total (``depth_normalized_input=("rna", "atac")``); elsewhere raw counts (the CITE-seq +
-      multiome mosaic measured lower with them, 3 seeds; paired data and the dense encoder not measured); the same
-      mosaics add the modality penalty at full weight from the first step (``modality_penalty_warmup=False``, as
-      MULTIVI does) rather than along the KL warm-up.
+      multiome mosaic measured lower with them, 3 seeds; paired data and the dense encoder not measured).
+    - The GO encoder on mosaic data with RNA and ATAC (proteins or not): the modality penalty at full weight from the
+      first step (``modality_penalty_warmup=False``, as MULTIVI adds it) rather than along the KL warm-up.
 
     The evidence for each rule, per data type and encoder, is on the results page (``docs/benchmarks.md``: the
     integration, multiome and mosaic ablations).
@@ -129,5 +129,5 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         penalty_anchor="rna" if rna_atac_go_mosaic else None,
         batch_scaled_input=encoder == "go" and "protein" in roles and not is_mosaic,
         depth_normalized=("rna", "atac") if rna_atac_go_mosaic and "protein" not in roles else (),
-        penalty_warmup=not (rna_atac_go_mosaic and "protein" not in roles),
+        penalty_warmup=not rna_atac_go_mosaic,
     )
