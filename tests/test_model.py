@@ -345,6 +345,7 @@ def test_depth_normalized_centred_input_is_centred_on_the_normalized_counts():
     [
         ("rna", r"NETWORKVI\(depth_normalized_input='rna'\): give a tuple of modality roles"),
         (("genes",), r"give a tuple of modality roles"),
+        (3, r"NETWORKVI\(depth_normalized_input=3\): give a tuple of modality roles"),
         (("atac",), r"depth_normalized_input=\('atac',\) names a role this model does not have"),
     ],
 )

@@ -174,9 +174,9 @@ class NETWORKVI(
         ``("rna", "atac")`` for the GO encoder on mosaic data of RNA and ATAC without proteins (those encoders read
         each cell's counts scaled to one total: results page, mosaic paired fractions), else ``()``; and for the GO
         encoder on mosaic data with RNA and ATAC (proteins or not) ``modality_penalty_warmup`` is ``False`` (the
-        penalty at full weight from the first step), else ``True``. A model saved before an option loads without it, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is
-        none of these is a TypeError naming the valid ones, and a bad value a ValueError, both before anything is
-        registered or built.
+        penalty at full weight from the first step), else ``True``. A model saved before an option loads without
+        it, as it was trained. Also the fields of ``wiring_config`` as keywords. A name that is none of these is a
+        TypeError naming the valid ones, and a bad value a ValueError, both before anything is registered or built.
     """
 
     _module_cls = NetworkVAE

@@ -95,7 +95,7 @@ class NetworkVAEOptionsMixin:
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{caller}(modality_dropout={rate!r}): give a probability in [0, 1).")
         roles = options.get("depth_normalized_input", ())
-        if isinstance(roles, str) or not all(isinstance(r, str) and r in ROLES for r in roles):
+        if not isinstance(roles, tuple | list) or not all(isinstance(r, str) and r in ROLES for r in roles):
             raise ValueError(
                 f"{caller}(depth_normalized_input={roles!r}): give a tuple of modality roles, some of {ROLES}."
             )
