@@ -210,9 +210,14 @@ class NETWORKVI(
                 "NETWORKVI.setup_anndata returns (mdata = NETWORKVI.setup_anndata(adata, ...); NETWORKVI(mdata)); "
                 "otherwise register a MuData with NETWORKVI.setup_mudata."
             )
-        anchor_given = "modality_penalty_anchor" in model_kwargs  # else the data type's (rules in _defaults.py)
-        depth_given = "depth_normalized_input" in model_kwargs
-        warmup_given = "modality_penalty_warmup" in model_kwargs
+        # module options that, when not given, take the data type's default (rules in _defaults.py)
+        by_data_type = {
+            "modality_penalty_anchor": "penalty_anchor",
+            "depth_normalized_input": "depth_normalized",
+            "modality_penalty_warmup": "penalty_warmup",
+        }
+        not_given = [name for name in by_data_type if name not in model_kwargs]
+        anchor_given = "modality_penalty_anchor" not in not_given
         wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
         config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
@@ -253,18 +258,8 @@ class NETWORKVI(
                 f"{batch_centered_input!r} centres none: centre them (batch_centered_input='all') or leave "
                 "batch_scaled_input off."
             )
-        if not anchor_given:
-            model_kwargs["modality_penalty_anchor"] = resolve_option(
-                "modality_penalty_anchor", None, defaults.penalty_anchor
-            )
-        if not depth_given:
-            model_kwargs["depth_normalized_input"] = resolve_option(
-                "depth_normalized_input", None, defaults.depth_normalized
-            )
-        if not warmup_given:
-            model_kwargs["modality_penalty_warmup"] = resolve_option(
-                "modality_penalty_warmup", None, defaults.penalty_warmup
-            )
+        for name in not_given:
+            model_kwargs[name] = resolve_option(name, None, getattr(defaults, by_data_type[name]))
         normalized = tuple(model_kwargs["depth_normalized_input"])
         if [r for r in normalized if r not in roles]:
             raise ValueError(

@@ -20,12 +20,10 @@ from scvi_networkvi.wiring import Wiring
 from ._decoders import NetworkVAEDecodersMixin
 from ._loss import NetworkVAELossMixin
 from ._mixing import MixingType, ModalityMixer, PenaltyType, drop_modalities
-from ._options import NetworkVAEOptionsMixin
+from ._options import MODALITIES, NetworkVAEOptionsMixin
 
 logger = logging.getLogger(__name__)
 
-#: Modality roles, their registry keys, in a fixed order (the order of the mixing weights and of the masks).
-MODALITIES = ("rna", "protein", "atac")
 #: The one table of modality role -> scvi-tools registry key of its counts: the model registers each modality's data
 #: under it (``setup_mudata``) and reads it back, the module and ``nvi.interpret`` take it from the minibatches.
 DATA_KEYS = {"rna": REGISTRY_KEYS.X_KEY, "protein": REGISTRY_KEYS.PROTEIN_EXP_KEY, "atac": REGISTRY_KEYS.ATAC_X_KEY}

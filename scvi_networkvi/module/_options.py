@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from scvi_networkvi.nn import WiredEncoder, check_choices, keyword_defaults
 
-#: The modality roles an option may name (the module's MODALITIES).
-ROLES = ("rna", "protein", "atac")
+#: Modality roles in a fixed order (the order of the mixing weights and of the masks); the roles an option may name.
+MODALITIES = ("rna", "protein", "atac")
 
 
 class NetworkVAEOptionsMixin:
@@ -95,9 +95,9 @@ class NetworkVAEOptionsMixin:
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{caller}(modality_dropout={rate!r}): give a probability in [0, 1).")
         roles = options.get("depth_normalized_input", ())
-        if not isinstance(roles, tuple | list) or not all(isinstance(r, str) and r in ROLES for r in roles):
+        if not isinstance(roles, tuple | list) or not all(isinstance(r, str) and r in MODALITIES for r in roles):
             raise ValueError(
-                f"{caller}(depth_normalized_input={roles!r}): give a tuple of modality roles, some of {ROLES}."
+                f"{caller}(depth_normalized_input={roles!r}): give a tuple of modality roles, some of {MODALITIES}."
             )
         WiredEncoder.check_options(options)
         attention = options.get("covariate_attention", "none")
