@@ -105,8 +105,8 @@ def random_problem(seed, n_genes=6, size=3, n_cells=7, n_features=8, dropout=0.0
     return x, genes, params, weight, bias, connections, mask
 
 
-def reference_layers(x, genes, params, weight, bias, connections, mask, scale):
-    """The two layers written plainly (row blocks of size neurons per gene)."""
+def plain_gene_layer(x, genes, params, mask, scale):
+    """The gene layer written plainly: ``(genes, size, n)``."""
     w1, b1, w2, b2 = params
     n_genes, size = b1.shape
     n = x.shape[1]
@@ -117,8 +117,13 @@ def reference_layers(x, genes, params, weight, bias, connections, mask, scale):
         path2 = b2[g][:, None] + sum((w2[p][:, None] * x[genes.src[p]] for p in entries), torch.zeros(size, n))
         h.append(torch.relu(path1) + path2)
     h = torch.stack(h)
-    if mask is not None:
-        h = h * torch.as_tensor(mask, dtype=h.dtype) * scale
+    return h if mask is None else h * torch.as_tensor(mask, dtype=h.dtype) * scale
+
+
+def reference_layers(x, genes, params, weight, bias, connections, mask, scale):
+    """The two layers written plainly (row blocks of size neurons per gene)."""
+    h = plain_gene_layer(x, genes, params, mask, scale)
+    n_genes, size, n = h.shape
     pre = bias.view(n_genes, size, 1).expand(n_genes, size, n)
     contributions = [torch.zeros(size, n, dtype=h.dtype) for _ in range(n_genes)]
     for e, (s, d) in enumerate(connections.T):
@@ -234,17 +239,11 @@ def test_changing_the_weight_in_place_before_backward_raises():
         out.sum().backward()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("features_per_gene", [(1,), (0, 1, 3)])
-def test_torch_threads_give_the_serial_kernels_result_bit_for_bit(dtype, features_per_gene, monkeypatch):
-    """Genes are split into chunks for torch's CPU threads; every chunk computes exactly what the serial loop does."""
+def assert_team_equals_serial(apply, inputs, monkeypatch):
+    """``apply(*inputs)`` and its gradients with two torch threads (the team, also for a small problem) are bit for bit
+    those of one thread; with OpenMP the forward and backward passes went to the team."""
     from scvi_networkvi.nn import _torch_threads as threads
 
-    x, genes, params, weight, bias, connections, mask = random_problem(
-        3, n_genes=60, size=4, n_cells=33, n_features=70, dropout=0.3, features_per_gene=features_per_gene
-    )
-    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
-    inputs = [t.detach().to(dtype).requires_grad_() for t in (*params, weight, bias)]
     runs, team_run = [], threads.run
     monkeypatch.setattr(threads, "run", lambda *a: runs.append(1) or team_run(*a))
     monkeypatch.setattr(threads, "MIN_TEAM_ELEMENTS", 0)  # a small problem, handed to the team all the same
@@ -253,16 +252,31 @@ def test_torch_threads_give_the_serial_kernels_result_bit_for_bit(dtype, feature
     try:
         for n_threads in (2, 1):
             torch.set_num_threads(n_threads)
-            w1, b1, w2, b2, w, b = inputs
-            out = FusedGeneInteraction.apply(x.to(dtype), genes, w1, b1, w2, b2, mask, 1 / 0.7, w, b, plan)
-            grads = torch.autograd.grad(out, inputs, torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
-            results[n_threads] = (out, *grads)
+            out = apply(*inputs)
+            g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+            results[n_threads] = (out, *torch.autograd.grad(out, inputs, g))
     finally:
         torch.set_num_threads(before)
     if "parallel backend: OpenMP" in torch.__config__.parallel_info():
         assert len(runs) == 2  # forward and backward went to the team with two threads, not with one
     for a, b in zip(results[2], results[1], strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features_per_gene", [(1,), (0, 1, 3)])
+def test_torch_threads_give_the_serial_kernels_result_bit_for_bit(dtype, features_per_gene, monkeypatch):
+    """Genes are split into chunks for torch's CPU threads; every chunk computes exactly what the serial loop does."""
+    x, genes, params, weight, bias, connections, mask = random_problem(
+        3, n_genes=60, size=4, n_cells=33, n_features=70, dropout=0.3, features_per_gene=features_per_gene
+    )
+    plan = EdgePlan.from_connections(connections, len(genes.ptr) - 1)
+    inputs = [t.detach().to(dtype).requires_grad_() for t in (*params, weight, bias)]
+
+    def apply(w1, b1, w2, b2, w, b):
+        return FusedGeneInteraction.apply(x.to(dtype), genes, w1, b1, w2, b2, mask, 1 / 0.7, w, b, plan)
+
+    assert_team_equals_serial(apply, inputs, monkeypatch)
 
 
 def test_team_workers_come_from_numbas_disk_cache():

@@ -203,41 +203,59 @@ def _backward(
                         total += grad_product[o, c] * h[i, c]
                         grad_h[i, c] += w * grad_product[o, c]
                     grad_weight[e, i, o] = total
-        start, stop = gene_ptr[s], gene_ptr[s + 1]
-        if stop - start == 1:  # one feature (RNA): every sum in one pass, the pre-activation recomputed
-            r = gene_src[start]
-            for j in range(b):
-                a1, c1 = w1[start, j], b1[s, j]
-                sw1 = sb1 = sw2 = sb2 = zero
-                for c in range(n):
-                    v = x[r, c]
-                    gj = grad_h[j, c] * mask[s, j, c] if has_mask else grad_h[j, c]
-                    on = gj if a1 * v + c1 > zero else zero
-                    sw1 += on * v
-                    sb1 += on
-                    sw2 += gj * v
-                    sb2 += gj
-                grad_w1[start, j], grad_b1[s, j], grad_w2[start, j], grad_b2[s, j] = sw1, sb1, sw2, sb2
-            continue
-        for j in range(b):  # the gene layer: grad_h through dropout (in place), then the first path's ReLU
-            sb1 = sb2 = zero
+        _gene_layer_grads(
+            x, gene_ptr, gene_src, w1, b1, mask, has_mask, s, grad_h, pre, grad_h, grad_path1, grad_w1, grad_b1,
+            grad_w2, grad_b2, zero,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _gene_layer_grads(
+    x, gene_ptr, gene_src, w1, b1, mask, has_mask, g, grad_h, pre, grad_out, grad_path1, grad_w1, grad_b1, grad_w2,
+    grad_b2, zero,
+):  # fmt: skip
+    """Gene ``g``'s gene-layer weight and bias gradients from the gradient ``grad_h`` ``(b, n)`` reaching its neurons.
+
+    ``pre``: the first path's pre-activation of a gene of several features (:func:`_gene_block`; a gene of one
+    feature recomputes it); ``grad_out``, ``grad_path1``: ``(b, n)`` work buffers (``grad_out`` may be ``grad_h``).
+    """
+    b = b1.shape[1]
+    n = x.shape[1]
+    start, stop = gene_ptr[g], gene_ptr[g + 1]
+    if stop - start == 1:  # one feature (RNA): every sum in one pass, the pre-activation recomputed
+        r = gene_src[start]
+        for j in range(b):
+            a1, c1 = w1[start, j], b1[g, j]
+            sw1 = sb1 = sw2 = sb2 = zero
             for c in range(n):
-                gj = grad_h[j, c] * mask[s, j, c] if has_mask else grad_h[j, c]
-                on = gj if pre[j, c] > zero else zero
-                grad_h[j, c] = gj
-                grad_path1[j, c] = on
+                v = x[r, c]
+                gj = grad_h[j, c] * mask[g, j, c] if has_mask else grad_h[j, c]
+                on = gj if a1 * v + c1 > zero else zero
+                sw1 += on * v
                 sb1 += on
+                sw2 += gj * v
                 sb2 += gj
-            grad_b1[s, j], grad_b2[s, j] = sb1, sb2
-        for p in range(start, stop):
-            r = gene_src[p]
-            for j in range(b):
-                sw1 = sw2 = zero
-                for c in range(n):
-                    v = x[r, c]
-                    sw1 += grad_path1[j, c] * v
-                    sw2 += grad_h[j, c] * v
-                grad_w1[p, j], grad_w2[p, j] = sw1, sw2
+            grad_w1[start, j], grad_b1[g, j], grad_w2[start, j], grad_b2[g, j] = sw1, sb1, sw2, sb2
+        return
+    for j in range(b):  # the gradient through dropout, then through the first path's ReLU
+        sb1 = sb2 = zero
+        for c in range(n):
+            gj = grad_h[j, c] * mask[g, j, c] if has_mask else grad_h[j, c]
+            on = gj if pre[j, c] > zero else zero
+            grad_out[j, c] = gj
+            grad_path1[j, c] = on
+            sb1 += on
+            sb2 += gj
+        grad_b1[g, j], grad_b2[g, j] = sb1, sb2
+    for p in range(start, stop):
+        r = gene_src[p]
+        for j in range(b):
+            sw1 = sw2 = zero
+            for c in range(n):
+                v = x[r, c]
+                sw1 += grad_path1[j, c] * v
+                sw2 += grad_out[j, c] * v
+            grad_w1[p, j], grad_w2[p, j] = sw1, sw2
 
 
 # Job layouts of the team workers: the arrays in the kernels' argument order, then ``has_mask``.

@@ -10,6 +10,7 @@ from scvi_networkvi.wiring import Wiring
 
 from ._block_sparse import BlockSparseLinear
 from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction, GenePlan
+from ._fused_gene_layer import FusedGeneLayer
 from ._keep_mask import keep_mask
 from ._two_path import _activate, _TwoPathBlockLayer, activation_module
 
@@ -53,40 +54,33 @@ class GeneLayer(nn.Module):
         """Gene-node activations ``(n, n_genes * gene_size)`` from the features ``(n, n_features)``."""
         return self.forward_t(x.t()).t().contiguous()
 
-    def forward_t_with(self, xt: torch.Tensor, interaction: InteractionLayer) -> torch.Tensor | None:
-        """Run this layer and then ``interaction`` as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
+    def _fused_inputs(self, xt: torch.Tensor) -> tuple | None:
+        """``(plan, w1, b1, w2, b2, mask, scale)`` for the fused CPU kernels, or ``None`` where they do not apply.
 
-        ``None`` (the caller runs the two layers) unless: the two-path layer of single features (one or several per
-        gene), ReLU in both layers, ``xt`` a float32 / float64 CPU tensor that needs no gradient, of the parameters'
-        dtype. The same dropout mask as :meth:`forward_t` is drawn for the same seed.
+        They apply to the two-path layer of single features (one or several per gene) with ReLU, on a float32 /
+        float64 CPU input of the parameters' dtype that needs no gradient. The dropout mask is the one
+        :meth:`forward_t` draws for the same seed.
         """
-        layer, linear = self.layer, interaction.linear
+        layer = self.layer
         gene_linear = layer.linear
         if (
             not layer.linear_path
             or type(layer.activation) is not nn.ReLU
-            or type(interaction.activation) is not nn.ReLU
             or len(gene_linear.weights) != 1
             or gene_linear.groups[0][0] != 1
             or gene_linear.bias is None
-            or len(linear.weights) != 1
-            or linear.bias is None
             or xt.device.type != "cpu"
             or xt.requires_grad
             or xt.dtype not in (torch.float32, torch.float64)
-            or linear.weights[0].dtype != xt.dtype
+            or gene_linear.weights[0].dtype != xt.dtype
         ):
             return None
         size = gene_linear.groups[0][1]
         n_genes = layer.n_out // size
-        if linear.groups[0] != (size, size) or linear.n_out != n_genes * size:
-            return None
         if self.gene_plan is None:
             self.gene_plan = GenePlan.from_connections(gene_linear.connections, n_genes) or False
         if self.gene_plan is False:  # the two paths read different features
             return None
-        if interaction.edge_plan is None:
-            interaction.edge_plan = EdgePlan.from_connections(linear.connections, n_genes)
         flat = gene_linear.weights[0].reshape(-1, size)
         w1, w2 = flat.index_select(0, self.gene_plan.edge1), flat.index_select(0, self.gene_plan.edge2)
         b1, b2 = gene_linear.bias.view(2, n_genes, size).unbind(0)
@@ -94,12 +88,43 @@ class GeneLayer(nn.Module):
         if self.dropout.active(xt):
             mask = keep_mask((n_genes, size, xt.shape[1]), self.dropout.p, torch.uint8).numpy()
             scale = 1.0 / (1.0 - self.dropout.p)
-        return FusedGeneInteraction.apply(
-            xt, self.gene_plan, w1, b1, w2, b2, mask, scale, linear.weights[0], linear.bias, interaction.edge_plan
-        )
+        return self.gene_plan, w1, b1, w2, b2, mask, scale
 
-    def forward_t(self, xt: torch.Tensor) -> torch.Tensor:
-        """Feature-major: ``(n_features, n)`` -> ``(n_genes * gene_size, n)``."""
+    def forward_t_with(self, xt: torch.Tensor, interaction: InteractionLayer) -> torch.Tensor | None:
+        """Run this layer and then ``interaction`` as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
+
+        ``None`` (the caller runs the two layers) unless the gene layer's fused kernels apply (see
+        :meth:`forward_t`) and ``interaction`` is a ReLU layer of the gene nodes' size.
+        """
+        linear = interaction.linear
+        if (
+            type(interaction.activation) is not nn.ReLU
+            or len(linear.weights) != 1
+            or linear.bias is None
+            or linear.weights[0].dtype != xt.dtype
+        ):
+            return None
+        gene_groups = self.layer.linear.groups  # checked before _fused_inputs draws a dropout mask
+        if len(gene_groups) != 1 or linear.groups[0] != (gene_groups[0][1],) * 2 or linear.n_out != self.layer.n_out:
+            return None
+        inputs = self._fused_inputs(xt)
+        if inputs is None:
+            return None
+        plan = inputs[0]
+        if interaction.edge_plan is None:
+            interaction.edge_plan = EdgePlan.from_connections(linear.connections, len(plan.ptr) - 1)
+        return FusedGeneInteraction.apply(xt, *inputs, linear.weights[0], linear.bias, interaction.edge_plan)
+
+    def forward_t(self, xt: torch.Tensor, fused: bool = True) -> torch.Tensor:
+        """Feature-major: ``(n_features, n)`` -> ``(n_genes * gene_size, n)``.
+
+        ``fused``: one CPU kernel (:class:`FusedGeneLayer`) where it applies: the two-path ReLU layer of single
+        features, a float32 / float64 CPU input of the parameters' dtype that needs no gradient; else (or with
+        ``False``) the torch layers.
+        """
+        inputs = self._fused_inputs(xt) if fused else None
+        if inputs is not None:
+            return FusedGeneLayer.apply(xt, *inputs)
         if self.dropout.active(xt) and self.layer.fuses_dropout:  # same mask, applied inside the layer's kernel
             return self.layer.forward_t(xt, dropout=self.dropout.p)
         return self.dropout(self.layer.forward_t(xt))

@@ -226,7 +226,7 @@ class WiredEncoder(nn.Module):
             if self.fuse_gene_layers and interaction_layers and self.gene_attention is None:
                 fused = self.gene_layer.forward_t_with(h, interaction_layers[0])
             if fused is None:
-                h = self.gene_layer.forward_t(h)
+                h = self.gene_layer.forward_t(h, fused=self.fuse_gene_layers)
             else:
                 h, interaction_layers = fused, interaction_layers[1:]
         if self.gene_attention is not None:
