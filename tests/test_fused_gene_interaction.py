@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from scvi_networkvi.nn import WiredEncoder
-from scvi_networkvi.nn._fused_gene_interaction import EdgePlan, FusedGeneInteraction, GenePlan
+from scvi_networkvi.nn._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+from scvi_networkvi.nn._fused_gene_layer import GenePlan
 
 GENES = [f"g{i}" for i in range(1, 11)]  # the tiny GAF's genes
 

@@ -1,4 +1,9 @@
-"""The gene layer alone as one CPU kernel (numba), for encoders without a gene–gene interaction layer.
+"""The gene layer as one CPU kernel (numba), and the per-gene pieces the interaction kernel builds on.
+
+:class:`FusedGeneLayer` serves encoders without a gene–gene interaction layer; the per-gene blocks
+(:func:`_gene_block`, :func:`_one_feature_block`), their gradients (:func:`_gene_layer_grads`) and the
+:class:`GenePlan` are also those of :mod:`._fused_gene_interaction`, which fuses the gene layer with the first
+interaction layer.
 
 Gene ``g``'s ``b`` neurons are ``mask * (relu(sum_f w1_f x_f + b1) + sum_f w2_f x_f + b2)`` over the features ``f``
 it reads: one per gene for RNA, the linked peaks for ATAC (a gene reads 0-6 peaks, a peak feeds ~2 genes). As torch
@@ -16,14 +21,15 @@ Genes are independent in both passes, so with several torch CPU threads they are
 own OpenMP team computes (:mod:`._torch_threads`); the result is the same for every thread count. Written by hand
 because no torch operation fuses a gather, a ReLU and per-connection reductions on CPU. Speed it buys (2026-12-06,
 one thread of the 2-core AMD EPYC VM, 128 cells): the tutorial multiome's default ATAC gene layer (20,001 peaks ->
-67,916 neurons) forward + backward 115 -> 55 ms (the kernels 2.5 + 4 ms; the rest is the page faults of fresh 35 MB tensors, ~16 ms each on this VM), the
-4000-gene RNA layer 6.4 -> 2.4 ms; a multiome module step 378 -> 287 ms. Tested against the torch layers and a plain
+67,916 neurons) forward + backward 115 -> 55 ms (the kernels 2.5 + 4 ms; the rest is the page faults of fresh
+35 MB tensors, ~16 ms each on this VM), the 4000-gene RNA layer 6.4 -> 2.4 ms; a multiome module step 378 -> 287 ms. Tested against the torch layers and a plain
 reference (``tests/test_fused_gene_layer.py``).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -32,7 +38,128 @@ from numba import types
 from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
-from ._fused_gene_interaction import _FAST, GenePlan, _gene_block, _gene_layer_grads, _one_feature_block
+
+# Reassociation lets LLVM vectorise the sums over cells; the order stays fixed for a given machine (deterministic).
+# Every kernel takes ``zero`` of the data's dtype: a literal 0.0 is float64 in numba and would widen float32 arithmetic.
+_FAST = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _one_feature_block(x, r, p, w1, b1, w2, b2, mask, has_mask, g, out, zero):
+    """Gene ``g``'s neurons into ``out`` when it reads one feature (row ``r`` of ``x``, weights ``p``): one pass."""
+    n = x.shape[1]
+    for j in range(b1.shape[1]):
+        a1, c1, a2, c2 = w1[p, j], b1[g, j], w2[p, j], b2[g, j]
+        for c in range(n):
+            v = x[r, c]
+            value = max(a1 * v + c1, zero) + (a2 * v + c2)
+            out[j, c] = value * mask[g, j, c] if has_mask else value
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _gene_block(x, gene_ptr, gene_src, w1, b1, w2, b2, mask, has_mask, g, out, pre, zero):
+    """Gene ``g``'s neurons for every cell into ``out`` ``(b, n)``, its first path's pre-activation into ``pre``.
+
+    Any number of features; the callers take :func:`_one_feature_block` for genes with one (short calls inline).
+    """
+    n = x.shape[1]
+    b = b1.shape[1]
+    start, stop = gene_ptr[g], gene_ptr[g + 1]
+    for j in range(b):
+        for c in range(n):
+            pre[j, c] = b1[g, j]
+            out[j, c] = b2[g, j]
+    for p in range(start, stop):  # several features (ATAC peaks of a gene), or none
+        r = gene_src[p]
+        for j in range(b):
+            a1, a2 = w1[p, j], w2[p, j]
+            for c in range(n):
+                v = x[r, c]
+                pre[j, c] += a1 * v
+                out[j, c] += a2 * v
+    for j in range(b):
+        for c in range(n):
+            value = max(pre[j, c], zero) + out[j, c]
+            out[j, c] = value * mask[g, j, c] if has_mask else value
+
+
+@numba.njit(cache=True, fastmath=_FAST, nogil=True)
+def _gene_layer_grads(
+    x, gene_ptr, gene_src, w1, b1, mask, has_mask, g, grad_h, pre, grad_out, grad_path1, grad_w1, grad_b1, grad_w2,
+    grad_b2, zero,
+):  # fmt: skip
+    """Gene ``g``'s gene-layer weight and bias gradients from the gradient ``grad_h`` ``(b, n)`` reaching its neurons.
+
+    ``pre``: the first path's pre-activation of a gene of several features (:func:`_gene_block`; a gene of one
+    feature recomputes it); ``grad_out``, ``grad_path1``: ``(b, n)`` work buffers (``grad_out`` may be ``grad_h``).
+    """
+    b = b1.shape[1]
+    n = x.shape[1]
+    start, stop = gene_ptr[g], gene_ptr[g + 1]
+    if stop - start == 1:  # one feature (RNA): every sum in one pass, the pre-activation recomputed
+        r = gene_src[start]
+        for j in range(b):
+            a1, c1 = w1[start, j], b1[g, j]
+            sw1 = sb1 = sw2 = sb2 = zero
+            for c in range(n):
+                v = x[r, c]
+                gj = grad_h[j, c] * mask[g, j, c] if has_mask else grad_h[j, c]
+                on = gj if a1 * v + c1 > zero else zero
+                sw1 += on * v
+                sb1 += on
+                sw2 += gj * v
+                sb2 += gj
+            grad_w1[start, j], grad_b1[g, j], grad_w2[start, j], grad_b2[g, j] = sw1, sb1, sw2, sb2
+        return
+    for j in range(b):  # the gradient through dropout, then through the first path's ReLU
+        sb1 = sb2 = zero
+        for c in range(n):
+            gj = grad_h[j, c] * mask[g, j, c] if has_mask else grad_h[j, c]
+            on = gj if pre[j, c] > zero else zero
+            grad_out[j, c] = gj
+            grad_path1[j, c] = on
+            sb1 += on
+            sb2 += gj
+        grad_b1[g, j], grad_b2[g, j] = sb1, sb2
+    for p in range(start, stop):
+        r = gene_src[p]
+        for j in range(b):
+            sw1 = sw2 = zero
+            for c in range(n):
+                v = x[r, c]
+                sw1 += grad_path1[j, c] * v
+                sw2 += grad_out[j, c] * v
+            grad_w1[p, j], grad_w2[p, j] = sw1, sw2
+
+
+class GenePlan(NamedTuple):
+    """The gene layer's inputs per gene, a compressed list: gene ``g`` reads features ``src[ptr[g]:ptr[g + 1]]``.
+
+    ``edge1`` / ``edge2``: for every entry the row of its first / second path's weights in the layer's
+    ``(connections, 1, b)`` parameter (torch int64, for a differentiable ``index_select``).
+    """
+
+    ptr: np.ndarray
+    src: np.ndarray
+    edge1: torch.Tensor
+    edge2: torch.Tensor
+
+    @classmethod
+    def from_connections(cls, connections: np.ndarray, n_genes: int) -> GenePlan | None:
+        """The plan of a two-path layer's ``(2, e)`` (feature, output block) connections, or ``None``.
+
+        Connections in parameter order; blocks ``[0, n_genes)`` are the first path, their copies
+        ``[n_genes, 2 n_genes)`` the second. ``None`` unless both paths read the same features.
+        """
+        src, dst = (np.asarray(row, dtype=np.int64) for row in connections)
+        first, second = np.flatnonzero(dst < n_genes), np.flatnonzero(dst >= n_genes)
+        # both in (feature, block) order: the paths share their structure iff the pairs agree entry by entry
+        if not (np.array_equal(src[first], src[second]) and np.array_equal(dst[first], dst[second] - n_genes)):
+            return None
+        order = first[np.argsort(dst[first], kind="stable")]  # entries grouped by gene
+        partner = second[np.searchsorted(first, order)]
+        ptr = np.searchsorted(dst[order], np.arange(n_genes + 1)).astype(np.int64)
+        return cls(ptr, np.ascontiguousarray(src[order]), torch.as_tensor(order), torch.as_tensor(partner))
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)

@@ -9,8 +9,8 @@ from torch import nn
 from scvi_networkvi.wiring import Wiring
 
 from ._block_sparse import BlockSparseLinear
-from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction, GenePlan
-from ._fused_gene_layer import FusedGeneLayer
+from ._fused_gene_interaction import EdgePlan, FusedGeneInteraction
+from ._fused_gene_layer import FusedGeneLayer, GenePlan
 from ._keep_mask import keep_mask
 from ._two_path import _activate, _TwoPathBlockLayer, activation_module
 
