@@ -112,6 +112,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "unknown64": ({"unknown_size": 64}, {}, {}),
     # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
+    # GO terms 10 neurons wide instead of the package's 6 (after sizes-default): more room above the gene nodes
+    "go10": ({"go_size": 10}, {}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")
