@@ -39,7 +39,7 @@ from numba import types
 from torch.autograd.function import once_differentiable
 
 from . import _torch_threads as threads
-from ._fused_gene_layer import _FAST, GenePlan, _gene_block, _gene_layer_grads, _one_feature_block
+from ._fused_gene_layer import _FAST, GenePlan, _gene_block, _gene_layer_grads, _one_feature_block, run_by_gene
 
 
 @numba.njit(cache=True, fastmath=_FAST, nogil=True)
@@ -251,24 +251,6 @@ def _team_workers(dtype: type):
     return forward_float64, backward_float64
 
 
-def _run_by_gene(kernel: str, arrays: list, has_mask: bool, edge_ptr: np.ndarray, n_outputs: int) -> None:
-    """Run ``_forward`` / ``_backward`` over every gene: on torch's CPU threads when it has several, else here.
-
-    ``edge_ptr``: the compressed list the kernel walks per gene (its cost is one per gene and one per edge).
-    """
-    n_genes = edge_ptr.shape[0] - 1
-    team = threads.team_size() if n_outputs >= threads.MIN_TEAM_ELEMENTS else 1
-    workers = _team_workers(arrays[0].dtype.type) if team > 1 else None
-    if workers is not None:
-        # a few chunks per thread: genes differ in their edge counts, the chunk counter evens out the rest
-        bounds = threads.chunk_bounds(edge_ptr + np.arange(n_genes + 1), 4 * team)
-        threads.run(workers[0 if kernel == "forward" else 1], threads.describe(arrays, [int(has_mask)], bounds), team)
-    elif kernel == "forward":
-        _forward(*arrays[:8], has_mask, *arrays[8:], arrays[0].dtype.type(0), 0, n_genes)
-    else:
-        _backward(*arrays[:9], has_mask, *arrays[9:], arrays[0].dtype.type(0), 0, n_genes)
-
-
 class EdgePlan(NamedTuple):
     """The interaction layer's connections as two compressed lists (numpy int64), for the kernels.
 
@@ -322,7 +304,9 @@ class FusedGeneInteraction(torch.autograd.Function):
         x, w = x_saved.numpy(), w_saved.numpy()
         out = torch.empty(n_genes * b, n, dtype=xt.dtype)
         positive = np.empty((n_genes * b, n), dtype=np.bool_)
-        _run_by_gene(
+        run_by_gene(
+            (_forward, _backward),
+            _team_workers,
             "forward",
             [
                 x, genes.ptr, genes.src, *gene, mask, w, bias.detach().contiguous().numpy(),
@@ -346,7 +330,9 @@ class FusedGeneInteraction(torch.autograd.Function):
         grads = [np.empty_like(t) for t in gene]
         grad_weight = np.empty_like(w)
         grad_bias = np.empty(positive.shape[0], dtype=x.dtype)
-        _run_by_gene(
+        run_by_gene(
+            (_forward, _backward),
+            _team_workers,
             "backward",
             [
                 grad.contiguous().numpy(), x, genes.ptr, genes.src, *gene, mask, w, positive,

@@ -29,6 +29,7 @@ reference (``tests/test_fused_gene_layer.py``).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numba
@@ -268,20 +269,27 @@ def _team_workers(dtype: type):
     return gene_forward_float64, gene_backward_float64
 
 
-def _run_by_gene(kernel: str, arrays: list, has_mask: bool, gene_ptr: np.ndarray, n_outputs: int) -> None:
-    """Run ``_forward`` / ``_backward`` over every gene: on torch's CPU threads when it has several, else here."""
-    n_genes = gene_ptr.shape[0] - 1
-    team = threads.team_size() if n_outputs >= threads.MIN_TEAM_ELEMENTS else 1
-    workers = _team_workers(arrays[0].dtype.type) if team > 1 else None
+def run_by_gene(
+    kernels: tuple, team_workers: Callable, kernel: str, arrays: list, has_mask: bool, ptr: np.ndarray, n_outputs: int
+) -> None:
+    """Run a gene kernel over every gene: on torch's CPU threads when it has several, else here.
+
+    ``kernels``: the serial ``(forward, backward)`` kernels, which take ``arrays`` with ``has_mask`` after the 8th
+    (forward) or 9th (backward) array, then ``zero`` and a gene range; ``team_workers(dtype)``: their team ``cfunc``
+    pair, or ``None``; ``ptr``: the compressed list the kernel walks per gene (a gene costs one plus its entries).
+    """
     zero = arrays[0].dtype.type(0)
-    if workers is not None:
-        # a few chunks per thread: a gene costs one unit plus one per feature it reads
-        bounds = threads.chunk_bounds(gene_ptr + np.arange(n_genes + 1), 4 * team)
-        threads.run(workers[0 if kernel == "forward" else 1], threads.describe(arrays, [int(has_mask)], bounds), team)
-    elif kernel == "forward":
-        _forward(*arrays[:8], has_mask, arrays[8], zero, 0, n_genes)
-    else:
-        _backward(*arrays[:9], has_mask, *arrays[9:], zero, 0, n_genes)
+    index = 0 if kernel == "forward" else 1
+    split = 8 + index
+
+    def workers():
+        pair = team_workers(arrays[0].dtype.type)
+        return None if pair is None else pair[index]
+
+    def serial(start: int, stop: int) -> None:
+        kernels[index](*arrays[:split], has_mask, *arrays[split:], zero, start, stop)
+
+    threads.run_units(workers, serial, arrays, [int(has_mask)], ptr, n_outputs)
 
 
 class FusedGeneLayer(torch.autograd.Function):
@@ -304,7 +312,7 @@ class FusedGeneLayer(torch.autograd.Function):
         x_saved = xt.detach().contiguous()  # shares the input's version counter: an in-place change raises
         out = torch.empty(n_genes * b, n, dtype=xt.dtype)
         arrays = [x_saved.numpy(), genes.ptr, genes.src, *params, mask, out.numpy()]
-        _run_by_gene("forward", arrays, has_mask, genes.ptr, out.numel())
+        run_by_gene((_forward, _backward), _team_workers, "forward", arrays, has_mask, genes.ptr, out.numel())
         # tensors (numpy views), so that autograd frees them after the backward pass
         ctx.save_for_backward(x_saved, *(torch.from_numpy(a) for a in (*params, mask)))
         ctx.genes, ctx.has_mask, ctx.scale = genes, has_mask, scale
@@ -317,7 +325,7 @@ class FusedGeneLayer(torch.autograd.Function):
         genes = ctx.genes
         grads = [np.empty_like(t) for t in params]
         arrays = [grad.contiguous().numpy(), x, genes.ptr, genes.src, *params, mask, *grads]
-        _run_by_gene("backward", arrays, ctx.has_mask, genes.ptr, grad.numel())
+        run_by_gene((_forward, _backward), _team_workers, "backward", arrays, ctx.has_mask, genes.ptr, grad.numel())
         needs = ctx.needs_input_grad
         gene_grads = [torch.from_numpy(g).mul_(ctx.scale) if needs[2 + k] else None for k, g in enumerate(grads)]
         return None, None, *gene_grads, None, None

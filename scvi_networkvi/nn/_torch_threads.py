@@ -185,3 +185,27 @@ def run(kernel, job: np.ndarray, n_threads: int) -> None:
         raise RuntimeError("torch's OpenMP team is not reachable; check team_size() before calling run().")
     job[0] = 0
     parallel(kernel.address, job.ctypes.data, n_threads, 0)
+
+
+def run_units(
+    workers: Callable[[], object | None],
+    serial: Callable[[int, int], None],
+    arrays: Sequence[np.ndarray],
+    scalars: Sequence[int],
+    ptr: np.ndarray,
+    n_outputs: int,
+) -> None:
+    """Run a kernel over the units of a compressed list ``ptr`` (unit ``i`` costs one plus its ``ptr`` entries).
+
+    On the team (:func:`run`) in a few chunks per thread when torch has several threads, the kernel writes at least
+    :data:`MIN_TEAM_ELEMENTS` values and ``workers()`` gives its ``cfunc`` (``None``: no team worker for this dtype);
+    else ``serial(0, n_units)`` on this thread.
+    """
+    n_units = len(ptr) - 1
+    team = team_size() if n_outputs >= MIN_TEAM_ELEMENTS else 1
+    worker = workers() if team > 1 else None
+    if worker is None:
+        serial(0, n_units)
+        return
+    bounds = chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # units differ in cost: the counter evens it out
+    run(worker, describe(arrays, scalars, bounds), team)
