@@ -75,3 +75,33 @@ def test_join_only_the_tensor_of_the_first_member():
     assert shared.join(a) == 0 and shared.join(a) == 1
     assert shared.join(b) is None and shared.join(torch.zeros(3, 2)) is None
     assert shared.hand_over() is None  # nothing written
+
+
+def test_whole_input_dense_groups_add_their_gradient_to_the_buffer(tiny_wiring, monkeypatch):
+    """A first level with whole-input dense groups (as the tutorial's UNKNOWN node reading every ATAC gene): their
+    input gradient goes into the shared buffer (no second full-size gradient) and every gradient is the reference
+    kernel's; a second pass over the same graph gives the same."""
+    from scvi_networkvi.nn import _block_dense, _block_sparse
+
+    monkeypatch.setattr(_block_sparse, "CPU_DENSE_MIN_FILL", 0.0)  # every whole-input dense group on the CPU path
+    monkeypatch.setattr(_block_sparse, "WHOLE_INPUT_FRACTION", 0.4)  # a group of the first level reads 5 of 11 genes
+    wiring = tiny_wiring([*GENES, "['g1', 'g8']", None])
+    network = GONetwork(wiring, np.full(wiring.n_genes, wiring.gene_size), wiring.gene_term).double()
+    first = network.levels[0].linear
+    assert first._cpu_dense, "the test needs a whole-input dense group on the first level"
+    calls = []
+    apply = _block_dense._SharedDenseGroups.apply
+    monkeypatch.setattr(_block_dense._SharedDenseGroups, "apply", lambda *a: calls.append(1) or apply(*a))
+    h = torch.rand(first.n_in, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(network.n_output, 6, dtype=torch.float64)
+    reference = gradients(network, h, weights, cpu_kernel=False)
+    assert not calls
+    shared = gradients(network, h, weights, cpu_kernel=True)
+    assert calls
+    for got, expected in zip(shared, reference, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    y = (network.forward_t(h) * weights).sum()
+    (once,) = torch.autograd.grad(y, h, retain_graph=True)
+    (twice,) = torch.autograd.grad(y, h)
+    torch.testing.assert_close(twice, once, rtol=0, atol=0)
+    torch.testing.assert_close(once, reference[0], rtol=1e-12, atol=1e-12)

@@ -135,3 +135,57 @@ def _part_pieces(layer: BlockSparseLinear, sizes: Sequence[int], g: int, device:
                 pieces.append((k, local, _as_range(local.cpu().numpy())))
         layer._part_index[key] = pieces
     return pieces
+
+
+class _SharedDenseGroups(torch.autograd.Function):
+    """Whole-input dense groups of a CPU-kernel GO level, their input gradient in the shared gene-row buffer.
+
+    The groups' product is added to the kernel's output ``base``; their input gradient goes into the forward pass's
+    buffer (:mod:`._shared_grad`). Written by hand because :class:`_DenseGroupsFunction` returns that gradient as a fresh full-size tensor, which
+    autograd then adds to the buffer: the tutorial multiome's UNKNOWN node reads all 84,895 ATAC gene neurons, a 43 MB
+    tensor per step. Reading ``base`` orders this node's backward pass before the kernel node's, so the buffer's owner
+    (a kernel node of this level or below) still runs last. ``member``: ``(shared, token)`` from
+    :meth:`~._shared_grad.SharedPartGrad.join`.
+    """
+
+    @staticmethod
+    def forward(ctx, layer: BlockSparseLinear, groups: list, member, base, x, *weights):
+        out = base.clone()
+        matrices = []
+        for group, weight in zip(groups, weights, strict=True):
+            flat = getattr(layer, f"_flat{group.index}")
+            w = weight.new_zeros(group.n_rows * group.n_cols).index_copy_(0, flat, weight.reshape(-1))
+            w = w.view(group.n_rows, group.n_cols)
+            if group.all_out:
+                out.addmm_(w, x)
+            else:
+                out.index_add_(0, getattr(layer, f"_out{group.index}"), w @ x)
+            matrices.append(w)
+        ctx.layer, ctx.groups, ctx.member = layer, groups, member
+        ctx.save_for_backward(x, *matrices)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        x, *matrices = ctx.saved_tensors
+        layer: BlockSparseLinear = ctx.layer
+        shared, token = ctx.member
+        g = grad_out.contiguous()
+        buffer, fresh = shared.take(token, x.shape[0], g) if ctx.needs_input_grad[4] else (None, False)
+        grad_weights = []
+        for group, w, needed in zip(ctx.groups, matrices, ctx.needs_input_grad[5:], strict=True):
+            rows = g if group.all_out else g.index_select(0, getattr(layer, f"_out{group.index}"))
+            grad_w = None
+            if needed:
+                grad_w = torch.mm(rows, x.t()).view(-1).index_select(0, getattr(layer, f"_flat{group.index}"))
+                grad_w = grad_w.view_as(layer.weights[group.index])
+            grad_weights.append(grad_w)
+            if buffer is not None:
+                if fresh:  # the first writer of this pass: every row, no zero-fill
+                    torch.mm(w.t(), rows, out=buffer)
+                    fresh = False
+                else:
+                    buffer.addmm_(w.t(), rows)
+        # the input's gradient is in the buffer, which the owner hands to autograd
+        return None, None, None, grad_out, None, *grad_weights

@@ -21,7 +21,7 @@ from torch import nn
 
 from ._block_csr import BlockCSRFunction, CSRPlan, build_csr_plan
 from ._block_csr_eval import block_csr_forward_eval, needs_grad
-from ._block_dense import _DenseGroupsFunction
+from ._block_dense import _DenseGroupsFunction, _SharedDenseGroups
 from ._block_kernel import _BlockSparseFunction
 from ._block_plan import (
     BUCKETS_PER_OCTAVE,
@@ -345,6 +345,7 @@ class BlockSparseLinear(nn.Module):
         if plan is None:
             share, plan = False, self._csr_kernel_plan(parts_k)
         weights = [self.weights[g] for g in self._cpu_groups]
+        member = None
         if self.eval_kernel and not needs_grad(*parts_k, *weights, self.bias):
             out = block_csr_forward_eval(plan, list(parts_k), self.bias, weights)  # inference: no autograd node
         else:
@@ -353,6 +354,9 @@ class BlockSparseLinear(nn.Module):
             out = BlockCSRFunction.apply(plan, len(parts_k), member, self.bias, *parts_k, *weights)
         if self._cpu_dense:
             weights = [self.weights[group.index] for group in self._cpu_dense]
+            token = shared.join(parts[0]) if member is not None and len(parts) == 1 else None
+            if token is not None:  # the dense groups' input gradient into the same buffer
+                return _SharedDenseGroups.apply(self, self._cpu_dense, (shared, token), out, parts[0], *weights)
             out = out + _DenseGroupsFunction.apply(self, self._cpu_dense, len(parts), *parts, None, *weights)
         return out
 
