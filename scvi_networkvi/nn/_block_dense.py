@@ -77,11 +77,7 @@ class _DenseGroupsFunction(torch.autograd.Function):
         grad_weights = []
         needs = ctx.needs_input_grad[4 + n_parts :]
         for group, x, w, needed in zip(groups, inputs, matrices, needs, strict=True):
-            rows = g if group.all_out else g.index_select(0, getattr(layer, f"_out{group.index}"))
-            grad_w = None
-            if needed:
-                grad_w = torch.mm(rows, x.t()).view(-1).index_select(0, getattr(layer, f"_flat{group.index}"))
-                grad_w = grad_w.view_as(layer.weights[group.index])
+            rows, grad_w = _group_grads(layer, group, g, x, needed)
             grad_weights.append(grad_w)
             if not need_parts:
                 continue
@@ -137,6 +133,17 @@ def _part_pieces(layer: BlockSparseLinear, sizes: Sequence[int], g: int, device:
     return pieces
 
 
+def _group_grads(
+    layer: BlockSparseLinear, group, grad: torch.Tensor, x: torch.Tensor, needed: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A dense group's rows of the output gradient ``grad`` and (if ``needed``) its weight gradient, from its input."""
+    rows = grad if group.all_out else grad.index_select(0, getattr(layer, f"_out{group.index}"))
+    if not needed:
+        return rows, None
+    grad_w = torch.mm(rows, x.t()).view(-1).index_select(0, getattr(layer, f"_flat{group.index}"))
+    return rows, grad_w.view_as(layer.weights[group.index])
+
+
 class _SharedDenseGroups(torch.autograd.Function):
     """Whole-input dense groups of a CPU-kernel GO level, their input gradient in the shared gene-row buffer.
 
@@ -175,11 +182,7 @@ class _SharedDenseGroups(torch.autograd.Function):
         buffer, fresh = shared.take(token, x.shape[0], g) if ctx.needs_input_grad[4] else (None, False)
         grad_weights = []
         for group, w, needed in zip(ctx.groups, matrices, ctx.needs_input_grad[5:], strict=True):
-            rows = g if group.all_out else g.index_select(0, getattr(layer, f"_out{group.index}"))
-            grad_w = None
-            if needed:
-                grad_w = torch.mm(rows, x.t()).view(-1).index_select(0, getattr(layer, f"_flat{group.index}"))
-                grad_w = grad_w.view_as(layer.weights[group.index])
+            rows, grad_w = _group_grads(layer, group, g, x, needed)
             grad_weights.append(grad_w)
             if buffer is not None:
                 if fresh:  # the first writer of this pass: every row, no zero-fill
