@@ -22,8 +22,8 @@ own OpenMP team computes (:mod:`._torch_threads`); the result is the same for ev
 because no torch operation fuses a gather, a ReLU and per-connection reductions on CPU. Speed it buys (2026-12-06,
 one thread of the 2-core AMD EPYC VM, 128 cells): the tutorial multiome's default ATAC gene layer (20,001 peaks ->
 67,916 neurons) forward + backward 115 -> 55 ms (the kernels 2.5 + 4 ms; the rest is the page faults of fresh
-35 MB tensors, ~16 ms each on this VM), the 4000-gene RNA layer 6.4 -> 2.4 ms; a multiome module step 378 -> 287 ms. Tested against the torch layers and a plain
-reference (``tests/test_fused_gene_layer.py``).
+35 MB tensors, ~16 ms each on this VM), the 4000-gene RNA layer 6.4 -> 2.4 ms; a multiome module step 378 -> 287
+ms. Tested against the torch layers and a plain reference (``tests/test_fused_gene_layer.py``).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _backward(
     """The weight and bias gradients of genes ``[g0, g1)`` from the output gradient ``grad``."""
     b = b1.shape[1]
     n = x.shape[1]
-    h = np.empty((b, n), dtype=x.dtype)
+    h = np.empty((b, n), dtype=x.dtype)  # scratch: _gene_block writes the neurons too
     pre = np.empty((b, n), dtype=x.dtype)
     grad_out = np.empty((b, n), dtype=x.dtype)
     grad_path1 = np.empty((b, n), dtype=x.dtype)

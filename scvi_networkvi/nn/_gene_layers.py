@@ -91,7 +91,7 @@ class GeneLayer(nn.Module):
         return self.gene_plan, w1, b1, w2, b2, mask, scale
 
     def forward_t_with(self, xt: torch.Tensor, interaction: InteractionLayer) -> torch.Tensor | None:
-        """Run this layer and then ``interaction`` as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
+        """Run this layer, then ``interaction``, as one CPU kernel (:class:`FusedGeneInteraction`), or return ``None``.
 
         ``None`` (the caller runs the two layers) unless the gene layer's fused kernels apply (see
         :meth:`forward_t`) and ``interaction`` is a ReLU layer of the gene nodes' size.

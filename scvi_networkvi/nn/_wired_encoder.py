@@ -185,7 +185,8 @@ class WiredEncoder(nn.Module):
         )
         # Parameter-free tap on the gene-node activations that feed the GO network, ``(n_genes * gene_size, n)``.
         self.gene_tap = nn.Identity() if self.gene_layer is not None else None
-        #: run the gene layer and the first interaction layer as one CPU kernel where it applies (see GeneLayer)
+        #: run the gene layer (with the first interaction layer, if any) as one CPU kernel where it applies (see
+        #: GeneLayer.forward_t / forward_t_with); ``False``: the torch layers (tests, benchmarks)
         self.fuse_gene_layers = True
         #: without autograd on CPU, compute the GO levels' gene-node products from the nonzero counts where it
         #: applies (:meth:`forward_counts`, :mod:`._sparse_counts`); ``False``: the dense path (tests, benchmarks)
