@@ -18,6 +18,8 @@ Models, each trained on the reference and then mapped onto the query with ``--qu
   epochs (``load_query_data`` warns about it);
 - ``networkvi-centred-all`` (not run by default): ``networkvi`` with every modality's input centred within its batch
   (``batch_centered_input="all"``; the default centres the proteins only);
+- ``networkvi-no-penalty`` (not run by default): ``networkvi`` without the modality penalty
+  (``modality_penalty=None``; paired cells only, so the product of experts alone joins the two posteriors);
 - ``networkvi-dense``: ``encoder="dense"`` (scvi-tools encoders, no GO resources) with ``encode_covariates=True``
   like TOTALVI's default;
 - ``totalvi``: ``scvi.model.TOTALVI`` with its defaults on the same reference (``setup_mudata`` with ``rna_layer``,
@@ -64,7 +66,14 @@ import numpy as np
 import pandas as pd
 
 logger = logging.getLogger("benchmarks.query_mapping")
-MODELS = ("networkvi", "networkvi-centred-all", "networkvi-zeroshot", "networkvi-dense", "totalvi")
+MODELS = (
+    "networkvi",
+    "networkvi-centred-all",
+    "networkvi-zeroshot",
+    "networkvi-no-penalty",
+    "networkvi-dense",
+    "totalvi",
+)
 DEFAULT_MODELS = ("networkvi", "networkvi-dense", "totalvi")
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = ("model", "seed", "n_cells", "ref_epochs", "query_epochs")
@@ -113,11 +122,13 @@ def fit_reference(name: str, reference, epochs: int):
 
     import scvi_networkvi as nvi
 
-    if name in ("networkvi", "networkvi-centred-all", "networkvi-zeroshot"):
+    if name in ("networkvi", "networkvi-centred-all", "networkvi-zeroshot", "networkvi-no-penalty"):
         covariates = name != "networkvi-zeroshot"
         settings = {"encode_covariates": covariates, "deeply_inject_covariates": covariates}
         if name == "networkvi-centred-all":
             settings["batch_centered_input"] = "all"
+        if name == "networkvi-no-penalty":
+            settings["modality_penalty"] = None
         return nvi.tl.train(
             reference,
             batch_key="Site",

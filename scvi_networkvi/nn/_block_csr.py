@@ -313,14 +313,15 @@ def _run_backward(arrays: list, scalars: list, ptr: np.ndarray, n_rows: int) -> 
     On torch's CPU threads when it has several and the work is large, else on this thread. ``scalars``: the
     kernel's flags (``need_x``, ``need_w``, ``add``) as integers.
     """
-    n_units = len(ptr) - 1
-    team = threads.team_size() if n_rows * arrays[0].shape[1] >= threads.MIN_TEAM_ELEMENTS else 1
-    worker = _team_worker(arrays[0].dtype.type) if team > 1 else None
-    if worker is not None:
-        bounds = threads.chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # blocks differ in their connections
-        threads.run(worker, threads.describe(arrays, scalars, bounds), team)
-    else:
-        _backward(*arrays, *(flag != 0 for flag in scalars), arrays[0].dtype.type(0), 0, n_units)
+    flags = [flag != 0 for flag in scalars]
+    threads.run_units(
+        lambda: _team_worker(arrays[0].dtype.type),
+        lambda start, stop: _backward(*arrays, *flags, arrays[0].dtype.type(0), start, stop),
+        arrays,
+        scalars,
+        ptr,
+        n_rows * arrays[0].shape[1],
+    )
 
 
 class BlockCSRFunction(torch.autograd.Function):

@@ -165,12 +165,12 @@ def block_csr_forward_eval(
             parts[group.part].numpy(), w.view(-1, w.shape[2]).numpy(), group.out_rows, ptr, group.eval_rows,
             group.eval_weight_rows, o,
         ]  # fmt: skip
-        n_units = len(ptr) - 1
-        team = threads.team_size() if len(o) * n >= threads.MIN_TEAM_ELEMENTS else 1
-        worker = _team_worker(o.dtype.type) if team > 1 else None
-        if worker is not None:
-            bounds = threads.chunk_bounds(ptr + np.arange(n_units + 1), 4 * team)  # units differ in their inputs
-            threads.run(worker, threads.describe(arrays, [], bounds), team)
-        else:
-            _forward_eval(*arrays, 0, n_units)
+        threads.run_units(
+            lambda: _team_worker(o.dtype.type),
+            lambda start, stop, arrays=arrays: _forward_eval(*arrays, start, stop),
+            arrays,
+            [],
+            ptr,
+            len(o) * n,
+        )
     return out

@@ -206,12 +206,11 @@ def blocks(arrays: list[np.ndarray], n_rows: int) -> None:
 
     ``n_rows``: rows written per cell (what decides whether handing the work to the team pays).
     """
-    n_cells, bptr = len(arrays[3]), arrays[8]
-    n_blocks = len(bptr) - 1
-    team = threads.team_size() if n_cells * n_rows >= threads.MIN_TEAM_ELEMENTS else 1
-    worker = _team_worker(arrays[2].dtype.type) if team > 1 else None
-    if worker is None:
-        _blocks(*arrays, 0, n_blocks)
-        return
-    bounds = threads.chunk_bounds(bptr + np.arange(n_blocks + 1), 4 * team)  # blocks differ in their connections
-    threads.run(worker, threads.describe(arrays, [], bounds), team)
+    threads.run_units(
+        lambda: _team_worker(arrays[2].dtype.type),
+        lambda start, stop: _blocks(*arrays, start, stop),
+        arrays,
+        [],
+        arrays[8],
+        len(arrays[3]) * n_rows,
+    )
