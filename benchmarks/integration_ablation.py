@@ -99,7 +99,33 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # what `go=None, annotations=None` give: the species' full annotations and their GO release from the registry
     # (the interaction table stays the benchmark's); RESOURCE_KEYS go to nvi.tl.train as resources, not model kwargs
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
+    # TOTALVI's decoder dropout (0.2) on the RNA and protein decoders, set by a callback before training (the package
+    # has no such option; the protein decoder's own is 0.1, the RNA decoder's 0)
+    "dec-dropout0.2": ({}, {"callbacks": lambda n: [decoder_dropout(0.2)]}, {}),
 }
+
+
+def decoder_dropout(rate: float):
+    """A Lightning callback that makes the RNA and protein decoders drop ``rate`` of their hidden units in training.
+
+    scvi-tools' ``FCLayers`` keep a dropout slot (index 4) in every layer, empty when built without dropout; filling the
+    RNA decoder's hidden ones and raising the protein decoder's own rate changes no parameter.
+    """
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class DecoderDropout(Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            module = pl_module.module
+            if hasattr(module, "rna_decoder"):  # scVI's decoder: the hidden layers, built without dropout
+                for layer in module.rna_decoder.px_decoder.fc_layers:
+                    layer[4] = torch.nn.Dropout(p=rate)
+            if hasattr(module, "protein_decoder"):  # its hidden layers drop 0.1; its output layers none
+                for dropout in [m for m in module.protein_decoder.modules() if isinstance(m, torch.nn.Dropout)]:
+                    dropout.p = rate
+
+    return DecoderDropout()
+
 
 #: Model-argument names of ``CHANGES`` that are resources of ``nvi.tl.train`` rather than model keywords.
 RESOURCE_KEYS = ("go", "annotations", "interactions")
@@ -207,7 +233,8 @@ def train_arguments(
     model_kwargs = {**bench.NETWORKVI_SETTINGS["model_kwargs"], **model_kwargs}
     resources = {k: v for k, v in bench.NETWORKVI_SETTINGS.items() if k != "model_kwargs"}
     resources.update({k: model_kwargs.pop(k) for k in RESOURCE_KEYS if k in model_kwargs})
-    train = {**train, **train_kwargs}
+    extra = train_kwargs.pop("callbacks", [])
+    train = {**train, **train_kwargs, "callbacks": [*train.get("callbacks", []), *extra]}
     if plan_kwargs:
         train["plan_kwargs"] = plan_kwargs
     return {

@@ -9,9 +9,11 @@ the validation cells of the model's own split, in evaluation mode (no dropout), 
 value grows while its training value shrinks is what the model learns only for the cells it trains on.
 
 Settings: those of ``integration.py`` (tutorial data, all cells, batch ``Site``, the GO encoder's tutorial resources
-and sizes), with ``integration_ablation.py``'s variants on top (``--variants base wd1e-2``).
+and sizes), with ``integration_ablation.py``'s variants on top (``--variants base wd1e-2``); ``--encoders peer``:
+TOTALVI (CITE-seq) / MULTIVI (multiome) with their defaults as ``integration.py`` trains them, for the same
+comparison (its loss parts carry scvi-tools' names; run it with ``--variants base``).
 
-    python benchmarks/loss_parts.py [--dataset cite] [--encoders go dense] [--variants base] [--epochs 20 50 80 120]
+    python benchmarks/loss_parts.py [--dataset cite] [--encoders go dense peer] [--variants base] [--epochs 20 50 80 120]
         [--seed 0] [--threads 1] [--out benchmarks/results/loss_parts.csv]
     python benchmarks/loss_parts.py --summarize [--out CSV]
 """
@@ -51,6 +53,14 @@ def train_with_snapshots(dataset: str, encoder: str, variant: str, epochs: list[
     scvi.settings.seed = seed
     mdata = bench.load_dataset(dataset, None, 0)
     train = {"early_stopping": False, "enable_progress_bar": False, "accelerator": "cpu", "callbacks": [KeepWeights()]}
+    if encoder == "peer":  # TOTALVI / MULTIVI with their defaults, as integration.py trains them
+        peer = scvi.model.TOTALVI if dataset == "cite" else scvi.model.MULTIVI
+        peer.setup_mudata(
+            mdata, batch_key=bench.BATCH_KEY, modalities={**bench.MODALITIES[dataset], "batch_key": "rna"}
+        )
+        model = peer(mdata)
+        model.train(max_epochs=max(epochs), **({"lr": bench.MULTIVI_LR} if dataset == "multiome" else {}), **train)
+        return model, states
     model = nvi.tl.train(
         mdata,
         max_epochs=max(epochs),
@@ -143,7 +153,7 @@ def summarize(out: Path, md: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=bench.DATASETS, default="cite")
-    parser.add_argument("--encoders", nargs="+", choices=("go", "dense"), default=["go", "dense"])
+    parser.add_argument("--encoders", nargs="+", choices=("go", "dense", "peer"), default=["go", "dense"])
     parser.add_argument("--variants", nargs="+", default=["base"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[20, 50, 80, 120])
     parser.add_argument("--seed", type=int, default=0)
@@ -154,6 +164,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
     if not args.summarize:
+        if "peer" in args.encoders and args.variants != ["base"]:
+            parser.error("--encoders peer trains the peer with its defaults: give --variants base")
         for variant in args.variants:
             ablation.settings(variant, 1000, "current", args.dataset)  # unknown names fail before any training
         run(args)

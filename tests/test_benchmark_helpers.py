@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
+
 
 @pytest.fixture(scope="module")
 def integration(load_script):
@@ -140,3 +142,26 @@ def test_train_arguments_put_each_setting_where_nvi_tl_train_takes_it(ablation):
     default = ablation.train_arguments("annotations-default", 5000, "current", "multiome", "go", base)
     assert default["go"] is None and default["annotations"] is None and "go" not in default["model_kwargs"]
     assert default["modalities"] == {"rna_layer": "rna", "atac_layer": "atac"}
+
+
+def test_decoder_dropout_change_adds_a_callback_that_fills_only_the_hidden_dropout_slots(ablation, example_sites):
+    import torch
+
+    import scvi_networkvi as nvi
+
+    base = {"early_stopping": False, "callbacks": ["timer"]}
+    arguments = ablation.train_arguments("dec-dropout0.2", 5000, "current", "cite", "dense", base)
+    timer, callback = arguments["train_kwargs"]["callbacks"]
+    assert timer == "timer" and base["callbacks"] == ["timer"]  # appended after the caller's, which stay
+    mdata = example_sites(["site2", "site3"])
+    nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
+    module = nvi.NETWORKVI(mdata, encoder="dense").module
+
+    def rates(decoder) -> list[float]:
+        return [m.p for m in decoder.modules() if isinstance(m, torch.nn.Dropout)]
+
+    assert rates(module.rna_decoder) == [] and set(rates(module.protein_decoder)) == {0.1}
+    n_protein = len(rates(module.protein_decoder))
+    callback.on_fit_start(None, type("Plan", (), {"module": module})())
+    assert rates(module.rna_decoder) == [0.2, 0.2]  # its two hidden layers
+    assert rates(module.protein_decoder) == [0.2] * n_protein  # its own slots only, no new ones on output layers
