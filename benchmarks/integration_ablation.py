@@ -74,6 +74,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "poe": ({"modality_mixing": "poe"}, {}, {}),
     "mean": ({"modality_mixing": "mean"}, {}, {}),
     "no-penalty": ({"modality_penalty": None}, {}, {}),
+    # the penalty moves the protein posterior towards the RNA one only (the GO default on RNA + ATAC mosaics)
+    "anchor-rna": ({"modality_penalty_anchor": "rna"}, {}, {}),
     "prior-empirical": ({"empirical_protein_background_prior": True}, {}, {}),
     "prior-random": ({"empirical_protein_background_prior": False}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),

@@ -20,6 +20,8 @@ Models, each trained on the reference and then mapped onto the query with ``--qu
   (``batch_centered_input="all"``; the default centres the proteins only);
 - ``networkvi-no-penalty`` (not run by default): ``networkvi`` without the modality penalty
   (``modality_penalty=None``; paired cells only, so the product of experts alone joins the two posteriors);
+- ``networkvi-anchor-rna`` (not run by default): ``networkvi`` with the penalty anchored on the RNA posterior
+  (``modality_penalty_anchor="rna"``: it moves the protein posterior towards the RNA one, not both);
 - ``networkvi-dense``: ``encoder="dense"`` (scvi-tools encoders, no GO resources) with ``encode_covariates=True``
   like TOTALVI's default;
 - ``totalvi``: ``scvi.model.TOTALVI`` with its defaults on the same reference (``setup_mudata`` with ``rna_layer``,
@@ -71,6 +73,7 @@ MODELS = (
     "networkvi-centred-all",
     "networkvi-zeroshot",
     "networkvi-no-penalty",
+    "networkvi-anchor-rna",
     "networkvi-dense",
     "totalvi",
 )
@@ -122,13 +125,15 @@ def fit_reference(name: str, reference, epochs: int):
 
     import scvi_networkvi as nvi
 
-    if name in ("networkvi", "networkvi-centred-all", "networkvi-zeroshot", "networkvi-no-penalty"):
+    if name.startswith("networkvi") and name != "networkvi-dense":
         covariates = name != "networkvi-zeroshot"
         settings = {"encode_covariates": covariates, "deeply_inject_covariates": covariates}
         if name == "networkvi-centred-all":
             settings["batch_centered_input"] = "all"
         if name == "networkvi-no-penalty":
             settings["modality_penalty"] = None
+        if name == "networkvi-anchor-rna":
+            settings["modality_penalty_anchor"] = "rna"
         return nvi.tl.train(
             reference,
             batch_key="Site",
