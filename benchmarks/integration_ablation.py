@@ -76,6 +76,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "no-penalty": ({"modality_penalty": None}, {}, {}),
     # the penalty moves the protein posterior towards the RNA one only (the GO default on RNA + ATAC mosaics)
     "anchor-rna": ({"modality_penalty_anchor": "rna"}, {}, {}),
+    "anchor-protein": ({"modality_penalty_anchor": "protein"}, {}, {}),
     "prior-empirical": ({"empirical_protein_background_prior": True}, {}, {}),
     "prior-random": ({"empirical_protein_background_prior": False}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),

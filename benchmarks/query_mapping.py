@@ -20,8 +20,8 @@ Models, each trained on the reference and then mapped onto the query with ``--qu
   (``batch_centered_input="all"``; the default centres the proteins only);
 - ``networkvi-no-penalty`` (not run by default): ``networkvi`` without the modality penalty
   (``modality_penalty=None``; paired cells only, so the product of experts alone joins the two posteriors);
-- ``networkvi-anchor-rna`` (not run by default): ``networkvi`` with the penalty anchored on the RNA posterior
-  (``modality_penalty_anchor="rna"``: it moves the protein posterior towards the RNA one, not both);
+- ``networkvi-anchor-rna`` / ``networkvi-anchor-protein`` (not run by default): ``networkvi`` with the penalty
+  anchored on the RNA / protein posterior (``modality_penalty_anchor``: it moves only the other posterior);
 - ``networkvi-dense``: ``encoder="dense"`` (scvi-tools encoders, no GO resources) with ``encode_covariates=True``
   like TOTALVI's default;
 - ``totalvi``: ``scvi.model.TOTALVI`` with its defaults on the same reference (``setup_mudata`` with ``rna_layer``,
@@ -74,6 +74,7 @@ MODELS = (
     "networkvi-zeroshot",
     "networkvi-no-penalty",
     "networkvi-anchor-rna",
+    "networkvi-anchor-protein",
     "networkvi-dense",
     "totalvi",
 )
@@ -132,8 +133,8 @@ def fit_reference(name: str, reference, epochs: int):
             settings["batch_centered_input"] = "all"
         if name == "networkvi-no-penalty":
             settings["modality_penalty"] = None
-        if name == "networkvi-anchor-rna":
-            settings["modality_penalty_anchor"] = "rna"
+        if name.startswith("networkvi-anchor-"):
+            settings["modality_penalty_anchor"] = name.removeprefix("networkvi-anchor-")
         return nvi.tl.train(
             reference,
             batch_key="Site",
