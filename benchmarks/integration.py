@@ -168,11 +168,20 @@ def peer_train_kwargs(peer_name: str, train: dict) -> dict:
     return train
 
 
+def peer_model(dataset: str, mdata):
+    """scvi-tools' peer of ``dataset`` (TOTALVI / MULTIVI) registered on ``mdata`` and built with its defaults, and
+    the ``train`` keywords every benchmark gives it (MULTIVI's learning rate, :data:`MULTIVI_LR`)."""
+    import scvi
+
+    peer = scvi.model.TOTALVI if dataset == "cite" else scvi.model.MULTIVI
+    peer.setup_mudata(mdata, batch_key=BATCH_KEY, modalities={**MODALITIES[dataset], "batch_key": "rna"})
+    return peer(mdata), ({"lr": MULTIVI_LR} if peer is scvi.model.MULTIVI else {})
+
+
 def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", early_stopping: bool = False):
     """Train one model on a copy of ``mdata``: its joint latent (posterior means of all cells), epochs trained and the
     wall times of the training epochs. ``early_stopping``: up to ``epochs``, each model's own early stopping (its
     patience and schedule) on the validation ELBO (its converged budget)."""
-    import scvi
 
     import scvi_networkvi as nvi
 
@@ -194,12 +203,8 @@ def fit(dataset: str, model: str, mdata, epochs: int, accelerator: str = "cpu", 
             **settings,
         )
     else:
-        peer = scvi.model.TOTALVI if dataset == "cite" else scvi.model.MULTIVI
-        peer.setup_mudata(mdata, batch_key=BATCH_KEY, modalities={**MODALITIES[dataset], "batch_key": "rna"})
-        trained = peer(mdata)
-        if peer is scvi.model.MULTIVI:
-            train["lr"] = MULTIVI_LR
-        trained.train(max_epochs=epochs, **peer_train_kwargs(peer.__name__, train))
+        trained, extra = peer_model(dataset, mdata)
+        trained.train(max_epochs=epochs, **peer_train_kwargs(type(trained).__name__, {**train, **extra}))
     history = getattr(trained, "history", None) or {}
     epochs_trained = len(history["elbo_train"]) if "elbo_train" in history else epochs
     return trained.get_latent_representation(), epochs_trained, timer.seconds

@@ -257,7 +257,6 @@ def fit_variant(
 
     ``early_stopping``: up to ``epochs``, each model's own early stopping on the validation ELBO (converged budget).
     """
-    import scvi
 
     import scvi_networkvi as nvi
 
@@ -267,14 +266,10 @@ def fit_variant(
     if early_stopping:  # the same criterion for every model, TOTALVI's (MULTIVI's own is its reconstruction loss)
         train["early_stopping_monitor"] = "elbo_validation"
     if variant in ("totalvi", "multivi"):
-        peer = scvi.model.TOTALVI if variant == "totalvi" else scvi.model.MULTIVI
-        peer.setup_mudata(
-            mdata, batch_key=bench.BATCH_KEY, modalities={**bench.MODALITIES[dataset], "batch_key": "rna"}
-        )
-        trained = peer(mdata)
-        if variant == "multivi":
-            train["lr"] = bench.MULTIVI_LR
-        trained.train(max_epochs=epochs, **bench.peer_train_kwargs(peer.__name__, train))
+        if variant != bench.PEERS[dataset].lower():
+            raise SystemExit(f"--variants {variant}: the peer of --dataset {dataset} is {bench.PEERS[dataset].lower()}")
+        trained, extra = bench.peer_model(dataset, mdata)
+        trained.train(max_epochs=epochs, **bench.peer_train_kwargs(type(trained).__name__, {**train, **extra}))
     else:
         trained = nvi.tl.train(
             mdata, max_epochs=epochs, **train_arguments(variant, mdata.n_obs, base_settings, dataset, encoder, train)

@@ -54,12 +54,8 @@ def train_with_snapshots(dataset: str, encoder: str, variant: str, epochs: list[
     mdata = bench.load_dataset(dataset, None, 0)
     train = {"early_stopping": False, "enable_progress_bar": False, "accelerator": "cpu", "callbacks": [KeepWeights()]}
     if encoder == "peer":  # TOTALVI / MULTIVI with their defaults, as integration.py trains them
-        peer = scvi.model.TOTALVI if dataset == "cite" else scvi.model.MULTIVI
-        peer.setup_mudata(
-            mdata, batch_key=bench.BATCH_KEY, modalities={**bench.MODALITIES[dataset], "batch_key": "rna"}
-        )
-        model = peer(mdata)
-        model.train(max_epochs=max(epochs), **({"lr": bench.MULTIVI_LR} if dataset == "multiome" else {}), **train)
+        model, extra = bench.peer_model(dataset, mdata)
+        model.train(max_epochs=max(epochs), **train, **extra)
         return model, states
     model = nvi.tl.train(
         mdata,

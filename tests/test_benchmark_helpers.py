@@ -46,6 +46,26 @@ def test_converged_budgets_stop_every_peer_on_the_elbo(integration):
     assert train["callbacks"] == ["timer"]  # the caller's dict is left alone
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors:UserWarning")  # MULTIVI's empty protein layers
+def test_peer_model_builds_each_datasets_peer_with_the_benchmarks_learning_rate(integration):
+    from pathlib import Path
+
+    import mudata as md
+    import scvi
+
+    data = Path(__file__).parent / "data"
+    source = md.read_h5mu(data / "bmmc_cite.h5mu")
+    protein = source["adt"].copy()
+    protein.X = protein.X.toarray()  # dense protein counts, as in the tutorial file (TOTALVI requires them)
+    cite = md.MuData({"rna": source["rna"], "prot": protein})  # the tutorial's modality names
+    totalvi, extra = integration.peer_model("cite", cite)
+    assert isinstance(totalvi, scvi.model.TOTALVI) and extra == {}
+    multiome = md.read_h5mu(data / "bmmc_multiome.h5mu")
+    multivi, extra = integration.peer_model("multiome", multiome)
+    assert isinstance(multivi, scvi.model.MULTIVI) and extra == {"lr": integration.MULTIVI_LR}
+    assert multivi.summary_stats["n_batch"] == multiome["rna"].obs["Site"].nunique()  # registered with its batch
+
+
 def test_ablation_variants_compose_left_to_right(ablation):
     model, train, plan = ablation.settings("adv1+kl-totalvi+latent20", 4000, "current")
     assert plan == {"scale_adversarial_loss": 1.0}

@@ -76,3 +76,23 @@ def test_run_refuses_when_no_team_is_reachable(monkeypatch):
     assert threads.team_size() == 1
     with pytest.raises(RuntimeError, match="team_size"):
         threads.run(_count_visits, np.zeros(3, dtype=np.int64), 2)
+
+
+@pytest.mark.skipif(
+    "parallel backend: OpenMP" not in torch.__config__.parallel_info(), reason="torch does not use OpenMP here"
+)
+def test_run_units_hands_large_work_to_the_team_and_small_or_workerless_work_to_the_serial_kernel(two_threads):
+    ptr = np.arange(1001, dtype=np.int64)  # 1000 units of one entry each
+    counts = np.zeros(1000, dtype=np.int64)
+    serial_calls = []
+
+    def serial(start: int, stop: int) -> None:
+        serial_calls.append((start, stop))
+        counts[start:stop] += 1
+
+    threads.run_units(lambda: _count_visits, serial, [counts], [], ptr, threads.MIN_TEAM_ELEMENTS)
+    assert serial_calls == [] and (counts == 1).all()  # the team took every unit once
+    threads.run_units(lambda: _count_visits, serial, [counts], [], ptr, threads.MIN_TEAM_ELEMENTS - 1)
+    assert serial_calls == [(0, 1000)] and (counts == 2).all()  # too small to hand over
+    threads.run_units(lambda: None, serial, [counts], [], ptr, threads.MIN_TEAM_ELEMENTS)
+    assert serial_calls == [(0, 1000), (0, 1000)] and (counts == 3).all()  # no team worker for this dtype
