@@ -39,7 +39,9 @@ def registered() -> md.MuData:
 
 def test_the_constructor_keeps_only_what_the_model_uses():
     explicit = [p for p in inspect.signature(nvi.NETWORKVI.__init__).parameters if p not in ("self", "model_kwargs")]
-    assert len(explicit) == 17  # TOTALVI 8, MULTIVI 21; the data-derived ones (batch means and scales) stay here
+    assert (
+        len(explicit) == 18
+    )  # TOTALVI 8, MULTIVI 21; the data-derived ones (batch means and scales) and the wiring stay here
     options = NetworkVAE.options()
     moved = ["gene_likelihood", "modality_penalty", "encode_covariates", "n_layers_decoder", "gene_layer"]
     encoder = ["activation", "linear_path", "covariate_attention", "go_norm", "n_interaction_layers"]
@@ -163,3 +165,50 @@ def test_shared_option_helpers_name_the_allowed_values_and_read_keyword_defaults
 
     assert keyword_defaults(build) == {"size": 3, "kind": "k", "skip": None}
     assert keyword_defaults(build, exclude=("skip",)) == {"size": 3, "kind": "k"}
+
+
+def test_wiring_fields_by_modality_change_that_modality_only_and_are_saved(tmp_path):
+    mdata = registered()
+    shared = nvi.NETWORKVI(mdata, gene_size=3, **GO_KW)
+    narrow = nvi.NETWORKVI(mdata, gene_size=3, wiring_by_modality={"protein": {"gene_size": 1}}, **GO_KW)
+    assert narrow.wirings_["protein"].gene_size == 1 and shared.wirings_["protein"].gene_size == 3
+    assert narrow.wirings_["rna"].gene_size == 3
+    for name, value in narrow.wirings_["rna"].to_dict().items():  # the other modality's wiring is untouched
+        other = shared.wirings_["rna"].to_dict()[name]
+        assert np.array_equal(value, other) if isinstance(value, np.ndarray) else value == other, name
+    n_params = [sum(p.numel() for p in m.module.encoders["protein"].parameters()) for m in (shared, narrow)]
+    assert n_params[1] < n_params[0]
+    assert narrow.init_params_["non_kwargs"]["wiring_by_modality"] == {"protein": {"gene_size": 1}}
+    scvi.settings.seed = 0
+    narrow.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    narrow.save(tmp_path / "narrow", save_anndata=False)
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "narrow"), adata=mdata)
+    assert loaded.wirings_["protein"].gene_size == 1 and loaded.wirings_["rna"].gene_size == 3
+    np.testing.assert_allclose(loaded.get_latent_representation(), narrow.get_latent_representation(), atol=1e-6)
+    alias = nvi.NETWORKVI(mdata, wiring_by_modality={"protein": {"go_size": 1}}, **GO_KW)  # keyword names work
+    go_terms = shared.wirings_["protein"].term_size == 6  # same terms; UNKNOWN nodes and root keep their widths
+    assert go_terms.sum() > 5 and set(alias.wirings_["protein"].term_size[go_terms]) == {1}
+    assert np.array_equal(alias.wirings_["rna"].term_size, shared.wirings_["rna"].term_size)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ({"protein": {"max_depth": 3}}, TypeError, r"no field\(s\) \['max_depth'\].*n_layers_encoder"),
+        ({"protein": 1}, TypeError, r"wiring_by_modality\['protein'\] must be a mapping"),
+        ([("protein", {})], TypeError, "must map modality roles to wiring fields"),
+    ],
+)
+def test_bad_wiring_by_modality_is_refused_before_any_work(value, error, message):
+    with pytest.raises(error, match=message):
+        nvi.NETWORKVI(md.read_h5mu(CITE), wiring_by_modality=value)  # unregistered: nothing was read or compiled
+
+
+def test_wiring_by_modality_must_name_the_models_modalities_and_valid_values():
+    mdata = registered()
+    with pytest.raises(ValueError, match=r"names \['atac'\].*roles are \['rna', 'protein'\]"):
+        nvi.NETWORKVI(mdata, wiring_by_modality={"atac": {"gene_size": 1}}, **GO_KW)
+    with pytest.raises(ValueError, match=r"wiring_by_modality\['rna'\]: gene_size must be a positive integer"):
+        nvi.NETWORKVI(mdata, wiring_by_modality={"rna": {"gene_size": 0}}, **GO_KW)
+    with pytest.raises(ValueError, match="encoder='dense' has no wiring"):
+        nvi.NETWORKVI(mdata, encoder="dense", wiring_by_modality={"rna": {"gene_size": 1}})

@@ -14,7 +14,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import scvi_networkvi as nvi
-from scvi_networkvi.model import _networkvi
+from scvi_networkvi.model import _networkvi, _wiring_settings
 from scvi_networkvi.nn import LevelBatchNorm
 
 DATA = Path(__file__).parent / "data"  # written by scripts/make_test_data.py (tests/data/README.md)
@@ -110,7 +110,7 @@ def test_save_load_identical_without_resource_files(cite_model, tmp_path, monkey
     def no_compile(*args, **kwargs):
         raise AssertionError("loading must not need the OBO/GAF/CSV files")
 
-    monkeypatch.setattr(_networkvi, "compile_wirings", no_compile)
+    monkeypatch.setattr(_wiring_settings, "compile_wirings", no_compile)
     loaded = nvi.NETWORKVI.load(tmp_path / "model", adata=read(CITE))
     np.testing.assert_array_equal(loaded.get_latent_representation(), cite_model.get_latent_representation())
     for role in ("rna", "protein"):

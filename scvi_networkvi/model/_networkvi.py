@@ -27,7 +27,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, VAEMixin
 
 from scvi_networkvi.module import DATA_KEYS, DEPTH_TARGET, NetworkVAE
 from scvi_networkvi.nn import check_choices
-from scvi_networkvi.wiring import Wiring, WiringConfig, compile_wirings
+from scvi_networkvi.wiring import Wiring, WiringConfig
 
 from ._data import presence_mask
 from ._defaults import DataTypeDefaults, data_type_defaults, flat_init_params, rebuilding_saved_model, resolve_option
@@ -41,6 +41,8 @@ from ._setup import NetworkVISetupMixin
 from ._training import NetworkVITrainingMixin
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import SETUP_MUDATA
+from ._wiring_settings import KEYWORD_FIELDS, check_overrides, compile_per_config, modality_configs
+from ._wiring_settings import wiring_config as wiring_config_of
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class NETWORKVI(
         annotation). Its ``max_depth`` and ``root_size`` are the model's ``n_layers_encoder`` and ``n_hidden``.
         Each field may also be given as a keyword (``gene_size=5``, ``go_size=2`` for ``term_size``), which
         replaces the config's. The resolved config is what the model saves.
+    wiring_by_modality
+        Fields of ``wiring_config`` for one modality only, over the shared ones: ``{"atac": {"gene_size": 1}}`` gives
+        each ATAC gene node one neuron (the depth and the root width stay the model's). ``None``: none. The
+        resolved mapping is what the model saves.
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
@@ -195,6 +201,7 @@ class NETWORKVI(
         n_latent: int | Literal["sqrt"] | None = None,
         n_layers_encoder: int = 2,
         wiring_config: WiringConfig | Mapping[str, Any] | None = None,
+        wiring_by_modality: Mapping[str, Mapping[str, Any]] | None = None,
         modality_mixing: Literal["moe", "poe", "mean", "auto"] | None = None,
         standardize_continuous_covariates: bool = True,
         dropout_rate: float | None = None,
@@ -220,9 +227,16 @@ class NETWORKVI(
         anchor_given = "modality_penalty_anchor" not in not_given
         wiring_fields, model_kwargs = self._split_options(model_kwargs, wired=encoder == "go" or bool(wirings))
         check_choices({"encoder": encoder, "modality_mixing": modality_mixing, "head_input": head_input}, _CHOICES)
-        config = _wiring_config(wiring_config, wiring_fields, n_layers_encoder)
+        config = wiring_config_of(wiring_config, wiring_fields, n_layers_encoder)
+        check_overrides(wiring_by_modality)
         super().__init__(mdata)
         roles = self.modality_roles
+        wiring_by_modality = check_overrides(wiring_by_modality, roles)
+        if wiring_by_modality and encoder != "go" and wirings is None:
+            raise ValueError(
+                f"wiring_by_modality sets GO wiring fields, but encoder={encoder!r} has no wiring: use encoder='go' "
+                "or leave wiring_by_modality out."
+            )
         anchor = model_kwargs["modality_penalty_anchor"]
         if anchor_given and anchor is not None and anchor not in roles:
             raise ValueError(
@@ -236,6 +250,7 @@ class NETWORKVI(
                 "n_hidden wide; set n_hidden instead."
             )
         config = dataclasses.replace(config, root_size=n_hidden)
+        configs = modality_configs(config, wiring_by_modality, roles)
         if modality_mixing == "auto":  # mosaic: equal weights (results page, mosaic ablation)
             modality_mixing = "mean" if self.is_mosaic else None
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
@@ -291,13 +306,13 @@ class NETWORKVI(
             report(detection)
             role_of = {self.modality_name(role): role for role in roles}
             self.gene_ids_ = {role_of[mod]: source.to_dict() for mod, source in detection.chosen.items()}
-            compiled = compile_wirings(
+            compiled = compile_per_config(
                 {role_of[mod]: source.ids for mod, source in detection.chosen.items()},
+                {role_of[mod]: configs[role_of[mod]] for mod in detection.chosen},
                 go=go,
                 annotations=annotations,
                 interactions=interactions,
                 feature_names={role: self._modality(role).var_names.tolist() for role in roles},
-                config=config,
             )
             for role, wiring in compiled.items():
                 report_coverage(self.modality_name(role), wiring, annotations)
@@ -422,8 +437,7 @@ class NETWORKVI(
         ``log1p`` counts), each given value over its default.
         """
         own = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model_kwargs")]
-        wiring = {f.name: f.name for f in dataclasses.fields(WiringConfig) if f.name not in ("max_depth", "root_size")}
-        wiring["go_size"] = "term_size"
+        wiring = KEYWORD_FIELDS
         options = {
             name: default
             for name, default in cls._module_cls.options().items()
@@ -508,32 +522,6 @@ def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[st
     if unknown:
         raise ValueError(f"batch_centered_input names {unknown}; the model's modality roles are {list(roles)}.")
     return [r for r in roles if r in wanted]
-
-
-def _wiring_config(
-    config: WiringConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any], max_depth: int
-) -> WiringConfig:
-    """The wiring settings: ``config``'s fields, ``overrides`` over them, ``max_depth`` the model's depth."""
-    if config is None:
-        base: dict[str, Any] = {}
-    elif isinstance(config, WiringConfig):
-        base = dataclasses.asdict(config)
-        if base["max_depth"] == WiringConfig.max_depth:  # the dataclass default is no choice of the user's
-            del base["max_depth"]
-    elif isinstance(config, Mapping):
-        base = dict(config)
-        names = [f.name for f in dataclasses.fields(WiringConfig)]
-        unknown = [name for name in base if name not in names]
-        if unknown:
-            raise TypeError(f"wiring_config has no field(s) {unknown}; the fields of WiringConfig are: {names}.")
-    else:
-        raise TypeError(f"wiring_config must be a WiringConfig, a mapping of its fields or None, got {config!r}.")
-    if base.get("max_depth", max_depth) != max_depth:
-        raise ValueError(
-            f"wiring_config's max_depth={base['max_depth']} differs from n_layers_encoder={max_depth}: the GO depth "
-            "is n_layers_encoder; set that instead."
-        )
-    return WiringConfig(**{**base, **overrides, "max_depth": max_depth})
 
 
 def _n_key(role: str) -> str:
