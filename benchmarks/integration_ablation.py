@@ -96,8 +96,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the GO encoder's own structure: wider UNKNOWN nodes (the path of the genes without annotation), wider GO terms
     "unknown64": ({"unknown_size": 64}, {}, {}),
     "term12": ({"go_size": 12}, {}, {}),
-    # one neuron per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
+    # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
+    "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
     "head-levels": ({"head_input": "levels"}, {}, {}),
     # twice the learning rate: the GO encoder learned more slowly than the dense one (multiome ablation)
     "lr8e-3": ({}, {"lr": 8e-3}, {}),

@@ -114,8 +114,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "annotations-default": ({"go": None, "annotations": None}, {}, {}),
     # GO terms 10 neurons wide instead of the package's 6 (after sizes-default): more room above the gene nodes
     "go10": ({"go_size": 10}, {}, {}),
-    # one neuron per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
+    # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
+    "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")

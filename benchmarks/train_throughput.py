@@ -9,7 +9,8 @@ encoder's step at least as fast as MULTIVI's").
 
 NETWORKVI: tutorial settings (go-basic, the tutorial GAF and interaction table, ``gene_size=5, go_size=2,
 gene_layer="interaction", encode_covariates=True``), ``adversarial_mixing=False``; ``--settings default``: what
-``NETWORKVI(mdata)`` gives (the full human annotations of the registry, the package's sizes). TOTALVI:
+``NETWORKVI(mdata)`` gives (the full human annotations of the registry, the package's sizes); ``--atac-gene-size N``
+adds ``wiring_by_modality={"atac": {"gene_size": N}}`` (neurons per ATAC gene node) to either. TOTALVI:
 ``TOTALVI(mdata)`` defaults (its adversarial classifier included). Both: batch size 128 (``--batch-size``), ``accelerator="cpu"``
 (``--accelerator cuda``: ``accelerator="gpu", devices=1``), no early stopping, ``epochs + 1`` epochs of which the
 first is a warm-up and not counted.
@@ -28,7 +29,7 @@ peak resident memory (``VmHWM``: data, model and training together) belongs to t
 
     python benchmarks/train_throughput.py [--epochs 5] [--threads N] [--repeats 1] [--data-dir DIR]
         [--dataset {cite,multiome}] [--settings {tutorial,default}]
-        [--accelerator {cpu,cuda}] [--batch-size 128] [--json FILE]
+        [--accelerator {cpu,cuda}] [--batch-size 128] [--atac-gene-size N] [--json FILE]
 
 Defaults: the files of ``get_tutorial_data.sh`` in ``~/.cache/nvi-tutorial-data``; torch's default thread count;
 CPU. ``--json`` also writes the settings, the summary and every run's measurements to FILE. The ratio NETWORKVI /
@@ -215,10 +216,12 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
                 "gene_layer": "interaction",
                 "encode_covariates": True,
             }
+        if args.atac_gene_size is not None:
+            settings["wiring_by_modality"] = {"atac": {"gene_size": args.atac_gene_size}}
         if args.settings == "default":  # the registry's annotations: build once here, time the cached build
-            nvi.NETWORKVI(mdata)
+            nvi.NETWORKVI(mdata, **settings)
             start = time.perf_counter()
-            model = nvi.NETWORKVI(mdata)
+            model = nvi.NETWORKVI(mdata, **settings)
             result["construct_cold_s"] = result["construct_s"] = time.perf_counter() - start
         else:
             model, result["construct_cold_s"], result["construct_s"] = construct_cold_and_cached(mdata, settings)
@@ -273,6 +276,8 @@ def run_subprocess(name: str, args: argparse.Namespace) -> dict:
         command += ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
         command += ["--data-dir", os.fspath(args.data_dir), "--accelerator", args.accelerator]
         command += ["--dataset", args.dataset, "--settings", args.settings]
+        if args.atac_gene_size is not None:
+            command += ["--atac-gene-size", str(args.atac_gene_size)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         logger.info("Training %s in a subprocess ...", name)
@@ -304,6 +309,7 @@ def main() -> None:
     parser.add_argument(
         "--settings", choices=("tutorial", "default"), default="tutorial", help="NETWORKVI's: tutorial or package"
     )
+    parser.add_argument("--atac-gene-size", type=int, default=None, help="neurons per ATAC gene node (multiome)")
     parser.add_argument("--json", type=Path, help="also write settings, summary and all runs to this file")
     parser.add_argument("--model", choices=("networkvi", *PEERS.values()), help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
