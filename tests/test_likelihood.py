@@ -1,4 +1,5 @@
-"""The RNA likelihoods equal reference implementations, in value and gradient, with a per-gene dispersion row.
+"""The likelihoods equal reference implementations, in value and gradient: the RNA ones with a per-gene dispersion
+row, the peaks' Bernoulli one torch's binary cross-entropy.
 
 ZINB: scvi-tools' distribution. NB: torch's ``NegativeBinomial`` (``total_count = theta``, ``logits = log(mu / theta)``)
 - scvi-tools' own ``NegativeBinomial.log_prob`` raised a NameError in the oldest supported release (1.4.0) in this test.
@@ -10,6 +11,7 @@ from scvi.distributions import ZeroInflatedNegativeBinomial
 from torch.distributions import NegativeBinomial
 
 from scvi_networkvi.module._likelihood import (
+    bernoulli_nll_cells,
     log_gamma_ratio,
     nb_log_prob,
     nb_log_prob_cells,
@@ -118,3 +120,32 @@ def test_per_cell_sums_equal_the_summed_elementwise_likelihood(likelihood, seed)
         samples, expected = nb_log_prob_cells(x, mu_samples, theta), nb_log_prob(x, mu_samples, theta).sum(-1)
     assert samples.shape == (2, x.shape[0])
     torch.testing.assert_close(samples, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_bernoulli_nll_is_torchs_binary_cross_entropy_in_value_and_gradient(dtype):
+    gen = torch.Generator().manual_seed(0)
+    p = (torch.rand(40, 300, generator=gen, dtype=dtype) * (1 - 2e-6) + 1e-6).requires_grad_()
+    counts = torch.poisson(torch.rand(40, 300, generator=gen) * 0.3, generator=gen).to(dtype)  # mostly 0, some > 1
+    weights = torch.rand(40, generator=gen, dtype=dtype)
+    ours = bernoulli_nll_cells(p, counts)
+    (ours * weights).sum().backward()
+    grad, p.grad = p.grad.clone(), None
+    reference = torch.nn.functional.binary_cross_entropy(p, (counts > 0).to(dtype), reduction="none").sum(-1)
+    (reference * weights).sum().backward()
+    tol = {"rtol": 1e-10, "atol": 1e-9} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-3}
+    torch.testing.assert_close(ours, reference, **tol)
+    torch.testing.assert_close(grad, p.grad, rtol=1e-10 if dtype == torch.float64 else 1e-5, atol=0.0)
+
+
+def test_the_bernoulli_nll_clamps_certain_mistakes_at_100_with_no_gradient():
+    p = torch.tensor([[0.0, 1.0, 0.0, 1.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    counts = torch.tensor([[1.0, 0.0, 0.0, 2.0, 1.0]], dtype=torch.float64)
+    loss = bernoulli_nll_cells(p, counts)
+    reference = torch.nn.functional.binary_cross_entropy(p.detach(), (counts > 0).double(), reduction="none").sum(-1)
+    torch.testing.assert_close(loss.detach(), reference)  # 100 + 100 + 0 + 0 + log 2, as torch
+    loss.sum().backward()
+    torch.testing.assert_close(p.grad, torch.tensor([[0.0, 0.0, 1.0, -1.0, -2.0]], dtype=torch.float64))
+    gen = torch.Generator().manual_seed(1)
+    inside = (torch.rand(3, 7, generator=gen, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
+    assert torch.autograd.gradcheck(bernoulli_nll_cells, (inside, torch.bernoulli(inside.detach(), generator=gen)))

@@ -20,7 +20,7 @@ from scvi.nn import DecoderSCVI, Encoder
 from torch import nn
 from torch.distributions import Poisson
 
-from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells
+from ._likelihood import bernoulli_nll_cells, nb_log_prob_cells, zinb_log_prob_cells
 
 
 class NetworkVAEDecodersMixin:
@@ -162,5 +162,5 @@ class NetworkVAEDecodersMixin:
             p = generative_outputs["p"] * inference_outputs["atac_depth"]
             if self.region_factors is not None:
                 p = p * torch.sigmoid(self.region_factors)
-            losses["atac"] = F.binary_cross_entropy(p, (x > 0).float(), reduction="none").sum(-1)
+            losses["atac"] = bernoulli_nll_cells(p, x)
         return losses

@@ -1,4 +1,4 @@
-"""RNA count log-likelihoods with a per-gene dispersion kept as one row.
+"""RNA count log-likelihoods with a per-gene dispersion kept as one row, and the peaks' Bernoulli likelihood.
 
 Same formulas and ``eps`` as scvi-tools' ``log_nb_positive`` / ``log_zinb_positive``; written here because the
 scvi-tools distributions broadcast the per-gene ``theta`` to the full cells x genes shape first, so ``lgamma(theta)``
@@ -121,3 +121,32 @@ def zinb_log_prob_cells(
     flat, rows, count_terms, log_nb_zero_nz = _nonzero_terms(x, mu, theta, log_theta)
     d_nz = log_nb_zero_nz - zi_logits.reshape(-1).index_select(0, flat)
     return dense.sum(-1).index_add(0, rows, count_terms + F.logsigmoid(d_nz))
+
+
+class _BernoulliNLL(torch.autograd.Function):
+    """Per-cell ``binary_cross_entropy(p, y).sum(-1)`` with one ``log`` per element and a closed-form gradient.
+
+    Written by hand because torch's BCE kernel takes a ``log`` and a scalar ``log1p`` per element (~40 ms forward +
+    backward for 128 cells x 20,001 peaks on one CPU thread, a sixth of a multiome step); this takes ~12 ms. Logs are
+    clamped at -100 as in torch; where a probability is exactly 0 or 1 against its label (the clamp) the gradient is
+    0 instead of torch's ``1 / 1e-12``.
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        q = torch.where(y, p, 1 - p)  # the probability of the observed value
+        log_q = torch.log(q)
+        clamped = log_q < -100
+        ctx.save_for_backward(q, y, clamped)
+        return -log_q.clamp_min_(-100).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        q, y, clamped = ctx.saved_tensors
+        grad = torch.where(y, -1.0, 1.0).to(q.dtype).div_(q).masked_fill_(clamped, 0.0)
+        return grad.mul_(grad_out.unsqueeze(-1)), None
+
+
+def bernoulli_nll_cells(p: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """Per-cell negative Bernoulli log-likelihood of ``observed > 0`` under probabilities ``p`` (cells x features)."""
+    return _BernoulliNLL.apply(p, observed > 0)
