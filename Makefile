@@ -24,6 +24,7 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
 
 test-slow: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet -e ".[doc]"  # the docs-build tests are slow tests too; without Sphinx they skip
 	$(VENV)/bin/python -m pytest -m slow
 
 test-min:
