@@ -94,7 +94,10 @@ def compile_per_config(
     feature_names: Mapping[str, Sequence[str]],
     **files: Any,
 ) -> dict[str, Wiring]:
-    """One :class:`Wiring` per role, compiling the roles that share their settings together (files parsed once each)."""
+    """One :class:`Wiring` per role; the roles that share their settings are compiled in one call.
+
+    Each call parses the files once; the wiring cache keeps every role's result.
+    """
     groups: dict[WiringConfig, list[str]] = {}
     for role in features:
         groups.setdefault(configs[role], []).append(role)

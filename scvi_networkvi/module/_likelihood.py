@@ -126,8 +126,8 @@ def zinb_log_prob_cells(
 class _BernoulliNLL(torch.autograd.Function):
     """Per-cell ``binary_cross_entropy(p, y).sum(-1)`` with one ``log`` per element and a closed-form gradient.
 
-    Written by hand because torch's BCE kernel takes a ``log`` and a scalar ``log1p`` per element (~40 ms forward +
-    backward for 128 cells x 20,001 peaks on one CPU thread, a sixth of a multiome step); this takes ~12 ms. Logs are
+    Written by hand because torch's BCE kernel takes a ``log`` and a scalar ``log1p`` per element (~46 ms forward +
+    backward for 128 cells x 20,001 peaks on one CPU thread, a sixth of a multiome step); this takes ~18 ms. Logs are
     clamped at -100 as in torch; where a probability is exactly 0 or 1 against its label (the clamp) the gradient is
     0 instead of torch's ``1 / 1e-12``.
     """
