@@ -117,6 +117,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
     "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
+    # training without the gradient-spike guard (train(gradient_spike_factor=None)), as before 2026-12-06
+    "no-guard": ({}, {"gradient_spike_factor": None}, {}),
 }
 
 KEY = ("encoder", "variant", "seed", "epochs", "n_cells")

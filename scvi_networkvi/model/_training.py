@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from typing import Literal
 
 from lightning.pytorch.callbacks import Callback
@@ -30,6 +31,7 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         adversarial_scale: float | Literal["auto"] | None = None,
         n_epochs_kl_warmup: int | None = 50,
         n_steps_kl_warmup: int | None = None,
+        gradient_spike_factor: float | None = 100.0,
         batch_size: int = 128,
         train_size: float | None = None,
         validation_size: float | None = None,
@@ -68,6 +70,11 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
             the evidence for each rule is on the results page (mosaic and integration ablations).
         n_epochs_kl_warmup, n_steps_kl_warmup
             Linear KL warm-up.
+        gradient_spike_factor
+            A training step whose gradient norm exceeds this multiple of the median norm of the previous 200 steps is
+            scaled down to that bound (AutoClip's rule, set so high that ordinary steps, at most 10-40x the median,
+            are untouched). One such spike otherwise freezes the parameters it hits for thousands of AdamW steps
+            (results page, "A guard against gradient spikes"). ``None``: no guard (the behaviour until 2026-12-06).
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
             Data splitting, as in scvi-tools.
         early_stopping, early_stopping_patience, early_stopping_monitor
@@ -89,6 +96,16 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
                 f"train(early_stopping_monitor={early_stopping_monitor!r}) is not a validation metric the model logs; "
                 f"use one of {list(EARLY_STOPPING_MONITORS)}."
             )
+        spike_factor_ok = gradient_spike_factor is None or (
+            isinstance(gradient_spike_factor, numbers.Real)
+            and not isinstance(gradient_spike_factor, bool)
+            and gradient_spike_factor > 1
+        )
+        if not spike_factor_ok:
+            raise ValueError(
+                f"train(gradient_spike_factor={gradient_spike_factor!r}) must be a number greater than 1 (how far above "
+                "the recent median a step's gradient norm may go) or None (no guard)."
+            )
         if weight_decay is None:
             weight_decay = 0.0 if getattr(self, "query_", False) else 1e-3
         n_batch = self.summary_stats.n_batch
@@ -106,6 +123,8 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
                 adversarial_scale, self._data_type_defaults().full_weight_adversary
             ),
         }
+        if gradient_spike_factor is not None:  # absent: the plan's own default, no guard (scvi-tools' plans have none)
+            plan["gradient_spike_factor"] = float(gradient_spike_factor)
         plan.update(plan_kwargs or {})
         callbacks = trainer_kwargs.get("callbacks") or []
         callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from scvi.train import AdversarialTrainingPlan
 from torchmetrics import Metric
+
+from ._gradient_guard import GradientSpikeGuard
+
+logger = logging.getLogger(__name__)
 
 
 class NetworkVITrainingPlan(AdversarialTrainingPlan):
@@ -27,10 +33,47 @@ class NetworkVITrainingPlan(AdversarialTrainingPlan):
         :class:`~scvi.train.AdversarialTrainingPlan`'s arguments.
     """
 
-    def __init__(self, module, *, adversarial_modalities: bool = False, **kwargs):
+    def __init__(
+        self,
+        module,
+        *,
+        adversarial_modalities: bool = False,
+        gradient_spike_factor: float | None = None,
+        **kwargs,
+    ):
         super().__init__(module, **kwargs)
         self.adversarial_modalities = adversarial_modalities
         self._modality_latents: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.gradient_guard = None if gradient_spike_factor is None else GradientSpikeGuard(gradient_spike_factor)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The gradient-spike guard on the model's optimizer (the batch classifier's steps are left as they are)."""
+        super().on_before_optimizer_step(optimizer)
+        if self.gradient_guard is None:
+            return
+        optimizers = self.optimizers(use_pl_optimizer=False)
+        main = optimizers[0] if isinstance(optimizers, list) else optimizers
+        if optimizer is main:
+            self.gradient_guard(
+                [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            )
+
+    def on_train_epoch_end(self) -> None:
+        """Log how many steps the gradient-spike guard has scaled so far (``history["gradient_spikes_scaled"]``)."""
+        super().on_train_epoch_end()
+        if self.gradient_guard is not None:
+            self.log("gradient_spikes_scaled", float(self.gradient_guard.n_scaled), on_step=False, on_epoch=True)
+
+    def on_train_end(self) -> None:
+        """Say so where the gradient-spike guard acted."""
+        super().on_train_end()
+        if self.gradient_guard is not None and self.gradient_guard.n_scaled:
+            logger.info(
+                "%d training step(s) had a gradient norm over %g x the recent median and were scaled down to it "
+                "(train(gradient_spike_factor=...)).",
+                self.gradient_guard.n_scaled,
+                self.gradient_guard.factor,
+            )
 
     def on_train_epoch_start(self) -> None:
         """Let the epoch's first training step register the ELBO metrics."""
