@@ -3,7 +3,7 @@
 One huge gradient does lasting harm under Adam(W): it enters the second-moment estimate ``v`` of every parameter it
 touches, and ``v`` decays by ``beta2 = 0.999`` per step, so a gradient 10^6 times the usual one leaves those parameters
 with almost no step size for thousands of steps. Measured on paired multiome with GO-wired ATAC encoders of narrow
-gene nodes (`docs/benchmarks.md`, "A guard against gradient spikes"): a norm of 10^8 against a median of ~60 in one
+gene nodes (`docs/benchmarks.md`, "A guard against gradient spikes"): a norm of 10^8 against a median of ~55 in one
 step of epoch 18 left the encoders frozen half-trained (kNN-15 0.70 against 0.80 for the other seeds).
 
 The rule is AutoClip's (Seetharaman et al. 2020: clip to a percentile of the norms seen so far) with the threshold set
