@@ -75,6 +75,31 @@ def test_the_guard_waits_for_its_warm_up_and_keeps_the_spike_out_of_later_bounds
     assert guard.n_scaled == 1
 
 
+def test_a_non_finite_gradient_is_neither_scaled_nor_counted_in_the_median():
+    guard = GradientSpikeGuard(10.0, history=20, warmup=3)
+    for step in range(3):
+        guard(grads_of_norm(1.0, step))
+    broken = [torch.tensor([float("inf"), 1.0]), torch.tensor([float("nan")])]
+    guard(broken)
+    assert torch.isinf(broken[0][0]) and broken[0][1] == 1.0 and torch.isnan(broken[1][0])  # left as they were
+    for step in range(4, 30):  # the non-finite norm leaves the median (and the bound) as it was
+        grads = grads_of_norm(1.0, step)
+        guard(grads)
+        assert total_norm(grads) == pytest.approx(1.0)
+    spike = grads_of_norm(1e3, 31)
+    guard(spike)
+    assert total_norm(spike) == pytest.approx(10.0) and guard.n_scaled == 1
+
+
+def test_zero_gradients_in_the_history_bound_nothing():
+    guard = GradientSpikeGuard(10.0, history=20, warmup=3)
+    for _ in range(5):
+        guard([torch.zeros(3)])
+    grads = grads_of_norm(5.0, 0)
+    guard(grads)
+    assert total_norm(grads) == pytest.approx(5.0) and guard.n_scaled == 0
+
+
 @pytest.mark.parametrize("factor", [1.0, 0.5, -3])
 def test_the_guard_needs_a_factor_above_one(factor):
     with pytest.raises(ValueError, match="greater than 1"):

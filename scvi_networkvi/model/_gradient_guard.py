@@ -57,12 +57,16 @@ class GradientSpikeGuard:
         if self._norms is None:
             self._norms = torch.zeros(self.history, dtype=norm.dtype, device=norm.device)
             self._scaled = torch.zeros((), dtype=torch.int64, device=norm.device)
+        finite = torch.isfinite(norm)
         if self._seen >= self.warmup:
-            limit = self.factor * self._norms[: min(self._seen, self.history)].median()
-            scale = torch.clamp(limit / norm, max=1.0)
+            # a non-finite gradient is left to the loss checks: neither scaled nor kept in the median; a median of 0
+            # (gradients that were all zero) bounds nothing
+            limit = self.factor * self._norms[: min(self._seen, self.history)].nanmedian()
+            acts = finite & (limit > 0)
+            scale = torch.where(acts, torch.clamp(limit / norm, max=1.0), 1.0).nan_to_num(nan=1.0)
             # On the CPU the test costs nothing and skips a pass over every gradient; a GPU scales without a host sync.
             if norm.device.type != "cpu" or bool(scale < 1.0):
                 torch._foreach_mul_(grads, scale)  # as torch's own clip_grad_norm_ scales (one launch)
                 self._scaled += (scale < 1.0).to(torch.int64)
-        self._norms[self._seen % self.history] = norm
+        self._norms[self._seen % self.history] = torch.where(finite, norm, torch.nan)
         self._seen += 1
