@@ -75,6 +75,8 @@ def test_ablation_variants_compose_left_to_right(ablation):
     assert plan["scale_adversarial_loss"] == "auto" and train["batch_size"] == 128 and model["n_latent"] == 10
     with pytest.raises(SystemExit, match="unknown change 'nope'"):
         ablation.settings("adv1+nope", 4000, "current")
+    # the unguarded training of the results page's earlier rows: a train() keyword, None turns the guard off
+    assert ablation.settings("no-guard", 4000, "current")[1] == {"gradient_spike_factor": None}
 
 
 def test_pinned_settings_per_dataset_and_resource_changes(ablation):
