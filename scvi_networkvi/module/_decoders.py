@@ -20,7 +20,8 @@ from scvi.nn import DecoderSCVI, Encoder
 from torch import nn
 from torch.distributions import Poisson
 
-from ._likelihood import bernoulli_nll_cells, nb_log_prob_cells, zinb_log_prob_cells
+from ._likelihood import nb_log_prob_cells, zinb_log_prob_cells
+from ._peak_likelihood import peak_nll_cells
 
 
 class NetworkVAEDecodersMixin:
@@ -135,7 +136,10 @@ class NetworkVAEDecodersMixin:
             py_["r"] = torch.exp(py_r)
             out.update(py_=py_, log_pro_back_mean=log_back)
         if "atac" in self.modalities:
-            out["p"] = self.atac_decoder(latent, batch_index, *cats)
+            # DecoderPeakVI's output (Linear, Sigmoid) in two steps: the likelihood reads the logits.
+            hidden = self.atac_decoder.px_decoder(latent, batch_index, *cats)
+            out["p_logits"] = self.atac_decoder.output[0](hidden)
+            out["p"] = torch.sigmoid(out["p_logits"])
         return out
 
     def reconstruction_losses(self, data, inference_outputs, generative_outputs) -> dict[str, torch.Tensor]:
@@ -158,9 +162,12 @@ class NetworkVAEDecodersMixin:
             )
             losses["protein"] = -dist.log_prob(data["protein"]).sum(-1)
         if "atac" in self.modalities:
-            x = data["atac"]
-            p = generative_outputs["p"] * inference_outputs["atac_depth"]
-            if self.region_factors is not None:
-                p = p * torch.sigmoid(self.region_factors)
-            losses["atac"] = bernoulli_nll_cells(p, x)
+            factors = torch.sigmoid(self.region_factors) if self.region_factors is not None else None
+            losses["atac"] = peak_nll_cells(
+                generative_outputs["p_logits"],
+                generative_outputs["p"],
+                inference_outputs["atac_depth"],
+                factors,
+                data["atac"],
+            )
         return losses
