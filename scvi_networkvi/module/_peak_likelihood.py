@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from scvi_networkvi.nn._numba_cache import ensure_cache_location
+from scvi_networkvi.nn import ensure_cache_location
 
 from ._likelihood import bernoulli_nll_cells
 
