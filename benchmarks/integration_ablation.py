@@ -225,6 +225,8 @@ def settings(
     if isinstance(pinned, dict):
         pinned = pinned.get(f"{dataset}/{encoder}") or pinned[dataset]
     model, train, plan = tuple(dict(d) for d in pinned)
+    if base_settings != "current" and dataset == "multiome" and encoder == "go":
+        model.setdefault("wiring_by_modality", {})  # every pinned setting predates the one-neuron ATAC gene nodes
     for name in variant.split("+"):
         if name not in CHANGES:
             raise SystemExit(f"unknown change {name!r} in variant {variant!r}; changes: {', '.join(CHANGES)}")

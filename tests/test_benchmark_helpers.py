@@ -83,9 +83,13 @@ def test_pinned_settings_per_dataset_and_resource_changes(ablation):
     cite = ablation.settings("base", 4000, "2026-12-05", "cite")
     multiome = ablation.settings("no-dropout", 4000, "2026-12-05", "multiome")
     assert cite[0]["batch_centered_input"] == "all" and cite[1]["adversarial_scale"] == 1.0
-    assert (
-        multiome[0] == {"batch_centered_input": (), "dropout_rate": 0.0} and multiome[1]["adversarial_scale"] == "auto"
-    )
+    assert multiome[0] == {"batch_centered_input": (), "dropout_rate": 0.0, "wiring_by_modality": {}}
+    assert multiome[1]["adversarial_scale"] == "auto"
+    # pinned GO settings on multiome keep the shared gene width for ATAC (before its one-neuron gene nodes)
+    assert "wiring_by_modality" not in ablation.settings("base", 4000, "current", "multiome", "go")[0]
+    assert ablation.settings("atac-gene2", 4000, "2026-12-05c", "multiome", "go")[0]["wiring_by_modality"] == {
+        "atac": {"gene_size": 2}
+    }
     go = ablation.settings("base", 4000, "2026-12-05b", "multiome", "go")
     dense = ablation.settings("base", 4000, "2026-12-05b", "multiome", "dense")
     assert go[0]["batch_centered_input"] == "all" and go[1]["adversarial_scale"] == 1.0

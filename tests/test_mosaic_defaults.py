@@ -18,7 +18,7 @@ import scvi
 import torch
 
 import scvi_networkvi as nvi
-from scvi_networkvi.model._defaults import data_type_defaults
+from scvi_networkvi.model._defaults import data_type_defaults, rebuilding_saved_model
 from scvi_networkvi.model._training import _adversarial_scale
 
 DATA = Path(__file__).parent / "data"
@@ -168,6 +168,34 @@ def test_the_go_encoder_on_paired_multiome_centres_every_input_and_keeps_the_adv
     assert model.trainer.lightning_module.scale_adversarial_loss == 1.0
 
 
+def _gene_sizes(model) -> dict[str, int]:
+    return {role: wiring.gene_size for role, wiring in model.wirings_.items()}
+
+
+def test_the_go_encoder_on_paired_multiome_gives_atac_gene_nodes_one_neuron_and_saves_it(multiome, tmp_path):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    data = paired(multiome, MULTIOME_MODS)
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(data, gene_size=2, go_size=2, **resources)
+    assert _gene_sizes(model) == {"rna": 2, "atac": 1}  # the shared gene_size stays the RNA's
+    assert model.init_params_["non_kwargs"]["wiring_by_modality"] == {"atac": {"gene_size": 1}}
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=data)
+    assert _gene_sizes(loaded) == {"rna": 2, "atac": 1}
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+    # the behaviour until 2026-12-06: every modality at the shared sizes; an explicit width wins over the rule
+    shared = nvi.NETWORKVI(data, gene_size=2, go_size=2, wiring_by_modality={}, **resources)
+    assert _gene_sizes(shared) == {"rna": 2, "atac": 2}
+    wide = nvi.NETWORKVI(data, gene_size=2, go_size=2, wiring_by_modality={"atac": {"gene_size": 3}}, **resources)
+    assert _gene_sizes(wide) == {"rna": 2, "atac": 3}
+    # a model saved before the rule (None) and rebuilt from its settings alone keeps the shared width
+    with rebuilding_saved_model():
+        before = nvi.NETWORKVI(data, gene_size=2, go_size=2, wiring_by_modality=None, **resources)
+    assert _gene_sizes(before) == {"rna": 2, "atac": 2}
+
+
 @pytest.mark.parametrize(
     ("roles", "mosaic_data", "encoder", "expected"),
     [
@@ -190,6 +218,9 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     assert (*got, rule.penalty_anchor, rule.batch_scaled_input, rule.depth_normalized) == expected
     # the penalty at full weight from the first step on GO mosaics with RNA and ATAC, proteins or not
     assert rule.penalty_warmup == (not (mosaic_data and encoder == "go" and {"rna", "atac"} <= set(roles)))
+    # one neuron per ATAC gene node for the GO encoder on paired RNA + ATAC only
+    paired_go_atac = encoder == "go" and not mosaic_data and roles == ["rna", "atac"]
+    assert rule.wiring_by_modality == ({"atac": {"gene_size": 1}} if paired_go_atac else {})
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
