@@ -9,8 +9,9 @@ encoder's step at least as fast as MULTIVI's").
 
 NETWORKVI: tutorial settings (go-basic, the tutorial GAF and interaction table, ``gene_size=5, go_size=2,
 gene_layer="interaction", encode_covariates=True``), ``adversarial_mixing=False``; ``--settings default``: what
-``NETWORKVI(mdata)`` gives (the full human annotations of the registry, the package's sizes); ``--atac-gene-size N``
-adds ``wiring_by_modality={"atac": {"gene_size": N}}`` (neurons per ATAC gene node) to either. TOTALVI:
+``NETWORKVI(mdata)`` gives (the full human annotations of the registry, the package's sizes); on multiome either gives
+the ATAC gene nodes one neuron since 2026-12-06g (the paired-multiome rule); ``--atac-gene-size N`` adds
+``wiring_by_modality={"atac": {"gene_size": N}}`` (neurons per ATAC gene node) to either. TOTALVI:
 ``TOTALVI(mdata)`` defaults (its adversarial classifier included). Both: batch size 128 (``--batch-size``), ``accelerator="cpu"``
 (``--accelerator cuda``: ``accelerator="gpu", devices=1``), no early stopping, ``epochs + 1`` epochs of which the
 first is a warm-up and not counted.
