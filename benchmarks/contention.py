@@ -58,6 +58,8 @@ from _portable import portable_command  # the sibling scripts (on sys.path)
 from train_throughput import MODALITIES, _epoch_timer, _quiet, device_name
 
 logger = logging.getLogger("benchmarks.contention")
+#: The tutorial CITE-seq MuData's modalities for ``setup_mudata`` (train_throughput keeps one mapping per dataset).
+CITE_MODALITIES = MODALITIES["cite"]
 MODELS = ("totalvi", "networkvi")
 SPIN = "while True: pass"
 IMPORTS = {
@@ -169,10 +171,10 @@ def run_worker(args: argparse.Namespace) -> dict:
         keep = np.sort(np.random.default_rng(args.seed).choice(mdata.n_obs, size=args.cells, replace=False))
         mdata = mdata[keep].copy()
     if args.worker == "networkvi":
-        nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODALITIES)
+        nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=CITE_MODALITIES)
         model = nvi.NETWORKVI(mdata)
     else:
-        scvi.model.TOTALVI.setup_mudata(mdata, batch_key="Site", modalities=MODALITIES)
+        scvi.model.TOTALVI.setup_mudata(mdata, batch_key="Site", modalities=CITE_MODALITIES)
         model = scvi.model.TOTALVI(mdata)
     plan = schedule(args.loads, args.repeats)
     if args.serial_kernels:  # the package's kernels on the calling thread only; torch's operations keep their threads

@@ -191,3 +191,16 @@ def test_decoder_dropout_change_adds_a_callback_that_fills_only_the_hidden_dropo
     callback.on_fit_start(None, type("Plan", (), {"module": module})())
     assert rates(module.rna_decoder) == [0.2, 0.2]  # its two hidden layers
     assert rates(module.protein_decoder) == [0.2] * n_protein  # its own slots only, no new ones on output layers
+
+
+def test_contention_registers_the_tutorial_cite_seq_modalities(load_script):
+    """The contention benchmark's workers register CITE-seq cells with TOTALVI and NETWORKVI (it once passed the
+    per-dataset mapping of train_throughput whole, which setup_mudata rejects)."""
+    import scvi
+
+    import scvi_networkvi as nvi
+
+    contention = load_script("benchmarks/contention.py")
+    mdata = nvi.datasets.example()
+    scvi.model.TOTALVI.setup_mudata(mdata.copy(), batch_key="Site", modalities=contention.CITE_MODALITIES)
+    nvi.NETWORKVI.setup_mudata(mdata.copy(), batch_key="Site", modalities=contention.CITE_MODALITIES)
