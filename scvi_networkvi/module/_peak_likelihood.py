@@ -49,9 +49,8 @@ def _backward(probs, depth, factors, counts, grad_out, floor, one, grad_logits, 
     """Gradients of ``sum_i grad_out[i] * nll_i`` for the logits, the depth and the region factors.
 
     ``q`` is recomputed as in :func:`_observed_probability`. ``d nll / d p`` is ``-1 / q`` for an open peak and
-    ``1 / q`` for a closed one, 0 where the log was clamped
-    (``q < floor``); ``grad_factors`` is accumulated (zeroed by the caller). Scalars come in the arrays' dtype, so float32
-    stays float32 (16 lanes of AVX-512).
+    ``1 / q`` for a closed one, 0 where the log was clamped (``q < floor``); ``grad_factors`` is accumulated (zeroed
+    by the caller). Scalars come in the arrays' dtype, so float32 stays float32 (16 lanes of AVX-512).
     """
     n, m = probs.shape
     for i in range(n):
