@@ -110,9 +110,11 @@ class _PeakNLL(torch.autograd.Function):
         return grad_logits, None, grad_depth, grad_factors, None
 
 
-def _kernel_ready(logits: torch.Tensor, probs: torch.Tensor, depth: torch.Tensor, counts: torch.Tensor) -> bool:
+def _kernel_ready(
+    logits: torch.Tensor, probs: torch.Tensor, depth: torch.Tensor, factors: torch.Tensor | None, counts: torch.Tensor
+) -> bool:
     """CPU float tensors of one dtype and matching 2-D shapes, contiguous, no second-order gradient needed."""
-    tensors = (logits, probs, depth, counts)
+    tensors = (logits, probs, depth, counts) if factors is None else (logits, probs, depth, factors, counts)
     return (
         all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
         and len({t.dtype for t in tensors}) == 1
@@ -151,8 +153,7 @@ def peak_nll_cells(
     reference
         Compute with torch operations (the composition the kernels are tested against).
     """
-    same_dtype = factors is None or factors.dtype == probs.dtype
-    if reference or not same_dtype or not _kernel_ready(logits, probs, depth, counts):
+    if reference or not _kernel_ready(logits, probs, depth, factors, counts):
         p = probs * depth  # depth (cells, 1) broadcasts over the peaks (and over posterior samples in front)
         if factors is not None:
             p = p * factors
