@@ -14,8 +14,11 @@ spent waiting in the run queue (``/proc/self/task/*/schedstat``: runnable, no co
 
 Slowdown = median s/epoch under load K / median idle s/epoch of the same run (same process, same model, epochs
 interleaved, so slow drift of the machine cancels); the number to compare is NETWORKVI's slowdown / TOTALVI's
-(<= 1: NETWORKVI suffers no more from the load than TOTALVI). The two models alternate (TOTALVI first, then NETWORKVI,
-per thread count and ``--runs``).
+(<= 1: NETWORKVI suffers no more from the load than TOTALVI). The models alternate (TOTALVI first, then NETWORKVI,
+per thread count and ``--runs``). NETWORKVI trains with its default ``adapt_threads=True`` (fewer threads while its
+threads wait for cores, :class:`scvi_networkvi.model.ThreadBackoff`); every epoch starts on all threads again (the
+back-off is reset), so idle epochs are timed on all of them and a loaded epoch pays for noticing the load.
+``--models networkvi-fixed`` adds NETWORKVI with ``adapt_threads=False`` (a fixed thread count, as before 2026-12-07).
 
 Import: ``import scvi``, ``import scvi_networkvi`` and ``from scvi_networkvi import NETWORKVI`` (what a user's first
 line costs: it imports scvi-tools and torch), each in a fresh interpreter (the time inside it, interpreter start
@@ -60,7 +63,9 @@ from train_throughput import MODALITIES, _epoch_timer, _quiet, device_name
 logger = logging.getLogger("benchmarks.contention")
 #: The tutorial CITE-seq MuData's modalities for ``setup_mudata`` (train_throughput keeps one mapping per dataset).
 CITE_MODALITIES = MODALITIES["cite"]
-MODELS = ("totalvi", "networkvi")
+#: ``networkvi-fixed``: NETWORKVI with ``train(adapt_threads=False)``, its fixed thread count (the behaviour before
+#: 2026-12-07).
+MODELS = ("totalvi", "networkvi", "networkvi-fixed")
 SPIN = "while True: pass"
 IMPORTS = {
     "import scvi": "import scvi",
@@ -117,10 +122,11 @@ def schedstat() -> tuple[float, float]:
     return run / 1e9, wait / 1e9
 
 
-def _load_switch(plan: list[int], loadavg: list[float], sched: list[tuple[float, float]]):
+def _load_switch(plan: list[int], loadavg: list[float], sched: list[tuple[float, float]], backoffs: list[int]):
     """A Lightning callback that runs epoch ``i`` under ``plan[i]`` busy processes (the timer must come after it).
 
-    Also records the 1-minute load average before each epoch and the threads' on-CPU and run-queue seconds over it.
+    Also records the 1-minute load average before each epoch and the threads' on-CPU and run-queue seconds over it,
+    and how often NETWORKVI's thread back-off dropped threads in it (``backoffs``; 0 without one).
     """
     from lightning.pytorch.callbacks import Callback
 
@@ -130,6 +136,10 @@ def _load_switch(plan: list[int], loadavg: list[float], sched: list[tuple[float,
             self.start = None
 
         def on_train_epoch_start(self, trainer, pl_module):
+            self.backoff = next((c for c in trainer.callbacks if hasattr(c, "n_backoffs")), None)
+            if self.backoff is not None:  # every epoch starts on all threads: idle epochs are timed on them
+                self.backoff.reset()
+                self.backoffs_before = self.backoff.n_backoffs
             loadavg.append(os.getloadavg()[0])
             self.load = Load(max(plan[trainer.current_epoch], 0))
             self.load.start()
@@ -145,6 +155,7 @@ def _load_switch(plan: list[int], loadavg: list[float], sched: list[tuple[float,
             if self.start is not None:
                 end = schedstat()
                 sched.append((end[0] - self.start[0], end[1] - self.start[1]))
+                backoffs.append(0 if self.backoff is None else self.backoff.n_backoffs - self.backoffs_before)
                 self.start = None
             self.load.stop()
 
@@ -170,9 +181,11 @@ def run_worker(args: argparse.Namespace) -> dict:
     if args.cells and args.cells < mdata.n_obs:
         keep = np.sort(np.random.default_rng(args.seed).choice(mdata.n_obs, size=args.cells, replace=False))
         mdata = mdata[keep].copy()
-    if args.worker == "networkvi":
+    train_kwargs = {}
+    if args.worker.startswith("networkvi"):
         nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=CITE_MODALITIES)
         model = nvi.NETWORKVI(mdata)
+        train_kwargs["adapt_threads"] = args.worker != "networkvi-fixed"
     else:
         scvi.model.TOTALVI.setup_mudata(mdata, batch_key="Site", modalities=CITE_MODALITIES)
         model = scvi.model.TOTALVI(mdata)
@@ -183,6 +196,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         _torch_threads.team_size = lambda: 1
     loadavg: list[float] = []
     sched: list[tuple[float, float]] = []
+    backoffs: list[int] = []
     timer = _epoch_timer()
     model.train(
         max_epochs=len(plan),
@@ -190,7 +204,8 @@ def run_worker(args: argparse.Namespace) -> dict:
         accelerator="cpu",
         early_stopping=False,
         enable_progress_bar=False,
-        callbacks=[_load_switch(plan, loadavg, sched), timer],
+        callbacks=[_load_switch(plan, loadavg, sched, backoffs), timer],
+        **train_kwargs,
     )
     return {
         "model": args.worker,
@@ -201,6 +216,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "cpu_seconds": timer.cpu_seconds,
         "loadavg": loadavg,
         "sched": sched,
+        "backoffs": backoffs,
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "scvi-tools": scvi.__version__},
     }
 
@@ -247,12 +263,13 @@ def epoch_rows(result: dict, run: int) -> list[dict]:
     """One CSV row per counted epoch of a worker's result."""
     rows = []
     columns = (result["load"], result["seconds"], result["cpu_seconds"], result["loadavg"], result["sched"])
-    for epoch, (k, s, cpu, avg, (_on_cpu, queued)) in enumerate(zip(*columns, strict=False)):
+    columns += (result.get("backoffs") or [0] * len(result["load"]),)
+    for epoch, (k, s, cpu, avg, (_on_cpu, queued), dropped) in enumerate(zip(*columns, strict=False)):
         if k >= 0:
             rows.append({"kind": "epoch", "model": result["model"].upper(), "threads": result["threads"],
                          "policy": result["policy"], "load": k,
                          "repeat": f"{run}.{epoch}", "seconds": round(s, 3), "cpu_seconds": round(cpu, 3),
-                         "loadavg": round(avg, 2), "queued_s": round(queued, 3)})  # fmt: skip
+                         "loadavg": round(avg, 2), "queued_s": round(queued, 3), "backoffs": dropped})  # fmt: skip
     return rows
 
 
@@ -261,7 +278,7 @@ def summarise(frame):
     import pandas as pd
 
     epochs = frame[frame["kind"] == "epoch"].astype(
-        {"seconds": float, "cpu_seconds": float, "loadavg": float, "queued_s": float}
+        {"seconds": float, "cpu_seconds": float, "loadavg": float, "queued_s": float, "backoffs": int}
     )
     out = []
     for (policy, model, threads), group in epochs.groupby(["policy", "model", "threads"], sort=False):
@@ -272,16 +289,18 @@ def summarise(frame):
                         "CPU s / wall s": round((rows["cpu_seconds"] / rows["seconds"]).median(), 2),
                         "run-queue s / wall s": round((rows["queued_s"] / rows["seconds"]).median(), 2),
                         "slowdown": round(median / idle, 2), "load avg (1 min) before": round(rows["loadavg"].median(), 2),
-                        "epochs": len(rows)})  # fmt: skip
+                        "epochs": len(rows), "epochs with a back-off": int((rows["backoffs"] > 0).sum())})  # fmt: skip
     table = pd.DataFrame(out)
     ratios = []
     keys = ["OpenMP wait policy", "threads", "busy processes"]
     for (policy, threads, k), rows in table[table["busy processes"] > 0].groupby(keys, sort=False):
         by_model = rows.set_index("model")["slowdown"]
-        if {"NETWORKVI", "TOTALVI"} <= set(by_model.index):
-            ratios.append({"OpenMP wait policy": policy, "threads": threads, "busy processes": k, "TOTALVI slowdown": by_model["TOTALVI"],
-                           "NETWORKVI slowdown": by_model["NETWORKVI"],
-                           "NETWORKVI / TOTALVI": round(by_model["NETWORKVI"] / by_model["TOTALVI"], 2)})  # fmt: skip
+        if "TOTALVI" not in by_model.index:
+            continue
+        for model in by_model.index.drop("TOTALVI"):
+            ratios.append({"OpenMP wait policy": policy, "threads": threads, "busy processes": k, "model": model,
+                           "TOTALVI slowdown": by_model["TOTALVI"], "model's slowdown": by_model[model],
+                           "model / TOTALVI": round(by_model[model] / by_model["TOTALVI"], 2)})  # fmt: skip
     return table, pd.DataFrame(ratios)
 
 

@@ -1,4 +1,4 @@
-"""The NETWORKVI scvi-tools model, its training plan, its training check and totalVI's protein prior start.
+"""The NETWORKVI scvi-tools model, its training plan and callbacks, and totalVI's protein prior start.
 
 Also the model layer's helpers that the tools (``nvi.tl``) build on: the modality roles of
 :meth:`NETWORKVI.setup_mudata` (:data:`LAYER_ROLES`), the checks made on the user's behalf (:class:`Caller`,
@@ -13,6 +13,7 @@ from ._gene_ids import default_annotations, detect_modality_gene_ids, paired_ont
 from ._networkvi import NETWORKVI
 from ._protein_prior import empirical_protein_background
 from ._quiet import quiet_lightning
+from ._thread_backoff import ThreadBackoff, run_queue_seconds
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import LAYER_ROLES, Caller, check_categories, check_setup_arguments, query_caller
 
@@ -22,6 +23,7 @@ __all__ = [
     "Caller",
     "FiniteLossCheck",
     "NetworkVITrainingPlan",
+    "ThreadBackoff",
     "check_categories",
     "check_setup_arguments",
     "default_annotations",
@@ -31,4 +33,5 @@ __all__ = [
     "paired_ontology",
     "query_caller",
     "quiet_lightning",
+    "run_queue_seconds",
 ]

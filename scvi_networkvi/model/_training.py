@@ -11,6 +11,7 @@ from scvi.model.base import UnsupervisedTrainingMixin
 
 from ._finite_loss import FiniteLossCheck
 from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
+from ._thread_backoff import ThreadBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         n_epochs_kl_warmup: int | None = 50,
         n_steps_kl_warmup: int | None = None,
         gradient_spike_factor: float | None = 100.0,
+        adapt_threads: bool = True,
         batch_size: int = 128,
         train_size: float | None = None,
         validation_size: float | None = None,
@@ -75,6 +77,12 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
             scaled down to that bound (AutoClip's rule, set so high that ordinary steps, at most 10-40x the median,
             are untouched). One such spike otherwise freezes the parameters it hits for thousands of AdamW steps
             (results page, "A guard against gradient spikes"). ``None``: no guard (the behaviour until 2026-12-06).
+        adapt_threads
+            On the CPU with several torch threads, train on fewer of them while other processes keep the cores busy
+            and on all of them again once the cores are free (:class:`~scvi_networkvi.model.ThreadBackoff`; the thread
+            count is restored when training ends). On a shared 2-core machine it keeps an epoch at 1.3x its idle time
+            where a fixed two-thread team took 3.6x (results page, "Contention"). ``False``: the thread count never
+            changes, as before 2026-12-07 (a run under changing load then repeats to the last digit).
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
             Data splitting, as in scvi-tools.
         early_stopping, early_stopping_patience, early_stopping_monitor
@@ -106,6 +114,8 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
                 f"train(gradient_spike_factor={gradient_spike_factor!r}) must be a number greater than 1 (how far above "
                 "the recent median a step's gradient norm may go) or None (no guard)."
             )
+        if not isinstance(adapt_threads, bool):
+            raise ValueError(f"train(adapt_threads={adapt_threads!r}) must be True or False.")
         if weight_decay is None:
             weight_decay = 0.0 if getattr(self, "query_", False) else 1e-3
         n_batch = self.summary_stats.n_batch
@@ -128,7 +138,7 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         plan.update(plan_kwargs or {})
         callbacks = trainer_kwargs.get("callbacks") or []
         callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        trainer_kwargs["callbacks"] = [*callbacks, FiniteLossCheck()]
+        trainer_kwargs["callbacks"] = [*callbacks, FiniteLossCheck(), *([ThreadBackoff()] if adapt_threads else [])]
         if early_stopping:
             trainer_kwargs.setdefault("early_stopping_monitor", early_stopping_monitor)
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
