@@ -124,6 +124,19 @@ def test_bad_settings_are_refused(kwargs):
         ThreadBackoff(**kwargs)
 
 
+def test_no_readable_statistics_read_as_none(tmp_path, monkeypatch):
+    """A folder of threads without scheduler statistics (a kernel built without them) says nothing, not zero."""
+    from scvi_networkvi.model import _thread_backoff
+
+    (tmp_path / "101").mkdir()
+    monkeypatch.setattr(_thread_backoff, "TASKS", str(tmp_path))
+    assert run_queue_seconds() is None
+    (tmp_path / "101" / "schedstat").write_text("5000 2500000000 7\n")
+    assert run_queue_seconds() == 2.5
+    monkeypatch.setattr(_thread_backoff, "TASKS", str(tmp_path / "missing"))
+    assert run_queue_seconds() is None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="run-queue times come from Linux's /proc")
 def test_the_run_queue_reading_counts_seconds_and_never_goes_back():
     first = run_queue_seconds()

@@ -29,19 +29,23 @@ TASKS = "/proc/self/task"
 
 
 def run_queue_seconds() -> float | None:
-    """Seconds this process's threads have waited for a core so far, or ``None`` where the OS does not say (not Linux)."""
+    """Seconds this process's threads have waited for a core so far; ``None`` where the OS does not say.
+
+    Linux only (``/proc/self/task/*/schedstat``); a kernel without scheduler statistics says nothing either.
+    """
     try:
         tasks = os.listdir(TASKS)
     except OSError:
         return None
-    waited = 0
+    waited, read = 0, False
     for task in tasks:
         try:
             with open(f"{TASKS}/{task}/schedstat", "rb") as stats:
                 waited += int(stats.read().split()[1])
         except (OSError, IndexError, ValueError):  # the thread ended, or a kernel without scheduler statistics
             continue
-    return waited / 1e9
+        read = True
+    return waited / 1e9 if read else None
 
 
 class ThreadBackoff(Callback):
