@@ -4,7 +4,8 @@ torch splits each CPU operation over its threads (the package's compiled kernels
 waits at the operation's end for the slowest one. When other processes share the cores, the OS parks one of the
 threads for a whole time slice and every operation of the step waits for it. A step of NETWORKVI has more such
 operations than TOTALVI's, so it suffered more: with two threads on a 2-core machine and one busy process an epoch
-took 3.6x its idle time against TOTALVI's 2.8x, where one thread took 1.3x (`docs/benchmarks.md`, "Contention").
+took 3.6x its idle time against TOTALVI's 2.8x; backing off to one thread, 1.3x (`docs/benchmarks.md`, "Under
+contention, with the thread back-off").
 
 The signal is the process's run-queue time (Linux ``/proc/self/task/*/schedstat``: seconds its threads were
 runnable with no core free), a counter the kernel keeps anyway: on an idle machine it stays near 0 per second of wall

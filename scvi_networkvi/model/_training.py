@@ -80,9 +80,10 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         adapt_threads
             On the CPU with several torch threads, train on fewer of them while other processes keep the cores busy
             and on all of them again once the cores are free (:class:`~scvi_networkvi.model.ThreadBackoff`; the thread
-            count is restored when training ends). On a shared 2-core machine it keeps an epoch at 1.3x its idle time
-            where a fixed two-thread team took 3.6x (results page, "Contention"). ``False``: the thread count never
-            changes, as before 2026-12-07 (a run under changing load then repeats to the last digit).
+            count is restored when training ends). On a shared 2-core machine it kept an epoch at 1.3x its idle time
+            where a fixed two-thread team took 3.6x (results page, "Under contention, with the thread back-off").
+            ``False``: the thread count never changes, as before 2026-12-07 (a run under changing load then repeats to
+            the last digit).
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
             Data splitting, as in scvi-tools.
         early_stopping, early_stopping_patience, early_stopping_monitor
