@@ -21,6 +21,16 @@ import pytest
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
+@pytest.fixture(autouse=True)
+def fixed_training_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainings keep their thread count (``train(adapt_threads=None)`` reads this switch).
+
+    The thread back-off follows the machine's load, so on a busy machine two trainings of one test could differ in the
+    last digits; its own tests (``tests/test_thread_backoff.py``) set the switch back.
+    """
+    monkeypatch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", "0")
+
+
 @dataclass
 class _Route:
     body: bytes

@@ -145,13 +145,24 @@ def test_the_run_queue_reading_counts_seconds_and_never_goes_back():
     assert isinstance(first, float) and 0.0 <= first <= second
 
 
-def test_training_watches_the_cores_by_default_and_not_when_asked(example_sites, threads):
+def test_the_environment_switch_decides_what_none_means(monkeypatch):
+    from scvi_networkvi.model._thread_backoff import adapt_threads_by_default
+
+    for value, expected in (("0", False), (" 0 ", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", value)
+        assert adapt_threads_by_default() is expected
+    monkeypatch.delenv("SCVI_NETWORKVI_ADAPT_THREADS")
+    assert adapt_threads_by_default() is True
+
+
+def test_training_watches_the_cores_by_default_and_not_when_asked(example_sites, threads, monkeypatch):
+    monkeypatch.delenv("SCVI_NETWORKVI_ADAPT_THREADS")  # the suite's switch (conftest) off: the package default
     cells = example_sites(["site2", "site4"])
     mdata: md.MuData = cells[np.r_[0:100, cells.n_obs - 100 : cells.n_obs]].copy()
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
     scvi.settings.seed = 0
     model = nvi.NETWORKVI(mdata, encoder="dense")
-    with pytest.raises(ValueError, match=r"train\(adapt_threads='yes'\) must be True or False"):
+    with pytest.raises(ValueError, match=r"train\(adapt_threads='yes'\) must be True, False or None"):
         model.train(adapt_threads="yes", **TRAIN)
     assert not model.is_trained_
     model.train(**TRAIN)
@@ -160,3 +171,8 @@ def test_training_watches_the_cores_by_default_and_not_when_asked(example_sites,
     assert torch.get_num_threads() == threads
     model.train(adapt_threads=False, **TRAIN)
     assert not any(isinstance(c, ThreadBackoff) for c in model.trainer.callbacks)
+    monkeypatch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", "0")
+    model.train(**TRAIN)
+    assert not any(isinstance(c, ThreadBackoff) for c in model.trainer.callbacks)
+    model.train(adapt_threads=True, **TRAIN)  # an explicit choice wins over the switch
+    assert any(isinstance(c, ThreadBackoff) for c in model.trainer.callbacks)

@@ -27,6 +27,13 @@ from lightning.pytorch.callbacks import Callback
 logger = logging.getLogger(__name__)
 
 TASKS = "/proc/self/task"
+#: ``0`` here makes ``train(adapt_threads=None)`` keep the thread count fixed.
+ENVIRONMENT_SWITCH = "SCVI_NETWORKVI_ADAPT_THREADS"
+
+
+def adapt_threads_by_default() -> bool:
+    """What ``train(adapt_threads=None)`` means: ``True`` unless ``$SCVI_NETWORKVI_ADAPT_THREADS`` is ``0``."""
+    return os.environ.get(ENVIRONMENT_SWITCH, "1").strip() != "0"
 
 
 def run_queue_seconds() -> float | None:

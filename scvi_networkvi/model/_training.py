@@ -11,7 +11,7 @@ from scvi.model.base import UnsupervisedTrainingMixin
 
 from ._finite_loss import FiniteLossCheck
 from ._quiet import QUERY_WARNINGS, TRAINING_WARNINGS, quiet_lightning
-from ._thread_backoff import ThreadBackoff
+from ._thread_backoff import ThreadBackoff, adapt_threads_by_default
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
         n_epochs_kl_warmup: int | None = 50,
         n_steps_kl_warmup: int | None = None,
         gradient_spike_factor: float | None = 100.0,
-        adapt_threads: bool = True,
+        adapt_threads: bool | None = None,
         batch_size: int = 128,
         train_size: float | None = None,
         validation_size: float | None = None,
@@ -82,8 +82,10 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
             and on all of them again once the cores are free (:class:`~scvi_networkvi.model.ThreadBackoff`; the thread
             count is restored when training ends). On a shared 2-core machine it kept an epoch at 1.3x its idle time
             where a fixed two-thread team took 3.6x (results page, "Under contention, with the thread back-off").
-            ``False``: the thread count never changes, as before 2026-12-07 (a run under changing load then repeats to
-            the last digit).
+            ``False``: the thread count never changes, as before 2026-12-07 (two runs with the same seed then agree
+            to the last digit whatever the load; a back-off changes torch's parallel reductions in the last digits).
+            ``None``: ``True`` unless the environment variable ``SCVI_NETWORKVI_ADAPT_THREADS`` is ``0`` (for
+            pipelines that need repeatable runs on shared machines, and the test suite).
         batch_size, train_size, validation_size, shuffle_set_split, datasplitter_kwargs
             Data splitting, as in scvi-tools.
         early_stopping, early_stopping_patience, early_stopping_monitor
@@ -115,8 +117,10 @@ class NetworkVITrainingMixin(UnsupervisedTrainingMixin):
                 f"train(gradient_spike_factor={gradient_spike_factor!r}) must be a number greater than 1 (how far above "
                 "the recent median a step's gradient norm may go) or None (no guard)."
             )
-        if not isinstance(adapt_threads, bool):
-            raise ValueError(f"train(adapt_threads={adapt_threads!r}) must be True or False.")
+        if adapt_threads is not None and not isinstance(adapt_threads, bool):
+            raise ValueError(f"train(adapt_threads={adapt_threads!r}) must be True, False or None.")
+        if adapt_threads is None:
+            adapt_threads = adapt_threads_by_default()
         if weight_decay is None:
             weight_decay = 0.0 if getattr(self, "query_", False) else 1e-3
         n_batch = self.summary_stats.n_batch
