@@ -116,6 +116,15 @@ def test_the_back_off_stays_out_of_one_thread_a_gpu_and_an_os_without_run_queue_
     assert not backoff.active
 
 
+def test_statistics_that_go_away_in_training_change_nothing(threads):
+    machine = Machine(free_cores=1)
+    readings = iter([0.0])  # one reading at the start, then none
+    backoff = ThreadBackoff(clock=machine.clock, reader=lambda: next(readings, None))
+    backoff.on_train_start(None, CPU_MODULE)
+    assert backoff.active
+    assert set(train_for(backoff, machine, 2.0)) == {threads}
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"window_s": 0}, {"threshold": -1}, {"probe_s": 0}, {"probe_s": 10.0, "max_probe_s": 5.0}]
 )

@@ -132,6 +132,9 @@ class ThreadBackoff(Callback):
         if now - self._window_start < self.window_s:
             return
         waited = self.reader()
+        if waited is None or self._waited_start is None:  # the statistics went away: no reading, no change
+            self._start_window()
+            return
         share = (waited - self._waited_start) / (now - self._window_start)
         threads = torch.get_num_threads()
         if share >= self.threshold and threads > 1:
