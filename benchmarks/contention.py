@@ -130,13 +130,15 @@ def _load_switch(plan: list[int], loadavg: list[float], sched: list[tuple[float,
     """
     from lightning.pytorch.callbacks import Callback
 
+    from scvi_networkvi.model import ThreadBackoff
+
     class LoadSwitch(Callback):
         def __init__(self):
             self.load = Load(0)
             self.start = None
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self.backoff = next((c for c in trainer.callbacks if hasattr(c, "n_backoffs")), None)
+            self.backoff = next((c for c in trainer.callbacks if isinstance(c, ThreadBackoff)), None)
             if self.backoff is not None:  # every epoch starts on all threads: idle epochs are timed on them
                 self.backoff.reset()
                 self.backoffs_before = self.backoff.n_backoffs
