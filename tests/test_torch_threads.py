@@ -96,3 +96,6 @@ def test_run_units_hands_large_work_to_the_team_and_small_or_workerless_work_to_
     assert serial_calls == [(0, 1000)] and (counts == 2).all()  # too small to hand over
     threads.run_units(lambda: None, serial, [counts], [], ptr, threads.MIN_TEAM_ELEMENTS)
     assert serial_calls == [(0, 1000), (0, 1000)] and (counts == 3).all()  # no team worker for this dtype
+    one = np.array([0, 1000], dtype=np.int64)  # a single unit of 1000 entries: nothing for a second thread to take
+    threads.run_units(lambda: _count_visits, serial, [counts], [], one, threads.MIN_TEAM_ELEMENTS)
+    assert serial_calls[-1] == (0, 1)

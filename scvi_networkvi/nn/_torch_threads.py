@@ -197,12 +197,13 @@ def run_units(
 ) -> None:
     """Run a kernel over the units of a compressed list ``ptr`` (unit ``i`` costs one plus its ``ptr`` entries).
 
-    On the team (:func:`run`) in a few chunks per thread when torch has several threads, the kernel writes at least
-    :data:`MIN_TEAM_ELEMENTS` values and ``workers()`` gives its ``cfunc`` (``None``: no team worker for this dtype);
-    else ``serial(0, n_units)`` on this thread.
+    On the team (:func:`run`) in a few chunks per thread when torch has several threads, there are several units,
+    the kernel writes at least :data:`MIN_TEAM_ELEMENTS` values and ``workers()`` gives its ``cfunc`` (``None``: no
+    team worker for this dtype); else ``serial(0, n_units)`` on this thread.
     """
     n_units = len(ptr) - 1
-    team = team_size() if n_outputs >= MIN_TEAM_ELEMENTS else 1
+    # one unit cannot be split: handing it to the team only adds the hand-over (~0.1 ms) while a thread idles
+    team = team_size() if n_outputs >= MIN_TEAM_ELEMENTS and n_units > 1 else 1
     worker = workers() if team > 1 else None
     if worker is None:
         serial(0, n_units)
