@@ -117,6 +117,23 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
     "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
+    # smaller learning rates than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
+    "lr1e-3": ({}, {"lr": 1e-3}, {}),
+    "lr1e-4": ({}, {"lr": 1e-4}, {}),
+    # the UNKNOWN chain 64 wide for the ATAC peaks only (half the tutorial's peaks lie next to a gene without GO terms)
+    "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}}, {}, {}),
+    "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}}, {}, {}),
+    # ATAC GO terms 2 neurons wide instead of the shared 6 (every wider ATAC encoder has lost on ATAC-only cells); the
+    # RNA + ATAC mosaic default since 2026-12-07
+    "atac-go2": ({"wiring_by_modality": {"atac": {"go_size": 2}}}, {}, {}),
+    "atac-go2-unknown64": ({"wiring_by_modality": {"atac": {"go_size": 2, "unknown_size": 64}}}, {}, {}),
+    # every modality at the shared wiring fields (the RNA + ATAC mosaic default until 2026-12-07: ATAC GO terms 6 wide)
+    "atac-shared": ({"wiring_by_modality": {}}, {}, {}),
+    # regularising the encoders: dropout 0.1 (MULTIVI's) instead of none, AdamW's weight decay 1e-2 instead of 1e-3
+    "dropout0.1": ({"dropout_rate": 0.1}, {}, {}),
+    "wd1e-2": ({}, {"weight_decay": 1e-2}, {}),
+    # GO depth 3 instead of the package's 2: four times the terms, each with fewer genes
+    "depth3": ({"n_layers_encoder": 3}, {}, {}),
     # training without the gradient-spike guard (train(gradient_spike_factor=None)), as before 2026-12-06
     "no-guard": ({}, {"gradient_spike_factor": None}, {}),
 }

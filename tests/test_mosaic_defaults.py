@@ -218,9 +218,13 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     assert (*got, rule.penalty_anchor, rule.batch_scaled_input, rule.depth_normalized) == expected
     # the penalty at full weight from the first step on GO mosaics with RNA and ATAC, proteins or not
     assert rule.penalty_warmup == (not (mosaic_data and encoder == "go" and {"rna", "atac"} <= set(roles)))
-    # one neuron per ATAC gene node for the GO encoder on paired RNA + ATAC only
+    # one neuron per ATAC gene node for the GO encoder on paired RNA + ATAC; two per ATAC GO term on its mosaics
     paired_go_atac = encoder == "go" and not mosaic_data and roles == ["rna", "atac"]
-    assert rule.wiring_by_modality == ({"atac": {"gene_size": 1}} if paired_go_atac else {})
+    go_atac_mosaic = encoder == "go" and mosaic_data and roles == ["rna", "atac"]
+    expected_fields = (
+        {"atac": {"gene_size": 1}} if paired_go_atac else {"atac": {"go_size": 2}} if go_atac_mosaic else {}
+    )
+    assert rule.wiring_by_modality == expected_fields
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -318,16 +322,47 @@ def _depth(model) -> tuple[str, ...]:
     return model.init_params_["kwargs"]["model_kwargs"]["depth_normalized_input"]
 
 
-def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_with_a_full_penalty_and_older_models_load_without(
-    multiome, tmp_path
-):
+def _rna_atac_mosaic(multiome: md.MuData) -> tuple[md.MuData, dict]:
+    """The multiome subset with ATAC for half of the cells (the other half RNA only), registered; the example GO."""
     example = nvi.datasets.example_resources()
     resources = {key: example[key] for key in ("go", "annotations", "interactions")}
     data = multiome.copy()
-    data.mod["atac"] = data["atac"][: data.n_obs // 2].copy()  # the other half of the cells: RNA only
+    data.mod["atac"] = data["atac"][: data.n_obs // 2].copy()
     data.update()
     data.obs["batch"] = multiome["rna"].obs["batch"].to_numpy()
     nvi.NETWORKVI.setup_mudata(data, batch_key="batch", modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    return data, resources
+
+
+def _go_term_sizes(model) -> dict[str, set[int]]:
+    return {role: set(w.term_size[w.term_kind == "go"].tolist()) for role, w in model.wirings_.items()}
+
+
+def test_the_go_rna_atac_mosaic_gives_atac_go_terms_two_neurons_and_models_saved_before_keep_the_shared_width(
+    multiome, tmp_path
+):
+    data, resources = _rna_atac_mosaic(multiome)
+    model = nvi.NETWORKVI(data, gene_size=2, go_size=3, **resources)
+    assert _go_term_sizes(model) == {"rna": {3}, "atac": {2}}  # the shared go_size stays the RNA's
+    sizes = {"gene_size": 2, "go_size": 3}
+    assert model.init_params_["non_kwargs"]["wiring_by_modality"] == {"atac": {"term_size": 2}}  # the field's own name
+    # explicit settings win over the rule; the paired data and the dense encoder are not affected
+    assert _go_term_sizes(nvi.NETWORKVI(data, wiring_by_modality={}, **sizes, **resources)) == {"rna": {3}, "atac": {3}}
+    assert _go_term_sizes(nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources))["atac"] == {3}
+    # a model saved with the shared width (the default until 2026-12-07) loads with it
+    scvi.settings.seed = 0
+    shared = nvi.NETWORKVI(data, wiring_by_modality={}, **sizes, **resources)
+    shared.train(**TRAIN)
+    shared.save(tmp_path / "shared")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "shared"), adata=data)
+    assert _go_term_sizes(loaded) == {"rna": {3}, "atac": {3}}
+    np.testing.assert_allclose(loaded.get_latent_representation(), shared.get_latent_representation(), rtol=1e-5)
+
+
+def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_with_a_full_penalty_and_older_models_load_without(
+    multiome, tmp_path
+):
+    data, resources = _rna_atac_mosaic(multiome)
     sizes = {"gene_size": 2, "go_size": 2}
     scvi.settings.seed = 0
     model = nvi.NETWORKVI(data, **sizes, **resources)

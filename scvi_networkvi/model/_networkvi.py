@@ -118,9 +118,11 @@ class NETWORKVI(
         Fields of ``wiring_config`` for one modality only, over the shared ones: ``{"atac": {"gene_size": 1}}`` gives
         each ATAC gene node one neuron (the depth and the root width stay the model's). ``None``: the data type's
         default, which for the GO encoder on paired RNA + ATAC is ``{"atac": {"gene_size": 1}}`` (most ATAC gene
-        nodes read one or two peaks; 1.5x faster training at the same scib total, results page "Multiome") and
-        elsewhere none; ``{}`` keeps every modality at the shared fields (the behaviour until 2026-12-06). The
-        resolved mapping is what the model saves.
+        nodes read one or two peaks; 1.5x faster training at the same scib total, results page "Multiome"), on
+        mosaics of RNA and ATAC without proteins ``{"atac": {"go_size": 2}}`` (ATAC GO terms of two neurons: the
+        ATAC-only cells placed better than with the shared six, results page "Mosaic") and elsewhere none; ``{}``
+        keeps every modality at the shared fields (the behaviour until 2026-12-06; on RNA + ATAC mosaics until
+        2026-12-07). The resolved mapping is what the model saves.
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
