@@ -154,6 +154,18 @@ def test_the_run_queue_reading_counts_seconds_and_never_goes_back():
     assert isinstance(first, float) and 0.0 <= first <= second
 
 
+@pytest.fixture(scope="module")
+def switch_seen_by_a_module_fixture() -> str | None:
+    import os
+
+    return os.environ.get("SCVI_NETWORKVI_ADAPT_THREADS")
+
+
+def test_the_suites_switch_is_on_before_module_scoped_fixtures_train(switch_seen_by_a_module_fixture):
+    # models trained once per module (the slow planted-signal test's) must not follow the machine's load either
+    assert switch_seen_by_a_module_fixture == "0"
+
+
 def test_the_environment_switch_decides_what_none_means(monkeypatch):
     from scvi_networkvi.model._thread_backoff import adapt_threads_by_default
 
