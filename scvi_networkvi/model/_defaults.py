@@ -124,7 +124,7 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
     - The GO encoder on mosaic data of RNA and ATAC without proteins: ATAC GO terms of two neurons
       (``wiring_by_modality={"atac": {"go_size": 2}}``); every wider ATAC encoder placed the ATAC-only cells worse,
       this narrower one better at 20 % and 60 % paired (3 seeds each); the CITE-seq + multiome mosaic keeps the shared
-      width (not measured).
+      width (level there, 3 seeds).
 
     The evidence for each rule, per data type and encoder, is on the results page (``docs/benchmarks.md``: the
     integration, multiome and mosaic ablations).

@@ -202,7 +202,7 @@ def run_units(
     team worker for this dtype); else ``serial(0, n_units)`` on this thread.
     """
     n_units = len(ptr) - 1
-    # one unit cannot be split: handing it to the team only adds the hand-over (~0.1 ms) while a thread idles
+    # one unit cannot be split: handing it to the team would only add the hand-over while the other threads idle
     team = team_size() if n_outputs >= MIN_TEAM_ELEMENTS and n_units > 1 else 1
     worker = workers() if team > 1 else None
     if worker is None:
