@@ -117,9 +117,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
     "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
-    # smaller learning rates than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
+    # a smaller learning rate than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
     "lr1e-3": ({}, {"lr": 1e-3}, {}),
-    "lr1e-4": ({}, {"lr": 1e-4}, {}),
     # the UNKNOWN chain 64 wide for the ATAC peaks only (half the tutorial's peaks lie next to a gene without GO terms)
     "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}}, {}, {}),
     "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}}, {}, {}),

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from scvi_networkvi.model._thread_backoff import ENVIRONMENT_SWITCH
+
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -31,7 +33,7 @@ def fixed_training_threads() -> Iterator[None]:
     of 10 when the back-off acted in it under load).
     """
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", "0")
+        patch.setenv(ENVIRONMENT_SWITCH, "0")
         yield
 
 

@@ -346,7 +346,7 @@ def test_the_go_rna_atac_mosaic_gives_atac_go_terms_two_neurons_and_models_saved
     assert _go_term_sizes(model) == {"rna": {3}, "atac": {2}}  # the shared go_size stays the RNA's
     sizes = {"gene_size": 2, "go_size": 3}
     assert model.init_params_["non_kwargs"]["wiring_by_modality"] == {"atac": {"term_size": 2}}  # the field's own name
-    # explicit settings win over the rule; the paired data and the dense encoder are not affected
+    # explicit settings win over the rule; paired multiome is not affected
     assert _go_term_sizes(nvi.NETWORKVI(data, wiring_by_modality={}, **sizes, **resources)) == {"rna": {3}, "atac": {3}}
     assert _go_term_sizes(nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources))["atac"] == {3}
     # a model saved with the shared width (the default until 2026-12-07) loads with it

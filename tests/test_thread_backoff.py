@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -13,6 +14,7 @@ import torch
 
 import scvi_networkvi as nvi
 from scvi_networkvi.model import ThreadBackoff, run_queue_seconds
+from scvi_networkvi.model._thread_backoff import ENVIRONMENT_SWITCH, adapt_threads_by_default
 
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 TRAIN = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False, "batch_size": 64}
@@ -156,9 +158,7 @@ def test_the_run_queue_reading_counts_seconds_and_never_goes_back():
 
 @pytest.fixture(scope="module")
 def switch_seen_by_a_module_fixture() -> str | None:
-    import os
-
-    return os.environ.get("SCVI_NETWORKVI_ADAPT_THREADS")
+    return os.environ.get(ENVIRONMENT_SWITCH)
 
 
 def test_the_suites_switch_is_on_before_module_scoped_fixtures_train(switch_seen_by_a_module_fixture):
@@ -167,17 +167,15 @@ def test_the_suites_switch_is_on_before_module_scoped_fixtures_train(switch_seen
 
 
 def test_the_environment_switch_decides_what_none_means(monkeypatch):
-    from scvi_networkvi.model._thread_backoff import adapt_threads_by_default
-
     for value, expected in (("0", False), (" 0 ", False), ("1", True), ("yes", True)):
-        monkeypatch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", value)
+        monkeypatch.setenv(ENVIRONMENT_SWITCH, value)
         assert adapt_threads_by_default() is expected
-    monkeypatch.delenv("SCVI_NETWORKVI_ADAPT_THREADS")
+    monkeypatch.delenv(ENVIRONMENT_SWITCH)
     assert adapt_threads_by_default() is True
 
 
 def test_training_watches_the_cores_by_default_and_not_when_asked(example_sites, threads, monkeypatch):
-    monkeypatch.delenv("SCVI_NETWORKVI_ADAPT_THREADS")  # the suite's switch (conftest) off: the package default
+    monkeypatch.delenv(ENVIRONMENT_SWITCH)  # the suite's switch (conftest) off: the package default
     cells = example_sites(["site2", "site4"])
     mdata: md.MuData = cells[np.r_[0:100, cells.n_obs - 100 : cells.n_obs]].copy()
     nvi.NETWORKVI.setup_mudata(mdata, batch_key="Site", modalities=MODS)
@@ -192,7 +190,7 @@ def test_training_watches_the_cores_by_default_and_not_when_asked(example_sites,
     assert torch.get_num_threads() == threads
     model.train(adapt_threads=False, **TRAIN)
     assert not any(isinstance(c, ThreadBackoff) for c in model.trainer.callbacks)
-    monkeypatch.setenv("SCVI_NETWORKVI_ADAPT_THREADS", "0")
+    monkeypatch.setenv(ENVIRONMENT_SWITCH, "0")
     model.train(**TRAIN)
     assert not any(isinstance(c, ThreadBackoff) for c in model.trainer.callbacks)
     model.train(adapt_threads=True, **TRAIN)  # an explicit choice wins over the switch

@@ -133,6 +133,7 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
     paired_go_atac = encoder == "go" and multimodal and not is_mosaic and "atac" in roles
     centre = "protein" in roles or paired_go_atac
     rna_atac_go_mosaic = encoder == "go" and is_mosaic and {"rna", "atac"} <= set(roles)
+    rna_atac_go_mosaic_without_protein = rna_atac_go_mosaic and "protein" not in roles
     return DataTypeDefaults(
         dropout_rate=0.0 if multimodal else 0.1,
         batch_centered_input="all" if centre else (),
@@ -140,13 +141,20 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         head_input="levels" if paired_go_atac else "root",
         penalty_anchor="rna" if rna_atac_go_mosaic else None,
         batch_scaled_input=encoder == "go" and "protein" in roles and not is_mosaic,
-        depth_normalized=("rna", "atac") if rna_atac_go_mosaic and "protein" not in roles else (),
+        depth_normalized=("rna", "atac") if rna_atac_go_mosaic_without_protein else (),
         penalty_warmup=not rna_atac_go_mosaic,
-        wiring_by_modality=(
-            {"atac": {"gene_size": 1}}
-            if paired_go_atac
-            else {"atac": {"go_size": 2}}
-            if rna_atac_go_mosaic and "protein" not in roles
-            else {}
-        ),
+        wiring_by_modality=_atac_wiring(paired_go_atac, rna_atac_go_mosaic_without_protein),
     )
+
+
+def _atac_wiring(paired_go_atac: bool, rna_atac_go_mosaic_without_protein: bool) -> dict[str, dict[str, int]]:
+    """The per-modality wiring fields of the rules above (``wiring_by_modality``).
+
+    ATAC gene nodes of one neuron on paired RNA + ATAC, ATAC GO terms of two on RNA + ATAC mosaics without proteins,
+    the shared fields elsewhere.
+    """
+    if paired_go_atac:
+        return {"atac": {"gene_size": 1}}
+    if rna_atac_go_mosaic_without_protein:
+        return {"atac": {"go_size": 2}}
+    return {}
