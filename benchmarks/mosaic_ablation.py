@@ -115,19 +115,30 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # GO terms 10 neurons wide instead of the package's 6 (after sizes-default): more room above the gene nodes
     "go10": ({"go_size": 10}, {}, {}),
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
-    "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
-    "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
+    "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}, "dense_modalities": ()}, {}, {}),
+    "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}, "dense_modalities": ()}, {}, {}),
     # a smaller learning rate than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
     "lr1e-3": ({}, {"lr": 1e-3}, {}),
     # the UNKNOWN chain 64 wide for the ATAC peaks only (half the tutorial's peaks lie next to a gene without GO terms)
-    "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}}, {}, {}),
-    "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}}, {}, {}),
+    "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}, "dense_modalities": ()}, {}, {}),
+    "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}, "dense_modalities": ()}, {}, {}),
     # ATAC GO terms 2 neurons wide instead of the shared 6 (every wider ATAC encoder has lost on ATAC-only cells); the
-    # RNA + ATAC mosaic default since 2026-12-07
-    "atac-go2": ({"wiring_by_modality": {"atac": {"go_size": 2}}}, {}, {}),
-    "atac-go2-unknown64": ({"wiring_by_modality": {"atac": {"go_size": 2, "unknown_size": 64}}}, {}, {}),
+    # RNA + ATAC mosaic default on 2026-12-07, and still the default width of a GO-wired ATAC encoder there. The
+    # atac-* wiring variants wire the ATAC encoder (dense_modalities=()), as every GO model did before 2026-12-07b.
+    "atac-go2": ({"wiring_by_modality": {"atac": {"go_size": 2}}, "dense_modalities": ()}, {}, {}),
+    # narrower still: one neuron per ATAC GO term
+    "atac-go1": ({"wiring_by_modality": {"atac": {"go_size": 1}}, "dense_modalities": ()}, {}, {}),
+    "atac-go2-unknown64": (
+        {"wiring_by_modality": {"atac": {"go_size": 2, "unknown_size": 64}}, "dense_modalities": ()},
+        {},
+        {},
+    ),
+    # scvi-tools' dense ATAC encoder next to the GO-wired RNA one (the RNA + ATAC mosaic default since 2026-12-07b),
+    # and every modality GO-wired (the default before)
+    "atac-dense": ({"dense_modalities": ("atac",)}, {}, {}),
+    "atac-wired": ({"dense_modalities": ()}, {}, {}),
     # every modality at the shared wiring fields (the RNA + ATAC mosaic default until 2026-12-07: ATAC GO terms 6 wide)
-    "atac-shared": ({"wiring_by_modality": {}}, {}, {}),
+    "atac-shared": ({"wiring_by_modality": {}, "dense_modalities": ()}, {}, {}),
     # regularising the encoders: dropout 0.1 (MULTIVI's) instead of none, AdamW's weight decay 1e-2 instead of 1e-3
     "dropout0.1": ({"dropout_rate": 0.1}, {}, {}),
     "wd1e-2": ({}, {"weight_decay": 1e-2}, {}),

@@ -172,7 +172,11 @@ joint posterior is the product of the posteriors of the modalities each cell has
 default with proteins; the original's gating network put all the weight on protein for the CITE-seq cells and on RNA
 for the multiome cells, and transferred labels far worse), and the modality penalty pulls the protein and ATAC
 posteriors towards the RNA one at full weight from the first step (the GO encoder's default on mosaics with RNA and
-ATAC since 2026-12-06c). `benchmarks/mosaic.py --cross` compares this setting with MULTIVI and
-with NETWORKVI's dense encoder on the same cells; the results page of the docs has the numbers.""",
+ATAC since 2026-12-06c). The peaks are read by scvi-tools' dense encoder while the RNA and protein encoders stay
+GO-wired (`dense_modalities=("atac",)`, the GO encoder's default on mosaics with RNA and ATAC since 2026-12-07b: it
+transferred labels and mixed the datasets better than a GO-wired ATAC encoder), so the model's GO terms and
+importances are the RNA's and the proteins'. `benchmarks/mosaic.py --cross` and `benchmarks/mosaic_ablation.py`
+compare these settings with MULTIVI and with NETWORKVI's dense encoder on the same cells; the results page of the
+docs has the numbers.""",
     ),
 ]

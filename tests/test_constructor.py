@@ -39,9 +39,10 @@ def registered() -> md.MuData:
 
 def test_the_constructor_keeps_only_what_the_model_uses():
     explicit = [p for p in inspect.signature(nvi.NETWORKVI.__init__).parameters if p not in ("self", "model_kwargs")]
-    assert (
-        len(explicit) == 18
-    )  # TOTALVI 8, MULTIVI 21; the data-derived ones (batch means and scales) and the wiring stay here
+    # TOTALVI 8, MULTIVI 21; the data-derived ones (batch means and scales) and the wiring (dense_modalities
+    # included: which modalities get one) stay here
+    assert len(explicit) == 19
+    assert "dense_modalities" in explicit and "dense_modalities" not in NetworkVAE.options()
     options = NetworkVAE.options()
     moved = ["gene_likelihood", "modality_penalty", "encode_covariates", "n_layers_decoder", "gene_layer"]
     encoder = ["activation", "linear_path", "covariate_attention", "go_norm", "n_interaction_layers"]

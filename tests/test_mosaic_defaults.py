@@ -125,6 +125,17 @@ def test_adversarial_scale_values():
             _adversarial_scale(bad, full_weight=True)
 
 
+def _save_as_before_the_option(model, path: Path, *keys: str) -> None:
+    """Save ``model`` at ``path`` as a model saved before an option existed: without ``init_params_[keys...]``."""
+    model.save(path)
+    saved = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
+    params = saved["attr_dict"]["init_params_"]
+    for key in keys[:-1]:
+        params = params[key]
+    del params[keys[-1]]
+    torch.save(saved, path / "model.pt")
+
+
 def _shifted(model) -> set[str]:
     return {name.removeprefix("input_shift_") for name, _ in model.module.named_buffers() if "input_shift_" in name}
 
@@ -225,6 +236,9 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
         {"atac": {"gene_size": 1}} if paired_go_atac else {"atac": {"go_size": 2}} if go_atac_mosaic else {}
     )
     assert rule.wiring_by_modality == expected_fields
+    # a dense ATAC encoder (the others GO-wired) for the GO encoder on mosaics with RNA and ATAC, proteins or not
+    rna_atac_go_mosaic = encoder == "go" and mosaic_data and {"rna", "atac"} <= set(roles)
+    assert rule.dense_modalities == (("atac",) if rna_atac_go_mosaic else ())
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -267,11 +281,8 @@ def test_a_model_saved_before_head_input_existed_loads_and_maps_queries_with_roo
     scvi.settings.seed = 0
     model = nvi.NETWORKVI(mdata, gene_size=2, go_size=2, head_input="root", **resources)
     model.train(**TRAIN)
-    model.save(tmp_path / "model")
     # what the saved file of a model from before the option holds: no head_input among its parameters
-    saved = torch.load(tmp_path / "model" / "model.pt", map_location="cpu", weights_only=False)
-    del saved["attr_dict"]["init_params_"]["non_kwargs"]["head_input"]
-    torch.save(saved, tmp_path / "model" / "model.pt")
+    _save_as_before_the_option(model, tmp_path / "model", "non_kwargs", "head_input")
     loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
     assert loaded.init_params_["non_kwargs"]["head_input"] == "root"
     assert {e.head_input for e in loaded.module.encoders.values()} == {"root"}
@@ -342,16 +353,17 @@ def test_the_go_rna_atac_mosaic_gives_atac_go_terms_two_neurons_and_models_saved
     multiome, tmp_path
 ):
     data, resources = _rna_atac_mosaic(multiome)
-    model = nvi.NETWORKVI(data, gene_size=2, go_size=3, **resources)
-    assert _go_term_sizes(model) == {"rna": {3}, "atac": {2}}  # the shared go_size stays the RNA's
     sizes = {"gene_size": 2, "go_size": 3}
+    model = nvi.NETWORKVI(data, dense_modalities=(), **sizes, **resources)  # a GO-wired ATAC encoder
+    assert _go_term_sizes(model) == {"rna": {3}, "atac": {2}}  # the shared go_size stays the RNA's
     assert model.init_params_["non_kwargs"]["wiring_by_modality"] == {"atac": {"term_size": 2}}  # the field's own name
     # explicit settings win over the rule; paired multiome is not affected
-    assert _go_term_sizes(nvi.NETWORKVI(data, wiring_by_modality={}, **sizes, **resources)) == {"rna": {3}, "atac": {3}}
+    shared_width = nvi.NETWORKVI(data, wiring_by_modality={}, dense_modalities=(), **sizes, **resources)
+    assert _go_term_sizes(shared_width) == {"rna": {3}, "atac": {3}}
     assert _go_term_sizes(nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources))["atac"] == {3}
     # a model saved with the shared width (the default until 2026-12-07) loads with it
     scvi.settings.seed = 0
-    shared = nvi.NETWORKVI(data, wiring_by_modality={}, **sizes, **resources)
+    shared = nvi.NETWORKVI(data, wiring_by_modality={}, dense_modalities=(), **sizes, **resources)
     shared.train(**TRAIN)
     shared.save(tmp_path / "shared")
     loaded = nvi.NETWORKVI.load(str(tmp_path / "shared"), adata=data)
@@ -387,3 +399,97 @@ def test_the_go_rna_atac_mosaic_reads_depth_normalized_counts_with_a_full_penalt
     loaded = nvi.NETWORKVI.load(str(tmp_path / "raw"), adata=data)
     assert loaded.module.depth_normalized_modalities == () and _depth(loaded) == ()
     np.testing.assert_allclose(loaded.get_latent_representation(), raw.get_latent_representation(), rtol=1e-5)
+
+
+def test_the_go_rna_atac_mosaic_reads_atac_with_a_dense_encoder_and_saves_it(multiome, tmp_path):
+    data, resources = _rna_atac_mosaic(multiome)
+    sizes = {"gene_size": 2, "go_size": 2}
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(data, **sizes, **resources)
+    assert set(model.wirings_) == {"rna"} and set(model.gene_ids_) == {"rna"}
+    assert isinstance(model.module.encoders["atac"], scvi.nn.Encoder)
+    assert isinstance(model.module.encoders["rna"], nvi.nn.WiredEncoder)
+    params = model.init_params_["non_kwargs"]
+    assert params["dense_modalities"] == ("atac",) and params["wiring_by_modality"] == {}  # saved resolved
+    assert "atac dense" in model._model_summary_string
+    # the other defaults of the data type stay: depth-normalised RNA and ATAC, the penalty anchored on RNA
+    assert model.module.depth_normalized_modalities == ("rna", "atac") and model.module.penalty_anchor == "rna"
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=data)
+    assert isinstance(loaded.module.encoders["atac"], scvi.nn.Encoder) and set(loaded.wirings_) == {"rna"}
+    assert loaded.init_params_["non_kwargs"]["dense_modalities"] == ("atac",)
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
+    # importances name the wired modality; asking for the dense one says why it has none
+    assert model._interpretable_roles(None) == ["rna"]
+    with pytest.raises(ValueError, match="dense encoder"):
+        model._interpretable_roles("atac")
+    # paired multiome keeps every modality wired
+    assert set(nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources).wirings_) == {"rna", "atac"}
+
+
+def test_the_go_cite_seq_and_multiome_mosaic_reads_atac_with_a_dense_encoder(cite, multiome):
+    example = nvi.datasets.example_resources()
+    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
+    model = nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, **resources)
+    assert set(model.wirings_) == {"rna", "protein"} and isinstance(model.module.encoders["atac"], scvi.nn.Encoder)
+    assert model.init_params_["non_kwargs"]["dense_modalities"] == ("atac",)
+    wired = nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, dense_modalities=(), **resources)
+    assert set(wired.wirings_) == {"rna", "protein", "atac"}
+
+
+def test_a_go_rna_atac_mosaic_saved_with_a_wired_atac_encoder_loads_with_it(multiome, tmp_path):
+    data, resources = _rna_atac_mosaic(multiome)
+    scvi.settings.seed = 0
+    wired = nvi.NETWORKVI(data, gene_size=2, go_size=2, dense_modalities=(), **resources)
+    wired.train(**TRAIN)
+    # a model saved before the option has no such keyword: its saved wirings say every modality was wired
+    _save_as_before_the_option(wired, tmp_path / "wired", "non_kwargs", "dense_modalities")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "wired"), adata=data)
+    assert set(loaded.wirings_) == {"rna", "atac"} and loaded.init_params_["non_kwargs"]["dense_modalities"] == ()
+    np.testing.assert_allclose(loaded.get_latent_representation(), wired.get_latent_representation(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"dense_modalities": ("protein",)}, ValueError, r"dense_modalities names \['protein'\]"),
+        ({"dense_modalities": ("rna", "atac")}, ValueError, "use encoder='dense'"),
+        ({"dense_modalities": ("atac",), "encoder": "dense"}, ValueError, "every encoder dense"),
+        ({"dense_modalities": 3}, TypeError, "sequence of modality roles"),
+        ({"dense_modalities": ("atac",), "wiring_by_modality": {"atac": {"gene_size": 1}}}, ValueError, "is dense"),
+    ],
+)
+def test_dense_modalities_are_checked_before_anything_is_built(multiome, kwargs, error, match):
+    data, resources = _rna_atac_mosaic(multiome)
+    encoder_resources = {} if kwargs.get("encoder") == "dense" else resources
+    with pytest.raises(error, match=match):
+        nvi.NETWORKVI(data, **kwargs, **encoder_resources)
+
+
+def test_dense_modalities_must_agree_with_given_wirings(multiome):
+    data, resources = _rna_atac_mosaic(multiome)
+    model = nvi.NETWORKVI(data, gene_size=2, go_size=2, dense_modalities=(), **resources)
+    only_rna = {"rna": model.wirings_["rna"]}
+    rebuilt = nvi.NETWORKVI(data, wirings=only_rna)
+    assert rebuilt.init_params_["non_kwargs"]["dense_modalities"] == ("atac",)
+    with pytest.raises(ValueError, match="disagrees with the given wirings"):
+        nvi.NETWORKVI(data, wirings=only_rna, dense_modalities=())
+    assert nvi.NETWORKVI(data, wirings=model.wirings_).init_params_["non_kwargs"]["dense_modalities"] == ()
+
+
+def test_a_go_rna_atac_mosaic_with_a_dense_atac_encoder_maps_a_query(multiome):
+    data, resources = _rna_atac_mosaic(multiome)
+    batches = data.obs["batch"].astype(str).to_numpy()
+    reference, query = data[batches != batches[-1]].copy(), data[batches == batches[-1]].copy()
+    nvi.NETWORKVI.setup_mudata(reference, batch_key="batch", modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    scvi.settings.seed = 0
+    model = nvi.NETWORKVI(reference, gene_size=2, go_size=2, encode_covariates=True, **resources)
+    model.train(**TRAIN)
+    nvi.NETWORKVI.prepare_query_mudata(query, model)
+    mapped = nvi.NETWORKVI.load_query_data(query, model)
+    assert mapped.is_mosaic  # the query has cells with and without ATAC, so both encoders run on it
+    assert set(mapped.wirings_) == {"rna"} and isinstance(mapped.module.encoders["atac"], scvi.nn.Encoder)
+    mapped.train(**TRAIN)
+    latent = mapped.get_latent_representation()
+    assert latent.shape == (query.n_obs, model.module.n_latent) and np.isfinite(latent).all()

@@ -46,12 +46,15 @@ class NetworkVIModalitiesMixin:
     def _modality(self, role: str):
         return self.adata[self.modality_name(role)]
 
-    def _detect_gene_ids(self, annotations=None, strict: bool = True):
-        """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``)."""
+    def _detect_gene_ids(self, annotations=None, strict: bool = True, roles=None):
+        """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``).
+
+        ``roles``: only these modalities (``None``: every registered one).
+        """
         setup = self.adata_manager.registry["setup_args"]
         return detect_modality_gene_ids(
             self.adata,
-            {role: self.modality_name(role) for role in self.modality_roles},
+            {role: self.modality_name(role) for role in (self.modality_roles if roles is None else roles)},
             gene_id_key=setup.get("gene_id_key"),
             species=setup.get("species"),
             annotations=annotations,

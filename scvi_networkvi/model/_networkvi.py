@@ -18,20 +18,20 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import scvi
 from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.model.base import ArchesMixin, BaseModelClass, VAEMixin
 
-from scvi_networkvi.module import DATA_KEYS, DEPTH_TARGET, NetworkVAE
+from scvi_networkvi.module import NetworkVAE
 from scvi_networkvi.nn import check_choices
 from scvi_networkvi.wiring import Wiring, WiringConfig
 
 from ._data import presence_mask
 from ._defaults import DataTypeDefaults, data_type_defaults, flat_init_params, rebuilding_saved_model, resolve_option
 from ._gene_ids import default_annotations, paired_ontology, report, report_coverage
+from ._input_stats import NetworkVIInputStatsMixin
 from ._interpret import NetworkVIInterpretMixin
 from ._modalities import NetworkVIModalitiesMixin
 from ._outputs import NetworkVIOutputsMixin
@@ -41,7 +41,13 @@ from ._setup import NetworkVISetupMixin
 from ._training import NetworkVITrainingMixin
 from ._training_plan import NetworkVITrainingPlan
 from ._validation import SETUP_MUDATA
-from ._wiring_settings import KEYWORD_FIELDS, check_overrides, compile_per_config, modality_configs
+from ._wiring_settings import (
+    KEYWORD_FIELDS,
+    check_overrides,
+    compile_per_config,
+    modality_configs,
+    resolve_dense_modalities,
+)
 from ._wiring_settings import wiring_config as wiring_config_of
 
 logger = logging.getLogger(__name__)
@@ -57,6 +63,7 @@ _CHOICES = {
 
 class NETWORKVI(
     NetworkVIInterpretMixin,
+    NetworkVIInputStatsMixin,
     NetworkVIOutputsMixin,
     NetworkVIModalitiesMixin,
     NetworkVISetupMixin,
@@ -122,7 +129,18 @@ class NETWORKVI(
         mosaics of RNA and ATAC without proteins ``{"atac": {"go_size": 2}}`` (ATAC GO terms of two neurons: the
         ATAC-only cells placed better than with the shared six, results page "Mosaic") and elsewhere none; ``{}``
         keeps every modality at the shared fields (the behaviour until 2026-12-06; on RNA + ATAC mosaics until
-        2026-12-07). The resolved mapping is what the model saves.
+        2026-12-07; since 2026-12-07b the ATAC encoder of GO mosaics is dense, see ``dense_modalities``, and this
+        width applies where ``dense_modalities=()`` wires it). The resolved mapping is what the model saves.
+    dense_modalities
+        Modality roles whose encoder is scvi-tools' dense encoder while the others stay GO-wired (``encoder="go"``):
+        ``("atac",)`` keeps the RNA encoder's GO terms and gene nodes (importances, perturbations) and reads the
+        peaks with a dense network. ``None``: the data type's default, which for the GO encoder on mosaics with RNA
+        and ATAC (proteins or not) is ``("atac",)`` (the ATAC-only cells of the multiome mosaics were placed below
+        MULTIVI by every GO-wired ATAC encoder measured and above it by the dense one, and the CITE-seq + multiome
+        mosaic transferred labels and mixed its datasets better: results page "Mosaic"), elsewhere ``()``. ``()``
+        wires every modality (the behaviour until 2026-12-07). A dense modality has no GO or gene nodes: importances
+        and perturbations name the wired ones. The resolved tuple is what the model saves; a model built from given
+        ``wirings`` (a saved one) gets a dense encoder for each modality without a wiring.
     modality_mixing
         ``"poe"`` (product of the modality experts and a standard-normal prior expert: each modality weighs by its
         precision), ``"mean"`` (equal weights over the modalities a cell has, as MULTIVI's default) or ``"moe"`` (the
@@ -207,6 +225,7 @@ class NETWORKVI(
         n_layers_encoder: int = 2,
         wiring_config: WiringConfig | Mapping[str, Any] | None = None,
         wiring_by_modality: Mapping[str, Mapping[str, Any]] | None = None,
+        dense_modalities: str | Sequence[str] | None = None,
         modality_mixing: Literal["moe", "poe", "mean", "auto"] | None = None,
         standardize_continuous_covariates: bool = True,
         dropout_rate: float | None = None,
@@ -236,10 +255,21 @@ class NETWORKVI(
         check_overrides(wiring_by_modality)
         super().__init__(mdata)
         roles = self.modality_roles
+        defaults = data_type_defaults(roles, self.is_mosaic, encoder)
+        dense_modalities = resolve_dense_modalities(
+            dense_modalities, roles, encoder=encoder, wirings=wirings, default=defaults.dense_modalities
+        )
+        wired_roles = [role for role in roles if role not in dense_modalities]
         if encoder == "go" and wirings is None:
-            rule = data_type_defaults(roles, self.is_mosaic, encoder).wiring_by_modality
+            rule = {role: f for role, f in defaults.wiring_by_modality.items() if role in wired_roles}
             wiring_by_modality = resolve_option("wiring_by_modality", wiring_by_modality, rule)
         wiring_by_modality = check_overrides(wiring_by_modality, roles)
+        both = sorted(set(wiring_by_modality) & set(dense_modalities))
+        if both:
+            raise ValueError(
+                f"wiring_by_modality sets GO wiring fields for {both}, whose encoder is dense (dense_modalities="
+                f"{dense_modalities}): leave those roles out of one of the two."
+            )
         if wiring_by_modality and encoder != "go" and wirings is None:
             raise ValueError(
                 f"wiring_by_modality sets GO wiring fields, but encoder={encoder!r} has no wiring: use encoder='go' "
@@ -264,7 +294,6 @@ class NETWORKVI(
         if modality_mixing is None:  # measured per data type (results page, integration ablation)
             modality_mixing = "poe" if "protein" in roles else "mean"
         # Resolved here (rules in _defaults.py) so that the model saves, and a query model reuses, what it trained with.
-        defaults = data_type_defaults(roles, self.is_mosaic, encoder)
         if dropout_rate is None:
             dropout_rate = defaults.dropout_rate
         if batch_centered_input is None:
@@ -303,14 +332,14 @@ class NETWORKVI(
                 setup = self.adata_manager.registry["setup_args"]
                 annotations = default_annotations(
                     self.adata,
-                    {role: self.modality_name(role) for role in roles},
+                    {role: self.modality_name(role) for role in wired_roles},
                     gene_id_key=setup.get("gene_id_key"),
                     species=setup.get("species"),
                     caller=SETUP_MUDATA,
                 )
             if go is None:
                 go = paired_ontology(annotations)
-            detection = self._detect_gene_ids(annotations)
+            detection = self._detect_gene_ids(annotations, roles=wired_roles)
             report(detection)
             role_of = {self.modality_name(role): role for role in roles}
             self.gene_ids_ = {role_of[mod]: source.to_dict() for mod, source in detection.chosen.items()}
@@ -346,8 +375,10 @@ class NETWORKVI(
             **model_kwargs,
         )
         self.wirings_ = compiled
+        dense_note = "".join(f", {role} dense" for role in dense_modalities)
         self._model_summary_string = (
-            f"NETWORKVI ({encoder} encoder) on {', '.join(f'{r}: {n}' for r, n in n_inputs.items())} features; "
+            f"NETWORKVI ({encoder} encoder{dense_note}) on {', '.join(f'{r}: {n}' for r, n in n_inputs.items())} "
+            "features; "
             f"n_hidden {n_hidden}, n_latent {n_latent}, GO depth {n_layers_encoder}, {modality_mixing} mixing, "
             f"{model_kwargs['modality_penalty']} penalty" + "".join(f"\n  {w!r}" for w in compiled.values())
         )
@@ -361,52 +392,6 @@ class NETWORKVI(
                 params[name] = os.fspath(params[name])
 
     # ---- data ------------------------------------------------------------------------------------------------------
-    def _input_transforms(
-        self, centered: Sequence[str], scaled: bool, normalized: Sequence[str] = ()
-    ) -> dict[str, dict[str, np.ndarray]]:
-        """The module's ``input_shifts`` (batch means of the centred roles) and, if ``scaled``, ``input_spreads``.
-
-        A role in ``normalized`` (``depth_normalized_input``) has its moments taken of the depth-normalised counts
-        that its encoder reads.
-        """
-        moments = {role: self._batch_moments(role, role in normalized) for role in centered}
-        shifts = {role: mean for role, (mean, _, _) in moments.items()}
-        if not scaled:
-            return {"input_shifts": shifts}
-        spreads = {role: _batch_spreads(variance, n_cells) for role, (_, variance, n_cells) in moments.items()}
-        return {"input_shifts": shifts, "input_spreads": spreads}
-
-    def _batch_moments(self, role: str, depth_normalized: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per batch: mean and variance of every feature's ``log1p`` count (``(n_batch, n_features)``), cell counts.
-
-        ``depth_normalized``: of the counts scaled to :data:`DEPTH_TARGET` per cell, as the encoder reads them.
-        """
-        counts = self.adata_manager.get_from_registry(DATA_KEYS[role])
-        counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
-        if depth_normalized:
-            counts = _depth_normalized(counts)
-        batch = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
-        present = presence_mask(self.adata, [self.modality_name(role)])[:, 0] > 0
-        n_batch = max(self.summary_stats.n_batch, 1)
-        mean = np.zeros((n_batch, counts.shape[1]), dtype=np.float64)
-        square = np.zeros_like(mean)
-        n_cells = np.zeros(n_batch, dtype=np.int64)
-        for b in range(n_batch):
-            rows = np.flatnonzero(present & (batch == b))
-            n_cells[b] = rows.size
-            if rows.size:
-                block = counts[rows]
-                if hasattr(block, "toarray"):  # sparse: log1p keeps zeros, so the sums are over the stored values
-                    logged = block.astype(np.float64).log1p()
-                    mean[b] = np.asarray(logged.sum(axis=0)).ravel() / rows.size
-                    square[b] = np.asarray(logged.power(2).sum(axis=0)).ravel() / rows.size
-                else:
-                    logged = np.log1p(np.asarray(block, dtype=np.float64))
-                    mean[b] = logged.mean(axis=0)
-                    square[b] = np.square(logged).mean(axis=0)
-        variance = np.maximum(square - np.square(mean), 0.0)
-        return mean.astype(np.float32), variance, n_cells
-
     def _protein_background_init(self, empirical: bool | None) -> dict[str, np.ndarray]:
         """The module's initial protein background prior: empirical per batch (totalVI's) or, empty, random."""
         if "protein" not in self.modality_roles:
@@ -502,25 +487,6 @@ def _layer_sizes(
     elif n_latent == "sqrt":
         n_latent = max(2, math.isqrt(n_hidden))
     return int(n_hidden), int(n_latent)
-
-
-def _batch_spreads(variance: np.ndarray, n_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each batch's standard deviation of every feature and the pooled within-batch one, the spread to give them.
-
-    ``variance``: ``(n_batch, n_features)`` within each batch; rows of batches without cells stay 0, the mark a query
-    model replaces by its own batch's spreads.
-    """
-    pooled = np.sqrt((n_cells / max(n_cells.sum(), 1)) @ variance)
-    return np.sqrt(variance).astype(np.float32), pooled.astype(np.float32)
-
-
-def _depth_normalized(counts):
-    """``counts`` (cells x features, dense or sparse) with every cell scaled to :data:`DEPTH_TARGET` in total."""
-    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    factors = DEPTH_TARGET / np.maximum(totals, 1.0)
-    if hasattr(counts, "toarray"):
-        return sp.csr_matrix(sp.diags(factors) @ counts)
-    return np.asarray(counts, dtype=np.float64) * factors[:, None]
 
 
 def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:

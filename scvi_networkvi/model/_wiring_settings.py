@@ -112,3 +112,52 @@ def compile_per_config(
             )
         )
     return {role: compiled[role] for role in features}
+
+
+def resolve_dense_modalities(
+    value: str | Sequence[str] | None,
+    roles: Sequence[str],
+    *,
+    encoder: str,
+    wirings: Mapping[str, Any] | None,
+    default: Sequence[str],
+) -> tuple[str, ...]:
+    """The roles that get scvi-tools' dense encoder in a GO model, checked in the constructor's words.
+
+    ``value`` is the user's ``dense_modalities`` (``None``: ``default``, the data type's rule). Given ``wirings``
+    (a saved model, or the user's precompiled ones) the dense roles are those without a wiring. ``encoder="dense"``
+    models have no wired roles, so none is listed.
+    """
+    if value is not None:
+        if isinstance(value, str):
+            value = (value,)
+        if not isinstance(value, Sequence) or not all(isinstance(role, str) for role in value):
+            raise TypeError(f"dense_modalities must be a sequence of modality roles, e.g. ('atac',); got {value!r}.")
+        value = tuple(dict.fromkeys(value))
+        unknown = [role for role in value if role not in roles]
+        if unknown:
+            raise ValueError(
+                f"dense_modalities names {unknown}, which this model does not have; its modality roles are "
+                f"{list(roles)}."
+            )
+        if value and encoder != "go":
+            raise ValueError(
+                f"dense_modalities={value} picks modalities to keep dense in a GO model, but encoder={encoder!r} "
+                "makes every encoder dense: leave dense_modalities out."
+            )
+        if value and set(value) >= set(roles):
+            raise ValueError(
+                f"dense_modalities={value} lists every modality of the model: use encoder='dense' for a model "
+                "without GO wiring."
+            )
+    if encoder != "go":
+        return ()
+    if wirings is not None:
+        unwired = tuple(role for role in roles if role not in wirings)
+        if value is not None and set(value) != set(unwired):
+            raise ValueError(
+                f"dense_modalities={value} disagrees with the given wirings, which leave {unwired} without a wiring "
+                "(those get the dense encoder): leave dense_modalities out or give wirings for the others only."
+            )
+        return unwired
+    return value if value is not None else tuple(role for role in default if role in roles)
