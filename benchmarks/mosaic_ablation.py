@@ -119,6 +119,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}, "dense_modalities": ()}, {}, {}),
     # a smaller learning rate than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
     "lr1e-3": ({}, {"lr": 1e-3}, {}),
+    "lr1e-4": ({}, {"lr": 1e-4}, {}),
     # the UNKNOWN chain 64 wide for the ATAC peaks only (half the tutorial's peaks lie next to a gene without GO terms)
     "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}, "dense_modalities": ()}, {}, {}),
     "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}, "dense_modalities": ()}, {}, {}),
