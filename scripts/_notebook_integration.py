@@ -167,7 +167,8 @@ for key in ("X_networkvi", "X_networkvi_rna"):
     (
         "md",
         """Read these numbers as they are: the two datasets differ in chemistry (whole-cell vs nuclear RNA) as well as
-in their second modality, and with the dataset as the batch the joint latent still keeps them largely apart. The
+in their second modality. On the UMAP above the two datasets share their cell types' regions, not evenly (some
+regions are mostly one dataset's, as their labels and compositions differ). The
 joint posterior is the product of the posteriors of the modalities each cell has (`modality_mixing="poe"`, the
 default with proteins; the original's gating network put all the weight on protein for the CITE-seq cells and on RNA
 for the multiome cells, and transferred labels far worse), and the modality penalty pulls the protein and ATAC
