@@ -420,10 +420,12 @@ def test_the_go_rna_atac_mosaic_reads_atac_with_a_dense_encoder_and_saves_it(mul
     assert isinstance(loaded.module.encoders["atac"], scvi.nn.Encoder) and set(loaded.wirings_) == {"rna"}
     assert loaded.init_params_["non_kwargs"]["dense_modalities"] == ("atac",)
     np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
-    # importances name the wired modality; asking for the dense one says why it has none
+    # importances name the wired modality; asking for the dense one says why it has none, before any work
     assert model._interpretable_roles(None) == ["rna"]
-    with pytest.raises(ValueError, match="dense encoder"):
-        model._interpretable_roles("atac")
+    data.obs["group"] = data.obs["batch"].astype(str).to_numpy()
+    with pytest.raises(ValueError, match="'atac' has a dense encoder"):
+        nvi.tl.importances(data, model, groupby="group", modalities="atac")
+    assert "networkvi_importances" not in data.uns
     # paired multiome keeps every modality wired
     assert set(nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources).wirings_) == {"rna", "atac"}
 
