@@ -459,7 +459,8 @@ def test_a_go_rna_atac_mosaic_saved_with_a_wired_atac_encoder_loads_with_it(mult
         ({"dense_modalities": ("rna", "atac")}, ValueError, "use encoder='dense'"),
         ({"dense_modalities": ("atac",), "encoder": "dense"}, ValueError, "every encoder dense"),
         ({"dense_modalities": 3}, TypeError, "sequence of modality roles"),
-        ({"dense_modalities": ("atac",), "wiring_by_modality": {"atac": {"gene_size": 1}}}, ValueError, "is dense"),
+        ({"dense_modalities": ("atac",), "wiring_by_modality": {"atac": {"gene_size": 1}}}, ValueError, "as given"),
+        ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, ValueError, r"the default for this data\): to wire"),
     ],
 )
 def test_dense_modalities_are_checked_before_anything_is_built(multiome, kwargs, error, match):

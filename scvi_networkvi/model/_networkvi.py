@@ -256,6 +256,7 @@ class NETWORKVI(
         super().__init__(mdata)
         roles = self.modality_roles
         defaults = data_type_defaults(roles, self.is_mosaic, encoder)
+        dense_source = "as given" if dense_modalities is not None else "the default for this data"
         dense_modalities = resolve_dense_modalities(
             dense_modalities, roles, encoder=encoder, wirings=wirings, default=defaults.dense_modalities
         )
@@ -268,7 +269,8 @@ class NETWORKVI(
         if both:
             raise ValueError(
                 f"wiring_by_modality sets GO wiring fields for {both}, whose encoder is dense (dense_modalities="
-                f"{dense_modalities}): leave those roles out of one of the two."
+                f"{dense_modalities}, {dense_source}): to wire them, pass dense_modalities without them (e.g. "
+                "dense_modalities=()); else leave them out of wiring_by_modality."
             )
         if wiring_by_modality and encoder != "go" and wirings is None:
             raise ValueError(
