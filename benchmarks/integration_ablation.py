@@ -99,6 +99,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
     "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}}, {}, {}),
     "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}}, {}, {}),
+    # scvi-tools' dense ATAC encoder next to the GO-wired RNA one (the GO default on mosaics with RNA and ATAC since
+    # 2026-12-07b; paired multiome keeps its GO-wired ATAC encoder)
+    "atac-dense": ({"dense_modalities": ("atac",)}, {}, {}),
     # training without the gradient-spike guard (train(gradient_spike_factor=None)), as before 2026-12-06
     "no-guard": ({}, {"gradient_spike_factor": None}, {}),
     "head-levels": ({"head_input": "levels"}, {}, {}),
