@@ -62,7 +62,6 @@ BEFORE_THE_OPTION: dict[str, object] = {
     "batch_scaled_input": False,
     "depth_normalized_input": (),
     "modality_penalty_warmup": True,
-    "dense_modalities": (),  # every modality of a GO model was GO-wired until the mosaic rule of 2026-12-07b
 }
 
 _rebuilding = ContextVar("rebuilding_saved_model", default=False)

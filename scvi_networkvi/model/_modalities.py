@@ -46,7 +46,7 @@ class NetworkVIModalitiesMixin:
     def _modality(self, role: str):
         return self.adata[self.modality_name(role)]
 
-    def _detect_gene_ids(self, annotations=None, strict: bool = True, roles=None):
+    def _detect_gene_ids(self, annotations=None, strict: bool = True, roles: Sequence[str] | None = None):
         """Detect each registered modality's gene-id source (see :meth:`setup_mudata`'s ``gene_id_key``).
 
         ``roles``: only these modalities (``None``: every registered one).

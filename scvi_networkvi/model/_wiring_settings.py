@@ -125,7 +125,8 @@ def resolve_dense_modalities(
     """The roles that get scvi-tools' dense encoder in a GO model, checked in the constructor's words.
 
     ``value`` is the user's ``dense_modalities`` (``None``: ``default``, the data type's rule). Given ``wirings``
-    (a saved model, or the user's precompiled ones) the dense roles are those without a wiring. ``encoder="dense"``
+    (a saved model, or the user's precompiled ones) the dense roles are those without a wiring: a saved model always
+    carries its wirings, so one saved before this option loads with every modality it wired. ``encoder="dense"``
     models have no wired roles, so none is listed.
     """
     if value is not None:
