@@ -50,7 +50,13 @@ OUT = Path(__file__).parent / "results" / "mosaic_ablation.csv"
 OUT_FRACTION = Path(__file__).parent / "results" / "mosaic_fraction_ablation.csv"
 REFERENCES = ("multivi",)
 
+
 #: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
+def _wired_atac(**fields) -> tuple[dict, dict, dict]:
+    """A change that wires the ATAC encoder (``dense_modalities=()``) with these ATAC wiring fields."""
+    return {"wiring_by_modality": {"atac": fields}, "dense_modalities": ()}, {}, {}
+
+
 CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "base": ({}, {}, {}),
     # the defaults before this ablation (2026-12-04): mixing by the rule for paired data (poe with proteins), the
@@ -115,25 +121,21 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # GO terms 10 neurons wide instead of the package's 6 (after sizes-default): more room above the gene nodes
     "go10": ({"go_size": 10}, {}, {}),
     # one / two neurons per ATAC gene node instead of the shared gene_size (most genes read one or two peaks)
-    "atac-gene1": ({"wiring_by_modality": {"atac": {"gene_size": 1}}, "dense_modalities": ()}, {}, {}),
-    "atac-gene2": ({"wiring_by_modality": {"atac": {"gene_size": 2}}, "dense_modalities": ()}, {}, {}),
+    "atac-gene1": _wired_atac(gene_size=1),
+    "atac-gene2": _wired_atac(gene_size=2),
     # a smaller learning rate than the 4e-3 every model gets here (MULTIVI's own default is 1e-4)
     "lr1e-3": ({}, {"lr": 1e-3}, {}),
     "lr1e-4": ({}, {"lr": 1e-4}, {}),
     # the UNKNOWN chain 64 wide for the ATAC peaks only (half the tutorial's peaks lie next to a gene without GO terms)
-    "atac-unknown64": ({"wiring_by_modality": {"atac": {"unknown_size": 64}}, "dense_modalities": ()}, {}, {}),
-    "atac-unknown128": ({"wiring_by_modality": {"atac": {"unknown_size": 128}}, "dense_modalities": ()}, {}, {}),
+    "atac-unknown64": _wired_atac(unknown_size=64),
+    "atac-unknown128": _wired_atac(unknown_size=128),
     # ATAC GO terms 2 neurons wide instead of the shared 6 (every wider ATAC encoder has lost on ATAC-only cells); the
     # RNA + ATAC mosaic default on 2026-12-07, and still the default width of a GO-wired ATAC encoder there. The
     # atac-* wiring variants wire the ATAC encoder (dense_modalities=()), as every GO model did before 2026-12-07b.
-    "atac-go2": ({"wiring_by_modality": {"atac": {"go_size": 2}}, "dense_modalities": ()}, {}, {}),
+    "atac-go2": _wired_atac(go_size=2),
     # narrower still: one neuron per ATAC GO term
-    "atac-go1": ({"wiring_by_modality": {"atac": {"go_size": 1}}, "dense_modalities": ()}, {}, {}),
-    "atac-go2-unknown64": (
-        {"wiring_by_modality": {"atac": {"go_size": 2, "unknown_size": 64}}, "dense_modalities": ()},
-        {},
-        {},
-    ),
+    "atac-go1": _wired_atac(go_size=1),
+    "atac-go2-unknown64": _wired_atac(go_size=2, unknown_size=64),
     # scvi-tools' dense ATAC encoder next to the GO-wired RNA one (the RNA + ATAC mosaic default since 2026-12-07b),
     # and every modality GO-wired (the default before)
     "atac-dense": ({"dense_modalities": ("atac",)}, {}, {}),
