@@ -44,7 +44,7 @@ def test_bars_and_lines_are_the_tables_means(drawn):
     expected = query.loc[query["model"] == "totalvi", "macro_f1"].mean()
     assert plotted["query_mapping"][("TOTALVI", "macro_f1")] == pytest.approx(expected)
 
-    mosaic = pd.read_csv(RESULTS / "mosaic.csv")
+    mosaic = pd.read_csv(RESULTS / "mosaic_defaults.csv")
     rows = mosaic[(mosaic["dataset"] == "multiome") & (mosaic["fraction"] == 0.2) & (mosaic["model"] == "networkvi")]
     assert plotted["mosaic"][("multiome", 0.2, "NETWORKVI")] == pytest.approx(rows["transfer_rna_acc"].mean())
 
@@ -78,6 +78,6 @@ def test_a_missing_table_names_the_benchmark_that_makes_it(figures, tmp_path):
 def test_an_empty_table_is_refused(figures, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    (results / "mosaic.csv").write_text(pd.read_csv(RESULTS / "mosaic.csv").head(0).to_csv(index=False))
-    with pytest.raises(SystemExit, match="mosaic.csv has no rows"):
+    (results / "mosaic_defaults.csv").write_text(pd.read_csv(RESULTS / "mosaic.csv").head(0).to_csv(index=False))
+    with pytest.raises(SystemExit, match="mosaic_defaults.csv has no rows"):
         figures.draw(results, tmp_path / "out", ["mosaic"])
