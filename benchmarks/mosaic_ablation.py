@@ -106,6 +106,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # not enter them (the GO encoder's default on RNA + ATAC mosaics since 2026-12-06c); depth-none: raw counts, the
     # default before (the stored multiome-fraction GO rows made before carry it)
     "depth-atac": ({"depth_normalized_input": ("atac",)}, {}, {}),
+    "depth-rna": ({"depth_normalized_input": ("rna",)}, {}, {}),
     "depth-all": ({"depth_normalized_input": ("rna", "atac")}, {}, {}),
     "depth-none": ({"depth_normalized_input": ()}, {}, {}),
     # the batch classifier also reads each modality's own posterior mean
