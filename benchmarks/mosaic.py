@@ -417,6 +417,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="CSV (default results/mosaic.csv or mosaic_cross.csv)")
     parser.add_argument("--summarize", action="store_true", help="only summarise the CSV")
     args = parser.parse_args(argv)
+    if args.cross and args.go_settings != "tutorial":
+        parser.error(
+            "--go-settings applies to the paired fractions; the cross mosaic's settings are mosaic_ablation.py's"
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("scvi", "scvi_networkvi", "lightning", "lightning.pytorch", "lightning.fabric", "py.warnings"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -204,3 +204,16 @@ def test_contention_registers_the_tutorial_cite_seq_modalities(load_script):
     mdata = nvi.datasets.example()
     scvi.model.TOTALVI.setup_mudata(mdata.copy(), batch_key="Site", modalities=contention.CITE_MODALITIES)
     nvi.NETWORKVI.setup_mudata(mdata.copy(), batch_key="Site", modalities=contention.CITE_MODALITIES)
+
+
+def test_mosaic_go_settings_apply_to_the_fractions_only(load_script, capsys):
+    mosaic = load_script("benchmarks/mosaic.py", "mosaic")
+    with pytest.raises(SystemExit) as stop:
+        mosaic.main(["--cross", "--go-settings", "default"])  # refused before any data is read
+    assert stop.value.code == 2
+    assert "--go-settings applies to the paired fractions" in capsys.readouterr().err
+    from scvi_networkvi.wiring import WiringConfig
+
+    defaults = WiringConfig()  # the settings' node sizes are the package's
+    assert (mosaic.DEFAULT_GO["gene_size"], mosaic.DEFAULT_GO["go_size"]) == (defaults.gene_size, defaults.term_size)
+    assert mosaic.DEFAULT_GO["go"] is None and mosaic.DEFAULT_GO["annotations"] is None
