@@ -60,8 +60,6 @@ OUT = Path(__file__).parent / "results" / "mosaic.csv"
 OUT_CROSS = Path(__file__).parent / "results" / "mosaic_cross.csv"
 OTHER = {"cite": "prot", "multiome": "atac"}
 MODELS = ("networkvi", "networkvi-dense", "multivi")
-#: ``--go-settings default``: the package's GO, annotations and node sizes over the tutorial's (``train_networkvi``).
-DEFAULT_GO = {"go": None, "annotations": None, "gene_size": 4, "go_size": 6}
 KEYS = ["dataset", "fraction", "model", "seed", "epochs"]
 
 
@@ -142,6 +140,14 @@ def train_networkvi(
     )
 
 
+def default_go_settings() -> dict:
+    """``--go-settings default``: the package's GO, annotations and node sizes over the tutorial's (``train_networkvi``)."""
+    from scvi_networkvi.wiring import WiringConfig
+
+    sizes = WiringConfig()
+    return {"go": None, "annotations": None, "gene_size": sizes.gene_size, "go_size": sizes.term_size}
+
+
 def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argparse.Namespace):
     """Train one model on the mosaic built from ``mdata``; the joint latent of all cells and the training time."""
     import scvi
@@ -153,7 +159,7 @@ def train_model(name: str, dataset: str, mdata, groups: np.ndarray, args: argpar
     start = time.perf_counter()
     if name.startswith("networkvi"):
         mosaic = mosaic_mudata(mdata, other, groups)
-        go_settings = DEFAULT_GO if args.go_settings == "default" and name == "networkvi" else None
+        go_settings = default_go_settings() if args.go_settings == "default" and name == "networkvi" else None
         model = train_networkvi(name, mosaic, "Site", args.epochs, train_kwargs, go_settings)
         latent = model.get_latent_representation()
         order = mosaic.obs_names

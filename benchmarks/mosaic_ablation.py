@@ -51,12 +51,12 @@ OUT_FRACTION = Path(__file__).parent / "results" / "mosaic_fraction_ablation.csv
 REFERENCES = ("multivi",)
 
 
-#: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
 def _wired_atac(**fields) -> tuple[dict, dict, dict]:
     """A change that wires the ATAC encoder (``dense_modalities=()``) with these ATAC wiring fields."""
     return {"wiring_by_modality": {"atac": fields}, "dense_modalities": ()}, {}, {}
 
 
+#: What each change sets: (model keyword arguments, train keyword arguments, plan keyword arguments).
 CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "base": ({}, {}, {}),
     # the defaults before this ablation (2026-12-04): mixing by the rule for paired data (poe with proteins), the

@@ -214,6 +214,6 @@ def test_mosaic_go_settings_apply_to_the_fractions_only(load_script, capsys):
     assert "--go-settings applies to the paired fractions" in capsys.readouterr().err
     from scvi_networkvi.wiring import WiringConfig
 
-    defaults = WiringConfig()  # the settings' node sizes are the package's
-    assert (mosaic.DEFAULT_GO["gene_size"], mosaic.DEFAULT_GO["go_size"]) == (defaults.gene_size, defaults.term_size)
-    assert mosaic.DEFAULT_GO["go"] is None and mosaic.DEFAULT_GO["annotations"] is None
+    defaults, settings = WiringConfig(), mosaic.default_go_settings()  # the settings' node sizes are the package's
+    assert (settings["gene_size"], settings["go_size"]) == (defaults.gene_size, defaults.term_size)
+    assert settings["go"] is None and settings["annotations"] is None
