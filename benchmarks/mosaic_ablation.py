@@ -95,6 +95,12 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "mdrop0.25": ({"modality_dropout": 0.25}, {}, {}),
     # the symmetric penalty (the GO encoder's mosaic default until 2026-12-05d)
     "anchor-none": ({"modality_penalty_anchor": None}, {}, {}),
+    # the other way round: the RNA posterior pulled towards the ATAC (or protein) one, which the penalty leaves alone
+    "anchor-atac": ({"modality_penalty_anchor": "atac"}, {}, {}),
+    # the penalty as the distance of the posterior means only (the original's "MMD"): no pull on the variances
+    "pen-mmd": ({"modality_penalty": "mmd"}, {}, {}),
+    # the modality penalty 2x the KL weight (between the default and pen5)
+    "pen2": ({"modality_penalty_scale": 2.0}, {}, {}),
     # every encoder's input centred within the cell's dataset (the default with proteins since 2026-12-05b)
     "center-all": ({"batch_centered_input": "all"}, {}, {}),
     "center-rna": ({"batch_centered_input": ("rna", "protein")}, {}, {}),

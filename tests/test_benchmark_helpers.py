@@ -217,3 +217,25 @@ def test_mosaic_go_settings_apply_to_the_fractions_only(load_script, capsys):
     defaults, settings = WiringConfig(), mosaic.default_go_settings()  # the settings' node sizes are the package's
     assert (settings["gene_size"], settings["go_size"]) == (defaults.gene_size, defaults.term_size)
     assert settings["go"] is None and settings["annotations"] is None
+
+
+def test_mosaic_ablation_changes_are_module_options(load_script):
+    import inspect
+
+    from scvi_networkvi import NETWORKVI
+    from scvi_networkvi.module import NetworkVAE
+
+    ablation = load_script("benchmarks/mosaic_ablation.py", "mosaic_ablation")
+    own = set(inspect.signature(NETWORKVI.__init__).parameters)
+    for name in ablation.CHANGES:  # a misspelt option would otherwise fail only after minutes of training
+        model_kwargs, _, _ = ablation.settings(name)
+        NETWORKVI._split_options({k: v for k, v in model_kwargs.items() if k not in own}, wired=True)
+    model_kwargs, _, _ = ablation.settings("atac-dense+anchor-atac+pen-mmd+pen2")  # applied left to right
+    assert model_kwargs == {
+        "dense_modalities": ("atac",),
+        "modality_penalty_anchor": "atac",
+        "modality_penalty": "mmd",
+        "modality_penalty_scale": 2.0,
+    }
+    with pytest.raises(ValueError, match="modality_penalty"):
+        NetworkVAE.check_options({"modality_penalty_anchor": "peaks"}, wired=True)
