@@ -219,7 +219,7 @@ def test_mosaic_go_settings_apply_to_the_fractions_only(load_script, capsys):
     assert settings["go"] is None and settings["annotations"] is None
 
 
-def test_mosaic_ablation_changes_are_module_options(load_script):
+def test_mosaic_ablation_changes_are_options_networkvi_accepts(load_script):
     import inspect
 
     from scvi_networkvi import NETWORKVI
