@@ -107,6 +107,69 @@ def _above(row) -> float:
     return row["peak_rss_mb"] - row["rss_imports_mb"]
 
 
+def _reference(frame, row):
+    """The TOTALVI row a NETWORKVI ``row`` is compared with: the one of its set (``--go-sets``), else the last one."""
+    tot = frame[frame["model"] == "totalvi"]
+    if row is not None and "set" in frame and row["set"] == row["set"]:
+        tot = tot[tot["set"] == row["set"]]
+    return tot.iloc[-1] if len(tot) else None
+
+
+def _set_label(row) -> str:
+    """A row's set number, ``-`` for a row measured without ``--go-sets`` in the same CSV."""
+    return str(int(row["set"])) if row["set"] == row["set"] else "-"
+
+
+def _reference_cells(row) -> dict:
+    """The GO table's cells of a TOTALVI reference row."""
+    return {
+        "depth": "-",
+        "GO terms RNA / protein": "-",
+        "gene-term links RNA": "-",
+        "parameters": f"{int(row['parameters']):,}",
+        "param. ratio": "1.00",
+        "wiring cold s": "-",
+        "wiring cached s": "-",
+        "construction (cached) s": _fmt(row["construct_s"]),
+        "s/epoch": _fmt(row["s_per_epoch"]),
+        "cells/s": _fmt(row["cells_per_s"], 0),
+        "cells/s ratio": "1.00",
+        "peak RSS MiB": _fmt(row["peak_rss_mb"], 0),
+        "peak RSS ratio": "1.00",
+        "peak above imports MiB": _fmt(_above(row), 0),
+        "above-imports ratio": "1.00",
+    }
+
+
+def set_ratios(frame) -> dict[tuple[str, int], list[float]]:
+    """Per (annotations, depth): NETWORKVI / TOTALVI cells/s of every set, each against its own set's TOTALVI."""
+    ratios: dict[tuple[str, int], list[float]] = {}
+    for _, row in frame[frame["model"] == "networkvi"].sort_values("set").iterrows():
+        reference = _reference(frame, row)
+        if reference is not None:
+            ratios.setdefault((row["gaf"], int(row["depth"])), []).append(row["cells_per_s"] / reference["cells_per_s"])
+    return ratios
+
+
+def _set_medians(frame) -> str:
+    """The sets' cells/s ratios and their median per (annotations, depth), as a markdown table."""
+    import statistics
+
+    import pandas as pd
+
+    rows = [
+        {
+            "annotations": gaf,
+            "depth": depth,
+            "cells/s ratio per set": " / ".join(_fmt(r) for r in ratios),
+            "median": _fmt(statistics.median(ratios)),
+        }
+        for (gaf, depth), ratios in set_ratios(frame).items()
+    ]
+    intro = "Each set ran TOTALVI, then every NETWORKVI row, each against its own set's TOTALVI:\n\n"
+    return intro + md_table(pd.DataFrame(rows))
+
+
 def write_cells_md(path: Path, frame, args: argparse.Namespace) -> None:
     """The cells-axis summary: one line per size, NETWORKVI / TOTALVI (and the dense NETWORKVI) side by side.
 
@@ -208,17 +271,19 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
     """
     import pandas as pd
 
-    tot = frame[frame["model"] == "totalvi"]
-    tot_row = tot.iloc[-1] if len(tot) else None
+    sets = "set" in frame and frame["set"].notna().any()
+    order = ["gaf", "depth", "set"] if sets else ["gaf", "depth"]
     lines = []
     for _, row in (
-        frame[frame["model"] == "networkvi"].sort_values(["gaf", "depth"], ascending=[False, True]).iterrows()
+        frame[frame["model"] == "networkvi"].sort_values(order, ascending=[False, True, True][: len(order)]).iterrows()
     ):
+        tot_row = _reference(frame, row)
         tot_cps = tot_row["cells_per_s"] if tot_row is not None else float("nan")
         tot_rss = tot_row["peak_rss_mb"] if tot_row is not None else float("nan")
         tot_par = tot_row["parameters"] if tot_row is not None else float("nan")
         lines.append(
             {
+                **({"set": _set_label(row)} if sets else {}),
                 "annotations": row["gaf"],
                 "depth": int(row["depth"]),
                 "GO terms RNA / protein": f"{int(row['go_terms_rna'])} / {int(row['go_terms_protein'])}",
@@ -237,6 +302,9 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
                 "above-imports ratio": _fmt(_above(row) / _above(tot_row)),
             }
         )
+    for _, tot_row in frame[frame["model"] == "totalvi"].iterrows() if sets else []:
+        lines.append({"set": _set_label(tot_row), "annotations": "TOTALVI (reference)", **_reference_cells(tot_row)})
+    tot_row = _reference(frame, None) if not sets else None
     if tot_row is not None:
         lines.append(
             {
@@ -263,6 +331,8 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
     text = _header("Scaling over the GO wiring: NETWORKVI vs TOTALVI", args, frame)
     text += f"{args.go_cells} cells ({cells} in training), one warm-up + {args.go_epochs} counted epochs.\n\n"
     text += md_table(table) + "\n\n"
+    if sets:
+        text += _set_medians(frame) + "\n\n"
     text += (
         "`tutorial` = the tutorial's subsampled GAF with go-basic 2025-03-16; `full` = the full human GAF with "
         "go-2022-07-01. GO terms include the root and the UNKNOWN chain; gene-term links = (gene, term) input "

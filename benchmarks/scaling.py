@@ -43,7 +43,9 @@ to re-measure).
     with its ``GO.db`` (the same GO release), by name. Interaction table: the tutorial's for both. Depth =
     ``n_layers_encoder``, the deepest GO level kept.
     Other settings as on the cells axis; one warm-up epoch and ``--go-epochs`` (default 3) counted epochs; TOTALVI
-    once on the same cells for the ratio. Wiring: the time spent in ``compile_wirings`` during model construction
+    once on the same cells for the ratio. ``--go-sets N`` runs TOTALVI and every NETWORKVI row N times in turn (a
+    ``set`` column): each row's ratio is against its own set's TOTALVI and the table adds each (annotations, depth)
+    median, since on a shared 2-core VM single sets of the same code move by +-10 %. Wiring: the time spent in ``compile_wirings`` during model construction
     with an empty cache folder (``SCVI_NETWORKVI_DATA_DIR`` = a new temporary folder; the files are passed as
     paths, so nothing is downloaded: OBO + GAF + interaction table read and compiled) and again with the cache
     filled (content hashes checked, wiring loaded); the whole construction with the cache filled; GO terms kept per
@@ -58,7 +60,7 @@ Usage (about 11 minutes for everything with one thread per model on a 2-core AMD
 ``.h5mu`` takes 300 MB in ``--work-dir``)::
 
     python benchmarks/scaling.py [--axes cells go] [--sizes 1000 5000 20000 100000] [--depths 2 3 4]
-        [--gafs tutorial full] [--threads 1] [--accelerator cpu] [--out-dir benchmarks/results]
+        [--gafs tutorial full] [--go-sets 1] [--threads 1] [--accelerator cpu] [--out-dir benchmarks/results]
         [--work-dir <tmp>/nvi-scaling] [--summarize]
 
 Smoke run::
@@ -276,8 +278,10 @@ def run_go_axis(args: argparse.Namespace) -> None:
     }
     base = {**_common_spec(args), "data": os.fspath(data), "warmup_epochs": 1, "epochs": args.go_epochs}
     jobs = [("-", 0, "totalvi")] + [(gaf, depth, "networkvi") for gaf in args.gafs for depth in args.depths]
-    for gaf, depth, model in jobs:
-        key = {"gaf": gaf, "depth": depth, "model": model}
+    # --go-sets N: the whole job list N times, so that each NETWORKVI row has a TOTALVI run of its own set beside it
+    sets = range(1, args.go_sets + 1) if args.go_sets > 1 else [None]
+    for set_number, (gaf, depth, model) in ((n, job) for n in sets for job in jobs):
+        key = {"gaf": gaf, "depth": depth, "model": model, **({"set": set_number} if set_number else {})}
         if _done(_read_rows(csv), key):
             logger.info("go %s: already in %s", key, csv)
             continue
@@ -309,6 +313,9 @@ def main() -> None:
     parser.add_argument("--gafs", nargs="+", choices=("tutorial", "full"), default=["tutorial", "full"])
     parser.add_argument("--go-cells", type=int, default=2000)
     parser.add_argument("--go-epochs", type=int, default=3, help="counted epochs on the GO axis (after 1 warm-up)")
+    parser.add_argument(
+        "--go-sets", type=int, default=1, help="GO axis: run TOTALVI and every NETWORKVI row this many times in turn"
+    )
     parser.add_argument("--min-timed-cells", type=int, default=20000, help="cells axis: counted epochs cover this")
     parser.add_argument("--large-from", type=int, default=50000, help="sets this large use the large-set timing")
     parser.add_argument("--epochs-large", type=int, default=1, help="epochs for large sets (no warm-up epoch)")
@@ -341,6 +348,8 @@ def main() -> None:
         args.result.write_text(json.dumps(run_worker(json.loads(args.worker))))
         return
 
+    if args.go_sets < 1:
+        raise SystemExit(f"--go-sets must be at least 1, got {args.go_sets}.")
     if args.summarize:
         for axis, write in (("cells", write_cells_md), ("go", write_go_md)):
             csv = args.out_dir / f"scaling_{axis}{_suffix(args)}.csv"

@@ -239,3 +239,51 @@ def test_mosaic_ablation_changes_are_options_networkvi_accepts(load_script):
     }
     with pytest.raises(ValueError, match="modality_penalty"):
         NetworkVAE.check_options({"modality_penalty_anchor": "peaks"}, wired=True)
+
+
+def _go_rows(sets: bool):
+    """Rows of a GO-axis CSV: TOTALVI and NETWORKVI at depths 3 and 4 in two sets (or one set without a ``set`` column)."""
+    import pandas as pd
+
+    common = {
+        "date": "2026-12-07", "threads": 2, "load_start": 0.5, "load_end": 0.6, "host": "test host", "python": "3.12",
+        "torch": "2", "scvi_tools": "1.5", "construct_s": 1.0, "s_per_epoch": 1.0, "parameters": 1000,
+        "peak_rss_mb": 100.0, "rss_imports_mb": 50.0, "train_cells": 1800, "go_terms_rna": 10, "go_terms_protein": 5,
+        "gene_term_rna": 20, "compile_cold_s": 1.0, "compile_cached_s": 0.1,
+    }  # fmt: skip
+    speeds = {1: {"totalvi": 2000.0, 3: 2000.0, 4: 1600.0}, 2: {"totalvi": 1000.0, 3: 900.0, 4: 900.0}}
+    rows = []
+    for number in (1, 2) if sets else (1,):
+        for model, gaf, depth in (("totalvi", "-", 0), ("networkvi", "full", 3), ("networkvi", "full", 4)):
+            speed = speeds[number]["totalvi" if model == "totalvi" else depth]
+            row = {**common, "model": model, "gaf": gaf, "depth": depth, "cells_per_s": speed}
+            rows.append({**row, "set": number} if sets else row)
+    return pd.DataFrame(rows)
+
+
+def test_scaling_go_sets_compare_each_row_with_its_own_sets_totalvi(load_script, tmp_path):
+    """``scaling.py --go-sets``: each NETWORKVI row against the TOTALVI of its set, and the median per depth."""
+    import argparse
+
+    report = load_script("benchmarks/_scaling_report.py", "_scaling_report")
+    frame = _go_rows(sets=True)
+    ratios = report.set_ratios(frame)
+    assert ratios == {("full", 3): [1.0, 0.9], ("full", 4): [0.8, 0.9]}  # set 2's TOTALVI is half as fast as set 1's
+    args = argparse.Namespace(argv=["--go-sets", "2"], accelerator="cpu", batch_size=128, go_cells=2000, go_epochs=10)
+    path = tmp_path / "scaling_go.md"
+    report.write_go_md(path, frame, args)
+    text = path.read_text()
+    assert "| full | 3 | 1.00 / 0.90 | 0.95 |" in text and "| full | 4 | 0.80 / 0.90 | 0.85 |" in text
+    assert text.count("TOTALVI (reference)") == 2  # one reference line per set
+    single = _go_rows(sets=False)
+    report.write_go_md(path, single, args)
+    text = path.read_text()
+    assert "per set" not in text and text.count("TOTALVI (reference)") == 1
+    assert "| full | 4 |" in text and "0.80" in text
+
+
+def test_scaling_refuses_fewer_than_one_go_set(load_script, monkeypatch):
+    scaling = load_script("benchmarks/scaling.py")
+    monkeypatch.setattr("sys.argv", ["scaling.py", "--axes", "go", "--go-sets", "0"])
+    with pytest.raises(SystemExit, match="--go-sets must be at least 1"):
+        scaling.main()
