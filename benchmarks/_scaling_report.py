@@ -302,30 +302,13 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
                 "above-imports ratio": _fmt(_above(row) / _above(tot_row)),
             }
         )
-    for _, tot_row in frame[frame["model"] == "totalvi"].iterrows() if sets else []:
-        lines.append({"set": _set_label(tot_row), "annotations": "TOTALVI (reference)", **_reference_cells(tot_row)})
-    tot_row = _reference(frame, None) if not sets else None
-    if tot_row is not None:
-        lines.append(
-            {
-                "annotations": "TOTALVI (reference)",
-                "depth": "-",
-                "GO terms RNA / protein": "-",
-                "gene-term links RNA": "-",
-                "parameters": f"{int(tot_row['parameters']):,}",
-                "param. ratio": "1.00",
-                "wiring cold s": "-",
-                "wiring cached s": "-",
-                "construction (cached) s": _fmt(tot_row["construct_s"]),
-                "s/epoch": _fmt(tot_row["s_per_epoch"]),
-                "cells/s": _fmt(tot_row["cells_per_s"], 0),
-                "cells/s ratio": "1.00",
-                "peak RSS MiB": _fmt(tot_row["peak_rss_mb"], 0),
-                "peak RSS ratio": "1.00",
-                "peak above imports MiB": _fmt(_above(tot_row), 0),
-                "above-imports ratio": "1.00",
-            }
-        )
+    # one reference line per set, or the one TOTALVI row every NETWORKVI row is compared with
+    references = (
+        [row for _, row in frame[frame["model"] == "totalvi"].iterrows()] if sets else [_reference(frame, None)]
+    )
+    for tot_row in (row for row in references if row is not None):
+        label = {"set": _set_label(tot_row)} if sets else {}
+        lines.append({**label, "annotations": "TOTALVI (reference)", **_reference_cells(tot_row)})
     table = pd.DataFrame(lines)
     cells = int(frame["train_cells"].iloc[0]) if len(frame) else 0
     text = _header("Scaling over the GO wiring: NETWORKVI vs TOTALVI", args, frame)
