@@ -144,7 +144,8 @@ def _reference_cells(row) -> dict:
 def set_ratios(frame) -> dict[tuple[str, int], list[float]]:
     """Per (annotations, depth): NETWORKVI / TOTALVI cells/s of every set, each against its own set's TOTALVI."""
     ratios: dict[tuple[str, int], list[float]] = {}
-    for _, row in frame[frame["model"] == "networkvi"].sort_values("set").iterrows():
+    rows = frame[frame["model"] == "networkvi"]
+    for _, row in (rows.sort_values("set") if "set" in rows else rows).iterrows():
         reference = _reference(frame, row)
         if reference is not None:
             ratios.setdefault((row["gaf"], int(row["depth"])), []).append(row["cells_per_s"] / reference["cells_per_s"])
@@ -275,7 +276,9 @@ def write_go_md(path: Path, frame, args: argparse.Namespace) -> None:
     order = ["gaf", "depth", "set"] if sets else ["gaf", "depth"]
     lines = []
     for _, row in (
-        frame[frame["model"] == "networkvi"].sort_values(order, ascending=[False, True, True][: len(order)]).iterrows()
+        frame[frame["model"] == "networkvi"]
+        .sort_values(order, ascending=[False] + [True] * (len(order) - 1))
+        .iterrows()
     ):
         tot_row = _reference(frame, row)
         tot_cps = tot_row["cells_per_s"] if tot_row is not None else float("nan")

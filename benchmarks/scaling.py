@@ -45,11 +45,11 @@ to re-measure).
     Other settings as on the cells axis; one warm-up epoch and ``--go-epochs`` (default 3) counted epochs; TOTALVI
     once on the same cells for the ratio. ``--go-sets N`` runs TOTALVI and every NETWORKVI row N times in turn (a
     ``set`` column): each row's ratio is against its own set's TOTALVI and the table adds each (annotations, depth)
-    median, since on a shared 2-core VM single sets of the same code move by +-10 %. Wiring: the time spent in ``compile_wirings`` during model construction
-    with an empty cache folder (``SCVI_NETWORKVI_DATA_DIR`` = a new temporary folder; the files are passed as
-    paths, so nothing is downloaded: OBO + GAF + interaction table read and compiled) and again with the cache
-    filled (content hashes checked, wiring loaded); the whole construction with the cache filled; GO terms kept per
-    modality (incl. root and UNKNOWN chain); trainable parameters.
+    median, since on a shared 2-core VM single sets of the same code move by +-10 %. Wiring: the time spent in
+    ``compile_wirings`` during model construction with an empty cache folder (``SCVI_NETWORKVI_DATA_DIR`` = a new
+    temporary folder; the files are passed as paths, so nothing is downloaded: OBO + GAF + interaction table read
+    and compiled) and again with the cache filled (content hashes checked, wiring loaded); the whole construction
+    with the cache filled; GO terms kept per modality (incl. root and UNKNOWN chain); trainable parameters.
 
 ``--accelerator cuda``: every model trains on one GPU (``accelerator="gpu", devices=1``); the GPU is synchronised
 before each batch end is timed (both models alike) and torch's peak GPU allocation is recorded next to the host's

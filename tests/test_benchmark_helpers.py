@@ -242,7 +242,7 @@ def test_mosaic_ablation_changes_are_options_networkvi_accepts(load_script):
 
 
 def _go_rows(sets: bool):
-    """Rows of a GO-axis CSV: TOTALVI and NETWORKVI at depths 3 and 4 in two sets (or one set without a ``set`` column)."""
+    """A GO-axis CSV: TOTALVI and NETWORKVI at depths 3 and 4 in two sets (or one, without a ``set`` column)."""
     import pandas as pd
 
     common = {
@@ -276,6 +276,7 @@ def test_scaling_go_sets_compare_each_row_with_its_own_sets_totalvi(load_script,
     assert "| full | 3 | 1.00 / 0.90 | 0.95 |" in text and "| full | 4 | 0.80 / 0.90 | 0.85 |" in text
     assert text.count("TOTALVI (reference)") == 2  # one reference line per set
     single = _go_rows(sets=False)
+    assert report.set_ratios(single) == {("full", 3): [1.0], ("full", 4): [0.8]}  # no set column: one TOTALVI row
     report.write_go_md(path, single, args)
     text = path.read_text()
     assert "per set" not in text and text.count("TOTALVI (reference)") == 1
