@@ -93,7 +93,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # a paired cell is placed by one of its modalities alone in training with this probability (the reconstruction
     # still asks for all), so each modality's posterior learns to predict the others
     "mdrop0.25": ({"modality_dropout": 0.25}, {}, {}),
-    # the symmetric penalty (the GO encoder's mosaic default until 2026-12-05d)
+    # the symmetric penalty (the GO encoder's mosaic default until 2026-12-05d, with proteins again since 2026-12-07f)
     "anchor-none": ({"modality_penalty_anchor": None}, {}, {}),
     # the other way round: the RNA posterior pulled towards the ATAC (or protein) one, which the penalty leaves alone
     "anchor-atac": ({"modality_penalty_anchor": "atac"}, {}, {}),
@@ -108,6 +108,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the encoders without dropout (the default for two or more modalities since 2026-12-05b)
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),
+    # the centred inputs also rescaled per batch to the pooled within-batch spread (the GO default on paired CITE-seq)
+    "scale-batch": ({"batch_scaled_input": True}, {}, {}),
+    "scale-none": ({"batch_scaled_input": False}, {}, {}),  # the default with proteins until 2026-12-07f
     # the ATAC (or the RNA and ATAC) encoders read each cell's counts scaled to one total before log1p: depth does
     # not enter them (the GO encoder's default on RNA + ATAC mosaics since 2026-12-06c); depth-none: raw counts, the
     # default before (the stored multiome-fraction GO rows made before carry it)

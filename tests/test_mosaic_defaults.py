@@ -150,15 +150,25 @@ def test_data_with_proteins_centre_every_input_and_train_without_dropout(cite, m
     assert params["batch_centered_input"] == "all" and params["dropout_rate"] == 0.0  # saved resolved
 
 
-def test_the_go_encoder_on_paired_cite_seq_scales_its_centred_inputs_per_batch(cite, multiome):
+def test_the_go_encoder_on_data_with_proteins_scales_its_centred_inputs_per_batch(cite, multiome, tmp_path):
     example = nvi.datasets.example_resources()
     resources = {key: example[key] for key in ("go", "annotations", "interactions")}
     go = nvi.NETWORKVI(paired(cite, CITE_MODS), gene_size=2, go_size=2, **resources)
     assert go.module.scaled_modalities == ["rna", "protein"] and go.init_params_["non_kwargs"]["batch_scaled_input"]
     assert nvi.NETWORKVI(paired(cite, CITE_MODS), encoder="dense").module.scaled_modalities == []
-    assert nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, **resources).module.scaled_modalities == []
+    cross = nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, **resources)  # mosaics with proteins too
+    assert cross.module.scaled_modalities == list(cross.modality_roles)
+    assert nvi.NETWORKVI(mosaic(cite, multiome), encoder="dense").module.scaled_modalities == []
     uncentred = nvi.NETWORKVI(paired(cite, CITE_MODS), gene_size=2, go_size=2, batch_centered_input=(), **resources)
     assert uncentred.module.scaled_modalities == [] and not uncentred.init_params_["non_kwargs"]["batch_scaled_input"]
+    # a mosaic model saved unscaled (the default until 2026-12-07f) loads unscaled, with the latents it had
+    scvi.settings.seed = 0
+    before = nvi.NETWORKVI(mosaic(cite, multiome), gene_size=2, go_size=2, batch_scaled_input=False, **resources)
+    before.train(**TRAIN)
+    before.save(tmp_path / "unscaled")
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "unscaled"), adata=before.adata)
+    assert loaded.module.scaled_modalities == [] and not loaded.init_params_["non_kwargs"]["batch_scaled_input"]
+    np.testing.assert_allclose(loaded.get_latent_representation(), before.get_latent_representation(), rtol=1e-5)
 
 
 def test_paired_multiome_trains_without_dropout_on_uncentred_inputs(multiome):
@@ -213,14 +223,14 @@ def test_the_go_encoder_on_paired_multiome_gives_atac_gene_nodes_one_neuron_and_
         (["rna"], False, "go", (0.1, (), False, "root", None, False, ())),
         (["rna", "protein"], False, "dense", (0.0, "all", True, "root", None, False, ())),
         (["rna", "protein"], False, "go", (0.0, "all", True, "root", None, True, ())),
-        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, False, ())),
-        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", "rna", False, ())),
+        (["rna", "protein"], True, "go", (0.0, "all", True, "root", None, True, ())),
+        (["rna", "protein", "atac"], True, "go", (0.0, "all", True, "root", None, True, ())),
         (["rna", "protein", "atac"], True, "dense", (0.0, "all", True, "root", None, False, ())),
         (["rna", "atac"], False, "go", (0.0, "all", True, "levels", None, False, ())),
         (["rna", "atac"], False, "dense", (0.0, (), False, "root", None, False, ())),
         (["rna", "atac"], True, "go", (0.0, (), True, "root", "rna", False, ("rna", "atac"))),
         (["rna", "atac"], True, "dense", (0.0, (), True, "root", None, False, ())),
-        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None, False, ())),
+        (["protein", "atac"], True, "go", (0.0, "all", True, "root", None, True, ())),
     ],
 )
 def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
@@ -302,31 +312,38 @@ def _anchor(model) -> str | None:
     return model.init_params_["kwargs"]["model_kwargs"]["modality_penalty_anchor"]
 
 
-def test_the_go_mosaic_anchors_the_penalty_on_rna_and_older_models_load_without(cite, multiome, tmp_path):
-    example = nvi.datasets.example_resources()
-    resources = {key: example[key] for key in ("go", "annotations", "interactions")}
-    mdata = mosaic(cite, multiome)
+def test_the_go_rna_atac_mosaic_anchors_the_penalty_on_rna_and_older_models_load_as_saved(cite, multiome, tmp_path):
+    data, resources = _rna_atac_mosaic(multiome)
     sizes = {"gene_size": 2, "go_size": 2}
-    cross = nvi.NETWORKVI(mdata, **sizes, **resources).module
-    assert cross.penalty_anchor == "rna" and cross.penalty_warmup is False  # the penalty at full weight
-    assert cross.depth_normalized_modalities == ()  # with proteins: raw counts
-    assert nvi.NETWORKVI(mdata, encoder="dense").module.penalty_anchor is None
+    rna_atac = nvi.NETWORKVI(data, **sizes, **resources).module
+    assert rna_atac.penalty_anchor == "rna" and rna_atac.penalty_warmup is False  # the penalty at full weight
+    # with proteins (CITE-seq + multiome) the penalty is symmetric, at full weight, on raw counts
+    cross = nvi.NETWORKVI(mosaic(cite, multiome), **sizes, **resources).module
+    assert cross.penalty_anchor is None and cross.penalty_warmup is False
+    assert cross.depth_normalized_modalities == ()
+    assert nvi.NETWORKVI(data, encoder="dense").module.penalty_anchor is None
     assert nvi.NETWORKVI(paired(cite, CITE_MODS), **sizes, **resources).module.penalty_anchor is None
-    # an explicit choice wins, None included, and is what the model saves
+    # an explicit choice wins, and is what the model saves: the cross mosaic anchored on RNA (its default until
+    # 2026-12-07f) loads anchored
     scvi.settings.seed = 0
-    model = nvi.NETWORKVI(mdata, modality_penalty_anchor=None, **sizes, **resources)
-    assert model.module.penalty_anchor is None and _anchor(model) is None
+    model = nvi.NETWORKVI(mosaic(cite, multiome), modality_penalty_anchor="rna", **sizes, **resources)
+    assert model.module.penalty_anchor == "rna" and _anchor(model) == "rna"
     model.train(**TRAIN)
-    model.save(tmp_path / "model")
-    assert nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata).module.penalty_anchor is None
+    model.save(tmp_path / "anchored")
+    assert nvi.NETWORKVI.load(str(tmp_path / "anchored"), adata=model.adata).module.penalty_anchor == "rna"
     # a model saved before the option existed has no such keyword: it loads as it was trained, without an anchor
+    scvi.settings.seed = 0
+    symmetric = nvi.NETWORKVI(data, modality_penalty_anchor=None, **sizes, **resources)
+    assert symmetric.module.penalty_anchor is None and _anchor(symmetric) is None
+    symmetric.train(**TRAIN)
+    symmetric.save(tmp_path / "model")
     saved = torch.load(tmp_path / "model" / "model.pt", map_location="cpu", weights_only=False)
     del saved["attr_dict"]["init_params_"]["kwargs"]["model_kwargs"]["modality_penalty_anchor"]
     torch.save(saved, tmp_path / "model" / "model.pt")
-    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=mdata)
+    loaded = nvi.NETWORKVI.load(str(tmp_path / "model"), adata=data)
     assert loaded.module.penalty_anchor is None and _anchor(loaded) is None
-    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5)
-    assert _anchor(nvi.NETWORKVI(mdata, **sizes, **resources)) == "rna"
+    np.testing.assert_allclose(loaded.get_latent_representation(), symmetric.get_latent_representation(), rtol=1e-5)
+    assert _anchor(nvi.NETWORKVI(data, **sizes, **resources)) == "rna"
 
 
 def _depth(model) -> tuple[str, ...]:

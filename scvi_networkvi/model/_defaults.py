@@ -104,17 +104,19 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
     - A protein modality (paired CITE-seq, mosaics with one): every input centred within its batch and the adversary
       at weight 1. Protein panels carry per-batch offsets; a mosaic's batch is typically its dataset, which a fading
       adversary and uncentred RNA left apart.
-    - The GO encoder on paired data with a protein modality: the centred inputs also rescaled per batch to the pooled
-      within-batch spread (``batch_scaled_input``); the dense encoder lost bio conservation with them; mosaics and
-      RNA + ATAC keep unscaled inputs (not measured).
+    - The GO encoder on data with a protein modality, paired or mosaic: the centred inputs also rescaled per batch to
+      the pooled within-batch spread (``batch_scaled_input``); the dense encoder lost bio conservation with them on
+      paired CITE-seq; RNA + ATAC keeps unscaled inputs (not measured there). On the CITE-seq + multiome mosaic, with
+      the symmetric penalty of the next rule, the label transfer across datasets rose from 0.716 to 0.751 (3 seeds).
     - Paired RNA + ATAC: the GO encoder likewise; the dense encoder uncentred with the fading adversary (the
       cell-type composition differs between batches, and a dense encoder keeps that in its input).
     - Other mosaics (RNA + ATAC): uncentred (not measured) with the adversary at weight 1, as every mosaic.
     - The GO encoder on paired RNA + ATAC: posterior heads that read every GO level (``head_input="levels"``);
       elsewhere the root (the original's).
-    - The GO encoder on mosaic data with RNA and ATAC: the modality penalty moves the other modalities' posteriors
-      towards the RNA one, not the RNA posterior towards them (``modality_penalty_anchor="rna"``); on the CITE-seq
-      mosaic (RNA + protein) and for the dense encoder the penalty stays symmetric.
+    - The GO encoder on mosaic data of RNA and ATAC without proteins: the modality penalty moves the ATAC posterior
+      towards the RNA one, not the RNA posterior towards it (``modality_penalty_anchor="rna"``); with proteins (the
+      CITE-seq mosaic, the CITE-seq + multiome mosaic, whose inputs are also rescaled per batch) and for the dense
+      encoder the penalty stays symmetric.
     - The GO encoder on mosaic data of RNA and ATAC without proteins: the RNA and ATAC encoders read each cell's
       counts scaled to one total (``depth_normalized_input=("rna", "atac")``); elsewhere raw counts (the CITE-seq +
       multiome mosaic measured lower with them, 3 seeds; paired data and the dense encoder not measured).
@@ -146,8 +148,8 @@ def data_type_defaults(roles: Sequence[str], is_mosaic: bool, encoder: str) -> D
         batch_centered_input="all" if centre else (),
         full_weight_adversary=centre or is_mosaic,
         head_input="levels" if paired_go_atac else "root",
-        penalty_anchor="rna" if rna_atac_go_mosaic else None,
-        batch_scaled_input=encoder == "go" and "protein" in roles and not is_mosaic,
+        penalty_anchor="rna" if rna_atac_go_mosaic_without_protein else None,
+        batch_scaled_input=encoder == "go" and "protein" in roles,
         depth_normalized=("rna", "atac") if rna_atac_go_mosaic_without_protein else (),
         penalty_warmup=not rna_atac_go_mosaic,
         wiring_by_modality=_atac_wiring(paired_go_atac, rna_atac_go_mosaic_without_protein),

@@ -189,17 +189,17 @@ class NETWORKVI(
         within-batch standard deviation over the batch's own, both with 0.1 added and the factor kept within
         [0.2, 5]), as ComBat adjusts scale after location: batches also differ in how widely a feature varies. The
         spreads are saved with the model; a query model scales a new batch to the reference's pooled spread.
-        ``None``: ``True`` for the GO encoder on paired data with a protein modality whose inputs are centred, else
-        ``False`` (results page, integration ablation). A model saved before this option existed
-        loads unscaled, as it was trained.
+        ``None``: ``True`` for the GO encoder on data with a protein modality (paired or mosaic) whose inputs are
+        centred, else ``False`` (results page, integration and mosaic ablations). A model saved before this option
+        existed loads unscaled, as it was trained.
     **model_kwargs
         Options of the module, documented once in :class:`~scvi_networkvi.module.NetworkVAE` (likelihoods, mixing
         penalty, covariates, decoders, ``gene_layer``) and :class:`~scvi_networkvi.nn.WiredEncoder` (the GO
         encoder's ``activation``, ``linear_path``, ``covariate_attention``, ``go_norm``...). Their
         full list with defaults is ``NetworkVAE.options()``; the model saves every one, defaults included
         (:attr:`init_settings`). Three of them depend on the data when not given: ``modality_penalty_anchor`` is
-        ``"rna"`` for the GO encoder on mosaic data with RNA and ATAC (the penalty then aligns the other modalities'
-        posteriors to the RNA one: results page, mosaic ablation), else ``None``; ``depth_normalized_input`` is
+        ``"rna"`` for the GO encoder on mosaic data of RNA and ATAC without proteins (the penalty then aligns the
+        ATAC posterior to the RNA one: results page, mosaic ablation), else ``None``; ``depth_normalized_input`` is
         ``("rna", "atac")`` for the GO encoder on mosaic data of RNA and ATAC without proteins (those encoders read
         each cell's counts scaled to one total: results page, mosaic paired fractions), else ``()``; and for the GO
         encoder on mosaic data with RNA and ATAC (proteins or not) ``modality_penalty_warmup`` is ``False`` (the
