@@ -171,9 +171,12 @@ in their second modality. On the UMAP above the two datasets share their cell ty
 regions are mostly one dataset's, as their labels and compositions differ). The
 joint posterior is the product of the posteriors of the modalities each cell has (`modality_mixing="poe"`, the
 default with proteins; the original's gating network put all the weight on protein for the CITE-seq cells and on RNA
-for the multiome cells, and transferred labels far worse), and the modality penalty pulls the protein and ATAC
-posteriors towards the RNA one at full weight from the first step (the GO encoder's default on mosaics with RNA and
-ATAC since 2026-12-06c). The peaks are read by scvi-tools' dense encoder while the RNA and protein encoders stay
+for the multiome cells, and transferred labels far worse), and the modality penalty pulls each cell's posteriors
+together at full weight from the first step (the GO encoder's default on mosaics with RNA and ATAC since 2026-12-06c).
+With proteins the GO encoder reads its inputs centred and rescaled within each batch, here each dataset
+(`batch_scaled_input`, its default on data with proteins since 2026-12-07f: the two datasets' RNA differ in depth,
+and with the scales and the symmetric penalty the labels transferred better on every seed of the benchmark). The
+peaks are read by scvi-tools' dense encoder while the RNA and protein encoders stay
 GO-wired (`dense_modalities=("atac",)`, the GO encoder's default on mosaics with RNA and ATAC since 2026-12-07b: it
 transferred labels and mixed the datasets better than a GO-wired ATAC encoder), so the model's GO terms and
 importances are the RNA's and the proteins'. `benchmarks/mosaic.py --cross` and `benchmarks/mosaic_ablation.py`
