@@ -22,6 +22,8 @@ Models, each trained on the reference and then mapped onto the query with ``--qu
   (``modality_penalty=None``; paired cells only, so the product of experts alone joins the two posteriors);
 - ``networkvi-anchor-rna`` / ``networkvi-anchor-protein`` (not run by default): ``networkvi`` with the penalty
   anchored on the RNA / protein posterior (``modality_penalty_anchor``: it moves only the other posterior);
+- ``networkvi-dropout0.2`` (not run by default): ``networkvi`` with TOTALVI's encoder dropout 0.2 (the package trains
+  without dropout on two or more modalities);
 - ``networkvi-dense``: ``encoder="dense"`` (scvi-tools encoders, no GO resources) with ``encode_covariates=True``
   like TOTALVI's default;
 - ``totalvi``: ``scvi.model.TOTALVI`` with its defaults on the same reference (``setup_mudata`` with ``rna_layer``,
@@ -75,6 +77,7 @@ MODELS = (
     "networkvi-no-penalty",
     "networkvi-anchor-rna",
     "networkvi-anchor-protein",
+    "networkvi-dropout0.2",
     "networkvi-dense",
     "totalvi",
 )
@@ -135,6 +138,8 @@ def fit_reference(name: str, reference, epochs: int):
             settings["modality_penalty"] = None
         if name.startswith("networkvi-anchor-"):
             settings["modality_penalty_anchor"] = name.removeprefix("networkvi-anchor-")
+        if name == "networkvi-dropout0.2":  # TOTALVI's encoder dropout (the converged budget's candidate)
+            settings["dropout_rate"] = 0.2
         return nvi.tl.train(
             reference,
             batch_key="Site",

@@ -219,6 +219,27 @@ def test_mosaic_go_settings_apply_to_the_fractions_only(load_script, capsys):
     assert settings["go"] is None and settings["annotations"] is None
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("networkvi", {}),
+        ("networkvi-dropout0.2", {"dropout_rate": 0.2}),
+        ("networkvi-anchor-rna", {"modality_penalty_anchor": "rna"}),
+        ("networkvi-no-penalty", {"modality_penalty": None}),
+    ],
+)
+def test_query_mapping_reference_variants_change_one_setting(load_script, monkeypatch, name, expected):
+    import scvi_networkvi as nvi
+
+    query_mapping = load_script("benchmarks/query_mapping.py", "query_mapping")
+    seen = {}
+    monkeypatch.setattr(nvi.tl, "train", lambda data, **kwargs: seen.update(kwargs) or "model")
+    assert query_mapping.fit_reference(name, "reference", epochs=3) == "model"
+    covariates = {"encode_covariates": True, "deeply_inject_covariates": True}
+    assert seen["model_kwargs"] == {"gene_size": 5, "go_size": 2, **covariates, **expected}
+    assert seen["max_epochs"] == 3 and seen["batch_key"] == "Site"
+
+
 def test_mosaic_ablation_changes_are_options_networkvi_accepts(load_script):
     import inspect
 
