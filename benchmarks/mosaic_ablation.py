@@ -108,6 +108,8 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the encoders without dropout (the default for two or more modalities since 2026-12-05b)
     "no-dropout": ({"dropout_rate": 0.0}, {}, {}),
     "encode-cov": ({"encode_covariates": True}, {}, {}),
+    # the RNA library size learned by an encoder, as MULTIVI does, instead of the observed one
+    "lib-learned": ({"use_observed_lib_size": False}, {}, {}),
     # the centred inputs also rescaled per batch to the pooled within-batch spread (the GO default on paired CITE-seq)
     "scale-batch": ({"batch_scaled_input": True}, {}, {}),
     "scale-none": ({"batch_scaled_input": False}, {}, {}),  # the default with proteins until 2026-12-07f
