@@ -107,17 +107,22 @@ def _above(row) -> float:
     return row["peak_rss_mb"] - row["rss_imports_mb"]
 
 
+def _in_a_set(row) -> bool:
+    """Whether a row was measured with ``--go-sets`` (a number in its ``set`` column, not NaN)."""
+    return "set" in row and not math.isnan(float(row["set"]))
+
+
 def _reference(frame, row):
     """The TOTALVI row a NETWORKVI ``row`` is compared with: the one of its set (``--go-sets``), else the last one."""
     tot = frame[frame["model"] == "totalvi"]
-    if row is not None and "set" in frame and row["set"] == row["set"]:
+    if row is not None and _in_a_set(row):
         tot = tot[tot["set"] == row["set"]]
     return tot.iloc[-1] if len(tot) else None
 
 
 def _set_label(row) -> str:
     """A row's set number, ``-`` for a row measured without ``--go-sets`` in the same CSV."""
-    return str(int(row["set"])) if row["set"] == row["set"] else "-"
+    return str(int(row["set"])) if _in_a_set(row) else "-"
 
 
 def _reference_cells(row) -> dict:
