@@ -110,6 +110,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     "encode-cov": ({"encode_covariates": True}, {}, {}),
     # the RNA library size learned by an encoder, as MULTIVI does, instead of the observed one
     "lib-learned": ({"use_observed_lib_size": False}, {}, {}),
+    # the encoders read raw counts, without log1p or depth normalisation, as MULTIVI's RNA encoder does (and the
+    # original's encoders); centred inputs are refused with it, so only for uncentred data types
+    "raw-input": ({"log_variational": False, "depth_normalized_input": ()}, {}, {}),
     # the centred inputs also rescaled per batch to the pooled within-batch spread (the GO default on paired CITE-seq)
     "scale-batch": ({"batch_scaled_input": True}, {}, {}),
     "scale-none": ({"batch_scaled_input": False}, {}, {}),  # the default with proteins until 2026-12-07f

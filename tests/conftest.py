@@ -166,6 +166,15 @@ def resource_env(tmp_path, monkeypatch: pytest.MonkeyPatch, no_proxy: None):
 
 
 @pytest.fixture
+def offline_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh temporary resource cache in offline mode: only the embedded example resources can be read."""
+    from scvi_networkvi.resources import DATA_DIR_ENV, OFFLINE_ENV
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+
+
+@pytest.fixture
 def use_registry(monkeypatch: pytest.MonkeyPatch):
     """Return a function installing a :class:`Registry` as the package default for the duration of the test.
 

@@ -57,7 +57,7 @@ def test_an_unknown_keyword_is_named_before_any_work():
     with pytest.raises(TypeError, match=r"NETWORKVI\(\) got unexpected keyword argument\(s\) 'gene_likelyhood'") as e:
         nvi.NETWORKVI(mdata, gene_likelyhood="nb")
     assert "gene_likelihood" in str(e.value) and "head_input" in str(e.value) and "n_hidden" in str(e.value)
-    for set_by_the_model in ("n_batch", "input_shifts", "log_variational"):
+    for set_by_the_model in ("n_batch", "input_shifts"):
         with pytest.raises(TypeError, match=set_by_the_model):
             nvi.NETWORKVI(mdata, **{set_by_the_model: None})
     with pytest.raises(TypeError, match=r"NetworkVAE\(\) got unexpected keyword argument\(s\) 'depth'"):
@@ -73,6 +73,7 @@ def test_an_unknown_keyword_is_named_before_any_work():
         ({"activation": "gelu"}, "activation must be 'relu', 'leaky_relu' or 'hardswish'"),
         ({"modality_mixing": "sum"}, "modality_mixing must be 'moe', 'poe', 'mean', 'auto' or None"),
         ({"encoder": "wide"}, "encoder must be 'go' or 'dense'"),
+        ({"log_variational": "no"}, r"log_variational='no'\): give True \(log1p counts\) or False"),
         ({"covariate_attention": "go"}, "encode_covariates=True"),
         ({"covariate_attention": "go", "encode_covariates": True, "encoder": "dense"}, "needs encoder='go'"),
     ],
@@ -118,7 +119,7 @@ def test_options_reach_the_module_and_the_encoders_and_are_saved_resolved():
         and not encoder.gene_layer.layer.linear_path
     )
     saved = model.init_params_["kwargs"]["model_kwargs"]
-    assert set(saved) == set(NetworkVAE.options()) - set(model.init_params_["non_kwargs"]) - {"log_variational"}
+    assert set(saved) == set(NetworkVAE.options()) - set(model.init_params_["non_kwargs"])
     assert saved["gene_likelihood"] == "nb" and saved["go_norm"] == "batch"  # defaults saved too
     settings = model.init_settings
     assert settings["n_layers_decoder"] == 1 and settings["modality_mixing"] == "poe" and "wirings" not in settings

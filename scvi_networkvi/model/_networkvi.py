@@ -320,6 +320,7 @@ class NETWORKVI(
                 f"depth_normalized_input={normalized!r} names a role this model does not have ({roles}): pass some "
                 "of them or ()."
             )
+        _check_raw_input(model_kwargs["log_variational"], centered, normalized)
         compiled: dict[str, Wiring] = {}
         #: Where each modality's gene ids were read from ({role: source, id type, species, shares}), kept with the
         #: model (saved and loaded with it): ``None`` when no ids were read (given wirings, dense encoders).
@@ -428,16 +429,11 @@ class NETWORKVI(
 
         The wiring fields are those of :class:`~scvi_networkvi.wiring.WiringConfig` but ``max_depth`` and
         ``root_size`` (``go_size``: ``term_size``). The module options are the module's (``NetworkVAE.options()``)
-        less the constructor's own arguments and ``log_variational`` (the batch-centred inputs are means of
-        ``log1p`` counts), each given value over its default.
+        less the constructor's own arguments, each given value over its default.
         """
         own = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model_kwargs")]
         wiring = KEYWORD_FIELDS
-        options = {
-            name: default
-            for name, default in cls._module_cls.options().items()
-            if name not in own and name != "log_variational"
-        }
+        options = {name: default for name, default in cls._module_cls.options().items() if name not in own}
         unknown = [name for name in given if name not in options and name not in wiring]
         if unknown:
             raise TypeError(
@@ -489,6 +485,24 @@ def _layer_sizes(
     elif n_latent == "sqrt":
         n_latent = max(2, math.isqrt(n_hidden))
     return int(n_hidden), int(n_latent)
+
+
+def _check_raw_input(log_variational: bool, centered: Sequence[str], normalized: Sequence[str]) -> None:
+    """Raw counts into the encoders (``log_variational=False``) exclude the input transforms defined on ``log1p``."""
+    if log_variational:
+        return
+    if centered:
+        raise ValueError(
+            f"log_variational=False feeds the encoders raw counts, but the inputs of {list(centered)} are centred "
+            "within each batch, which is defined on log1p counts: also pass batch_centered_input=() (and "
+            "batch_scaled_input=False), or keep log_variational=True."
+        )
+    if normalized:
+        raise ValueError(
+            f"log_variational=False feeds the encoders raw counts, but depth_normalized_input={tuple(normalized)!r} "
+            "scales them to one total before log1p: also pass depth_normalized_input=(), or keep "
+            "log_variational=True."
+        )
 
 
 def _centered_roles(value: Sequence[str] | str, roles: Sequence[str]) -> list[str]:

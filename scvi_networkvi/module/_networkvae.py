@@ -133,7 +133,9 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
     use_observed_lib_size
         Use the observed RNA library size (log of the counts' sum); else learn it with a library encoder.
     log_variational
-        Encoders read ``log1p`` of the counts (the original reads raw counts).
+        Encoders read ``log1p`` of the counts. ``False``: raw counts, as the original's encoders and MULTIVI's RNA
+        encoder read them; ``NETWORKVI`` then refuses batch-centred and depth-normalised inputs (defined on
+        ``log1p``).
     **encoder_kwargs
         Options of the GO encoders, see :class:`~scvi_networkvi.nn.WiredEncoder`: ``n_interaction_layers``,
         ``activation``, ``linear_path``, ``covariate_attention`` (needs ``encode_covariates=True`` and GO-wired
