@@ -19,10 +19,7 @@ from scvi_networkvi.model._training_plan import NetworkVITrainingPlan
 MODS = {"rna_layer": "rna", "protein_layer": "prot", "batch_key": "rna"}
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,7 @@ TRAIN = {"accelerator": "cpu", "enable_progress_bar": False}
 RNA_ONLY = {"rna_layer": "rna"}
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 @pytest.fixture

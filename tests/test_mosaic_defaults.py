@@ -28,10 +28,7 @@ MULTIOME_MODS = {"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
 TRAIN = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 @pytest.fixture(scope="module")

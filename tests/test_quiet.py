@@ -21,10 +21,7 @@ TINY = {"model_kwargs": {"gene_size": 2, "go_size": 1, "encode_covariates": True
 TRAIN = {"accelerator": "cpu", "enable_progress_bar": False, "batch_size": 64}
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def _cells(example_sites, sites, n):

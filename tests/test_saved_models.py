@@ -42,10 +42,7 @@ def make_saved_model(load_script):
     return load_script("scripts/make_saved_model.py")
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCVI_NETWORKVI_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("SCVI_NETWORKVI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def test_there_is_a_saved_model_of_the_first_release():
