@@ -160,6 +160,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # regularising the encoders: dropout 0.1 (MULTIVI's) instead of none, AdamW's weight decay 1e-2 instead of 1e-3
     "dropout0.1": ({"dropout_rate": 0.1}, {}, {}),
     "wd1e-2": ({}, {"weight_decay": 1e-2}, {}),
+    # the latent width: MULTIVI's rule (the square root of the hidden width: 11 on the tutorial multiome) and wider
+    "latent-sqrt": ({"n_latent": "sqrt"}, {}, {}),
+    "latent16": ({"n_latent": 16}, {}, {}),
     # GO depth 3 instead of the package's 2: four times the terms, each with fewer genes
     "depth3": ({"n_layers_encoder": 3}, {}, {}),
     # training without the gradient-spike guard (train(gradient_spike_factor=None)), as before 2026-12-06
