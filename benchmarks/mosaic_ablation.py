@@ -163,6 +163,9 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the latent width: MULTIVI's rule (the square root of the hidden width: 11 on the tutorial multiome) and wider
     "latent-sqrt": ({"n_latent": "sqrt"}, {}, {}),
     "latent16": ({"n_latent": 16}, {}, {}),
+    # 10 dimensions, the width on RNA + ATAC mosaics until 2026-12-07h (the stored multiome-fraction GO rows made
+    # before carry it in their names)
+    "latent10": ({"n_latent": 10}, {}, {}),
     # GO depth 3 instead of the package's 2: four times the terms, each with fewer genes
     "depth3": ({"n_layers_encoder": 3}, {}, {}),
     # training without the gradient-spike guard (train(gradient_spike_factor=None)), as before 2026-12-06

@@ -246,6 +246,8 @@ def test_the_data_type_rules(roles, mosaic_data, encoder, expected):
     # a dense ATAC encoder (the others GO-wired) for the GO encoder on mosaics with RNA and ATAC, proteins or not
     rna_atac_go_mosaic = encoder == "go" and mosaic_data and {"rna", "atac"} <= set(roles)
     assert rule.dense_modalities == (("atac",) if rna_atac_go_mosaic else ())
+    # a 16-dimensional latent for the GO encoder on RNA + ATAC mosaics without proteins, 10 elsewhere
+    assert rule.n_latent == (16 if go_atac_mosaic else 10)
 
 
 def test_a_single_modality_keeps_dropout_and_the_fading_adversary(multiome):
@@ -426,6 +428,12 @@ def test_the_go_rna_atac_mosaic_reads_atac_with_a_dense_encoder_and_saves_it(mul
     params = model.init_params_["non_kwargs"]
     assert params["dense_modalities"] == ("atac",) and params["wiring_by_modality"] == {}  # saved resolved
     assert "atac dense" in model._model_summary_string
+    # a 16-dimensional latent, saved resolved; an explicit width wins; paired multiome keeps 10
+    assert model.module.n_latent == 16 and params["n_latent"] == 16
+    assert nvi.NETWORKVI(data, n_latent=10, **sizes, **resources).module.n_latent == 10
+    assert nvi.NETWORKVI(paired(multiome, MULTIOME_MODS), **sizes, **resources).module.n_latent == 10
+    with rebuilding_saved_model():  # a model saved without its width was built with 10
+        assert nvi.NETWORKVI(data, n_latent=None, **sizes, **resources).module.n_latent == 10
     # the other defaults of the data type stay: depth-normalised RNA and ATAC, the penalty anchored on RNA
     assert model.module.depth_normalized_modalities == ("rna", "atac") and model.module.penalty_anchor == "rna"
     model.train(**TRAIN)
