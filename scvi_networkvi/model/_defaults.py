@@ -65,7 +65,7 @@ BEFORE_THE_OPTION: dict[str, object] = {
     "batch_scaled_input": False,
     "depth_normalized_input": (),
     "modality_penalty_warmup": True,
-    "n_latent": 10,  # saved resolved since it has had a value of its own; 10 before the mosaic rule
+    "n_latent": 10,  # models save the resolved width; one rebuilt without it was built before the mosaic rule
 }
 
 _rebuilding = ContextVar("rebuilding_saved_model", default=False)
