@@ -163,6 +163,7 @@ CHANGES: dict[str, tuple[dict, dict, dict]] = {
     # the latent width: MULTIVI's rule (the square root of the hidden width: 11 on the tutorial multiome) and wider
     "latent-sqrt": ({"n_latent": "sqrt"}, {}, {}),
     "latent16": ({"n_latent": 16}, {}, {}),
+    "latent13": ({"n_latent": 13}, {}, {}),
     # 10 dimensions, the width on RNA + ATAC mosaics until 2026-12-07h (the stored multiome-fraction GO rows made
     # before carry it in their names)
     "latent10": ({"n_latent": 10}, {}, {}),
