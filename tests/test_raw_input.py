@@ -12,6 +12,7 @@ import scvi
 import torch
 
 import scvi_networkvi as nvi
+from scvi_networkvi.module import NetworkVAE
 
 DATA = Path(__file__).parent / "data"
 CITE_MODS = {"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"}
@@ -65,6 +66,7 @@ def test_raw_input_encoders_read_the_counts(cite, resources, encoder):
 
 
 def test_raw_input_refuses_centred_and_depth_normalised_inputs(cite, resources):
+    before = (dict(cite.uns), cite["rna"].X.sum(), list(cite["rna"].obs.columns))
     # the CITE-seq defaults centre every input: the error names the argument that turns centring off
     with pytest.raises(ValueError, match=r"log_variational=False .* pass batch_centered_input=\(\)"):
         nvi.NETWORKVI(cite, log_variational=False, gene_size=2, go_size=2, **resources)
@@ -72,7 +74,13 @@ def test_raw_input_refuses_centred_and_depth_normalised_inputs(cite, resources):
         nvi.NETWORKVI(cite, encoder="dense", log_variational=False, batch_centered_input=("protein",))
     with pytest.raises(ValueError, match=r"depth_normalized_input=\('rna',\) .* pass depth_normalized_input=\(\)"):
         nvi.NETWORKVI(cite, encoder="dense", depth_normalized_input=("rna",), **RAW)
-    assert "_scvi_manager_uuid" in cite.uns  # the registered data is left as it was
+    after = (dict(cite.uns), cite["rna"].X.sum(), list(cite["rna"].obs.columns))
+    assert after[0].keys() == before[0].keys() and after[1:] == before[1:]  # the registered data is left as it was
+    # the module refuses the combination too, for those who build it directly
+    with pytest.raises(ValueError, match=r"log_variational=False .* input_shifts / depth_normalized_input"):
+        NetworkVAE({"rna": 5}, depth_normalized_input=("rna",), log_variational=False)
+    with pytest.raises(ValueError, match=r"log_variational=False"):
+        NetworkVAE({"rna": 5}, n_batch=2, input_shifts={"rna": np.zeros((2, 5))}, log_variational=False)
 
 
 def test_a_raw_input_model_trains_saves_and_loads_reading_raw_counts(cite, resources, tmp_path):

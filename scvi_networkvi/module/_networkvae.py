@@ -225,6 +225,11 @@ class NetworkVAE(NetworkVAEOptionsMixin, NetworkVAEDecodersMixin, NetworkVAELoss
         self.protein_background_prior = protein_background_prior
         self.use_size_factor_key = use_size_factor_key
         self.use_observed_lib_size = use_size_factor_key or use_observed_lib_size
+        if not log_variational and (input_shifts or depth_normalized_input):
+            raise ValueError(
+                "log_variational=False feeds the encoders raw counts, but input_shifts / depth_normalized_input "
+                "transform log1p counts: leave them out, or keep log_variational=True."
+            )
         self.log_variational = log_variational
         cat_list = [n_batch, *list(n_cats_per_cov or [])]
         self.n_cats_per_cov = list(n_cats_per_cov or [])

@@ -6,8 +6,6 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import numpy as np
-
 from scvi_networkvi.nn import WiredEncoder, check_choices, keyword_defaults
 
 #: Modality roles in a fixed order (the order of the mixing weights and of the masks); the roles an option may name.
@@ -97,7 +95,7 @@ class NetworkVAEOptionsMixin:
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"{caller}(modality_dropout={rate!r}): give a probability in [0, 1).")
         raw = options.get("log_variational", True)
-        if not isinstance(raw, bool | np.bool_):
+        if not isinstance(raw, bool):
             raise ValueError(f"{caller}(log_variational={raw!r}): give True (log1p counts) or False (raw counts).")
         roles = options.get("depth_normalized_input", ())
         if not isinstance(roles, tuple | list) or not all(isinstance(r, str) and r in MODALITIES for r in roles):
